@@ -1,0 +1,92 @@
+"""The ``edgekv`` command line: a click group whose verbs live in ``edgekv/commands/<verb>.py``.
+
+Verbs are imported only when dispatched (like mlx-lm's cli.py), so ``edgekv pick`` never pays
+for llama_cpp, huggingface_hub, gguf or numpy. ``main()`` holds the one error -> message table:
+an EdgekvError prints one line and exits 1; a traceback only with ``EDGEKV_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from edgekv import __version__
+
+# verb -> (module, short help). The module defines a click command named ``command``.
+VERBS: dict[str, tuple[str, str]] = {
+    "pick": ("edgekv.commands.pick", "Rank model x quant x KV x context x samples for a card."),
+    "inspect": ("edgekv.commands.inspect", "Show a GGUF's spec, effective size and KV cost."),
+    "run": ("edgekv.commands.run", "Run a GGUF under a VRAM cap with a quantized KV cache."),
+    "bench": ("edgekv.commands.bench", "Benchmark prompt/decode speed and memory per configuration."),
+    "convert": ("edgekv.commands.convert", "Convert a Hugging Face checkpoint to a GGUF quant ladder."),
+    "download": ("edgekv.commands.download", "Download a GGUF (or pick's top plan) from the hub."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a verb's module only when that verb runs (or --help lists it)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in VERBS:
+            return None
+        module = importlib.import_module(VERBS[cmd_name][0])
+        cmd: click.Command = module.command
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in VERBS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekv")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv also shows llama.cpp's log).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """edgekv: the most accurate reasoning model your GPU's memory can hold.
+
+    \b
+    Examples:
+      edgekv pick --vram 8G
+      edgekv inspect model.gguf --vram 8G
+      edgekv download --vram 8G
+      edgekv run model.gguf --vram 8G --kv q8_0 --prompt "2+2?"
+    """
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["verbosity"] = -1 if quiet else verbose
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the group, turning EdgekvError into one line on stderr and exit 1."""
+    from edgekv.errors import EdgekvError
+
+    try:
+        return cli.main(args=argv, prog_name="edgekv", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except EdgekvError as e:
+        if os.environ.get("EDGEKV_DEBUG") == "1":
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)

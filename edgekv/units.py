@@ -1,0 +1,79 @@
+"""Sizes and token counts: the one place edgekv's unit convention lives.
+
+VRAM is binary: ``8G``, ``8GB`` and ``8GiB`` all mean 8 x 2**30 bytes, because card makers'
+"8 GB" cards hold 8 GiB and nvidia-smi reports MiB. ``M``/``MB``/``MiB`` are 2**20 and ``K`` 2**10.
+A bare integer is bytes. Token counts (``--ctx 16k``) use k = 1024, as llama.cpp users write them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgekv.errors import SpecError
+
+KIB = 1024
+MIB = 1024**2
+GIB = 1024**3
+TIB = 1024**4
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_SCALE = {"": 1, "K": KIB, "M": MIB, "G": GIB, "T": TIB}
+
+
+def parse_size(text: str | int) -> int:
+    """Parse a memory size such as ``8G``, ``8GiB``, ``8GB``, ``7.5G`` or ``8192MiB`` into bytes.
+
+    Raises:
+        SpecError: for anything else (negative, unit-less fractions, unknown units).
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise SpecError(f"size must be positive, got {text}")
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise SpecError(
+            f"cannot read {text!r} as a memory size",
+            hint="write it like 8G, 8GiB, 7.5G or 8192M (binary units: 1G = 1024 MiB)",
+        )
+    number, unit = m.group(1), m.group(2).upper()
+    if unit == "" and "." in number:
+        raise SpecError(f"cannot read {text!r} as a memory size", hint="a bare number is bytes; add a unit: 7.5G")
+    value = round(float(number) * _SCALE[unit])
+    if value <= 0:
+        raise SpecError(f"size must be positive, got {text!r}")
+    return value
+
+
+def format_bytes(n_bytes: int | float, *, unit: str | None = None) -> str:
+    """Human form of a byte count in binary units, e.g. ``4.19 GiB``."""
+    sign = "-" if n_bytes < 0 else ""
+    n = abs(float(n_bytes))
+    if unit is None:
+        unit = "GiB" if n >= GIB else "MiB" if n >= MIB else "KiB" if n >= KIB else "B"
+    scale = {"B": 1, "KiB": KIB, "MiB": MIB, "GiB": GIB, "TiB": TIB}[unit]
+    return f"{sign}{n / scale:.2f} {unit}" if unit != "B" else f"{sign}{int(n)} B"
+
+
+_TOKENS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+
+
+def parse_tokens(text: str | int) -> int:
+    """Parse a token count such as ``4096``, ``4k`` or ``32K`` (k = 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise SpecError(f"token count must not be negative, got {text}")
+        return text
+    m = _TOKENS_RE.match(str(text))
+    if not m:
+        raise SpecError(f"cannot read {text!r} as a token count", hint="write it like 4096, 4k or 32k (k = 1024)")
+    scale = {"": 1, "k": 1024, "m": 1024**2}[m.group(2).lower()]
+    value = float(m.group(1)) * scale
+    if value != int(value):
+        raise SpecError(f"{text!r} is not a whole number of tokens")
+    return int(value)
+
+
+def parse_list(text: str) -> list[str]:
+    """Split a comma-separated CLI list, dropping blanks: ``"f16, q8_0"`` -> ``["f16", "q8_0"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
