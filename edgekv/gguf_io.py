@@ -139,7 +139,7 @@ def parse_header(buf: bytes | mmap.mmap | memoryview) -> GGUFHeader:
     cur = _Cursor(buf)
     magic = cur.take(4)
     if magic != GGUF_MAGIC:
-        raise GGUFError("not a GGUF file (bad magic)", hint="edgekv reads llama.cpp's .gguf files")
+        raise GGUFError("not a GGUF file (bad magic)", hint="give it a llama.cpp .gguf model file")
     version = cur.u32()
     if version not in (2, 3):
         raise GGUFError(f"unsupported GGUF version {version}", hint="only versions 2 and 3 exist")

@@ -24,12 +24,13 @@ from edgekv.units import MIB
 
 KV_PAD_CELLS = 256  # llama-context.cpp: cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256)
 
-# Measured on an H200 (driver 580) with llama-cpp-python 0.3.36 (../shared/llama-cpp-memory.md):
-# the CUDA context is ~520 MiB from load, plus 80 MiB at the first prompt with quantized weights
-# and flash attention (176 MiB with f16/bf16 weights or with flash attention off).
-CUDA_CONTEXT_BYTES = 520 * MIB
+# Measured on an H200 (driver 580.159, llama-cpp-python 0.3.36, bench/results/vram.jsonl): the
+# process holds its buffers plus ~514 MiB of CUDA context from load, and after the first prompt
+# 80 MiB more with quantized weights and flash attention (178 MiB with f16/bf16 weights or with
+# flash attention off): 594 / 692 MiB in all.
+CUDA_CONTEXT_BYTES = 514 * MIB
 CUDA_FIRST_PROMPT_BYTES = 80 * MIB
-CUDA_FIRST_PROMPT_F16_BYTES = 176 * MIB
+CUDA_FIRST_PROMPT_F16_BYTES = 178 * MIB
 DEFAULT_MARGIN_BYTES = 256 * MIB  # headroom for the desktop/driver on a real card; a setting
 
 
@@ -118,15 +119,19 @@ class KvCost:
 
 def kv_cost(spec: ModelSpec, type_k: KvType, type_v: KvType, *, first_layer: int = 0) -> KvCost:
     """Per-cell KV bytes of layers ``first_layer..n_layer-1`` (the offloaded ones)."""
-    full = swa = 0
+    groups: dict[tuple[int, bool], int] = {}
     for il in range(first_layer, spec.n_layer):
-        if spec.n_head_kv[il] == 0:
+        key = (spec.n_head_kv[il], spec.is_swa(il))
+        groups[key] = groups.get(key, 0) + 1
+    full = swa = 0
+    for (n_kv, is_swa), n_layers in groups.items():
+        if n_kv == 0:
             continue
-        b = row_bytes(type_k.ggml.name, spec.n_embd_k_gqa(il)) + row_bytes(type_v.ggml.name, spec.n_embd_v_gqa(il))
-        if spec.is_swa(il):
-            swa += b
+        b = row_bytes(type_k.ggml.name, n_kv * spec.head_dim_k) + row_bytes(type_v.ggml.name, n_kv * spec.head_dim_v)
+        if is_swa:
+            swa += b * n_layers
         else:
-            full += b
+            full += b * n_layers
     return KvCost(full, swa)
 
 
@@ -191,34 +196,23 @@ def weight_bytes_split(spec: ModelSpec, n_gpu_layers: int = -1) -> tuple[int, in
     return WeightLayout.from_spec(spec).split(n_gpu_layers)
 
 
-def compute_bytes_estimate(spec: ModelSpec, cfg: RunConfig, *, coef: ComputeCoef | None = None) -> int:
+def compute_bytes_estimate(spec: ModelSpec, cfg: RunConfig) -> int:
     """Fallback formula for the GPU compute buffer, fitted to dry-run measurements.
 
-    The worst-case graph for n_ubatch tokens holds the f32 logits (n_vocab x n_ubatch), the FFN
-    activations (n_ff x n_ubatch) and, without flash attention, the f32 attention scores
-    (n_head x kv cells x n_ubatch). ``bench/compute_fit.jsonl`` has the data it was fitted to.
+    llama.cpp reserves the worst-case graph for n_ubatch tokens. With flash attention the peak
+    is the f32 logits plus one hidden state: 4 x n_ub x (n_vocab + n_embd) bytes (exact to the
+    MiB for all ten catalog models on the H200). Without flash attention the f32 attention
+    scores and mask, 4 x n_ub x cells x (n_head + 1), plus q/k/v and one hidden state, take over
+    at long contexts; the larger of the two is reserved. ``bench/results/compute.jsonl`` holds
+    the measurements; tests/unit/test_memory.py reports the worst error.
     """
-    c = coef or DEFAULT_COMPUTE_COEF
     n_ub = min(cfg.n_ubatch, pad(cfg.n_ctx, KV_PAD_CELLS))
-    cells, n_stream = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
-    value = 4 * n_ub * (c.vocab * spec.n_vocab + c.ff * spec.n_ff + c.embd * spec.n_embd)
-    if not cfg.flash_attn:
-        value += int(4 * c.kq * spec.n_head * cells * n_ub)
-    return int(value + c.const_bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class ComputeCoef:
-    """Coefficients of :func:`compute_bytes_estimate` (per f32 element x n_ubatch)."""
-
-    vocab: float
-    ff: float
-    embd: float
-    kq: float
-    const_bytes: int
-
-
-DEFAULT_COMPUTE_COEF = ComputeCoef(vocab=1.0, ff=1.0, embd=3.0, kq=1.0, const_bytes=16 * MIB)
+    logits = 4 * n_ub * (spec.n_vocab + spec.n_embd)
+    if cfg.flash_attn:
+        return logits
+    cells, _ = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
+    attn = 4 * n_ub * (cells * (spec.n_head + 1) + 3 * spec.n_head * spec.head_dim_k + spec.n_embd)
+    return max(logits, attn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,19 +250,17 @@ class Footprint:
         }
 
 
-def cuda_overhead_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
-    """CUDA context + first-prompt workspace, measured on the H200 (see module docstring)."""
-    f16_weights = spec.file_type in ("F16", "BF16", "F32") or _mostly_float(spec)
-    extra = CUDA_FIRST_PROMPT_F16_BYTES if (f16_weights or not cfg.flash_attn) else CUDA_FIRST_PROMPT_BYTES
+def cuda_overhead_bytes(*, float_weights: bool, flash_attn: bool = True) -> int:
+    """CUDA context + first-prompt workspace, measured on the H200 (see the constants above)."""
+    extra = CUDA_FIRST_PROMPT_F16_BYTES if (float_weights or not flash_attn) else CUDA_FIRST_PROMPT_BYTES
     return CUDA_CONTEXT_BYTES + extra
 
 
-def _mostly_float(spec: ModelSpec) -> bool:
+def float_weights(spec: ModelSpec) -> bool:
+    """True when most weight bytes are f16/bf16/f32 (from the tensors, else the file type)."""
     if not spec.tensors:
-        return False
-    by_type = spec.tensor_type_bytes()
-    top = next(iter(by_type))
-    return top in ("F16", "BF16", "F32")
+        return spec.file_type in ("F16", "BF16", "F32")
+    return next(iter(spec.tensor_type_bytes())) in ("F16", "BF16", "F32")
 
 
 def footprint(
@@ -286,5 +278,7 @@ def footprint(
     kv = kv_bytes(spec, cfg).total
     source = "measured" if compute_bytes is not None else "estimate"
     compute = compute_bytes if compute_bytes is not None else compute_bytes_estimate(spec, cfg)
-    overhead = cuda_overhead_bytes(spec, cfg) if overhead_bytes is None else overhead_bytes
+    if overhead_bytes is None:
+        overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)
+    overhead = overhead_bytes
     return Footprint(gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source)

@@ -17,7 +17,7 @@ ranked by a sort key built from the paper's rules, in this order:
    Generation regime (rules 2-4): the precision class for the task first (math/code: 8/16-bit
    over 6 over 5 over 4 over 3-bit, "fewer parameters at 8/16 bits over more at 4 bits";
    knowledge: any >= 4-bit alike, then more parameters), then T up to ``saturation_tokens``,
-   then E up to E2 = 8.94 GiB, then G (rule 4), then E beyond E2.
+   then E up to E2 = 8.94 GiB, then G (rule 4), then more parameters, then E beyond E2.
    Choice: beyond E2 the paper's frontier buys parallel samples (G in 4..7 for 16-29 GB), so
    past E2 more samples rank above a bigger model of the same precision. G > 1 is only
    offered at E >= E1, strictly (rule 4).
@@ -172,13 +172,15 @@ class PickResult:
 def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
     if budget.overhead_bytes is not None:
         return budget.overhead_bytes
-    return cuda_overhead_bytes(opt.spec, cfg)
+    return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
 
 
 def _fixed_bytes(opt: ModelOption, cfg: RunConfig, budget: Budget) -> tuple[int, int, int, str, int, int]:
     """(weights on GPU, compute, overhead, compute source, host weights, weights needed)."""
     w_gpu, w_host = opt.layout.split(cfg.n_gpu_layers)
-    compute, source = opt.compute_bytes(cfg) if budget.include_compute else (0, "not counted")
+    # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
+    full = replace(cfg, n_ctx=max(cfg.n_ctx, cfg.n_ubatch))
+    compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
     return w_gpu, compute, _overhead(budget, opt, cfg), source, w_host, w_gpu
 
 
@@ -293,9 +295,9 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
     if _regime(policy, opt.effective_bytes) == "capacity":
         size = float(opt.n_params) if knowledge else e
-        return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e, 0.0) + tail
+        return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e, 0.0, 0.0) + tail
     size = float(opt.n_params) if knowledge else min(e, float(policy.e2_bytes))
-    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), e) + tail
+    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e) + tail
 
 
 def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str, ...]:
@@ -415,12 +417,13 @@ def options_from_catalog(
     out: list[ModelOption] = []
     for m in models:
         assert isinstance(m, CatalogModel)
-        has_file = {q for q, e in m.quants.items() if e.file}
+        with_file = {q.value for q, e in m.quants.items() if e.file}
         for q, entry in m.quants.items():
             if wanted is not None and q.value not in wanted:
                 continue
-            if wanted is None and q.value == "F16" and "BF16" in {x.value for x in has_file} and not entry.file:
-                continue  # same bytes as BF16, which is what the repo publishes
+            twin = {"F16": "BF16", "BF16": "F16"}.get(q.value)
+            if wanted is None and twin in m.quants and not entry.file and (twin in with_file or q.value == "F16"):
+                continue  # F16 and BF16 weigh the same: keep the one the repo publishes
             out.append(
                 ModelOption(
                     name=m.name, quant=q.value, spec=m.spec, layout=entry.layout,

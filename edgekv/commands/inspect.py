@@ -1,0 +1,76 @@
+"""``edgekv inspect``: a GGUF's spec, effective size, bytes by tensor type and KV cost."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhead_bytes: int | None) -> dict[str, Any]:
+    """The dict behind both the table and --json."""
+    from edgekv import report
+    from edgekv.memory import RunConfig, WeightLayout, kv_bytes_per_token, kv_cost
+    from edgekv.policy import Budget, ModelOption, max_tokens_per_seq
+    from edgekv.quant import DEFAULT_KV_TYPES
+
+    per_token = {k: kv_bytes_per_token(spec, k) for k in DEFAULT_KV_TYPES}
+    max_ctx = None
+    if vram_bytes:
+        opt = ModelOption(spec.name, spec.file_type or "?", spec, WeightLayout.from_spec(spec), spec.weights_bytes)
+        budget = Budget(vram_bytes, overhead_bytes=overhead_bytes, margin_bytes=margin_bytes)
+        max_ctx = {}
+        for k in DEFAULT_KV_TYPES:
+            t, _fp = max_tokens_per_seq(
+                opt, kv_cost(spec, k, k), RunConfig(n_ctx=256, type_k=k, type_v=k), budget, cap=spec.n_ctx_train or 1 << 20
+            )
+            max_ctx[k] = t
+    return report.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
+
+
+@click.command("inspect")
+@click.argument("target")
+@click.argument("filename", required=False)
+@click.option("--remote", is_flag=True, help="TARGET is a hub repo and FILENAME a GGUF in it: read only its header.")
+@click.option("--revision", help="Hub revision (branch, tag or commit) with --remote.")
+@click.option("--vram", metavar="SIZE", help="Also show the largest context that fits fully offloaded.")
+@click.option("--margin", default="256M", show_default=True, help="Safety margin kept free with --vram.")
+@click.option("--overhead", default="auto", show_default=True, help="CUDA overhead with --vram: auto or a size.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def command(
+    target: str, filename: str | None, remote: bool, revision: str | None, vram: str | None,
+    margin: str, overhead: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Show a GGUF's spec, effective size, bytes by tensor type and KV bytes per token.
+
+    \b
+    Examples:
+      edgekv inspect model.gguf
+      edgekv inspect model.gguf --vram 8G --json
+      edgekv inspect bartowski/Qwen_Qwen3-8B-GGUF Qwen_Qwen3-8B-Q4_K_M.gguf --remote
+    """
+    from edgekv import report
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_size
+
+    if remote:
+        if not filename:
+            raise SpecError("--remote needs REPO and FILENAME", hint="edgekv inspect REPO FILE.gguf --remote")
+        from edgekv.hub import inspect_remote
+
+        spec, _stats = inspect_remote(target, filename, revision=revision)
+    else:
+        if filename:
+            raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
+        from edgekv.gguf_io import read_spec
+
+        spec = read_spec(target)
+    vram_bytes = parse_size(vram) if vram else None
+    margin_bytes = 0 if margin.strip() in ("0", "0G", "0M") else parse_size(margin)
+    overhead_bytes = None if overhead == "auto" else (0 if overhead.strip() in ("0", "0G") else parse_size(overhead))
+    data = inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    report.console().print(report.spec_tables(data, vram_bytes=vram_bytes))

@@ -1,0 +1,252 @@
+"""Formatting only: plans, specs and footprints as rich tables or JSON-ready dicts.
+
+Imports rich (and nothing heavy). The CLI hands results here; no arithmetic beyond unit display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from edgekv.memory import Footprint
+from edgekv.policy import Plan, PickResult
+from edgekv.quant import KvType
+from edgekv.spec import ModelSpec
+from edgekv.units import GIB, format_bytes
+
+BAR_WIDTH = 36
+_SEGMENTS = (
+    ("weights", "bold blue", "█"),
+    ("kv", "bold green", "█"),
+    ("compute", "yellow", "▓"),
+    ("overhead", "magenta", "▒"),
+    ("margin", "red", "░"),
+)
+
+
+def gib(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.2f}"
+
+
+def memory_bar(fp: Footprint, vram_bytes: int, *, width: int = BAR_WIDTH) -> Text:
+    """A one-line bar: weights / KV / compute / overhead / margin / free, to scale of the card."""
+    parts = {
+        "weights": fp.weights_gpu, "kv": fp.kv if fp.kv_on_gpu else 0, "compute": fp.compute,
+        "overhead": fp.overhead, "margin": fp.margin,
+    }  # fmt: skip
+    text = Text()
+    used = 0
+    for key, style, ch in _SEGMENTS:
+        n = round(parts[key] / vram_bytes * width) if vram_bytes else 0
+        n = min(n, width - used)
+        text.append(ch * n, style=style)
+        used += n
+    text.append("·" * (width - used), style="dim")
+    return text
+
+
+def bar_legend() -> Text:
+    t = Text("bar: ")
+    for key, style, ch in _SEGMENTS:
+        t.append(f"{ch} {key}  ", style=style)
+    t.append("· free", style="dim")
+    return t
+
+
+def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
+    """The exact llama.cpp settings: llama-server flags and llama_cpp.Llama keyword arguments."""
+    opt = plan.option
+    model_flags = ["-m", opt.path] if opt.path else (["-hfr", opt.repo, "-hff", opt.file] if opt.repo and opt.file else ["-m", f"{opt.name}-{opt.quant}.gguf"])
+    ngl = "999" if plan.n_gpu_layers < 0 else str(plan.n_gpu_layers)
+    server = [
+        "llama-server", *model_flags, "-ngl", ngl, "-c", str(plan.n_ctx), "-np", str(plan.parallel),
+        "-fa", "on", "-ctk", plan.type_k.value, "-ctv", plan.type_v.value, "-ub", str(n_ubatch),
+    ]  # fmt: skip
+    python: dict[str, Any] = {
+        "model_path": opt.path or opt.file or f"{opt.name}-{opt.quant}.gguf",
+        "n_gpu_layers": plan.n_gpu_layers,
+        "n_ctx": plan.n_ctx,
+        "n_ubatch": n_ubatch,
+        "flash_attn": True,
+        "type_k": plan.type_k.ggml.id,
+        "type_v": plan.type_v.ggml.id,
+    }
+    return {"server": server, "server_cmd": " ".join(server), "python": python, "n_seq_max": plan.parallel}
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    opt = plan.option
+    fp = plan.footprint
+    return {
+        "model": opt.name,
+        "quant": opt.quant,
+        "repo": opt.repo,
+        "file": opt.file,
+        "path": opt.path,
+        "type_k": plan.type_k.value,
+        "type_v": plan.type_v.value,
+        "n_ctx": plan.n_ctx,
+        "n_ctx_per_sample": plan.n_ctx_seq,
+        "parallel": plan.parallel,
+        "n_gpu_layers": plan.n_gpu_layers,
+        "effective_bytes": opt.effective_bytes,
+        "n_params": opt.n_params,
+        "memory": fp.as_dict(),
+        "regime": plan.regime,
+        "reasons": list(plan.reasons),
+        "decode_slowdown": round(plan.offload_slowdown, 2),
+        "llama_args": llama_args(plan),
+    }
+
+
+def pick_dict(result: PickResult) -> dict[str, Any]:
+    pol = result.policy
+    b = result.budget
+    return {
+        "vram_bytes": b.vram_bytes,
+        "task": pol.task.value,
+        "accounting": {
+            "overhead_bytes": b.overhead_bytes,
+            "margin_bytes": b.margin_bytes,
+            "compute_counted": b.include_compute,
+        },
+        "policy": {
+            "e1_bytes": pol.e1_bytes, "e2_bytes": pol.e2_bytes, "token_floor": pol.token_floor,
+            "saturation_tokens": pol.saturation_tokens, "max_parallel": pol.max_parallel,
+            "similar": pol.similar, "kv_types": [k.value for k in pol.kv_types], "eviction": pol.eviction,
+        },  # fmt: skip
+        "considered": result.n_considered,
+        "plans": [plan_dict(p) for p in result.plans],
+        "baseline_uniform_4bit": plan_dict(result.baseline) if result.baseline else None,
+    }
+
+
+def pick_table(result: PickResult, *, width: int = 100) -> Group:
+    vram = result.budget.vram_bytes
+    bar_width = max(10, min(BAR_WIDTH, width - (90 if width >= 110 else 62)))
+    t = Table(title=f"edgekv pick: {format_bytes(vram)} card, task {result.policy.task.value}", box=box.SIMPLE_HEAD)
+    wide = width >= 110
+    for col, kw in (
+        ("#", {"justify": "right"}), ("model", {"overflow": "fold"}), ("quant", {}),
+        ("E GiB", {"justify": "right"}), ("KV", {}), ("tokens x G", {"justify": "right", "no_wrap": True}),
+        ("weights+KV+compute+overhead GiB" if wide else "total GiB", {"justify": "right"}),
+        ("memory", {"no_wrap": True}),
+    ):  # fmt: skip
+        t.add_column(col, **kw)
+    for i, p in enumerate(result.plans, 1):
+        fp = p.footprint
+        quant = p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}")
+        parts_gib = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {gib(fp.gpu_total)}"
+        t.add_row(
+            str(i), p.option.name, quant, gib(p.option.effective_bytes), p.kv_label,
+            f"{p.n_ctx_seq} x {p.parallel}", parts_gib if wide else gib(fp.gpu_total), memory_bar(fp, vram, width=bar_width),
+        )  # fmt: skip
+    parts: list[Any] = [t, bar_legend()]
+    if result.plans:
+        best = result.plans[0]
+        why = Text("Why #1 (", style="bold")
+        why.append(f"{best.option.name} {best.option.quant}, {best.kv_label} KV, {best.n_ctx_seq} tokens x {best.parallel}")
+        why.append("):", style="bold")
+        parts.append(why)
+        parts.extend(Text(f"  - {r}") for r in best.reasons)
+        parts.append(Text(f"  - memory: {footprint_line(best.footprint)}"))
+        base = result.baseline
+        if base is not None:
+            parts.append(Text("Uniform 4-bit (the usual default) on this card:", style="bold"))
+            parts.append(
+                Text(
+                    f"  {base.option.name} Q4_K_M, f16 KV: E {gib(base.option.effective_bytes)} GiB, "
+                    f"{base.n_ctx_seq} tokens, total {gib(base.footprint.gpu_total)} GiB"
+                    + ("  (same model as #1)" if base.option.name == best.option.name else "")
+                )
+            )
+        args = llama_args(best)
+        parts.append(Text("llama.cpp settings for #1:", style="bold"))
+        parts.append(Text("  " + args["server_cmd"]))
+        py = ", ".join(f"{k}={v!r}" for k, v in args["python"].items())
+        parts.append(Text(f"  llama_cpp.Llama({py})"))
+        if best.parallel > 1:
+            parts.append(Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}"))
+    return Group(*parts)
+
+
+def footprint_line(fp: Footprint) -> str:
+    return (
+        f"weights {format_bytes(fp.weights_gpu)} + KV {format_bytes(fp.kv)} + compute {format_bytes(fp.compute)} "
+        f"({fp.compute_source}) + CUDA overhead {format_bytes(fp.overhead)} + margin {format_bytes(fp.margin)} "
+        f"= {format_bytes(fp.gpu_total)}"
+    )
+
+
+def spec_dict(spec: ModelSpec, *, kv_per_token: Mapping[KvType, int], max_ctx: Mapping[KvType, int] | None) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "arch": spec.arch,
+        "file_type": spec.file_type,
+        "n_layer": spec.n_layer,
+        "n_embd": spec.n_embd,
+        "n_head": spec.n_head,
+        "n_head_kv": list(spec.n_head_kv),
+        "head_dim_k": spec.head_dim_k,
+        "head_dim_v": spec.head_dim_v,
+        "n_ff": spec.n_ff,
+        "n_vocab": spec.n_vocab,
+        "context_length": spec.n_ctx_train,
+        "n_swa": spec.n_swa,
+        "swa_layers": sum(spec.swa_layers),
+        "tied_embeddings": spec.tied_embeddings,
+        "n_params": spec.n_params,
+        "weights_bytes": spec.weights_bytes,
+        "tensor_type_bytes": spec.tensor_type_bytes(),
+        "kv_bytes_per_token": {k.value: v for k, v in kv_per_token.items()},
+        **({"max_ctx": {k.value: v for k, v in max_ctx.items()}} if max_ctx is not None else {}),
+    }
+
+
+def spec_tables(d: Mapping[str, Any], *, vram_bytes: int | None) -> Group:
+    t = Table(title=f"{d['name']}", show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    swa = f"{d['swa_layers']} of {d['n_layer']} layers, window {d['n_swa']}" if d["swa_layers"] else "none"
+    heads_kv = sorted(set(d["n_head_kv"]))
+    rows = [
+        ("architecture", d["arch"]), ("file type", str(d["file_type"] or "?")),
+        ("parameters", f"{d['n_params'] / 1e9:.3f} B ({d['n_params']:,})"),
+        ("effective size", f"{format_bytes(d['weights_bytes'])} ({d['weights_bytes']:,} bytes)"),
+        ("layers / embedding / FFN", f"{d['n_layer']} / {d['n_embd']} / {d['n_ff']}"),
+        ("heads / KV heads", f"{d['n_head']} / {', '.join(map(str, heads_kv))}"),
+        ("head dim K / V", f"{d['head_dim_k']} / {d['head_dim_v']}"),
+        ("vocab", f"{d['n_vocab']:,}"), ("trained context", f"{d['context_length']:,}"),
+        ("sliding window", swa), ("tied embeddings", "yes" if d["tied_embeddings"] else "no"),
+    ]  # fmt: skip
+    for k, v in rows:
+        t.add_row(k, v)
+    types = Table(title="weight bytes by tensor type")
+    types.add_column("type")
+    types.add_column("bytes", justify="right")
+    types.add_column("GiB", justify="right")
+    types.add_column("share", justify="right")
+    total = d["weights_bytes"] or 1
+    for ty, n in d["tensor_type_bytes"].items():
+        types.add_row(ty, f"{n:,}", gib(n), f"{100 * n / total:.1f}%")
+    kv = Table(title="KV cache per token (full-attention layers)" + (f", max context on {format_bytes(vram_bytes)}" if vram_bytes else ""))
+    kv.add_column("KV type")
+    kv.add_column("bytes/token", justify="right")
+    kv.add_column("KiB/token", justify="right")
+    if vram_bytes:
+        kv.add_column("max context (full offload)", justify="right")
+    for k, v in d["kv_bytes_per_token"].items():
+        row = [k, f"{v:,}", f"{v / 1024:.1f}"]
+        if vram_bytes:
+            row.append(f"{d['max_ctx'][k]:,}")
+        kv.add_row(*row)
+    return Group(t, types, kv)
+
+
+def console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)

@@ -1,0 +1,149 @@
+"""Build llama.cpp-loadable GGUFs from a Hugging Face config, for tests.
+
+``write_sparse_gguf`` writes only the header (metadata, a tiny SPM tokenizer, tensor infos) and
+then extends the file with ``truncate``: the data region is a sparse file of zeros, so a 32B
+model's shapes cost a few MB of disk and a fraction of a second. ``write_tiny_gguf`` writes real
+random weights for tiny configs, so llama.cpp can load and generate from the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+
+from edgekv.archs import ArchParams, TensorShape, gguf_tensors
+from edgekv.quant import FILE_TYPES, tensor_bytes
+
+__all__ = ["write_sparse_gguf", "write_tiny_gguf", "tiny_config"]
+
+_N_SPECIAL = 3  # <unk>, <s>, </s> at ids 0, 1, 2: llama.cpp's SPM defaults
+_N_BYTES = 256
+
+
+def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, Any]:
+    """A small HF config (hidden 256, 2 layers, 4 heads, 2 KV heads, head_dim 64, vocab 512)."""
+    config: dict[str, Any] = {
+        "architectures": [arch],
+        "hidden_size": 256,
+        "intermediate_size": 768,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "vocab_size": 512,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": arch == "Qwen3ForCausalLM",
+    }
+    if arch != "Qwen3ForCausalLM":
+        del config["head_dim"]  # derived as hidden_size // num_attention_heads
+    config.update(overrides)
+    return config
+
+
+def _writer(
+    path: Path, config: dict[str, Any], *, outtype: str, n_expert: int = 0
+) -> tuple[gguf.GGUFWriter, ArchParams]:
+    """A GGUFWriter with the metadata llama.cpp's loader and a minimal SPM vocab need."""
+    p = ArchParams.from_config(config)
+    a = p.arch
+    w = gguf.GGUFWriter(path, a)
+    w.add_string(gguf.Keys.General.NAME, f"edgekv-test-{a}")
+    w.add_uint32(gguf.Keys.General.FILE_TYPE, FILE_TYPES[outtype.upper()])
+    w.add_uint32(gguf.Keys.LLM.BLOCK_COUNT.format(arch=a), p.n_layer)
+    w.add_uint32(gguf.Keys.LLM.CONTEXT_LENGTH.format(arch=a), p.n_ctx_train)
+    w.add_uint32(gguf.Keys.LLM.EMBEDDING_LENGTH.format(arch=a), p.n_embd)
+    w.add_uint32(gguf.Keys.LLM.FEED_FORWARD_LENGTH.format(arch=a), p.n_ff)
+    w.add_uint32(gguf.Keys.Attention.HEAD_COUNT.format(arch=a), p.n_head)
+    w.add_uint32(gguf.Keys.Attention.HEAD_COUNT_KV.format(arch=a), p.n_head_kv)
+    w.add_uint32(gguf.Keys.Attention.KEY_LENGTH.format(arch=a), p.head_dim)
+    w.add_uint32(gguf.Keys.Attention.VALUE_LENGTH.format(arch=a), p.head_dim)
+    w.add_float32(gguf.Keys.Attention.LAYERNORM_RMS_EPS.format(arch=a), p.rms_norm_eps)
+    w.add_float32(gguf.Keys.Rope.FREQ_BASE.format(arch=a), p.rope_theta)
+    w.add_uint32(gguf.Keys.Rope.DIMENSION_COUNT.format(arch=a), p.head_dim)
+    if a == "llama":
+        w.add_uint32(gguf.Keys.LLM.VOCAB_SIZE.format(arch=a), p.n_vocab)
+    if n_expert:
+        w.add_uint32(gguf.Keys.LLM.EXPERT_COUNT.format(arch=a), n_expert)
+        w.add_uint32(gguf.Keys.LLM.EXPERT_USED_COUNT.format(arch=a), 2)
+    _add_vocab(w, p.n_vocab)
+    return w, p
+
+
+def _add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
+    """An SPM vocab: 3 control tokens, the 256 byte tokens (so '\\n' exists), then filler."""
+    if n_vocab < _N_SPECIAL + _N_BYTES:
+        raise ValueError(f"vocab_size {n_vocab} is below the {_N_SPECIAL + _N_BYTES} tokens of the test vocab")
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(_N_BYTES)]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    types += [gguf.TokenType.BYTE] * _N_BYTES
+    n_rest = n_vocab - len(tokens)
+    tokens += [f"\u2581t{i}" for i in range(n_rest)]
+    types += [gguf.TokenType.NORMAL] * n_rest
+    w.add_string(gguf.Keys.Tokenizer.MODEL, "llama")
+    w.add_array(gguf.Keys.Tokenizer.LIST, tokens)
+    w.add_array(gguf.Keys.Tokenizer.SCORES, [0.0] * _N_SPECIAL + [0.0] * _N_BYTES + [-float(i) for i in range(n_rest)])
+    w.add_array(gguf.Keys.Tokenizer.TOKEN_TYPE, [int(t) for t in types])
+    w.add_uint32(gguf.Keys.Tokenizer.UNK_ID, 0)
+    w.add_uint32(gguf.Keys.Tokenizer.BOS_ID, 1)
+    w.add_uint32(gguf.Keys.Tokenizer.EOS_ID, 2)
+    w.add_bool(gguf.Keys.Tokenizer.ADD_BOS, False)
+
+
+def _qtype(t: TensorShape) -> gguf.GGMLQuantizationType:
+    return gguf.GGMLQuantizationType[t.dtype]
+
+
+def write_sparse_gguf(
+    path: str | os.PathLike[str], config: dict[str, Any], *, outtype: str = "F16", n_expert: int = 0
+) -> Path:
+    """A GGUF with ``config``'s real tensor shapes whose data is a sparse run of zeros.
+
+    ``n_expert`` only writes ``{arch}.expert_count`` (the tensors stay dense): llama_model_quantize
+    reads just the hparams, so this exercises its n_expert rules, but such a file does not load.
+    """
+    path = Path(path)
+    w, _ = _writer(path, config, outtype=outtype, n_expert=n_expert)
+    tensors = gguf_tensors(config, outtype=outtype)
+    data_bytes = 0
+    for t in tensors:
+        n = tensor_bytes(t.dtype, t.shape)
+        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=_qtype(t))
+        data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    assert w.fout is not None
+    meta_bytes = w.fout[0].tell()
+    w.close()
+    os.truncate(path, gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment) + data_bytes)
+    return path
+
+
+def write_tiny_gguf(
+    path: str | os.PathLike[str], config: dict[str, Any], *, outtype: str = "F16", seed: int = 0
+) -> Path:
+    """A GGUF of ``config`` with random weights (N(0, 0.02); norms 1), for tiny configs."""
+    path = Path(path)
+    w, _ = _writer(path, config, outtype=outtype)
+    rng = np.random.default_rng(seed)
+    for t in gguf_tensors(config, outtype=outtype):
+        shape = tuple(reversed(t.shape))
+        if t.name.endswith("_norm.weight"):
+            data = np.ones(shape, dtype=np.float32)
+        elif t.name == "rope_freqs.weight":
+            data = np.ones(shape, dtype=np.float32)
+        else:
+            data = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+        qtype = _qtype(t)
+        w.add_tensor(t.name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
