@@ -16,7 +16,7 @@ ranked by a sort key built from the paper's rules, in this order:
    precision class for the task, then longer T.
    Generation regime (rules 2-4): the precision class for the task first (math/code: 8/16-bit
    over 6 over 5 over 4 over 3-bit, "fewer parameters at 8/16 bits over more at 4 bits";
-   knowledge: any >= 4-bit alike, then more parameters), then T up to ``saturation_tokens``,
+   knowledge: any >= 4-bit alike, then more parameters before length), then T up to ``saturation_tokens``,
    then E up to E2 = 8.94 GiB, then G (rule 4), then more parameters, then E beyond E2.
    Choice: beyond E2 the paper's frontier buys parallel samples (G in 4..7 for 16-29 GB), so
    past E2 more samples rank above a bigger model of the same precision. G > 1 is only
@@ -296,7 +296,9 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     if _regime(policy, opt.effective_bytes) == "capacity":
         size = float(opt.n_params) if knowledge else e
         return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e, 0.0, 0.0) + tail
-    size = float(opt.n_params) if knowledge else min(e, float(policy.e2_bytes))
+    if knowledge:  # more parameters first, then length, then samples
+        return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e, 0.0) + tail
+    size = min(e, float(policy.e2_bytes))
     return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e) + tail
 
 
