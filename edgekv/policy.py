@@ -309,8 +309,13 @@ def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str
     out: list[str] = []
     if plan.regime == "capacity":
         out.append(f"effective size {e} is below E1 = {e1} (\"8-bit 4B\"): memory goes to model capacity first (rule 1)")
+    elif opt.effective_bytes >= policy.e1_bytes:
+        out.append(f"effective size {e} is at or above E1 = {e1}: memory goes to generation length first (rule 2)")
     else:
-        out.append(f"effective size {e} is at or near E1 = {e1}: memory goes to generation length first (rule 2)")
+        out.append(
+            f"effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of \"8-bit 4B\" itself): "
+            "memory goes to generation length first (rule 2)"
+        )
     if policy.task == Task.KNOWLEDGE:
         out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
     elif opt.bits_class >= 3:

@@ -22,10 +22,10 @@ from edgekv.units import GIB, format_bytes
 BAR_WIDTH = 36
 _SEGMENTS = (
     ("weights", "bold blue", "█"),
-    ("kv", "bold green", "█"),
-    ("compute", "yellow", "▓"),
-    ("overhead", "magenta", "▒"),
-    ("margin", "red", "░"),
+    ("kv", "bold green", "▓"),
+    ("compute", "yellow", "▒"),
+    ("overhead", "magenta", "░"),
+    ("margin", "red", "-"),
 )
 
 

@@ -90,7 +90,10 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
     elif params.get("repo"):
         from edgekv.hub import options_from_repo
 
-        options = options_from_repo(params["repo"], quants=parse_list(params["quants"]) if params.get("quants") else None)
+        options = options_from_repo(
+            params["repo"], quants=parse_list(params["quants"]) if params.get("quants") else None,
+            endpoint=params.get("endpoint"),
+        )
     else:
         family = params.get("family", "qwen3")
         if params.get("model") or family == "all":

@@ -1,0 +1,154 @@
+"""``edgekv download``: fetch a GGUF (every shard) into huggingface_hub's cache, or pick's top plan."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from edgekv.commands.pick import pick_options
+
+if TYPE_CHECKING:
+    from edgekv.hub import DownloadPlan, DownloadResult
+
+
+@click.command("download")
+@click.argument("repo_id", metavar="[REPO]", required=False)
+@click.option(
+    "--quant", "quant", metavar="QUANT", help="Weight quant to fetch as llama.cpp names it: Q4_K_M, Q8_0, ..."
+)
+@click.option("--file", "filename", metavar="NAME", help="Exact file in the repo (any shard of a split GGUF).")
+@click.option("--revision", metavar="REV", help="Branch, tag or commit hash (default: main).")
+@click.option("--dry-run", is_flag=True, help="Show what would be fetched and its size; download nothing.")
+@click.option(
+    "--endpoint", envvar="HF_ENDPOINT", metavar="URL", help="Hub URL (default: $HF_ENDPOINT, else huggingface.co)."
+)
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), help="Cache folder (default: $HF_HUB_CACHE or $HF_HOME/hub)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pick_options
+def command(
+    repo_id: str | None, quant: str | None, filename: str | None, revision: str | None, dry_run: bool,
+    endpoint: str | None, cache_dir: str | None, as_json: bool, **pick_params: Any,
+) -> None:  # fmt: skip
+    """Download a GGUF from the Hugging Face hub, or the file of pick's top plan for a card.
+
+    Files go to huggingface_hub's cache (HF_HOME), gated repos need HF_TOKEN, HF_HUB_OFFLINE=1
+    uses the cache only. A split GGUF is fetched whole. Free disk space is checked first and each
+    new file's sha256 is checked against the hub's. With --vram (or --gpu auto) the file is pick's
+    top plan for the card (pick's options apply; a REPO then ranks that repo's files).
+
+    \b
+    Examples:
+      edgekv download bartowski/Qwen_Qwen3-8B-GGUF --quant Q4_K_M
+      edgekv download bartowski/Qwen_Qwen3-8B-GGUF --quant Q8_0 --dry-run --json
+      edgekv download --vram 8G
+      edgekv download --vram 8G --task code --family qwen3
+    """
+    from edgekv import hub
+    from edgekv.errors import SpecError
+
+    vram = pick_params.get("vram")
+    if vram or pick_params.get("gpu"):
+        if quant or filename:
+            raise SpecError("--vram picks the file itself", hint="drop --quant/--file, or drop --vram")
+        from edgekv.commands.pick import top_plan_for_download
+
+        params = dict(click.get_current_context().params)
+        if repo_id and not params.get("repo"):
+            params["repo"] = repo_id
+        repo_id, filename = top_plan_for_download(params)
+    elif not repo_id:
+        raise SpecError(
+            "say what to download", hint="edgekv download REPO --quant Q4_K_M, or edgekv download --vram 8G"
+        )
+    elif not quant and not filename:
+        listing = hub.list_gguf_files(repo_id, endpoint=endpoint, revision=revision, cache_dir=cache_dir)
+        have = ", ".join(hub.available_quants(listing.files)) or "no quant-named files"
+        raise SpecError(f"say which file of {repo_id} to download", hint=f"add --quant (it has: {have}) or --file NAME")
+    plan = hub.plan_download(
+        repo_id, quant=quant, filename=filename, endpoint=endpoint, revision=revision, cache_dir=cache_dir
+    )
+    if dry_run:
+        _show(plan, None, vram=vram, as_json=as_json)
+        return
+    if not as_json:
+        click.echo(_summary(plan))
+    result = _fetch_with_bar(plan, endpoint=endpoint, show=not as_json and sys.stderr.isatty())
+    _show(plan, result, vram=vram, as_json=as_json)
+
+
+def _fetch_with_bar(plan: DownloadPlan, *, endpoint: str | None, show: bool) -> DownloadResult:
+    """hub.fetch, with a rich progress bar on stderr for a human on a TTY."""
+    from edgekv import hub
+
+    if not show or not plan.n_bytes_to_fetch:
+        return hub.fetch(plan, endpoint=endpoint)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from edgekv import report
+
+    columns = (BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=report.console(stderr=True), transient=True) as bar:
+        task = bar.add_task("download", total=plan.n_bytes_to_fetch)
+        return hub.fetch(plan, endpoint=endpoint, progress=lambda done, total: bar.update(task, completed=done))
+
+
+def _summary(plan: DownloadPlan) -> str:
+    from edgekv.units import format_bytes
+
+    names = plan.files[0].filename + (f" (+{len(plan.files) - 1} shards)" if len(plan.files) > 1 else "")
+    free = f", {format_bytes(plan.free_bytes)} free" if plan.free_bytes is not None else ""
+    return (
+        f"{plan.repo_id} @ {(plan.commit or plan.revision)[:8]}: {names}, {format_bytes(plan.n_bytes)} "
+        f"({format_bytes(plan.n_bytes_to_fetch)} to fetch{free})"
+    )
+
+
+def _run_command(plan: DownloadPlan, vram: str | None) -> str:
+    return f"edgekv run {shlex.quote(str(plan.path))} --vram {vram or '8G'}"
+
+
+def _show(plan: DownloadPlan, result: DownloadResult | None, *, vram: str | None, as_json: bool) -> None:
+    from edgekv.units import format_bytes
+
+    if as_json:
+        data = {
+            "repo": plan.repo_id,
+            "revision": plan.revision,
+            "commit": plan.commit,
+            "files": [
+                {
+                    "filename": f.filename,
+                    "quant": f.quant,
+                    "n_bytes": f.n_bytes,
+                    "sha256": f.sha256,
+                    "cached": cached,
+                    "path": str(p),
+                }
+                for f, cached, p in zip(plan.files, plan.cached, plan.local_paths, strict=True)
+            ],  # fmt: skip
+            "n_bytes": plan.n_bytes,
+            "n_bytes_to_fetch": plan.n_bytes_to_fetch,
+            "free_bytes": plan.free_bytes,
+            "from_cache": plan.from_cache,
+            "dry_run": result is None,
+            "path": str(plan.path),
+            "run_command": _run_command(plan, vram),
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    if result is None:
+        click.echo(_summary(plan))
+        for f, cached in zip(plan.files, plan.cached, strict=True):
+            size = format_bytes(f.n_bytes) if f.n_bytes is not None else "size unknown"
+            click.echo(f"  {f.filename}  {size}{'  (cached)' if cached else ''}")
+        click.echo(f"Would download to: {plan.path}")
+    else:
+        click.echo(f"Downloaded: {result.path}" if result.n_bytes_fetched else f"Already cached: {result.path}")
+    hint = "" if vram else "   (use your card's memory for --vram)"
+    click.echo(f"Run it:     {_run_command(plan, vram)}{hint}")
