@@ -3,8 +3,8 @@
 Pure arithmetic over a ModelSpec (stdlib only), mirroring llama.cpp 0.3.36's vendored source:
 - weights: ``llama_model::load_tensors`` puts layer ``il`` on the GPU iff
   ``il >= n_layer + 1 - n_gpu_layers``; the output layer (output.weight, output_norm, or a
-  duplicate of token_embd when embeddings are tied) goes to the GPU only with
-  ``n_gpu_layers > n_layer``; the input embedding (token_embd) always stays in host memory.
+  duplicate of token_embd when embeddings are tied) is ``il = n_layer``, so it is the first one
+  offloaded (any ``n_gpu_layers >= 1``); the input embedding (token_embd) always stays in host memory.
 - KV: ``llama_context`` pads n_ctx to 256; without a unified cache each of n_seq streams holds
   ``pad256(n_ctx / n_seq)`` cells. Sliding-window layers hold
   ``pad256(min(cells, n_swa * (n_seq if unified else 1) + n_ubatch))`` unless ``swa_full``
@@ -182,7 +182,7 @@ class WeightLayout:
         i_gpu_start = max(n_layer + 1 - ngl, 0)
         gpu = sum(self.layer_bytes[i_gpu_start:])
         host = self.input_bytes + sum(self.layer_bytes[:i_gpu_start])
-        if ngl > n_layer:
+        if ngl > 0:  # the output layer is il = n_layer: offloaded first (llama-model.cpp load_tensors)
             gpu += self.output_bytes
         elif self.tied_embeddings:
             host += self.output_bytes - self.input_bytes  # the CPU output reuses token_embd

@@ -1,0 +1,155 @@
+"""``edgekv bench``: prompt and decode speed, predicted and measured memory, per configuration."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def kv_pairs(text: str) -> list[tuple[Any, Any]]:
+    """'f16,q8_0,q8_0/f16' -> [(f16, f16), (q8_0, q8_0), (q8_0, f16)] (K/V for a mixed pair)."""
+    from edgekv.quant import KvType
+    from edgekv.units import parse_list
+
+    out = []
+    for item in parse_list(text):
+        k, _, v = item.partition("/")
+        out.append((KvType.parse(k), KvType.parse(v or k)))
+    return out
+
+
+def _fmt_tps(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return ""
+    return f"{stats['median']:.1f} ±{stats['stdev']:.1f}"
+
+
+def _mib(n: Any) -> str:
+    from edgekv.units import MIB
+
+    return f"{n / MIB:.2f}" if isinstance(n, int) else "-"
+
+
+def results_table(rows: list[dict[str, Any]], *, title: str) -> Any:
+    """One row per record: speeds (median ± stdev) and memory in MiB, predicted / measured."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col, just in (
+        ("K/V", "left"), ("n_ctx", "right"), ("depth", "right"), ("status", "left"), ("prompt t/s", "right"),
+        ("decode t/s", "right"), ("KV MiB pred/meas", "right"), ("total MiB pred/meas", "right"),
+    ):  # fmt: skip
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        pred, meas = r.get("predicted") or {}, r.get("measured") or {}
+        kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
+        t.add_row(
+            kv, str(r["n_ctx"]), str(r["depth"]), r["status"], _fmt_tps(r.get("prompt_tps")),
+            _fmt_tps(r.get("decode_tps")), f"{_mib(pred.get('kv'))}/{_mib(meas.get('kv'))}",
+            f"{_mib(pred.get('total'))}/{_mib(meas.get('process'))}",
+        )  # fmt: skip
+    return t
+
+
+@click.command("bench")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--kv", default="f16,q8_0,q4_0", show_default=True, help="KV types to compare; K/V for a mixed pair.")
+@click.option("--ctx", "contexts", default="4k", show_default=True, help="Contexts (comma-separated: 4k,16k).")
+@click.option("--depth", "depths", default="0", show_default=True, help="KV depths for decode (llama-bench -d): 0,8k.")
+@click.option("--n-prompt", default=512, show_default=True, type=click.IntRange(0), help="Prompt tokens timed.")
+@click.option("--n-gen", default=128, show_default=True, type=click.IntRange(0), help="Decode steps timed.")
+@click.option("--reps", default=5, show_default=True, type=click.IntRange(1), help="Repetitions (median, min, max).")
+@click.option("--vram", metavar="SIZE", help="VRAM cap; configurations over it are reported as refused.")
+@click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
+@click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="JSON list of records.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    /,
+    model: str,
+    kv: str,
+    contexts: str,
+    depths: str,
+    n_prompt: int,
+    n_gen: int,
+    reps: int,
+    vram: str | None,
+    ngl: int,
+    flash_attn: bool,
+    threads: int | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Benchmark prompt processing and decode speed, with predicted and measured memory.
+
+    For each KV type x context: tokens/s of prompt processing (--n-prompt tokens) and of decoding
+    (--n-gen steps after filling the KV cache to each --depth, as llama-bench -d), median of
+    --reps, plus llama.cpp's buffers and the process's memory next to the memory model.
+
+    \b
+    Examples:
+      edgekv bench model.gguf --kv f16,q8_0,q4_0 --ctx 4k,16k --vram 8G
+      edgekv bench model.gguf --depth 0,8k --n-gen 64 --reps 3 --json > results.json
+      edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
+    """
+    from edgekv import bench
+    from edgekv.commands.run import verbosity
+    from edgekv.memory import RunConfig
+    from edgekv.units import parse_list, parse_size, parse_tokens
+
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn)
+    configs = bench.grid(kv_pairs(kv), [parse_tokens(c) for c in parse_list(contexts)], base)
+    settings = bench.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
+    depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
+    vram_bytes = parse_size(vram) if vram else None
+    verbose = verbosity(ctx) >= 2
+    show_bar = sys.stderr.isatty() and not (as_json or as_csv)
+    if show_bar:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+        ) as bar:
+            task = bar.add_task("bench", total=len(configs) * len(depth_list))
+
+            def progress(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=label)
+
+            records = bench.bench(model, configs, depths=depth_list, settings=settings, vram_bytes=vram_bytes,
+                                  progress=progress, verbose=verbose)  # fmt: skip
+    else:
+        records = bench.bench(model, configs, depths=depth_list, settings=settings, vram_bytes=vram_bytes,
+                              verbose=verbose)  # fmt: skip
+    rows = [r.as_dict() for r in records]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if as_csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(bench.CSV_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow(bench.flat(row))
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from edgekv import report
+
+    con = report.console()
+    head = rows[0] if rows else {}
+    title = f"edgekv bench: {head.get('model', model)} on {head.get('device', '?')}"
+    con.print(results_table(rows, title=title))
+    for r in rows:
+        if r["status"] != "ok" and r.get("reason"):
+            con.print(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
+    con.print(bench.summary(records))

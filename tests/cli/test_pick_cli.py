@@ -1,0 +1,148 @@
+"""``edgekv pick`` through CliRunner and main(), plus the import-light guards (style guide §2)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekv.cli import cli, main
+from edgekv.errors import NoFeasiblePlan, SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy"}
+
+
+def invoke(*args: str) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(cli, ["pick", *args])
+    return result.exit_code, result.output, result.exception
+
+
+def test_pick_table() -> None:
+    code, out, exc = invoke("--vram", "8G")
+    assert code == 0, exc
+    assert "edgekv pick: 8.00 GiB card, task math" in out
+    assert "Why #1 (Qwen3-4B Q8_0" in out
+    assert "Uniform 4-bit (the usual default) on this card:" in out
+    assert "llama-server " in out and " -fa on " in out
+    assert "Traceback" not in out
+
+
+def test_pick_bad_vram_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, exc = invoke("--vram", "8X")
+    assert code == 1 and isinstance(exc, SpecError) and "'8X'" in str(exc)
+    with pytest.raises(SystemExit) as e:
+        main(["pick", "--vram", "8X"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read '8X' as a memory size") and len(err.strip().splitlines()) == 1
+
+
+def test_pick_nothing_fits_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, exc = invoke("--vram", "1G")
+    assert code == 1 and isinstance(exc, NoFeasiblePlan)
+    with pytest.raises(SystemExit) as e:
+        main(["pick", "--vram", "1G"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: nothing fits 1.00 GiB") and "short" in lines[0]
+    assert "Traceback" not in err
+
+
+PLAN_KEYS = {
+    "model", "quant", "repo", "file", "type_k", "type_v", "n_ctx", "parallel", "effective_bytes", "memory",
+    "regime", "reasons", "llama_args",
+}  # fmt: skip
+
+
+def test_pick_json_schema() -> None:
+    code, out, exc = invoke("--vram", "8G", "--json", "--top", "3")
+    assert code == 0, exc
+    d = json.loads(out)
+    assert d["vram_bytes"] == 8 * 1024**3 and d["task"] == "math"
+    assert len(d["plans"]) == 3
+    for p in d["plans"]:
+        assert PLAN_KEYS <= set(p), PLAN_KEYS - set(p)
+        mem = p["memory"]
+        assert {"weights", "kv", "compute", "overhead", "total"} <= set(mem)
+        assert mem["total"] == mem["weights"] + mem["kv"] + mem["compute"] + mem["overhead"] + mem["margin"]
+        assert mem["total"] <= d["vram_bytes"]
+        assert p["type_k"] in ("f16", "q8_0", "q4_0") and p["regime"] in ("capacity", "generation")
+        assert p["reasons"] and all(isinstance(r, str) for r in p["reasons"])
+        assert p["llama_args"]["server"][0] == "llama-server" and p["llama_args"]["python"]["n_ctx"] == p["n_ctx"]
+        assert p["repo"] and p["file"].endswith(".gguf")
+    assert d["baseline_uniform_4bit"]["quant"] == "Q4_K_M"
+
+
+def test_pick_json_paper_accounting() -> None:
+    paper = ("--accounting", "paper", "--kv", "f16", "--quants", "Q4_K_M,Q8_0,BF16")
+    code, out, exc = invoke("--vram", "2.6G", *paper, "--json")
+    assert code == 0, exc
+    d = json.loads(out)
+    assert d["accounting"] == {"overhead_bytes": 0, "margin_bytes": 0, "compute_counted": False}
+    assert (d["plans"][0]["model"], d["plans"][0]["quant"]) == ("Qwen3-1.7B", "Q8_0")
+
+
+_GUARD = """
+import json, sys
+sys.argv = ['edgekv', 'pick', '--vram', '8G', '--json']
+from edgekv.cli import main
+try:
+    main()
+except SystemExit as e:
+    if e.code not in (0, None):
+        raise
+print('MODULES ' + json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_pick_imports_nothing_heavy() -> None:
+    proc = subprocess.run([sys.executable, "-c", _GUARD], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("MODULES ")
+    modules = set(json.loads(last.removeprefix("MODULES ")))
+    assert "edgekv.policy" in modules and "edgekv.commands.pick" in modules  # the guard saw pick run
+    assert not {m.split(".")[0] for m in modules} & HEAVY
+    assert json.loads(proc.stdout[: proc.stdout.rindex("MODULES ")])["plans"]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (relative imports resolved within edgekv)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+@pytest.mark.parametrize("name", ["units", "quant", "spec", "memory", "policy", "catalog", "report"])
+def test_pure_modules_import_nothing_heavy(name: str) -> None:
+    roots = {m.split(".")[0] for m in _imports(ROOT / "edgekv" / f"{name}.py")}
+    assert not roots & HEAVY
+
+
+RUNTIME_USERS = {"edgekv/runtime.py", "edgekv/bench.py", "edgekv/commands/run.py", "edgekv/commands/bench.py"}
+
+
+def test_only_runtime_and_bench_import_runtime() -> None:
+    offenders = [
+        str(p.relative_to(ROOT)) for p in sorted((ROOT / "edgekv").rglob("*.py"))
+        if "edgekv.runtime" in _imports(p) and str(p.relative_to(ROOT)) not in RUNTIME_USERS
+    ]  # fmt: skip
+    assert offenders == []
+    assert "edgekv.runtime" in _imports(ROOT / "edgekv" / "bench.py")  # the walk does see it

@@ -1,0 +1,74 @@
+"""units.py: sizes are binary whatever the suffix; token counts use k = 1024."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgekv.errors import SpecError
+from edgekv.units import GIB, KIB, MIB, format_bytes, parse_size, parse_tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "n_bytes"),
+    [
+        ("8G", 8 * GIB),
+        ("8GiB", 8 * GIB),
+        ("8GB", 8 * GIB),  # a card maker's "8 GB" holds 8 GiB
+        ("8gb", 8 * GIB),
+        (" 8 G ", 8 * GIB),
+        ("7.5G", 7 * GIB + GIB // 2),
+        ("8192M", 8 * GIB),
+        ("8192MiB", 8 * GIB),
+        ("512K", 512 * KIB),
+        ("1T", 1024 * GIB),
+        ("4096", 4096),  # a bare integer is bytes
+        (8 * GIB, 8 * GIB),
+    ],
+)
+def test_parse_size_accepts(text: str | int, n_bytes: int) -> None:
+    assert parse_size(text) == n_bytes
+
+
+@pytest.mark.parametrize("text", ["8X", "-1G", "abc", "7.5", "", "0G", "8 GiBs", "G"])
+def test_parse_size_rejects_and_names_the_input(text: str) -> None:
+    with pytest.raises(SpecError) as e:
+        parse_size(text)
+    assert repr(text) in str(e.value)
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_parse_size_rejects_non_positive_ints(n: int) -> None:
+    with pytest.raises(SpecError, match=str(n)):
+        parse_size(n)
+
+
+@pytest.mark.parametrize(
+    ("text", "n_tokens"),
+    [("4k", 4096), ("32K", 32768), ("4096", 4096), ("1.5k", 1536), (" 16k ", 16384), ("0", 0), (30000, 30000)],
+)
+def test_parse_tokens(text: str | int, n_tokens: int) -> None:
+    assert parse_tokens(text) == n_tokens
+
+
+@pytest.mark.parametrize("text", ["abc", "4.5", "-4k", "4kb", "", "1.0001k"])
+def test_parse_tokens_rejects(text: str) -> None:
+    with pytest.raises(SpecError) as e:
+        parse_tokens(text)
+    assert repr(text) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("n_bytes", "unit", "text"),
+    [
+        (0, None, "0 B"),
+        (1023, None, "1023 B"),
+        (1536, None, "1.50 KiB"),
+        (235.16 * MIB, None, "235.16 MiB"),
+        (round(4.19 * GIB), None, "4.19 GiB"),
+        (-458 * MIB, None, "-458.00 MiB"),
+        (8 * GIB, "MiB", "8192.00 MiB"),
+        (3 * MIB, "B", "3145728 B"),
+    ],
+)
+def test_format_bytes(n_bytes: float, unit: str | None, text: str) -> None:
+    assert format_bytes(n_bytes, unit=unit) == text
