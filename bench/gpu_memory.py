@@ -57,7 +57,9 @@ def write_sparse_quant(path: Path, config: dict[str, Any], quant: str, *, header
     for t in shapes:
         ty = types[t.name]
         n = tensor_bytes(ty, t.shape)
-        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=gguf.GGMLQuantizationType[ty])
+        w.add_tensor_info(
+            t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=gguf.GGMLQuantizationType[ty]
+        )
         data += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -127,7 +129,7 @@ def part_compute(out_dir: Path) -> None:
     for m in load_catalog():
         path = write_sparse_quant(SHAPES / f"{m.name}-Q4_K_M.gguf", m.config, "Q4_K_M")
         for fa in (True, False):
-            for n_ctx in ((4096, 32768) if fa else (4096, 16384, 32768)):
+            for n_ctx in (4096, 32768) if fa else (4096, 16384, 32768):
                 r = dry_run(path, n_ctx=n_ctx, flash_attn=fa)
                 r.update(model=m.name, quant="Q4_K_M", n_ctx=n_ctx, flash_attn=fa, n_ubatch=512)
                 rows.append(r)
@@ -198,16 +200,24 @@ def part_vram(out_dir: Path) -> None:
                 env = dict(os.environ, EDGEKV_ROOT=str(ROOT))
                 res = subprocess.run(
                     [sys.executable, "-c", VRAM_CHILD, str(path), str(n_ctx), str(kv.ggml.id)],
-                    capture_output=True, text=True, env=env, timeout=300,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=300,
                 )
-                child = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {"error": res.stderr[-500:]}
+                child = (
+                    json.loads(res.stdout.strip().splitlines()[-1])
+                    if res.returncode == 0
+                    else {"error": res.stderr[-500:]}
+                )
                 measured = child.get("after_decode", 0)
                 row = {
                     "model": m4.name, "quant": q, "type_k": kv.value, "type_v": kv.value, "n_ctx": n_ctx,
                     "predicted": fp.as_dict(), "predicted_total": fp.gpu_total, "measured_process": measured,
                     "diff_mib": round((measured - fp.gpu_total) / 2**20, 1),
                     "within": abs(measured - fp.gpu_total) <= max(0.02 * fp.gpu_total, 64 * 2**20),
-                    "predicted_weights_mib": round(fp.weights_gpu / 2**20, 2), "predicted_kv_mib": round(fp.kv / 2**20, 2),
+                    "predicted_weights_mib": round(fp.weights_gpu / 2**20, 2),
+                    "predicted_kv_mib": round(fp.kv / 2**20, 2),
                     **{f"log_{k}": v for k, v in child.items()},
                 }  # fmt: skip
                 rows.append(row)

@@ -87,7 +87,9 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
                 int(w["input_bytes"]), tuple(int(x) for x in w["layer_bytes"]), int(w["output_bytes"]),
                 bool(data["config"].get("tie_word_embeddings", False)),
             )  # fmt: skip
-            quants[q] = QuantEntry(q, int(w["weights_bytes"]), layout, dict(w.get("tensor_type_bytes", {})), repo, file_name)
+            quants[q] = QuantEntry(
+                q, int(w["weights_bytes"]), layout, dict(w.get("tensor_type_bytes", {})), repo, file_name
+            )
         return CatalogModel(
             name=data["name"],
             family=data["family"],
@@ -111,7 +113,9 @@ def load_catalog(directory: Path | None = None) -> list[CatalogModel]:
     return sorted(out, key=lambda m: (m.n_params, m.name))
 
 
-def select(models: Iterable[CatalogModel], *, family: str | None = None, model: str | None = None) -> list[CatalogModel]:
+def select(
+    models: Iterable[CatalogModel], *, family: str | None = None, model: str | None = None
+) -> list[CatalogModel]:
     """Filter by family (``qwen3``) and/or model name (case-insensitive, ``Qwen3-8B``)."""
     out = list(models)
     if family:

@@ -62,7 +62,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       edgekv download --vram 8G
       edgekv run model.gguf --vram 8G --kv q8_0 --prompt "2+2?"
     """
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = -1 if quiet else verbose

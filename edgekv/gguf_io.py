@@ -66,7 +66,7 @@ class GGUFHeader:
     @property
     def data_bytes(self) -> int:
         """Bytes the data section must have: the end of the last tensor."""
-        return max((o + t.n_bytes for o, t in zip(self.tensor_offsets, self.tensors)), default=0)
+        return max((o + t.n_bytes for o, t in zip(self.tensor_offsets, self.tensors, strict=True)), default=0)
 
     @property
     def expected_file_bytes(self) -> int:

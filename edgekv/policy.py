@@ -261,9 +261,7 @@ def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Poli
     return plans
 
 
-def _offload_plans(
-    opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int
-) -> list[Plan]:
+def _offload_plans(opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int) -> list[Plan]:
     """The most-offloaded layer count that still reaches min(saturation, cap) tokens (G = 1)."""
     n_layer = opt.spec.n_layer
     target = min(policy.saturation_tokens, cap)
@@ -308,20 +306,25 @@ def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str
     e1 = format_bytes(policy.e1_bytes)
     out: list[str] = []
     if plan.regime == "capacity":
-        out.append(f"effective size {e} is below E1 = {e1} (\"8-bit 4B\"): memory goes to model capacity first (rule 1)")
+        out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
     elif opt.effective_bytes >= policy.e1_bytes:
         out.append(f"effective size {e} is at or above E1 = {e1}: memory goes to generation length first (rule 2)")
     else:
         out.append(
-            f"effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of \"8-bit 4B\" itself): "
+            f'effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of "8-bit 4B" itself): '
             "memory goes to generation length first (rule 2)"
         )
     if policy.task == Task.KNOWLEDGE:
         out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
     elif opt.bits_class >= 3:
-        out.append(f"{policy.task.value}: {opt.quant} keeps 8/16-bit weights; 4-bit is memory-inefficient for reasoning (rule 3)")
+        out.append(
+            f"{policy.task.value}: {opt.quant} keeps 8/16-bit weights; "
+            "4-bit is memory-inefficient for reasoning (rule 3)"
+        )
     elif opt.bits_class >= 0:
-        out.append(f"{policy.task.value}: {opt.quant} is the most precise quant of a model this size that fits (rule 3)")
+        out.append(
+            f"{policy.task.value}: {opt.quant} is the most precise quant of a model this size that fits (rule 3)"
+        )
     sat = policy.saturation_tokens
     if plan.n_ctx_seq >= sat:
         out.append(f"{plan.n_ctx_seq} tokens per sample reach saturation ({sat}) (rule 2)")
@@ -329,13 +332,19 @@ def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str
         out.append(f"{plan.n_ctx_seq} tokens per sample, below saturation ({sat}): the card is full")
     if plan.type_v.quantized or plan.type_k.quantized:
         alt = best_alt.get(plan.option.name + plan.option.quant)
-        more = f"; f16 KV would leave {alt.n_ctx_seq} tokens" if alt is not None and alt.n_ctx_seq < plan.n_ctx_seq else ""
+        more = (
+            f"; f16 KV would leave {alt.n_ctx_seq} tokens" if alt is not None and alt.n_ctx_seq < plan.n_ctx_seq else ""
+        )
         if _is_q4(plan.type_k, plan.type_v):
-            out.append(f"4-bit KV ({plan.kv_label}) only because nothing else reaches {policy.token_floor} tokens (rule 5)")
+            out.append(
+                f"4-bit KV ({plan.kv_label}) only because nothing else reaches {policy.token_floor} tokens (rule 5)"
+            )
         else:
             out.append(f"8-bit KV ({plan.kv_label}) is the compression of choice (rule 5){more}")
     if plan.parallel > 1:
-        out.append(f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)")
+        out.append(
+            f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)"
+        )
     if plan.n_gpu_layers >= 0:
         out.append(
             f"partial offload: {plan.n_gpu_layers}/{opt.spec.n_layer + 1} layers on the GPU; "
@@ -394,7 +403,9 @@ def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
 
 def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor: int) -> NoFeasiblePlan:
     if not options:
-        return NoFeasiblePlan("no model to consider (check --family/--model)", need_bytes=0, have_bytes=budget.vram_bytes)
+        return NoFeasiblePlan(
+            "no model to consider (check --family/--model)", need_bytes=0, have_bytes=budget.vram_bytes
+        )
     need: list[tuple[int, str]] = []
     small_kv = min(pol.kv_types, key=lambda k: k.bits)
     for opt in options:
@@ -414,9 +425,7 @@ def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor:
     )
 
 
-def options_from_catalog(
-    models: Iterable[object], *, quants: Iterable[str] | None = None
-) -> list[ModelOption]:
+def options_from_catalog(models: Iterable[object], *, quants: Iterable[str] | None = None) -> list[ModelOption]:
     """One ModelOption per catalog model x quant (F16 skipped where BF16 has the same bytes)."""
     from edgekv.catalog import CatalogModel
 
@@ -433,9 +442,16 @@ def options_from_catalog(
                 continue  # F16 and BF16 weigh the same: keep the one the repo publishes
             out.append(
                 ModelOption(
-                    name=m.name, quant=q.value, spec=m.spec, layout=entry.layout,
-                    effective_bytes=entry.weights_bytes, family=m.family, repo=entry.repo, file=entry.file,
-                    compute=m.compute, n_params=m.n_params,
+                    name=m.name,
+                    quant=q.value,
+                    spec=m.spec,
+                    layout=entry.layout,
+                    effective_bytes=entry.weights_bytes,
+                    family=m.family,
+                    repo=entry.repo,
+                    file=entry.file,
+                    compute=m.compute,
+                    n_params=m.n_params,
                 )  # fmt: skip
             )
     return out

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekv.memory import Footprint
-from edgekv.policy import Plan, PickResult
+from edgekv.policy import PickResult, Plan
 from edgekv.quant import KvType
 from edgekv.spec import ModelSpec
 from edgekv.units import GIB, format_bytes
@@ -61,7 +61,11 @@ def bar_legend() -> Text:
 def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
     """The exact llama.cpp settings: llama-server flags and llama_cpp.Llama keyword arguments."""
     opt = plan.option
-    model_flags = ["-m", opt.path] if opt.path else (["-hfr", opt.repo, "-hff", opt.file] if opt.repo and opt.file else ["-m", f"{opt.name}-{opt.quant}.gguf"])
+    model_flags = (
+        ["-m", opt.path]
+        if opt.path
+        else (["-hfr", opt.repo, "-hff", opt.file] if opt.repo and opt.file else ["-m", f"{opt.name}-{opt.quant}.gguf"])
+    )
     ngl = "999" if plan.n_gpu_layers < 0 else str(plan.n_gpu_layers)
     server = [
         "llama-server", *model_flags, "-ngl", ngl, "-c", str(plan.n_ctx), "-np", str(plan.parallel),
@@ -116,9 +120,14 @@ def pick_dict(result: PickResult) -> dict[str, Any]:
             "compute_counted": b.include_compute,
         },
         "policy": {
-            "e1_bytes": pol.e1_bytes, "e2_bytes": pol.e2_bytes, "token_floor": pol.token_floor,
-            "saturation_tokens": pol.saturation_tokens, "max_parallel": pol.max_parallel,
-            "similar": pol.similar, "kv_types": [k.value for k in pol.kv_types], "eviction": pol.eviction,
+            "e1_bytes": pol.e1_bytes,
+            "e2_bytes": pol.e2_bytes,
+            "token_floor": pol.token_floor,
+            "saturation_tokens": pol.saturation_tokens,
+            "max_parallel": pol.max_parallel,
+            "similar": pol.similar,
+            "kv_types": [k.value for k in pol.kv_types],
+            "eviction": pol.eviction,
         },  # fmt: skip
         "considered": result.n_considered,
         "plans": [plan_dict(p) for p in result.plans],
@@ -141,16 +150,22 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
     for i, p in enumerate(result.plans, 1):
         fp = p.footprint
         quant = p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}")
-        parts_gib = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {gib(fp.gpu_total)}"
+        parts_gib = (
+            f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {gib(fp.gpu_total)}"
+        )
         t.add_row(
             str(i), p.option.name, quant, gib(p.option.effective_bytes), p.kv_label,
-            f"{p.n_ctx_seq} x {p.parallel}", parts_gib if wide else gib(fp.gpu_total), memory_bar(fp, vram, width=bar_width),
+            f"{p.n_ctx_seq} x {p.parallel}",
+            parts_gib if wide else gib(fp.gpu_total),
+            memory_bar(fp, vram, width=bar_width),
         )  # fmt: skip
     parts: list[Any] = [t, bar_legend()]
     if result.plans:
         best = result.plans[0]
         why = Text("Why #1 (", style="bold")
-        why.append(f"{best.option.name} {best.option.quant}, {best.kv_label} KV, {best.n_ctx_seq} tokens x {best.parallel}")
+        why.append(
+            f"{best.option.name} {best.option.quant}, {best.kv_label} KV, {best.n_ctx_seq} tokens x {best.parallel}"
+        )
         why.append("):", style="bold")
         parts.append(why)
         parts.extend(Text(f"  - {r}") for r in best.reasons)
@@ -171,7 +186,9 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
         py = ", ".join(f"{k}={v!r}" for k, v in args["python"].items())
         parts.append(Text(f"  llama_cpp.Llama({py})"))
         if best.parallel > 1:
-            parts.append(Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}"))
+            parts.append(
+                Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
+            )
     return Group(*parts)
 
 
@@ -183,7 +200,9 @@ def footprint_line(fp: Footprint) -> str:
     )
 
 
-def spec_dict(spec: ModelSpec, *, kv_per_token: Mapping[KvType, int], max_ctx: Mapping[KvType, int] | None) -> dict[str, Any]:
+def spec_dict(
+    spec: ModelSpec, *, kv_per_token: Mapping[KvType, int], max_ctx: Mapping[KvType, int] | None
+) -> dict[str, Any]:
     return {
         "name": spec.name,
         "arch": spec.arch,
@@ -234,7 +253,10 @@ def spec_tables(d: Mapping[str, Any], *, vram_bytes: int | None) -> Group:
     total = d["weights_bytes"] or 1
     for ty, n in d["tensor_type_bytes"].items():
         types.add_row(ty, f"{n:,}", gib(n), f"{100 * n / total:.1f}%")
-    kv = Table(title="KV cache per token (full-attention layers)" + (f", max context on {format_bytes(vram_bytes)}" if vram_bytes else ""))
+    kv = Table(
+        title="KV cache per token (full-attention layers)"
+        + (f", max context on {format_bytes(vram_bytes)}" if vram_bytes else "")
+    )
     kv.add_column("KV type")
     kv.add_column("bytes/token", justify="right")
     kv.add_column("KiB/token", justify="right")

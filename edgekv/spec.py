@@ -131,9 +131,7 @@ def _per_layer(value: Any, n_layer: int, what: str) -> tuple[int, ...]:
     return (int(value),) * n_layer
 
 
-def from_gguf_fields(
-    fields: Mapping[str, Any], tensors: Sequence[TensorInfo], *, name: str | None = None
-) -> ModelSpec:
+def from_gguf_fields(fields: Mapping[str, Any], tensors: Sequence[TensorInfo], *, name: str | None = None) -> ModelSpec:
     """Build a ModelSpec from a GGUF header's key/values and tensor infos.
 
     Raises:

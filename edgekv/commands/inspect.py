@@ -23,7 +23,11 @@ def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhe
         max_ctx = {}
         for k in DEFAULT_KV_TYPES:
             t, _fp = max_tokens_per_seq(
-                opt, kv_cost(spec, k, k), RunConfig(n_ctx=256, type_k=k, type_v=k), budget, cap=spec.n_ctx_train or 1 << 20
+                opt,
+                kv_cost(spec, k, k),
+                RunConfig(n_ctx=256, type_k=k, type_v=k),
+                budget,
+                cap=spec.n_ctx_train or 1 << 20,
             )
             max_ctx[k] = t
     return report.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)

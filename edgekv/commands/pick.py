@@ -17,30 +17,60 @@ def pick_options(f: F) -> F:
     opts = [
         click.option("--vram", "vram", metavar="SIZE", help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units)."),
         click.option("--gpu", "gpu", type=click.Choice(["auto"]), help="Read the card's total memory through NVML."),
-        click.option("--task", type=click.Choice(["math", "code", "knowledge"]), default="math", show_default=True,
-                     help="Sets the weight-precision rule (rule 3)."),
-        click.option("--family", default="qwen3", show_default=True,
-                     help="Catalog family: qwen3 (the family the paper measured), deepseek-r1-distill, or all."),
+        click.option(
+            "--task",
+            type=click.Choice(["math", "code", "knowledge"]),
+            default="math",
+            show_default=True,
+            help="Sets the weight-precision rule (rule 3).",
+        ),
+        click.option(
+            "--family",
+            default="qwen3",
+            show_default=True,
+            help="Catalog family: qwen3 (the family the paper measured), deepseek-r1-distill, or all.",
+        ),
         click.option("--model", "model", help="Only these catalog models (comma-separated names)."),
         click.option("--quants", help="Only these weight quants (comma-separated, e.g. Q8_0,Q4_K_M)."),
         click.option("--kv", "kv", default="f16,q8_0,q4_0", show_default=True, help="KV cache types to consider."),
         click.option("--mixed-kv", is_flag=True, help="Also mixed K/V pairs (CUDA needs GGML_CUDA_FA_ALL_QUANTS)."),
-        click.option("--min-ctx", default="0", show_default=True, help="Smallest tokens per sample to accept (4k, 16384)."),
+        click.option(
+            "--min-ctx", default="0", show_default=True, help="Smallest tokens per sample to accept (4k, 16384)."
+        ),
         click.option("--allow-offload", is_flag=True, help="Also plans that keep some layers in system RAM."),
-        click.option("--overhead", default="auto", show_default=True,
-                     help="CUDA context + workspace: auto (measured: 600-696 MiB) or a size; 0 for none."),
+        click.option(
+            "--overhead",
+            default="auto",
+            show_default=True,
+            help="CUDA context + workspace: auto (measured: 600-696 MiB) or a size; 0 for none.",
+        ),
         click.option("--margin", default="256M", show_default=True, help="Safety margin kept free (0 allowed)."),
-        click.option("--accounting", type=click.Choice(["runtime", "paper"]), default="runtime", show_default=True,
-                     help="paper = weights + KV only (overhead, margin and compute buffers 0), as the paper counts."),
-        click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False), help="Rank a local GGUF file instead of the catalog."),
+        click.option(
+            "--accounting",
+            type=click.Choice(["runtime", "paper"]),
+            default="runtime",
+            show_default=True,
+            help="paper = weights + KV only (overhead, margin and compute buffers 0), as the paper counts.",
+        ),
+        click.option(
+            "--gguf",
+            "gguf_path",
+            type=click.Path(dir_okay=False),
+            help="Rank a local GGUF file instead of the catalog.",
+        ),
         click.option("--repo", help="Rank a hub repo's GGUF files, sized exactly from their headers (network)."),
         click.option("--e1", default="4.19G", show_default=True, help="Scale threshold E1 (paper: 8-bit Qwen3-4B)."),
         click.option("--e2", default="8.94G", show_default=True, help="Second threshold E2 (paper: 8-bit Qwen3-8B)."),
         click.option("--token-floor", default="4k", show_default=True, help="Shortest useful reasoning budget."),
         click.option("--saturation", default="32k", show_default=True, help="Budget where accuracy saturates."),
         click.option("--max-parallel", default=16, show_default=True, type=click.IntRange(1, 64), help="Largest G."),
-        click.option("--similar", default=0.10, show_default=True, type=click.FloatRange(0, 0.5),
-                     help="Band within which effective sizes count as similar (E1 comparison)."),
+        click.option(
+            "--similar",
+            default=0.10,
+            show_default=True,
+            type=click.FloatRange(0, 0.5),
+            help="Band within which effective sizes count as similar (E1 comparison).",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -59,11 +89,19 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
     if params.get("gpu") == "auto" and not vram:
         from edgekv.vram import gpu_info
 
-        vram_bytes = gpu_info().total_bytes
+        info = gpu_info()
+        if info is None:
+            raise SpecError(
+                "--gpu auto found no NVIDIA GPU through NVML",
+                hint="pass --vram with the card's memory, e.g. --vram 8G (pip install nvidia-ml-py for NVML)",
+            )
+        vram_bytes = info.total_bytes
     elif vram:
         vram_bytes = parse_size(vram)
     else:
-        raise SpecError("say how much memory the card has", hint="pass --vram 8G, or --gpu auto on a machine with an NVIDIA GPU")
+        raise SpecError(
+            "say how much memory the card has", hint="pass --vram 8G, or --gpu auto on a machine with an NVIDIA GPU"
+        )
     paper = params.get("accounting") == "paper"
     overhead = params.get("overhead", "auto")
     budget = policy.Budget(
@@ -91,7 +129,8 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
         from edgekv.hub import options_from_repo
 
         options = options_from_repo(
-            params["repo"], quants=parse_list(params["quants"]) if params.get("quants") else None,
+            params["repo"],
+            quants=parse_list(params["quants"]) if params.get("quants") else None,
             endpoint=params.get("endpoint"),
         )
     else:
