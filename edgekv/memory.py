@@ -80,15 +80,23 @@ def kv_cells(n_ctx: int, n_seq: int = 1, *, unified: bool = False) -> tuple[int,
     return pad(n_ctx_pad // n_seq, KV_PAD_CELLS), n_seq
 
 
-def kv_bytes(spec: ModelSpec, cfg: RunConfig, *, swa: bool | None = None) -> KvBytes:
-    """KV cache bytes for a context; ``swa`` restricts to sliding (True) or full (False) layers."""
+def gpu_layer_start(n_layer: int, n_gpu_layers: int) -> int:
+    """First block on the GPU (llama_model::load_tensors: i_gpu_start = n_layer + 1 - ngl)."""
+    if n_gpu_layers < 0:
+        return 0
+    return min(max(n_layer + 1 - n_gpu_layers, 0), n_layer)
+
+
+def kv_bytes(spec: ModelSpec, cfg: RunConfig, *, swa: bool | None = None, first_layer: int = 0) -> KvBytes:
+    """KV cache bytes for a context; ``swa`` restricts to sliding (True) or full (False) layers,
+    ``first_layer`` to the blocks from there on (those on the GPU under partial offload)."""
     cells, n_stream = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
     swa_cells = 0
     if spec.swa_layers:
         n_swa_total = spec.n_swa * (cfg.n_seq if cfg.kv_unified else 1)
         swa_cells = cells if cfg.swa_full else pad(min(cells, n_swa_total + cfg.n_ubatch), KV_PAD_CELLS)
     k = v = 0
-    for il in range(spec.n_layer):
+    for il in range(first_layer, spec.n_layer):
         if spec.n_head_kv[il] == 0:
             continue
         is_swa = spec.is_swa(il)
@@ -227,21 +235,26 @@ class Footprint:
     margin: int
     kv_on_gpu: bool = True
     compute_source: str = "estimate"  # "measured" (dry run / catalog) or "estimate" (formula)
+    kv_host: int = 0  # the part of ``kv`` of blocks left on the CPU (partial offload)
+
+    @property
+    def kv_gpu(self) -> int:
+        return self.kv - self.kv_host if self.kv_on_gpu else 0
 
     @property
     def gpu_total(self) -> int:
-        kv = self.kv if self.kv_on_gpu else 0
-        return self.weights_gpu + kv + self.compute + self.overhead + self.margin
+        return self.weights_gpu + self.kv_gpu + self.compute + self.overhead + self.margin
 
     @property
     def host_total(self) -> int:
-        return self.weights_host + (0 if self.kv_on_gpu else self.kv)
+        return self.weights_host + self.kv - self.kv_gpu
 
     def as_dict(self) -> dict[str, int | str | bool]:
         return {
             "weights": self.weights_gpu,
             "weights_host": self.weights_host,
-            "kv": self.kv,
+            "kv": self.kv_gpu,
+            "kv_host": self.kv - self.kv_gpu,
             "compute": self.compute,
             "overhead": self.overhead,
             "margin": self.margin,
@@ -276,9 +289,11 @@ def footprint(
     ``overhead_bytes`` None = the measured CUDA overhead."""
     gpu, host = (layout or WeightLayout.from_spec(spec)).split(cfg.n_gpu_layers)
     kv = kv_bytes(spec, cfg).total
+    start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
+    kv_host = kv - kv_bytes(spec, cfg, first_layer=start).total if start else 0
     source = "measured" if compute_bytes is not None else "estimate"
     compute = compute_bytes if compute_bytes is not None else compute_bytes_estimate(spec, cfg)
     if overhead_bytes is None:
         overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)
     overhead = overhead_bytes
-    return Footprint(gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source)
+    return Footprint(gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source, kv_host)

@@ -43,6 +43,7 @@ from edgekv.memory import (
     WeightLayout,
     compute_bytes_estimate,
     cuda_overhead_bytes,
+    gpu_layer_start,
     kv_cost,
 )
 from edgekv.quant import DEFAULT_KV_TYPES, KvType
@@ -72,6 +73,7 @@ class Policy:
     kv_types: tuple[KvType, ...] = DEFAULT_KV_TYPES
     mixed_kv: bool = False  # also K/V pairs of different types (CUDA needs GGML_CUDA_FA_ALL_QUANTS)
     allow_offload: bool = False
+    max_offload_slowdown: float = 3.0  # drop partial-offload plans estimated slower than this
     min_ctx: int = 0  # the user's own floor on T (e.g. a long prompt)
     n_ubatch: int = 512
     eviction: str = "never"  # llama.cpp has no R-KV eviction (see module docstring)
@@ -175,41 +177,41 @@ def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
     return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
 
 
-def _fixed_bytes(opt: ModelOption, cfg: RunConfig, budget: Budget) -> tuple[int, int, int, str, int, int]:
-    """(weights on GPU, compute, overhead, compute source, host weights, weights needed)."""
+def _fixed_bytes(opt: ModelOption, cfg: RunConfig, budget: Budget) -> tuple[int, int, int, int, str]:
+    """(weights on GPU, weights on host, compute, overhead, compute source) of a config."""
     w_gpu, w_host = opt.layout.split(cfg.n_gpu_layers)
     # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
     full = replace(cfg, n_ctx=max(cfg.n_ctx, cfg.n_ubatch))
     compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
-    return w_gpu, compute, _overhead(budget, opt, cfg), source, w_host, w_gpu
+    return w_gpu, w_host, compute, _overhead(budget, opt, cfg), source
 
 
 def max_tokens_per_seq(
-    opt: ModelOption, cost: KvCost, cfg: RunConfig, budget: Budget, *, cap: int
+    opt: ModelOption, cost: KvCost, cfg: RunConfig, budget: Budget, *, cap: int, all_layers: KvCost | None = None
 ) -> tuple[int, Footprint | None]:
-    """The largest T (multiple of 256, <= cap) for which G = cfg.n_seq samples fit the budget."""
-    w_gpu, compute, overhead, source, w_host, _ = _fixed_bytes(opt, cfg, budget)
+    """The largest T (multiple of 256, <= cap) for which G = cfg.n_seq samples fit the budget.
+
+    ``cost`` is the KV of the blocks on the GPU; ``all_layers`` (partial offload) that of every
+    block, so the footprint also reports the KV kept in host memory."""
+    w_gpu, w_host, compute, overhead, source = _fixed_bytes(opt, cfg, budget)
     free = budget.vram_bytes - budget.margin_bytes - w_gpu - compute - overhead
     g = cfg.n_seq
     if free <= 0:
         return 0, None
     # Full-attention layers scale with T; sliding-window layers hold at most n_swa + n_ubatch.
-    swa_cells = 0
-    if cost.swa_per_cell:
+    per_seq_fixed = 0
+    per_cell = (cost.full_per_cell + cost.swa_per_cell) * g
+    if cost.swa_per_cell and not cfg.swa_full:
         swa_cells = -(-(opt.spec.n_swa + cfg.n_ubatch) // KV_PAD_CELLS) * KV_PAD_CELLS
-    per_seq_fixed = cost.swa_per_cell * swa_cells * g
-    per_cell = cost.full_per_cell * g + (cost.swa_per_cell * g if cfg.swa_full else 0)
-    if cfg.swa_full:
-        per_seq_fixed = 0
-    if per_cell == 0:
-        cells = cap
-    else:
-        cells = (free - per_seq_fixed) // per_cell
+        per_seq_fixed = cost.swa_per_cell * swa_cells * g
+        per_cell = cost.full_per_cell * g
+    cells = cap if per_cell == 0 else (free - per_seq_fixed) // per_cell
     t = min(cells // KV_PAD_CELLS * KV_PAD_CELLS, cap // KV_PAD_CELLS * KV_PAD_CELLS)
     while t > 0:
         run = replace(cfg, n_ctx=t * g)
-        kv = cost.total(opt.spec, run)
-        fp = Footprint(w_gpu, w_host, kv, compute, overhead, budget.margin_bytes, True, source)
+        kv_gpu = cost.total(opt.spec, run)
+        kv = all_layers.total(opt.spec, run) if all_layers is not None else kv_gpu
+        fp = Footprint(w_gpu, w_host, kv, compute, overhead, budget.margin_bytes, True, source, kv - kv_gpu)
         if fp.gpu_total <= budget.vram_bytes:
             return t, fp
         t -= KV_PAD_CELLS
@@ -266,12 +268,16 @@ def _offload_plans(opt: ModelOption, k: KvType, v: KvType, budget: Budget, polic
     n_layer = opt.spec.n_layer
     target = min(policy.saturation_tokens, cap)
     out: list[Plan] = []
+    every = kv_cost(opt.spec, k, v)
     for ngl in range(n_layer, 0, -1):
-        cost = kv_cost(opt.spec, k, v, first_layer=n_layer - ngl if ngl <= n_layer else 0)
+        slowdown = _offload_slowdown(opt, ngl)
+        if slowdown > policy.max_offload_slowdown:
+            break
+        cost = kv_cost(opt.spec, k, v, first_layer=gpu_layer_start(n_layer, ngl))
         cfg = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, n_gpu_layers=ngl)
-        t, fp = max_tokens_per_seq(opt, cost, cfg, budget, cap=cap)
+        t, fp = max_tokens_per_seq(opt, cost, cfg, budget, cap=cap, all_layers=every)
         if fp is not None and t >= min(target, max(policy.token_floor, policy.min_ctx)):
-            out.append(Plan(opt, k, v, t, 1, ngl, fp, "", offload_slowdown=_offload_slowdown(opt, ngl)))
+            out.append(Plan(opt, k, v, t, 1, ngl, fp, "", offload_slowdown=slowdown))
             break
     return out
 
@@ -410,7 +416,7 @@ def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor:
     small_kv = min(pol.kv_types, key=lambda k: k.bits)
     for opt in options:
         cfg = RunConfig(n_ctx=max(pol.min_ctx, KV_PAD_CELLS), type_k=small_kv, type_v=small_kv, n_ubatch=pol.n_ubatch)
-        w_gpu, compute, overhead, _, _, _ = _fixed_bytes(opt, cfg, budget)
+        w_gpu, _, compute, overhead, _ = _fixed_bytes(opt, cfg, budget)
         kv = kv_cost(opt.spec, small_kv, small_kv).total(opt.spec, cfg)
         need.append((w_gpu + compute + overhead + budget.margin_bytes + kv, f"{opt.name} {opt.quant}"))
     n_bytes, label = min(need)

@@ -36,7 +36,7 @@ def gib(n_bytes: int) -> str:
 def memory_bar(fp: Footprint, vram_bytes: int, *, width: int = BAR_WIDTH) -> Text:
     """A one-line bar: weights / KV / compute / overhead / margin / free, to scale of the card."""
     parts = {
-        "weights": fp.weights_gpu, "kv": fp.kv if fp.kv_on_gpu else 0, "compute": fp.compute,
+        "weights": fp.weights_gpu, "kv": fp.kv_gpu, "compute": fp.compute,
         "overhead": fp.overhead, "margin": fp.margin,
     }  # fmt: skip
     text = Text()
