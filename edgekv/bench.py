@@ -354,15 +354,21 @@ def bench_loaded(runner: runtime.Runner, *, depth: int, settings: BenchSettings)
         runner.synchronize()
     pp: list[float] = []
     tg: list[float] = []
+    fill(runner, depth, rng)  # once: each run below starts from the same first ``depth`` cells
+
+    def back_to_depth() -> None:
+        if not runner.truncate(depth):
+            fill(runner, depth, rng)
+
     for _ in range(settings.reps):
         if settings.n_prompt:
-            fill(runner, depth, rng)
             toks = [rng.randrange(n_voc) for _ in range(settings.n_prompt)]
             pp.append(settings.n_prompt / time_prompt(runner, toks, depth=depth))
+            back_to_depth()
         if settings.n_gen:
-            fill(runner, depth, rng)
             toks = [rng.randrange(n_voc) for _ in range(settings.n_gen)]
             tg.append(settings.n_gen / time_decode(runner, toks, depth=depth))
+            back_to_depth()
     return Stats.of(pp), Stats.of(tg)
 
 
@@ -373,6 +379,7 @@ def bench(
     depths: Sequence[int] = (0,),
     settings: BenchSettings | None = None,
     vram_bytes: int | None = None,
+    cap_text: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
 ) -> list[BenchRecord]:
@@ -401,8 +408,9 @@ def bench(
                 progress(done, total, label)
             try:
                 prepared = prepare(
-                    p, cfg, vram_bytes=vram_bytes, spec=spec, compute=probes[device_is_gpu(cfg)], verbose=verbose
-                )
+                    p, cfg, vram_bytes=vram_bytes, spec=spec, compute=probes[device_is_gpu(cfg)],
+                    cap_text=cap_text, verbose=verbose,
+                )  # fmt: skip
             except (DoesNotFit, KvConfigError) as e:
                 fp = _safe_predict(spec, cfg, probes[device_is_gpu(cfg)])
                 for d in depths:
@@ -428,8 +436,12 @@ def bench(
                         rec(cfg, d, "skipped", reason=f"depth {d} + {max(settings.n_prompt, settings.n_gen)} "
                             f"tokens exceed the context ({session.runner.n_ctx_seq})", predicted=fp)  # fmt: skip
                     else:
-                        pp, tg = bench_loaded(session.runner, depth=d, settings=settings)
-                        rec(cfg, d, "ok", predicted=fp, measured=measure(session), prompt_tps=pp, decode_tps=tg)
+                        try:
+                            pp, tg = bench_loaded(session.runner, depth=d, settings=settings)
+                        except LlamaError as e:  # e.g. a decode that found no KV slot: a row, not a crash
+                            rec(cfg, d, "error", reason=str(e), predicted=fp, measured=measure(session))
+                        else:
+                            rec(cfg, d, "ok", predicted=fp, measured=measure(session), prompt_tps=pp, decode_tps=tg)
                     done += 1
     finally:
         if cap is not None:
@@ -456,7 +468,7 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def grid(kv_types: Sequence[tuple[Any, Any]], contexts: Sequence[int], base: RunConfig) -> list[RunConfig]:
+def grid(kv_types: Sequence[tuple[Any, Any]], contexts: Sequence[int], *, base: RunConfig) -> list[RunConfig]:
     """Every (K, V) pair x context, from ``base`` (a quantized V without flash attention is refused later)."""
     return [replace(base, n_ctx=n_ctx, type_k=tk, type_v=tv) for tk, tv in kv_types for n_ctx in contexts]
 

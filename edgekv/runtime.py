@@ -577,6 +577,11 @@ class Runner:
         self._lib.llama_memory_clear(self._mem, False)
         self._cached = []
 
+    def truncate(self, n_tokens: int, *, seq: int = 0) -> bool:
+        """Drop positions >= ``n_tokens`` of ``seq``; False where the cache cannot (then clear it)."""
+        self._cached = self._cached[:n_tokens] if seq == 0 else self._cached
+        return bool(self._lib.llama_memory_seq_rm(self._mem, seq, n_tokens, -1))
+
     def synchronize(self) -> None:
         self._lib.llama_synchronize(self._ctx)
 

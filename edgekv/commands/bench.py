@@ -109,11 +109,14 @@ def command(
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn)
-    configs = bench.grid(kv_pairs(kv), [parse_tokens(c) for c in parse_list(contexts)], base)
+    configs = bench.grid(kv_pairs(kv), [parse_tokens(c) for c in parse_list(contexts)], base=base)
     settings = bench.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
     depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
     vram_bytes = parse_size(vram) if vram else None
     verbose = verbosity(ctx) >= 2
+    run_args: dict[str, Any] = {
+        "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,
+    }  # fmt: skip
     show_bar = sys.stderr.isatty() and not (as_json or as_csv)
     if show_bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,11 +129,9 @@ def command(
             def progress(done: int, total: int, label: str) -> None:
                 bar.update(task, completed=done, total=total, description=label)
 
-            records = bench.bench(model, configs, depths=depth_list, settings=settings, vram_bytes=vram_bytes,
-                                  progress=progress, verbose=verbose)  # fmt: skip
+            records = bench.bench(model, configs, progress=progress, **run_args)
     else:
-        records = bench.bench(model, configs, depths=depth_list, settings=settings, vram_bytes=vram_bytes,
-                              verbose=verbose)  # fmt: skip
+        records = bench.bench(model, configs, **run_args)
     rows = [r.as_dict() for r in records]
     if as_json:
         click.echo(json.dumps(rows, indent=2))

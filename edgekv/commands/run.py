@@ -136,7 +136,8 @@ def strip_thinking(text: str) -> str:
     "ctx_text",
     default="auto",
     show_default=True,
-    help="Total context (4096, 16k), or auto: the largest that fits.",
+    help="Total context (4096, 16k), shared by the --parallel samples as llama.cpp's -c/-np; "
+    "or auto: the largest that fits.",
 )
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 256), help="Parallel samples G.")
 @click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
@@ -187,11 +188,13 @@ def command(
 
     o = dict(opts)
     ctx_opt = ctx_text
+    cap_text = vram
     plan = read_plan(o["plan_path"]) if o.get("plan_path") else None
     if plan:
         model = model or plan_model_path(plan)
         if not given(ctx, "vram") and plan.get("vram_bytes"):
             vram = str(plan["vram_bytes"])
+            cap_text = f"{format_bytes(int(vram))} (from the plan)"
         if not (given(ctx, "kv") or given(ctx, "type_k") or given(ctx, "type_v")):
             type_k, type_v = plan.get("type_k") or type_k, plan.get("type_v") or type_v
         if not given(ctx, "ctx_text") and plan.get("n_ctx"):
@@ -227,14 +230,14 @@ def command(
             f"llama.cpp allocates. For a GPU build:\n  {runtime.CUDA_REINSTALL}",
             err=True,
         )
-    prepared = bench.prepare(model, cfg, vram_bytes=vram_bytes, auto_ctx=auto, cap_text=vram, verbose=verbose)
+    prepared = bench.prepare(model, cfg, vram_bytes=vram_bytes, auto_ctx=auto, cap_text=cap_text, verbose=verbose)
     cfg = prepared.cfg
     samp = runtime.Sampling(
         temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"], seed=o["seed"], greedy=o["greedy"]
     )
     if not o["as_json"]:
         kv_text = tk.value if tk == tv else f"{tk.value}/{tv.value}"
-        budget = f"--vram {vram}" if vram else "the free memory"
+        budget = f"--vram {cap_text}" if vram else "the free memory"
         click.echo(
             f"{Path(model).name}: {cfg.n_ctx} tokens, {kv_text} KV, {cfg.n_seq} sample(s), flash attention "
             f"{'on' if fa else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of {budget}",

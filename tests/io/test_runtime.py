@@ -271,7 +271,7 @@ def test_gpu_prediction_adds_cuda_overhead(gemma_gguf: Path) -> None:
 
 
 def test_bench_records(tiny_qwen3: Path) -> None:
-    configs = bench.grid([(KvType.F16, KvType.F16), (KvType.Q8_0, KvType.Q8_0)], [512, 1024], RunConfig(n_ctx=512))
+    configs = bench.grid([(KvType.F16, KvType.F16), (KvType.Q8_0, KvType.Q8_0)], [512, 1024], base=RunConfig(n_ctx=512))
     settings = bench.BenchSettings(n_prompt=32, n_gen=4, reps=2, n_threads=THREADS)
     spec = read_spec(tiny_qwen3)
     # a cap between the q8_0 and f16 needs at 1024 tokens: that f16 configuration is refused
