@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekv import runtime, vram
+from edgekv.compute_cache import ComputeCache, cache_key
 from edgekv.errors import DoesNotFit, KvConfigError, LlamaError, RuntimeUnavailable
 from edgekv.gguf_io import read_spec
 from edgekv.memory import Footprint, RunConfig
@@ -78,15 +79,31 @@ def host_memory_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def compute_probe(path: Path, *, gpu: bool, verbose: bool = False) -> Callable[[RunConfig], int | None]:
-    """A memoized dry run returning the compute buffer llama.cpp reserves for a configuration."""
+def compute_probe(
+    path: Path, *, gpu: bool, verbose: bool = False, cache: ComputeCache | None = None
+) -> Callable[[RunConfig], int | None]:
+    """The compute buffer llama.cpp reserves for a configuration: from the on-disk cache
+    (model x build x settings, see ``compute_cache``) or else measured by a dry run and stored."""
     seen: dict[RunConfig, int | None] = {}
+    store = cache or ComputeCache()
+    spec: ModelSpec | None = None
+    build = ""
 
     def probe(cfg: RunConfig) -> int | None:
-        if cfg not in seen:
+        nonlocal spec, build
+        if cfg in seen:
+            return seen[cfg]
+        if spec is None:
+            spec, build = read_spec(path), runtime.system_info()
+        key = cache_key(spec, cfg, build=build, gpu=gpu)
+        value = store.get(key)
+        if value is None:
             b = runtime.dry_run(path, cfg, verbose=verbose)
-            seen[cfg] = (b.compute_device if gpu else b.compute_host) or None
-        return seen[cfg]
+            value = (b.compute_device if gpu else b.compute_host) or None
+            if value:
+                store.put(key, value)
+        seen[cfg] = value
+        return value
 
     return probe
 

@@ -313,3 +313,17 @@ def test_prepare_uses_the_measured_compute_buffer(gemma_gguf: Path) -> None:
     assert p.footprint.compute_source == "measured"
     assert p.footprint.compute == runtime.dry_run(gemma_gguf, cfg).compute_host
     assert replace(p.cfg) == cfg and not p.gpu
+
+
+def test_compute_probe_uses_the_disk_cache(gemma_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second probe of the same model/build/settings is answered from the cache, no dry run."""
+    from edgekv.compute_cache import ComputeCache
+
+    cfg = RunConfig(n_ctx=1024, n_gpu_layers=0)
+    first = bench.compute_probe(gemma_gguf, gpu=False, cache=ComputeCache(tmp_path / "c.json"))(cfg)
+    assert first and first > 500 * MIB  # gemma's 262k-token vocab: > 512 MiB of logits
+    calls: list[object] = []
+    real = runtime.dry_run
+    monkeypatch.setattr(runtime, "dry_run", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = bench.compute_probe(gemma_gguf, gpu=False, cache=ComputeCache(tmp_path / "c.json"))(cfg)
+    assert again == first and calls == []
