@@ -34,8 +34,9 @@ def model_identity(spec: ModelSpec) -> str:
 
 
 def cache_key(spec: ModelSpec, cfg: RunConfig, *, build: str, gpu: bool) -> str:
-    """Key of one measurement; the context only matters without flash attention."""
-    ctx = "" if cfg.flash_attn else f"/ctx{cfg.n_ctx}/seq{cfg.n_seq}"
+    """Key of one measurement. The context is part of it: without flash attention the scores
+    grow with it, and a context below n_ubatch shrinks the reserved graph."""
+    ctx = f"/ctx{cfg.n_ctx}/seq{cfg.n_seq}/swafull{int(cfg.swa_full)}"
     parts = (
         model_identity(spec),
         hashlib.sha256(build.encode()).hexdigest()[:12],

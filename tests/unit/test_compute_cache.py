@@ -27,7 +27,8 @@ def test_user_dir_follows_edgekv_home(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_keys_separate_what_the_graph_depends_on() -> None:
     cfg = RunConfig(n_ctx=4096)
     k = cache_key(_spec(), cfg, build="b1", gpu=True)
-    assert k == cache_key(_spec(), replace(cfg, n_ctx=8192), build="b1", gpu=True)  # FA on: ctx-free
+    assert k == cache_key(_spec(), replace(cfg), build="b1", gpu=True)
+    assert k != cache_key(_spec(), replace(cfg, n_ctx=256), build="b1", gpu=True)  # n_ub shrinks below 512
     assert k != cache_key(_spec(), replace(cfg, flash_attn=False), build="b1", gpu=True)
     assert k != cache_key(_spec(), cfg, build="b2", gpu=True)
     assert k != cache_key(_spec(), cfg, build="b1", gpu=False)
