@@ -180,6 +180,7 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
                     + ("  (same model as #1)" if base.option.name == best.option.name else "")
                 )
             )
+            parts.append(Text("  " + baseline_contrast(best, base)))
         args = llama_args(best)
         parts.append(Text("llama.cpp settings for #1:", style="bold"))
         parts.append(Text("  " + args["server_cmd"]))
@@ -190,6 +191,21 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
             )
     return Group(*parts)
+
+
+def baseline_contrast(best: Plan, base: Plan) -> str:
+    """One sentence on how #1 spends the card differently from uniform 4-bit."""
+    if best.option.name == base.option.name and best.option.quant == base.option.quant:
+        if best.n_ctx_seq * best.parallel > base.n_ctx_seq:
+            ratio = best.n_ctx_seq * best.parallel / max(base.n_ctx_seq, 1)
+            return f"#1 keeps the model and buys {ratio:.1f}x the tokens with {best.kv_label} KV."
+        return "#1 is the uniform 4-bit plan itself on this card."
+    bits = f"{best.option.quant} weights instead of Q4_K_M"
+    tokens = best.n_ctx_seq * best.parallel
+    ratio = tokens / max(base.n_ctx_seq, 1)
+    more = f"{ratio:.1f}x the tokens" if ratio >= 1.05 else f"{tokens} tokens in all"
+    samples = f" over {best.parallel} samples" if best.parallel > 1 else ""
+    return f"#1 trades {base.option.name} for {best.option.name}: {bits}, {more}{samples} (rules 1-4)."
 
 
 def footprint_line(fp: Footprint) -> str:

@@ -146,3 +146,15 @@ def test_only_runtime_and_bench_import_runtime() -> None:
     ]  # fmt: skip
     assert offenders == []
     assert "edgekv.runtime" in _imports(ROOT / "edgekv" / "bench.py")  # the walk does see it
+
+
+def test_pick_says_how_it_differs_from_uniform_4bit() -> None:
+    from click.testing import CliRunner
+
+    from edgekv.cli import cli
+
+    out = CliRunner().invoke(cli, ["pick", "--vram", "8G"]).output
+    flat = " ".join(out.split())
+    assert "#1 trades Qwen3-8B for Qwen3-4B: Q8_0 weights instead of Q4_K_M" in flat
+    same = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "4G"]).output.split())
+    assert "#1 keeps the model and buys" in same
