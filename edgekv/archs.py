@@ -1,7 +1,7 @@
 """The tensors llama.cpp's ``convert_hf_to_gguf.py`` writes for a Hugging Face config.
 
-Stdlib only: from a ``config.json`` dict this lists every GGUF tensor (name, shape in ggml order,
-source dtype) without touching weights, so ``quantrules`` can size any quant of a model that has
+Stdlib only: from a ``config.json`` dict this lists every GGUF tensor (``spec.TensorInfo``: name,
+source type, shape in ggml order) without touching weights, so ``quantrules`` can size any quant of a model that has
 not been downloaded. Defaults are derived like mlx-lm's ``BaseModelArgs`` (``models/llama.py``).
 """
 
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekv.errors import SpecError, UnsupportedModel
+from edgekv.spec import TensorInfo
 
-__all__ = ["ARCHITECTURES", "ArchParams", "TensorShape", "gguf_arch", "gguf_tensors"]
+__all__ = ["ARCHITECTURES", "ArchParams", "gguf_arch", "gguf_tensors"]
 
 # HF ``architectures[0]`` -> llama.cpp arch name (conversion/__init__.py, conversion/llama.py).
 ARCHITECTURES: dict[str, str] = {
@@ -22,22 +23,6 @@ ARCHITECTURES: dict[str, str] = {
     "MistralForCausalLM": "llama",
 }
 _SOURCE_DTYPES = ("F16", "BF16", "F32")
-
-
-@dataclass(frozen=True, slots=True)
-class TensorShape:
-    """One GGUF tensor: its name, dims in ggml order (ne0, the row length, first) and type."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +90,7 @@ def gguf_arch(config: dict[str, Any]) -> str:
     raise UnsupportedModel(f"unsupported architecture: {shown}", hint=f"edgekv knows {known}")
 
 
-def gguf_tensors(config: dict[str, Any], *, outtype: str = "F16") -> list[TensorShape]:
+def gguf_tensors(config: dict[str, Any], *, outtype: str = "F16") -> list[TensorInfo]:
     """The tensors convert_hf_to_gguf.py writes for ``config`` (ModelBase.prepare_tensors rules).
 
     2-D weights get ``outtype``; 1-D tensors (norms, biases, rope_freqs) are F32, as the converter
@@ -116,43 +101,43 @@ def gguf_tensors(config: dict[str, Any], *, outtype: str = "F16") -> list[Tensor
         raise SpecError(f"unsupported converter outtype {outtype!r}", hint="use F16, BF16 or F32")
     p = ArchParams.from_config(config)
     q_dim, kv_dim = p.n_head * p.head_dim, p.n_head_kv * p.head_dim
-    out: list[TensorShape] = [TensorShape("token_embd.weight", (p.n_embd, p.n_vocab), wtype)]
+    out: list[TensorInfo] = [TensorInfo("token_embd.weight", wtype, (p.n_embd, p.n_vocab))]
     for i in range(p.n_layer):
         out.extend(_layer(p, i, wtype, q_dim=q_dim, kv_dim=kv_dim))
-    out.append(TensorShape("output_norm.weight", (p.n_embd,), "F32"))
+    out.append(TensorInfo("output_norm.weight", "F32", (p.n_embd,)))
     if not p.tied_embeddings:
-        out.append(TensorShape("output.weight", (p.n_embd, p.n_vocab), wtype))
+        out.append(TensorInfo("output.weight", wtype, (p.n_embd, p.n_vocab)))
     if p.llama3_rope:
         # conversion/llama.py generate_extra_tensors: one factor per rotary pair
-        out.append(TensorShape("rope_freqs.weight", (p.head_dim // 2,), "F32"))
+        out.append(TensorInfo("rope_freqs.weight", "F32", (p.head_dim // 2,)))
     return out
 
 
-def _layer(p: ArchParams, i: int, wtype: str, *, q_dim: int, kv_dim: int) -> list[TensorShape]:
+def _layer(p: ArchParams, i: int, wtype: str, *, q_dim: int, kv_dim: int) -> list[TensorInfo]:
     """One block's tensors, as llama.cpp's load_arch_tensors expects them for ``p.arch``."""
     b = f"blk.{i}"
     t = [
-        TensorShape(f"{b}.attn_norm.weight", (p.n_embd,), "F32"),
-        TensorShape(f"{b}.attn_q.weight", (p.n_embd, q_dim), wtype),
-        TensorShape(f"{b}.attn_k.weight", (p.n_embd, kv_dim), wtype),
-        TensorShape(f"{b}.attn_v.weight", (p.n_embd, kv_dim), wtype),
-        TensorShape(f"{b}.attn_output.weight", (q_dim, p.n_embd), wtype),
-        TensorShape(f"{b}.ffn_norm.weight", (p.n_embd,), "F32"),
-        TensorShape(f"{b}.ffn_gate.weight", (p.n_embd, p.n_ff), wtype),
-        TensorShape(f"{b}.ffn_up.weight", (p.n_embd, p.n_ff), wtype),
-        TensorShape(f"{b}.ffn_down.weight", (p.n_ff, p.n_embd), wtype),
+        TensorInfo(f"{b}.attn_norm.weight", "F32", (p.n_embd,)),
+        TensorInfo(f"{b}.attn_q.weight", wtype, (p.n_embd, q_dim)),
+        TensorInfo(f"{b}.attn_k.weight", wtype, (p.n_embd, kv_dim)),
+        TensorInfo(f"{b}.attn_v.weight", wtype, (p.n_embd, kv_dim)),
+        TensorInfo(f"{b}.attn_output.weight", wtype, (q_dim, p.n_embd)),
+        TensorInfo(f"{b}.ffn_norm.weight", "F32", (p.n_embd,)),
+        TensorInfo(f"{b}.ffn_gate.weight", wtype, (p.n_embd, p.n_ff)),
+        TensorInfo(f"{b}.ffn_up.weight", wtype, (p.n_embd, p.n_ff)),
+        TensorInfo(f"{b}.ffn_down.weight", wtype, (p.n_ff, p.n_embd)),
     ]
     if p.arch == "qwen3":
-        t.append(TensorShape(f"{b}.attn_q_norm.weight", (p.head_dim,), "F32"))
-        t.append(TensorShape(f"{b}.attn_k_norm.weight", (p.head_dim,), "F32"))
+        t.append(TensorInfo(f"{b}.attn_q_norm.weight", "F32", (p.head_dim,)))
+        t.append(TensorInfo(f"{b}.attn_k_norm.weight", "F32", (p.head_dim,)))
     if p.arch == "qwen2" or p.attention_bias:
-        t.append(TensorShape(f"{b}.attn_q.bias", (q_dim,), "F32"))
-        t.append(TensorShape(f"{b}.attn_k.bias", (kv_dim,), "F32"))
-        t.append(TensorShape(f"{b}.attn_v.bias", (kv_dim,), "F32"))
+        t.append(TensorInfo(f"{b}.attn_q.bias", "F32", (q_dim,)))
+        t.append(TensorInfo(f"{b}.attn_k.bias", "F32", (kv_dim,)))
+        t.append(TensorInfo(f"{b}.attn_v.bias", "F32", (kv_dim,)))
     if p.arch != "qwen2" and p.attention_bias:
-        t.append(TensorShape(f"{b}.attn_output.bias", (p.n_embd,), "F32"))
+        t.append(TensorInfo(f"{b}.attn_output.bias", "F32", (p.n_embd,)))
     if p.mlp_bias:
-        t.append(TensorShape(f"{b}.ffn_gate.bias", (p.n_ff,), "F32"))
-        t.append(TensorShape(f"{b}.ffn_up.bias", (p.n_ff,), "F32"))
-        t.append(TensorShape(f"{b}.ffn_down.bias", (p.n_embd,), "F32"))
+        t.append(TensorInfo(f"{b}.ffn_gate.bias", "F32", (p.n_ff,)))
+        t.append(TensorInfo(f"{b}.ffn_up.bias", "F32", (p.n_ff,)))
+        t.append(TensorInfo(f"{b}.ffn_down.bias", "F32", (p.n_embd,)))
     return t

@@ -228,8 +228,8 @@ def _estimate_bytes(
     ckpt: Path, quants: Sequence[WeightQuant], *, outtype: str, has_imatrix: bool
 ) -> tuple[int, dict[str, int]]:
     """(f16/bf16 file bytes, quant -> bytes) estimated from the tensor plan and llama.cpp's type rules."""
-    from edgekv.archs import TensorShape
     from edgekv.quantrules import quantized_types, weights_bytes
+    from edgekv.spec import TensorInfo
 
     sources = _index_tensors(ckpt)
     config, hf_arch = _load_config(ckpt)
@@ -237,7 +237,7 @@ def _estimate_bytes(
     tok_bytes = sum(p.stat().st_size for p in (ckpt / "tokenizer.json", ckpt / "tokenizer.model") if p.is_file())
     header = tok_bytes + HEADER_SLACK_BYTES
     base = header + sum(-(-t.n_bytes // 32) * 32 for t in plan)
-    shapes = [TensorShape(t.name, tuple(reversed(t.shape)), t.qtype) for t in plan]
+    shapes = [TensorInfo(t.name, t.qtype, tuple(reversed(t.shape))) for t in plan]
     arch = SUPPORTED_ARCHITECTURES[hf_arch]
     out = {}
     for q in quants:

@@ -15,9 +15,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edgekv.archs import TensorShape
 from edgekv.errors import SpecError, UnsupportedModel
 from edgekv.quant import GGML_TYPES, WeightQuant, tensor_bytes
+from edgekv.spec import TensorInfo
 
 __all__ = [
     "QUANT_ARCHS",
@@ -103,7 +103,7 @@ def _n_dims(shape: tuple[int, ...]) -> int:
     return 1
 
 
-def tensor_allows_quantization(tensor: TensorShape) -> bool:
+def tensor_allows_quantization(tensor: TensorInfo) -> bool:
     """tensor_allows_quantization with default params (not only_copy, quantize_output_tensor)."""
     if _n_dims(tensor.shape) < 2:
         return False
@@ -116,7 +116,7 @@ def tensor_allows_quantization(tensor: TensorShape) -> bool:
     return not any(s in name for s in _KEEP_SUBSTRINGS)
 
 
-def tensor_type_fallback(tensor: TensorShape, target: str) -> str:
+def tensor_type_fallback(tensor: TensorInfo, target: str) -> str:
     """tensor_type_fallback: a 32-block type (or F16) when ne0 is not a multiple of the block."""
     ncols = tensor.shape[0]
     qk = GGML_TYPES[target].block_size
@@ -148,7 +148,7 @@ def _layer_info(qs: _State, i_layer: int, name: str) -> int:
     return i_layer
 
 
-def _output_type(qs: _State, new_type: str, tensor: TensorShape) -> str:
+def _output_type(qs: _State, new_type: str, tensor: TensorInfo) -> str:
     """The OUTPUT (and tied TOKEN_EMBD) branch of llama_tensor_get_type_impl."""
     if qs.arch == "falcon" or tensor.shape[0] % GGML_TYPES[new_type].block_size != 0:
         return "Q8_0"
@@ -263,7 +263,7 @@ def _attn_output_type(qs: _State, new_type: str) -> str:
     return table.get(ft, new_type)
 
 
-def _get_type_impl(qs: _State, new_type: str, tensor: TensorShape, cat: str) -> str:
+def _get_type_impl(qs: _State, new_type: str, tensor: TensorInfo, cat: str) -> str:
     """llama_tensor_get_type_impl: the mixture's choice for one tensor (updates the counters)."""
     ft = qs.ftype
     if cat == "OUTPUT" or (qs.has_tied_embeddings and cat == "TOKEN_EMBD"):
@@ -298,10 +298,10 @@ def _get_type_impl(qs: _State, new_type: str, tensor: TensorShape, cat: str) -> 
     return new_type
 
 
-def _get_type(qs: _State, tensor: TensorShape, default_type: str) -> str:
+def _get_type(qs: _State, tensor: TensorInfo, default_type: str) -> str:
     """llama_tensor_get_type with default params (no overrides, not pure)."""
     if not tensor_allows_quantization(tensor):
-        return tensor.dtype
+        return tensor.type
     if default_type in _UNQUANTIZED:
         return default_type
     new_type = _get_type_impl(qs, default_type, tensor, tensor_category(tensor.name))
@@ -332,7 +332,7 @@ def _is_70b(arch: str, n_layer: int, n_expert: int, *, gqa: bool) -> bool:
     return False
 
 
-def _gqa_from_shapes(tensors: Sequence[TensorShape]) -> tuple[int, int]:
+def _gqa_from_shapes(tensors: Sequence[TensorInfo]) -> tuple[int, int]:
     """(q rows, k rows) of the first attention block, whose ratio is n_head / n_head_kv."""
     rows = {t.name: t.shape[1] for t in tensors if t.name.startswith("blk.0.") and len(t.shape) > 1}
     q, k = rows.get("blk.0.attn_q.weight"), rows.get("blk.0.attn_k.weight")
@@ -342,7 +342,7 @@ def _gqa_from_shapes(tensors: Sequence[TensorShape]) -> tuple[int, int]:
 
 
 def quantized_types(
-    tensors: Sequence[TensorShape],
+    tensors: Sequence[TensorInfo],
     quant: WeightQuant,
     *,
     arch: str,
@@ -389,15 +389,15 @@ def quantized_types(
     return {t.name: out[t.name] for t in tensors}
 
 
-def type_bytes(tensors: Sequence[TensorShape], types: dict[str, str]) -> dict[str, int]:
+def type_bytes(tensors: Sequence[TensorInfo], types: dict[str, str]) -> dict[str, int]:
     """Bytes of the tensors grouped by their ggml type (ggml_nbytes per tensor)."""
     totals: dict[str, int] = {}
     for t in tensors:
-        ty = types.get(t.name, t.dtype)
+        ty = types.get(t.name, t.type)
         totals[ty] = totals.get(ty, 0) + tensor_bytes(ty, t.shape)
     return totals
 
 
-def weights_bytes(tensors: Sequence[TensorShape], types: dict[str, str]) -> int:
-    """Total bytes of the tensors at ``types`` (a tensor not in ``types`` keeps its dtype)."""
+def weights_bytes(tensors: Sequence[TensorInfo], types: dict[str, str]) -> int:
+    """Total bytes of the tensors at ``types`` (a tensor not in ``types`` keeps its type)."""
     return sum(type_bytes(tensors, types).values())

@@ -15,8 +15,9 @@ from typing import Any
 import gguf
 import numpy as np
 
-from edgekv.archs import ArchParams, TensorShape, gguf_tensors
+from edgekv.archs import ArchParams, gguf_tensors
 from edgekv.quant import FILE_TYPES, tensor_bytes
+from edgekv.spec import TensorInfo
 
 __all__ = ["write_sparse_gguf", "write_tiny_gguf", "tiny_config"]
 
@@ -95,8 +96,8 @@ def _add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
     w.add_bool(gguf.Keys.Tokenizer.ADD_BOS, False)
 
 
-def _qtype(t: TensorShape) -> gguf.GGMLQuantizationType:
-    return gguf.GGMLQuantizationType[t.dtype]
+def _qtype(t: TensorInfo) -> gguf.GGMLQuantizationType:
+    return gguf.GGMLQuantizationType[t.type]
 
 
 def write_sparse_gguf(
@@ -112,7 +113,7 @@ def write_sparse_gguf(
     tensors = gguf_tensors(config, outtype=outtype)
     data_bytes = 0
     for t in tensors:
-        n = tensor_bytes(t.dtype, t.shape)
+        n = tensor_bytes(t.type, t.shape)
         w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=_qtype(t))
         data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
     w.write_header_to_file()

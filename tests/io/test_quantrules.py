@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from edgekv.archs import ArchParams, TensorShape, gguf_arch, gguf_tensors
+from edgekv.archs import ArchParams, gguf_arch, gguf_tensors
 from edgekv.errors import SpecError, UnsupportedModel
 from edgekv.quant import WeightQuant
 from edgekv.quantrules import quantized_types, type_bytes, weights_bytes
+from edgekv.spec import TensorInfo
 
 llama_cpp: Any = pytest.importorskip("llama_cpp")
 
@@ -256,20 +257,20 @@ def test_gguf_tensors_qwen3_0_6b() -> None:
     tensors = gguf_tensors(CATALOG["Qwen3-0.6B"])
     by_name = {t.name: t for t in tensors}
     assert len(tensors) == 2 + 28 * 11 and "output.weight" not in by_name
-    assert by_name["token_embd.weight"] == TensorShape("token_embd.weight", (1024, 151936), "F16")
+    assert by_name["token_embd.weight"] == TensorInfo("token_embd.weight", "F16", (1024, 151936))
     assert by_name["blk.0.attn_q.weight"].shape == (1024, 2048)
     assert by_name["blk.0.attn_k.weight"].shape == (1024, 1024)
     assert by_name["blk.0.attn_output.weight"].shape == (2048, 1024)
     assert by_name["blk.27.ffn_down.weight"].shape == (3072, 1024)
-    assert by_name["blk.0.attn_k_norm.weight"] == TensorShape("blk.0.attn_k_norm.weight", (128,), "F32")
+    assert by_name["blk.0.attn_k_norm.weight"] == TensorInfo("blk.0.attn_k_norm.weight", "F32", (128,))
 
 
 def test_gguf_tensors_qwen2_biases_and_defaults() -> None:
     config = CATALOG["DeepSeek-R1-Distill-Qwen-7B"]
     by_name = {t.name: t for t in gguf_tensors(config, outtype="BF16")}
     assert gguf_arch(config) == "qwen2"
-    assert by_name["blk.0.attn_q.weight"] == TensorShape("blk.0.attn_q.weight", (3584, 3584), "BF16")
-    assert by_name["blk.0.attn_k.bias"] == TensorShape("blk.0.attn_k.bias", (512,), "F32")  # 4 x 128
+    assert by_name["blk.0.attn_q.weight"] == TensorInfo("blk.0.attn_q.weight", "BF16", (3584, 3584))
+    assert by_name["blk.0.attn_k.bias"] == TensorInfo("blk.0.attn_k.bias", "F32", (512,))  # 4 x 128
     assert by_name["output.weight"].shape == (3584, 152064)
     assert "blk.0.attn_q_norm.weight" not in by_name and "blk.0.attn_output.bias" not in by_name
     mha = ArchParams.from_config({"architectures": ["LlamaForCausalLM"], "hidden_size": 512,
@@ -281,7 +282,7 @@ def test_gguf_tensors_qwen2_biases_and_defaults() -> None:
 def test_llama3_rope_freqs() -> None:
     config = tiny_config("LlamaForCausalLM", rope_scaling={"rope_type": "llama3", "factor": 8.0})
     by_name = {t.name: t for t in gguf_tensors(config)}
-    assert by_name["rope_freqs.weight"] == TensorShape("rope_freqs.weight", (32,), "F32")
+    assert by_name["rope_freqs.weight"] == TensorInfo("rope_freqs.weight", "F32", (32,))
 
 
 def test_unknown_architecture() -> None:
