@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,9 +31,15 @@ CATALOG_QUANTS: tuple[WeightQuant, ...] = (
 
 
 def models_dir() -> Path:
-    """``EDGEKV_MODELS`` if set, else the ``models/`` folder next to the package."""
+    """``EDGEKV_MODELS`` if set, else the ``models/`` folder next to the package (a checkout or an
+    editable install), else ``<prefix>/share/edgekv/models`` (where a wheel install puts it)."""
     env = os.environ.get("EDGEKV_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parent.parent / "models"
+    if beside.is_dir():
+        return beside
+    return Path(sys.prefix) / "share" / "edgekv" / "models"
 
 
 @dataclass(frozen=True, slots=True)
