@@ -28,49 +28,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekv.archs import gguf_tensors  # noqa: E402
 from edgekv.catalog import load_catalog  # noqa: E402
-from edgekv.quant import WeightQuant, tensor_bytes  # noqa: E402
-from edgekv.quantrules import quantized_types  # noqa: E402
 
 SHAPES = Path(os.environ.get("EDGEKV_SHAPES", "/tmp/edgekv-shapes"))
 
 
 def write_sparse_quant(path: Path, config: dict[str, Any], quant: str, *, header_only: bool = False) -> Path:
     """A loadable GGUF of the config's real shapes with ``quant``'s per-tensor types, zero data."""
-    import gguf
-    import numpy as np
-
-    from tests.ggufgen import _writer
+    from tests.ggufgen import write_sparse_gguf
 
     if path.exists():
         return path
-    q = WeightQuant.parse(quant)
-    outtype = "BF16" if q.value == "BF16" else "F16"
-    shapes = gguf_tensors(config, outtype=outtype)
-    n_layer = int(config["num_hidden_layers"])
-    arch = {"Qwen3ForCausalLM": "qwen3", "Qwen2ForCausalLM": "qwen2"}.get(config["architectures"][0], "llama")
-    types = quantized_types(shapes, q, arch=arch, n_layer=n_layer)
-    tmp = path.with_suffix(".incomplete")
-    w, _ = _writer(tmp, config, outtype=q.value if q.value in ("F16", "BF16") else "F16")
-    data = 0
-    for t in shapes:
-        ty = types[t.name]
-        n = tensor_bytes(ty, t.shape)
-        w.add_tensor_info(
-            t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=gguf.GGMLQuantizationType[ty]
-        )
-        data += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    assert w.fout is not None
-    meta = w.fout[0].tell()
-    w.close()
-    if not header_only:
-        os.truncate(tmp, gguf.GGUFWriter.ggml_pad(meta, w.data_alignment) + data)
-    tmp.replace(path)
-    return path
+    return write_sparse_gguf(path, config, quant=quant, header_only=header_only)
 
 
 class LogCapture:

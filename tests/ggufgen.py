@@ -16,7 +16,8 @@ import gguf
 import numpy as np
 
 from edgekv.archs import ArchParams, gguf_tensors
-from edgekv.quant import FILE_TYPES, tensor_bytes
+from edgekv.quant import FILE_TYPES, WeightQuant, tensor_bytes
+from edgekv.quantrules import quantized_types
 from edgekv.spec import TensorInfo
 
 __all__ = ["write_sparse_gguf", "write_tiny_gguf", "tiny_config"]
@@ -101,20 +102,42 @@ def _qtype(t: TensorInfo) -> gguf.GGMLQuantizationType:
 
 
 def write_sparse_gguf(
-    path: str | os.PathLike[str], config: dict[str, Any], *, outtype: str = "F16", n_expert: int = 0
+    path: str | os.PathLike[str],
+    config: dict[str, Any],
+    *,
+    outtype: str = "F16",
+    n_expert: int = 0,
+    quant: str | None = None,
+    header_only: bool = False,
 ) -> Path:
     """A GGUF with ``config``'s real tensor shapes whose data is a sparse run of zeros.
 
     ``n_expert`` only writes ``{arch}.expert_count`` (the tensors stay dense): llama_model_quantize
     reads just the hparams, so this exercises its n_expert rules, but such a file does not load.
+    ``quant`` (a llama.cpp name, e.g. "Q4_K_M") gives each tensor the type llama_model_quantize
+    would (``quantrules.quantized_types``) from a BF16 source for "BF16", else F16; it replaces
+    ``outtype``. ``header_only`` leaves the data section out. The file is written under
+    ``name.incomplete`` and then renamed.
     """
     path = Path(path)
-    w, _ = _writer(path, config, outtype=outtype, n_expert=n_expert)
+    q = WeightQuant.parse(quant) if quant is not None else None
+    if q is not None:
+        if outtype.upper() != "F16":
+            raise ValueError("pass outtype or quant, not both")
+        outtype = "BF16" if q is WeightQuant.BF16 else "F16"
     tensors = gguf_tensors(config, outtype=outtype)
+    types = {t.name: t.type for t in tensors}
+    if q is not None:
+        p = ArchParams.from_config(config)
+        types = quantized_types(tensors, q, arch=p.arch, n_layer=p.n_layer, n_expert=n_expert)
+    tmp = path.with_name(path.name + ".incomplete")
+    w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert)
     data_bytes = 0
     for t in tensors:
-        n = tensor_bytes(t.type, t.shape)
-        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=_qtype(t))
+        ty = types[t.name]
+        n = tensor_bytes(ty, t.shape)
+        raw = gguf.GGMLQuantizationType[ty]
+        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=raw)
         data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -122,7 +145,9 @@ def write_sparse_gguf(
     assert w.fout is not None
     meta_bytes = w.fout[0].tell()
     w.close()
-    os.truncate(path, gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment) + data_bytes)
+    if not header_only:
+        os.truncate(tmp, gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment) + data_bytes)
+    os.replace(tmp, path)
     return path
 
 
