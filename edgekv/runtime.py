@@ -343,7 +343,10 @@ class Runner:
             role, content = msg["role"].encode(), msg["content"].encode()
             keep += [role, content]
             arr[i].role, arr[i].content = role, content
-        tmpl = lib.llama_model_chat_template(self._model, None) or b"chatml"
+        tmpl = lib.llama_model_chat_template(self._model, None)
+        if not tmpl:
+            log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it as is)")
+            tmpl = b"chatml"
         for candidate in (tmpl, b"chatml"):
             size = 256 + sum(len(x) for x in keep) * 2
             buf = ctypes.create_string_buffer(size)
@@ -353,7 +356,7 @@ class Runner:
                 n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, n + 1)
             if n >= 0:
                 return buf.raw[:n].decode("utf-8", "replace")
-            log.info("llama.cpp does not know the model's chat template; using ChatML")
+            log.warning("llama.cpp does not know the model's chat template; formatting the prompt as ChatML")
         raise LlamaError("llama_chat_apply_template failed", reason=self._log.last_problem())
 
     # decoding
