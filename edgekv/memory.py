@@ -245,10 +245,6 @@ class Footprint:
     def gpu_total(self) -> int:
         return self.weights_gpu + self.kv_gpu + self.compute + self.overhead + self.margin
 
-    @property
-    def host_total(self) -> int:
-        return self.weights_host + self.kv - self.kv_gpu
-
     def as_dict(self) -> dict[str, int | str | bool]:
         return {
             "weights": self.weights_gpu,

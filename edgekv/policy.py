@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.memory import (
+    DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
     Footprint,
     KvCost,
@@ -86,7 +87,7 @@ class Budget:
 
     vram_bytes: int
     overhead_bytes: int | None = None
-    margin_bytes: int = 256 * 1024**2
+    margin_bytes: int = DEFAULT_MARGIN_BYTES
     include_compute: bool = True
 
 
@@ -152,12 +153,6 @@ class Plan:
     @property
     def kv_label(self) -> str:
         return self.type_k.value if self.type_k == self.type_v else f"{self.type_k.value}/{self.type_v.value}"
-
-    def run_config(self, n_ubatch: int = 512) -> RunConfig:
-        return RunConfig(
-            n_ctx=self.n_ctx, type_k=self.type_k, type_v=self.type_v, n_seq=self.parallel,
-            n_gpu_layers=self.n_gpu_layers, n_ubatch=n_ubatch, flash_attn=True,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)

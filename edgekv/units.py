@@ -20,14 +20,16 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNOREC
 _SCALE = {"": 1, "K": KIB, "M": MIB, "G": GIB, "T": TIB}
 
 
-def parse_size(text: str | int) -> int:
+def parse_size(text: str | int, *, allow_zero: bool = False) -> int:
     """Parse a memory size such as ``8G``, ``8GiB``, ``8GB``, ``7.5G`` or ``8192MiB`` into bytes.
+
+    ``allow_zero`` accepts 0 (``0``, ``0G``, ``0MiB``): margins and overheads may be zero, a card may not.
 
     Raises:
         SpecError: for anything else (negative, unit-less fractions, unknown units).
     """
     if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
+        if text < 0 or (text == 0 and not allow_zero):
             raise SpecError(f"size must be positive, got {text}")
         return text
     m = _SIZE_RE.match(str(text))
@@ -37,6 +39,8 @@ def parse_size(text: str | int) -> int:
             hint="write it like 8G, 8GiB, 7.5G or 8192M (binary units: 1G = 1024 MiB)",
         )
     number, unit = m.group(1), m.group(2).upper()
+    if allow_zero and float(number) == 0:
+        return 0
     if unit == "" and "." in number:
         raise SpecError(f"cannot read {text!r} as a memory size", hint="a bare number is bytes; add a unit: 7.5G")
     value = round(float(number) * _SCALE[unit])

@@ -71,8 +71,8 @@ def command(
 
         spec = read_spec(target)
     vram_bytes = parse_size(vram) if vram else None
-    margin_bytes = 0 if margin.strip() in ("0", "0G", "0M") else parse_size(margin)
-    overhead_bytes = None if overhead == "auto" else (0 if overhead.strip() in ("0", "0G") else parse_size(overhead))
+    margin_bytes = parse_size(margin, allow_zero=True)
+    overhead_bytes = None if overhead == "auto" else parse_size(overhead, allow_zero=True)
     data = inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
     if as_json:
         click.echo(json.dumps(data, indent=2))

@@ -106,8 +106,8 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
     overhead = params.get("overhead", "auto")
     budget = policy.Budget(
         vram_bytes=vram_bytes,
-        overhead_bytes=0 if paper else (None if overhead == "auto" else _size0(overhead)),
-        margin_bytes=0 if paper else _size0(params.get("margin", "256M")),
+        overhead_bytes=0 if paper else (None if overhead == "auto" else parse_size(overhead, allow_zero=True)),
+        margin_bytes=0 if paper else parse_size(params.get("margin", "256M"), allow_zero=True),
         include_compute=not paper,
     )
     pol = policy.Policy(
@@ -146,12 +146,6 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
         quants = parse_list(params["quants"]) if params.get("quants") else None
         options = policy.options_from_catalog(models, quants=quants)
     return policy.pick(options, budget, pol, top=top)
-
-
-def _size0(text: str) -> int:
-    from edgekv.units import parse_size
-
-    return 0 if str(text).strip() in ("0", "0G", "0M") else parse_size(text)
 
 
 def _gguf_option(path: str) -> Any:

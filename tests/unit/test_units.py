@@ -72,3 +72,17 @@ def test_parse_tokens_rejects(text: str) -> None:
 )
 def test_format_bytes(n_bytes: float, unit: str | None, text: str) -> None:
     assert format_bytes(n_bytes, unit=unit) == text
+
+
+@pytest.mark.parametrize("text", ["0", "0G", "0GiB", "0MiB", "0.0G"])
+def test_zero_sizes_only_where_allowed(text: str) -> None:
+    assert parse_size(text, allow_zero=True) == 0
+    with pytest.raises(SpecError):
+        parse_size(text)
+
+
+def test_margin_zero_in_any_spelling_reaches_the_plan() -> None:
+    from edgekv.commands.pick import run_pick
+
+    result = run_pick({"vram": "8G", "margin": "0GiB", "overhead": "0MiB"}, top=1)
+    assert result.budget.margin_bytes == 0 and result.budget.overhead_bytes == 0
