@@ -31,14 +31,14 @@ DEFAULT_SRC = Path("/tmp/src/llama_cpp_python-0.3.36/vendor/llama.cpp")
 
 EDGEKV = """
 import sys
-from edgekv.convert import convert_checkpoint
+from edgekv.convert.checkpoint import convert_checkpoint
 quants = [q for q in sys.argv[3].split(",") if q]
 convert_checkpoint(sys.argv[1], quants=quants, outdir=sys.argv[2], threads=int(sys.argv[4]))
 """
 QUANTIZE = """
 import ctypes, sys
 import llama_cpp
-from edgekv.quant import WeightQuant
+from edgekv.model.quant import WeightQuant
 llama_cpp.llama_backend_init()
 p = llama_cpp.llama_model_quantize_default_params()
 p.ftype = WeightQuant.parse(sys.argv[3]).ftype

@@ -30,7 +30,7 @@ from edgekv.units import MIB, parse_size  # noqa: E402
 
 def make_models(shape: str, quants: list[str], workdir: Path) -> dict[str, Path]:
     """The shape's GGUF at each weight quant (reused when already there)."""
-    from edgekv.convert import quantize_gguf
+    from edgekv.llama.quantize import quantize_gguf
     from tests.ggufgen import write_sparse_gguf
 
     config = json.loads((ROOT / "models" / f"{shape}.json").read_text())["config"]

@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekv.catalog import load_catalog  # noqa: E402
+from edgekv.plan.catalog import load_catalog  # noqa: E402
 
 SHAPES = Path(os.environ.get("EDGEKV_SHAPES", "/tmp/edgekv-shapes"))
 
@@ -151,9 +151,9 @@ print(json.dumps({"rc": rc, "after_load": after_load, "after_decode": proc_bytes
 
 
 def part_vram(out_dir: Path) -> None:
-    from edgekv.gguf_io import read_spec
-    from edgekv.memory import RunConfig, footprint
-    from edgekv.quant import KvType
+    from edgekv.model.gguf_reader import read_spec
+    from edgekv.model.quant import KvType
+    from edgekv.plan.memory import RunConfig, footprint
 
     m4 = next(m for m in load_catalog() if m.name == "Qwen3-4B")
     rows = []

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekv import bench, runtime  # noqa: E402
-from edgekv.memory import RunConfig  # noqa: E402
+from edgekv.plan.memory import RunConfig  # noqa: E402
 
 
 def bare_decode_seconds(llm: object, tokens: list[int]) -> float:

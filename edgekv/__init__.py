@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from edgekv.errors import EdgekvError
-from edgekv.quant import KvType, WeightQuant
+from edgekv.model.quant import KvType, WeightQuant
 from edgekv.units import format_bytes, parse_size
 
 __all__ = ["EdgekvError", "KvType", "WeightQuant", "__version__", "format_bytes", "parse_size"]

@@ -25,6 +25,10 @@ class SpecError(EdgekvError, ValueError):
     """Bad user input: a size string, a quant name, a config value."""
 
 
+class PlanFileError(SpecError):
+    """A plan file (``edgekv pick --json``) that cannot be used: names the file, the key and the value."""
+
+
 class GGUFError(EdgekvError, ValueError):
     """A GGUF file that is truncated, corrupt, not GGUF, or lacks a key edgekv needs."""
 

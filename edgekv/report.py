@@ -6,6 +6,7 @@ Imports rich (and nothing heavy). The CLI hands results here; no arithmetic beyo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -13,10 +14,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from edgekv.memory import Footprint
-from edgekv.policy import PickResult, Plan
-from edgekv.quant import KvType
-from edgekv.spec import ModelSpec
+from edgekv.llama.records import predicted_dict
+from edgekv.model.quant import KvType
+from edgekv.model.spec import ModelSpec
+from edgekv.plan.memory import Footprint
+from edgekv.plan.planfile import llama_args
+from edgekv.plan.policy import PickResult, Plan
 from edgekv.units import GIB, format_bytes
 
 BAR_WIDTH = 36
@@ -56,83 +59,6 @@ def bar_legend() -> Text:
         t.append(f"{ch} {key}  ", style=style)
     t.append("· free", style="dim")
     return t
-
-
-def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
-    """The exact llama.cpp settings: llama-server flags and llama_cpp.Llama keyword arguments."""
-    opt = plan.option
-    model_flags = (
-        ["-m", opt.path]
-        if opt.path
-        else (["-hfr", opt.repo, "-hff", opt.file] if opt.repo and opt.file else ["-m", f"{opt.name}-{opt.quant}.gguf"])
-    )
-    ngl = "999" if plan.n_gpu_layers < 0 else str(plan.n_gpu_layers)
-    server = [
-        "llama-server", *model_flags, "-ngl", ngl, "-c", str(plan.n_ctx), "-np", str(plan.parallel),
-        "-fa", "on", "-ctk", plan.type_k.value, "-ctv", plan.type_v.value, "-ub", str(n_ubatch),
-    ]  # fmt: skip
-    python: dict[str, Any] = {
-        "model_path": opt.path or opt.file or f"{opt.name}-{opt.quant}.gguf",
-        "n_gpu_layers": plan.n_gpu_layers,
-        "n_ctx": plan.n_ctx,
-        "n_ubatch": n_ubatch,
-        "flash_attn": True,
-        "type_k": plan.type_k.ggml.id,
-        "type_v": plan.type_v.ggml.id,
-    }
-    return {"server": server, "server_cmd": " ".join(server), "python": python, "n_seq_max": plan.parallel}
-
-
-def plan_dict(plan: Plan) -> dict[str, Any]:
-    opt = plan.option
-    fp = plan.footprint
-    return {
-        "model": opt.name,
-        "quant": opt.quant,
-        "repo": opt.repo,
-        "file": opt.file,
-        "path": opt.path,
-        "type_k": plan.type_k.value,
-        "type_v": plan.type_v.value,
-        "n_ctx": plan.n_ctx,
-        "n_ctx_per_sample": plan.n_ctx_seq,
-        "parallel": plan.parallel,
-        "n_gpu_layers": plan.n_gpu_layers,
-        "effective_bytes": opt.effective_bytes,
-        "n_params": opt.n_params,
-        "memory": fp.as_dict(),
-        "regime": plan.regime,
-        "reasons": list(plan.reasons),
-        "decode_slowdown": round(plan.offload_slowdown, 2),
-        "llama_args": llama_args(plan),
-    }
-
-
-def pick_dict(result: PickResult) -> dict[str, Any]:
-    pol = result.policy
-    b = result.budget
-    return {
-        "vram_bytes": b.vram_bytes,
-        "task": pol.task.value,
-        "accounting": {
-            "overhead_bytes": b.overhead_bytes,
-            "margin_bytes": b.margin_bytes,
-            "compute_counted": b.include_compute,
-        },
-        "policy": {
-            "e1_bytes": pol.e1_bytes,
-            "e2_bytes": pol.e2_bytes,
-            "token_floor": pol.token_floor,
-            "saturation_tokens": pol.saturation_tokens,
-            "max_parallel": pol.max_parallel,
-            "similar": pol.similar,
-            "kv_types": [k.value for k in pol.kv_types],
-            "eviction": pol.eviction,
-        },  # fmt: skip
-        "considered": result.n_considered,
-        "plans": [plan_dict(p) for p in result.plans],
-        "baseline_uniform_4bit": plan_dict(result.baseline) if result.baseline else None,
-    }
 
 
 def pick_table(result: PickResult, *, width: int = 100) -> Group:
@@ -288,3 +214,66 @@ def spec_tables(d: Mapping[str, Any], *, vram_bytes: int | None) -> Group:
 
 def console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def memory_rows(fp: Footprint, measured: Any, *, gpu: bool) -> list[tuple[str, int | None, int | None]]:
+    """(part, predicted bytes, measured bytes) rows of the end-of-run memory table."""
+    buffers = measured.model + measured.kv + measured.compute
+    rows: list[tuple[str, int | None, int | None]] = [
+        ("weights", fp.weights_gpu, measured.model),
+        ("KV cache", fp.kv, measured.kv),
+        ("compute", fp.compute, measured.compute),
+    ]
+    if gpu:
+        other = measured.process - buffers if measured.process is not None else None
+        rows.append(("CUDA context + workspace", fp.overhead, other))
+        rows.append(("total (NVML, process)", fp.gpu_total - fp.margin, measured.process))
+    else:
+        rows.append(("llama.cpp buffers", fp.gpu_total - fp.margin, buffers))
+        rows.append(("process peak RSS", None, measured.process))
+    return rows
+
+
+def memory_table(fp: Footprint, measured: Any, *, gpu: bool, title: str) -> Table:
+    """Predicted vs measured memory, part by part."""
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    t.add_column("part")
+    t.add_column("predicted", justify="right")
+    t.add_column("measured", justify="right")
+    for part, pred, meas in memory_rows(fp, measured, gpu=gpu):
+        t.add_row(
+            part, format_bytes(pred) if pred is not None else "", format_bytes(meas) if meas is not None else "n/a"
+        )
+    return t
+
+
+def run_dict(
+    prepared: Any, out: Any, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
+) -> dict[str, Any]:
+    """``edgekv run --json``: the settings, the samples, timings and memory predicted and measured."""
+    cfg = prepared.cfg
+    fp = prepared.footprint
+    return {
+        "model": Path(model).name,
+        "path": str(model),
+        "vram_bytes": vram_bytes,
+        "device": device,
+        "gpu": prepared.gpu,
+        "config": {
+            "n_ctx": cfg.n_ctx, "type_k": cfg.type_k.value, "type_v": cfg.type_v.value, "parallel": cfg.n_seq,
+            "n_gpu_layers": cfg.n_gpu_layers, "flash_attn": cfg.flash_attn, "n_ubatch": cfg.n_ubatch,
+        },  # fmt: skip
+        "predicted": predicted_dict(fp),
+        "measured": out.measured.as_dict(),
+        "turns": [
+            {
+                "n_prompt": g.n_prompt,
+                "n_prompt_evaluated": g.n_prompt_evaluated,
+                "prompt_tps": round(g.prompt_tps, 2),
+                "decode_tps": round(g.decode_tps, 2),
+                "samples": [{"text": s.text, "n_tokens": len(s.tokens), "finish": s.finish} for s in g.sequences],
+            }  # fmt: skip
+            for g in out.generations
+        ],
+        "build": dict(build),
+    }

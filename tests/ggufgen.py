@@ -15,10 +15,10 @@ from typing import Any
 import gguf
 import numpy as np
 
-from edgekv.archs import ArchParams, gguf_tensors
-from edgekv.quant import FILE_TYPES, WeightQuant, tensor_bytes
-from edgekv.quantrules import quantized_types
-from edgekv.spec import TensorInfo
+from edgekv.model.archs import ArchParams, gguf_tensors
+from edgekv.model.quant import FILE_TYPES, WeightQuant, tensor_bytes
+from edgekv.model.quantrules import quantized_types
+from edgekv.model.spec import TensorInfo
 
 __all__ = ["write_sparse_gguf", "write_tiny_gguf", "tiny_config"]
 
@@ -73,11 +73,11 @@ def _writer(
     if n_expert:
         w.add_uint32(gguf.Keys.LLM.EXPERT_COUNT.format(arch=a), n_expert)
         w.add_uint32(gguf.Keys.LLM.EXPERT_USED_COUNT.format(arch=a), 2)
-    _add_vocab(w, p.n_vocab)
+    add_vocab(w, p.n_vocab)
     return w, p
 
 
-def _add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
+def add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
     """An SPM vocab: 3 control tokens, the 256 byte tokens (so '\\n' exists), then filler."""
     if n_vocab < _N_SPECIAL + _N_BYTES:
         raise ValueError(f"vocab_size {n_vocab} is below the {_N_SPECIAL + _N_BYTES} tokens of the test vocab")

@@ -13,7 +13,7 @@ import click
 
 def kv_pairs(text: str) -> list[tuple[Any, Any]]:
     """'f16,q8_0,q8_0/f16' -> [(f16, f16), (q8_0, q8_0), (q8_0, f16)] (K/V for a mixed pair)."""
-    from edgekv.quant import KvType
+    from edgekv.model.quant import KvType
     from edgekv.units import parse_list
 
     out = []
@@ -101,16 +101,17 @@ def command(
       edgekv bench model.gguf --depth 0,8k --n-gen 64 --reps 3 --json > results.json
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
     """
-    from edgekv import bench
-    from edgekv.commands.run import verbosity
-    from edgekv.memory import RunConfig
+    from edgekv.commands.options import verbosity
+    from edgekv.llama import bench
+    from edgekv.llama import records as rec
+    from edgekv.plan.memory import RunConfig
     from edgekv.units import parse_list, parse_size, parse_tokens
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn)
     configs = bench.grid(kv_pairs(kv), [parse_tokens(c) for c in parse_list(contexts)], base=base)
-    settings = bench.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
+    settings = rec.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
     depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
     vram_bytes = parse_size(vram) if vram else None
     verbose = verbosity(ctx) >= 2
@@ -138,13 +139,14 @@ def command(
         return
     if as_csv:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(bench.CSV_COLUMNS), extrasaction="ignore")
+        w = csv.DictWriter(buf, fieldnames=list(rec.CSV_COLUMNS), extrasaction="ignore")
         w.writeheader()
         for row in rows:
-            w.writerow(bench.flat(row))
+            w.writerow(rec.flat(row))
         click.echo(buf.getvalue(), nl=False)
         return
     from edgekv import report
+    from edgekv.llama import records as rec
 
     con = report.console()
     head = rows[0] if rows else {}
@@ -153,4 +155,4 @@ def command(
     for r in rows:
         if r["status"] != "ok" and r.get("reason"):
             con.print(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
-    con.print(bench.summary(records))
+    con.print(rec.summary(records))

@@ -51,8 +51,8 @@ def command(
       edgekv convert ./Qwen3-8B --quants Q4_K_M,Q8_0 --outdir ./gguf --json
       edgekv convert ./Llama-3.2-1B --outtype bf16 --imatrix imatrix.gguf --force
     """
-    from edgekv.convert import convert_checkpoint
-    from edgekv.quant import WeightQuant
+    from edgekv.convert.checkpoint import convert_checkpoint
+    from edgekv.model.quant import WeightQuant
 
     ladder = [WeightQuant.parse(q) for q in quants.split(",") if q.strip()]
     kwargs: dict[str, Any] = dict(
@@ -74,7 +74,8 @@ def _with_progress_bar(checkpoint_dir: Path, kwargs: dict[str, Any]) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgekv.convert import ConvertProgress, convert_checkpoint
+    from edgekv.convert.checkpoint import convert_checkpoint
+    from edgekv.convert.tensors import ConvertProgress
 
     bars: dict[str, Any] = {}
     with Progress(

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekv.commands.pick import pick_options
+from edgekv.commands.options import pick_options
 
 if TYPE_CHECKING:
-    from edgekv.hub import DownloadPlan, DownloadResult
+    from edgekv.hub.download import DownloadPlan, DownloadResult
 
 
 @click.command("download")
@@ -49,14 +49,16 @@ def command(
       edgekv download --vram 8G
       edgekv download --vram 8G --task code --family qwen3
     """
-    from edgekv import hub
     from edgekv.errors import SpecError
+    from edgekv.hub import download as hub
+    from edgekv.hub import listing as hub_listing
+    from edgekv.hub import names as hub_names
 
     vram = pick_params.get("vram")
     if vram or pick_params.get("gpu"):
         if quant or filename:
             raise SpecError("--vram picks the file itself", hint="drop --quant/--file, or drop --vram")
-        from edgekv.commands.pick import top_plan_for_download
+        from edgekv.commands.options import top_plan_for_download
 
         params = dict(click.get_current_context().params)
         if repo_id and not params.get("repo"):
@@ -67,8 +69,8 @@ def command(
             "say what to download", hint="edgekv download REPO --quant Q4_K_M, or edgekv download --vram 8G"
         )
     elif not quant and not filename:
-        listing = hub.list_gguf_files(repo_id, endpoint=endpoint, revision=revision, cache_dir=cache_dir)
-        have = ", ".join(hub.available_quants(listing.files)) or "no quant-named files"
+        listing = hub_listing.list_gguf_files(repo_id, endpoint=endpoint, revision=revision, cache_dir=cache_dir)
+        have = ", ".join(hub_names.available_quants(listing.files)) or "no quant-named files"
         raise SpecError(f"say which file of {repo_id} to download", hint=f"add --quant (it has: {have}) or --file NAME")
     plan = hub.plan_download(
         repo_id, quant=quant, filename=filename, endpoint=endpoint, revision=revision, cache_dir=cache_dir
@@ -84,7 +86,7 @@ def command(
 
 def _fetch_with_bar(plan: DownloadPlan, *, endpoint: str | None, show: bool) -> DownloadResult:
     """hub.fetch, with a rich progress bar on stderr for a human on a TTY."""
-    from edgekv import hub
+    from edgekv.hub import download as hub
 
     if not show or not plan.n_bytes_to_fetch:
         return hub.fetch(plan, endpoint=endpoint)

@@ -11,25 +11,16 @@ import click
 def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhead_bytes: int | None) -> dict[str, Any]:
     """The dict behind both the table and --json."""
     from edgekv import report
-    from edgekv.memory import RunConfig, WeightLayout, kv_bytes_per_token, kv_cost
-    from edgekv.policy import Budget, ModelOption, max_tokens_per_seq
-    from edgekv.quant import DEFAULT_KV_TYPES
+    from edgekv.model.quant import DEFAULT_KV_TYPES
+    from edgekv.plan.memory import kv_bytes_per_token
+    from edgekv.plan.pick import largest_context_by_kv
 
     per_token = {k: kv_bytes_per_token(spec, k) for k in DEFAULT_KV_TYPES}
     max_ctx = None
     if vram_bytes:
-        opt = ModelOption(spec.name, spec.file_type or "?", spec, WeightLayout.from_spec(spec), spec.weights_bytes)
-        budget = Budget(vram_bytes, overhead_bytes=overhead_bytes, margin_bytes=margin_bytes)
-        max_ctx = {}
-        for k in DEFAULT_KV_TYPES:
-            t, _fp = max_tokens_per_seq(
-                opt,
-                kv_cost(spec, k, k),
-                RunConfig(n_ctx=256, type_k=k, type_v=k),
-                budget,
-                cap=spec.n_ctx_train or 1 << 20,
-            )
-            max_ctx[k] = t
+        max_ctx = largest_context_by_kv(
+            spec, vram_bytes=vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes
+        )
     return report.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
 
 
@@ -61,13 +52,13 @@ def command(
     if remote:
         if not filename:
             raise SpecError("--remote needs REPO and FILENAME", hint="edgekv inspect REPO FILE.gguf --remote")
-        from edgekv.hub import inspect_remote
+        from edgekv.hub.remote import inspect_remote
 
         spec, _stats = inspect_remote(target, filename, revision=revision)
     else:
         if filename:
             raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
-        from edgekv.gguf_io import read_spec
+        from edgekv.model.gguf_reader import read_spec
 
         spec = read_spec(target)
     vram_bytes = parse_size(vram) if vram else None

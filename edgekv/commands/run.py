@@ -3,126 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-
-def kv_types(kv: str | None, type_k: str | None, type_v: str | None) -> tuple[Any, Any]:
-    """(K, V) KvTypes from --kv or --type-k/--type-v (f16 where nothing is said)."""
-    from edgekv.quant import KvType
-
-    both = KvType.parse(kv) if kv else None
-    k = KvType.parse(type_k) if type_k else both or KvType.F16
-    v = KvType.parse(type_v) if type_v else both or KvType.F16
-    return k, v
-
-
-def read_plan(path: str) -> dict[str, Any]:
-    """The first plan of ``edgekv pick --json`` output, as run settings."""
-    from edgekv.errors import SpecError
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise SpecError(f"cannot read plan {path}: {e}") from None
-    plans = data.get("plans") if isinstance(data, dict) else None
-    if not plans:
-        raise SpecError(f"{path} has no plans", hint="write it with edgekv pick --vram 8G --json > plan.json")
-    p = plans[0]
-    args: dict[str, Any] = p.get("llama_args") or {}
-    py_args = args.get("python")
-    py: dict[str, Any] = py_args if isinstance(py_args, dict) else args
-    return {
-        "model": py.get("model_path") or py.get("model") or p.get("path"),
-        "repo": p.get("repo"),
-        "file": p.get("file"),
-        "type_k": p.get("type_k"),
-        "type_v": p.get("type_v"),
-        "n_ctx": p.get("n_ctx") or py.get("n_ctx"),
-        "parallel": p.get("parallel") or args.get("n_seq_max"),
-        "n_gpu_layers": p.get("n_gpu_layers", py.get("n_gpu_layers")),
-        "vram_bytes": data.get("vram_bytes"),
-        "base": Path(path).resolve().parent,
-    }
-
-
-def plan_model_path(plan: dict[str, Any]) -> str:
-    """The plan's GGUF: a local path (as given, or next to the plan), else huggingface_hub's cache."""
-    from edgekv.errors import ModelFileNotFound
-
-    for cand in (plan.get("model"), plan.get("file")):
-        if cand:
-            for p in (Path(cand), plan["base"] / cand):
-                if p.is_file():
-                    return str(p)
-    if plan.get("repo") and plan.get("file"):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(plan["repo"], plan["file"])
-            if isinstance(cached, str) and Path(cached).is_file():
-                return cached
-        except ImportError:
-            pass
-    name = plan.get("file") or plan.get("model") or "the plan's model"
-    raise ModelFileNotFound(
-        f"{name} is not on this machine",
-        hint=f"fetch it with edgekv download {plan['repo']} {plan['file']}" if plan.get("repo") else "pass MODEL.gguf",
-    )
-
-
-def verbosity(ctx: click.Context) -> int:
-    obj = ctx.find_root().obj
-    return int(obj.get("verbosity", 0)) if isinstance(obj, dict) else 0
-
-
-def given(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
-
-
-def memory_rows(fp: Any, measured: Any, *, gpu: bool) -> list[tuple[str, int | None, int | None]]:
-    """(part, predicted bytes, measured bytes) rows of the end-of-run memory table."""
-    buffers = measured.model + measured.kv + measured.compute
-    rows: list[tuple[str, int | None, int | None]] = [
-        ("weights", fp.weights_gpu, measured.model),
-        ("KV cache", fp.kv, measured.kv),
-        ("compute", fp.compute, measured.compute),
-    ]
-    if gpu:
-        other = measured.process - buffers if measured.process is not None else None
-        rows.append(("CUDA context + workspace", fp.overhead, other))
-        rows.append(("total (NVML, process)", fp.gpu_total - fp.margin, measured.process))
-    else:
-        rows.append(("llama.cpp buffers", fp.gpu_total - fp.margin, buffers))
-        rows.append(("process peak RSS", None, measured.process))
-    return rows
-
-
-def memory_table(fp: Any, measured: Any, *, gpu: bool, title: str) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    from edgekv.units import format_bytes
-
-    t = Table(title=title, box=box.SIMPLE_HEAD)
-    t.add_column("part")
-    t.add_column("predicted", justify="right")
-    t.add_column("measured", justify="right")
-    for part, pred, meas in memory_rows(fp, measured, gpu=gpu):
-        t.add_row(
-            part, format_bytes(pred) if pred is not None else "", format_bytes(meas) if meas is not None else "n/a"
-        )
-    return t
-
-
-def strip_thinking(text: str) -> str:
-    """Qwen3's templates drop the reasoning of earlier turns from the history."""
-    return re.sub(r"<think>.*?</think>\s*", "", text, flags=re.DOTALL).strip()
+from edgekv.commands.options import context_option, given, kv_types, plan_model_path, verbosity
 
 
 @click.command("run")
@@ -140,7 +27,8 @@ def strip_thinking(text: str) -> str:
     "or auto: the largest that fits.",
 )
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 256), help="Parallel samples G.")
-@click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
+@click.option("--ngl", default=-1, show_default=True, type=click.IntRange(-1), help="Layers on the GPU (-1: all).")
+@click.option("--margin", default="0", show_default=True, help="Memory kept free under --vram (as pick's --margin).")
 @click.option("--prompt", help="Prompt text (the model's chat template is applied unless --raw).")
 @click.option("--chat", is_flag=True, help="Chat on stdin, one message per line.")
 @click.option("--raw", is_flag=True, help="Send --prompt as is, without the chat template.")
@@ -148,26 +36,16 @@ def strip_thinking(text: str) -> str:
     "--max-tokens", default=512, show_default=True, type=click.IntRange(1), help="Tokens to generate per sample."
 )
 @click.option("--greedy", is_flag=True, help="Greedy decoding instead of sampling.")
-@click.option("--temperature", default=0.6, show_default=True, type=float, help="Qwen3 thinking-mode default.")
-@click.option("--top-p", default=0.95, show_default=True, type=float)
-@click.option("--top-k", default=20, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="Qwen3 thinking default.")
+@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=None, help="Default: on (a quantized V needs it).")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Settings from edgekv pick --json output.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the samples, timings and memory.")
 @click.pass_context
-def command(
-    ctx: click.Context,
-    /,
-    model: str | None,
-    vram: str | None,
-    kv: str | None,
-    type_k: str | None,
-    type_v: str | None,
-    ctx_text: str,
-    **opts: Any,
-) -> None:
+def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     """Run a GGUF under a VRAM cap with a (quantized) KV cache, and show the memory it used.
 
     Before loading, the memory model (with the compute buffer from a llama.cpp dry run) must fit
@@ -181,33 +59,33 @@ def command(
       edgekv run --plan plan.json --prompt "Prove that sqrt(2) is irrational."
       edgekv run model.gguf --vram 8G --chat
     """
-    from edgekv import bench, runtime
-    from edgekv.errors import SpecError
-    from edgekv.memory import RunConfig
-    from edgekv.units import format_bytes, parse_size, parse_tokens
+    from edgekv import report
+    from edgekv.llama import runner as runtime
+    from edgekv.llama import session
+    from edgekv.plan.memory import RunConfig
+    from edgekv.plan.planfile import read_plan
+    from edgekv.units import format_bytes, parse_size
 
-    o = dict(opts)
-    ctx_opt = ctx_text
-    cap_text = vram
-    plan = read_plan(o["plan_path"]) if o.get("plan_path") else None
-    if plan:
+    plan = read_plan(o["plan_path"]) if o["plan_path"] else None
+    vram_bytes = parse_size(o["vram"]) if o["vram"] is not None else None
+    cap_text = o["vram"]
+    n_ctx, auto = context_option(o["ctx_text"])
+    parallel, ngl, plan_kv = o["parallel"], o["ngl"], None
+    if plan is not None:
         model = model or plan_model_path(plan)
-        if not given(ctx, "vram") and plan.get("vram_bytes"):
-            vram = str(plan["vram_bytes"])
-            cap_text = f"{format_bytes(int(vram))} (from the plan)"
-        if not (given(ctx, "kv") or given(ctx, "type_k") or given(ctx, "type_v")):
-            type_k, type_v = plan.get("type_k") or type_k, plan.get("type_v") or type_v
-        if not given(ctx, "ctx_text") and plan.get("n_ctx"):
-            ctx_opt = str(plan["n_ctx"])
-        if not given(ctx, "parallel") and plan.get("parallel"):
-            o["parallel"] = int(plan["parallel"])
-        if not given(ctx, "ngl") and plan.get("n_gpu_layers") is not None:
-            o["ngl"] = int(plan["n_gpu_layers"])
+        if not given(ctx, "vram") and plan.vram_bytes:
+            vram_bytes, cap_text = plan.vram_bytes, f"{format_bytes(plan.vram_bytes)} (from the plan)"
+        if all(o[k] is None for k in ("kv", "type_k", "type_v")) and plan.type_k and plan.type_v:
+            plan_kv = (plan.type_k, plan.type_v)
+        if not given(ctx, "ctx_text") and plan.n_ctx:
+            n_ctx, auto = plan.n_ctx, False
+        parallel = plan.parallel if not given(ctx, "parallel") and plan.parallel else parallel
+        ngl = plan.n_gpu_layers if not given(ctx, "ngl") and plan.n_gpu_layers is not None else ngl
     if not model:
         raise click.UsageError("give MODEL.gguf or --plan plan.json")
-    if o["chat"] and o["parallel"] > 1:
+    if o["chat"] and parallel > 1:
         raise click.UsageError("--chat runs one sample; drop --parallel")
-    if o["chat"] and o["prompt"]:
+    if o["chat"] and o["prompt"] is not None:
         raise click.UsageError("give --prompt or --chat, not both")
     prompt = o["prompt"]
     if not o["chat"] and prompt is None:
@@ -215,127 +93,79 @@ def command(
             raise click.UsageError("give --prompt TEXT, --chat, or a prompt on stdin")
         prompt = sys.stdin.read()
     verbose = verbosity(ctx) >= 2
-
-    tk, tv = kv_types(kv, type_k, type_v)
-    fa = runtime.resolve_flash_attn(tk, tv, o["flash_attn"])  # KvConfigError before anything loads
-    auto = str(ctx_opt).strip().lower() == "auto"
-    n_ctx = 4096 if auto else parse_tokens(ctx_opt)
-    if not auto and n_ctx < 1:
-        raise SpecError("--ctx must be positive")
-    cfg = RunConfig(n_ctx=n_ctx, type_k=tk, type_v=tv, n_seq=o["parallel"], n_gpu_layers=o["ngl"], flash_attn=fa)
-    vram_bytes = parse_size(vram) if vram else None
-    if (o["ngl"] != 0 or vram_bytes) and not runtime.gpu_offload_supported():
+    tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=plan_kv)
+    fa = o["flash_attn"] is not False  # on unless turned off; session.prepare checks the pair before anything loads
+    cfg = RunConfig(n_ctx=n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa)
+    if (ngl != 0 or vram_bytes) and not runtime.gpu_offload_supported():
         click.echo(
             "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
             f"llama.cpp allocates. For a GPU build:\n  {runtime.CUDA_REINSTALL}",
             err=True,
         )
-    prepared = bench.prepare(model, cfg, vram_bytes=vram_bytes, auto_ctx=auto, cap_text=cap_text, verbose=verbose)
-    cfg = prepared.cfg
+    margin = parse_size(o["margin"], allow_zero=True)
+    prepared = session.prepare(
+        model, cfg, vram_bytes=vram_bytes, auto_ctx=auto, margin_bytes=margin, cap_text=cap_text, verbose=verbose
+    )
     samp = runtime.Sampling(
         temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"], seed=o["seed"], greedy=o["greedy"]
     )
     if not o["as_json"]:
         kv_text = tk.value if tk == tv else f"{tk.value}/{tv.value}"
-        budget = f"--vram {cap_text}" if vram else "the free memory"
+        budget = f"--vram {cap_text}" if vram_bytes else "the free memory"
         click.echo(
-            f"{Path(model).name}: {cfg.n_ctx} tokens, {kv_text} KV, {cfg.n_seq} sample(s), flash attention "
-            f"{'on' if fa else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of {budget}",
+            f"{Path(model).name}: {prepared.cfg.n_ctx} tokens, {kv_text} KV, {prepared.cfg.n_seq} sample(s), flash "
+            f"attention {'on' if fa else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of {budget}",
             err=True,
         )
-    with bench.open_run(prepared, n_threads=o["threads"], verbose=verbose) as session:
-        runner = session.runner
-        if o["chat"]:
-            gens = _chat(runner, samp, o["max_tokens"], stream=not o["as_json"])
-        else:
-            assert prompt is not None
-            text = prompt if o["raw"] else runner.apply_chat_template([{"role": "user", "content": prompt}])
-            tokens = runner.tokenize(text)
-
-            def stream(seq: int, _tok: int, piece: str) -> None:
-                if seq == 0 and not o["as_json"]:
-                    click.echo(piece, nl=False)
-
-            gens = [runner.generate(tokens, o["max_tokens"], n_seq=cfg.n_seq, sampling=samp, on_token=stream)]
-            if not o["as_json"]:
-                click.echo("")
-                for i, s in enumerate(gens[0].sequences[1:], start=2):
-                    click.echo(f"\n--- sample {i} ---\n{s.text}")
-        measured = bench.measure(session)
-    _report(prepared, measured, gens, as_json=o["as_json"], model=model, vram_bytes=vram_bytes)
-
-
-def _chat(runner: Any, samp: Any, max_tokens: int, *, stream: bool) -> list[Any]:
-    """One turn per stdin line; earlier turns stay in the KV cache (only the new tokens decode)."""
-    messages: list[dict[str, str]] = []
-    gens = []
-    stdin = sys.stdin
-    tty = stdin.isatty()
-    while True:
-        if tty:
-            click.echo("> ", nl=False, err=True)
-        line = stdin.readline()
-        if not line:
-            break
-        if not line.strip():
-            continue
-        messages.append({"role": "user", "content": line.strip()})
-        tokens = runner.tokenize(runner.apply_chat_template(messages))
-        gen = runner.generate(
-            tokens, max_tokens, sampling=samp, on_token=(lambda s, t, p: click.echo(p, nl=False)) if stream else None
-        )
-        if stream:
-            click.echo("")
-        messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
-        gens.append(gen)
-    return gens
-
-
-def _report(
-    prepared: Any, measured: Any, gens: list[Any], *, as_json: bool, model: str, vram_bytes: int | None
-) -> None:
-    from edgekv import bench, runtime
-
-    fp = prepared.footprint
-    if as_json:
-        cfg = prepared.cfg
-        out = {
-            "model": Path(model).name,
-            "path": str(model),
-            "vram_bytes": vram_bytes,
-            "device": bench.device_name(prepared.gpu),
-            "gpu": prepared.gpu,
-            "config": {
-                "n_ctx": cfg.n_ctx,
-                "type_k": cfg.type_k.value,
-                "type_v": cfg.type_v.value,
-                "parallel": cfg.n_seq,
-                "n_gpu_layers": cfg.n_gpu_layers,
-                "flash_attn": cfg.flash_attn,
-                "n_ubatch": cfg.n_ubatch,
-            },  # fmt: skip
-            "predicted": bench.predicted_dict(fp),
-            "measured": measured.as_dict(),
-            "turns": [
-                {
-                    "n_prompt": g.n_prompt,
-                    "n_prompt_evaluated": g.n_prompt_evaluated,
-                    "prompt_tps": round(g.prompt_tps, 2),
-                    "decode_tps": round(g.decode_tps, 2),
-                    "samples": [{"text": s.text, "n_tokens": len(s.tokens), "finish": s.finish} for s in g.sequences],
-                }  # fmt: skip
-                for g in gens
-            ],
-            "build": runtime.build_info(),
-        }
-        click.echo(json.dumps(out, indent=2))
+    out = _generate(prepared, prompt, o, samp, verbose=verbose)
+    if o["as_json"]:
+        device = session.device_name(prepared.gpu)
+        build = runtime.build_info()
+        data = report.run_dict(prepared, out, model=model, vram_bytes=vram_bytes, device=device, build=build)
+        click.echo(json.dumps(data, indent=2))
         return
-    from edgekv import report
-
     con = report.console(stderr=True)
-    for g in gens:
+    for g in out.generations:
         con.print(
             f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
             f"({g.decode_tps:.1f} tokens/s)"
         )
-    con.print(memory_table(fp, measured, gpu=prepared.gpu, title="memory: predicted vs measured"))
+    title = "memory: predicted vs measured"
+    con.print(report.memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title=title))
+
+
+def _generate(prepared: Any, prompt: str | None, o: dict[str, Any], samp: Any, *, verbose: bool) -> Any:
+    """Stream sample 1 to stdout (unless --json); print the other samples after it."""
+    from edgekv.llama import session
+
+    quiet = o["as_json"]
+    common: dict[str, Any] = {"max_tokens": o["max_tokens"], "sampling": samp, "n_threads": o["threads"]}
+    if o["chat"]:
+        tty = sys.stdin.isatty()
+
+        def lines() -> Any:
+            while True:
+                if tty:
+                    click.echo("> ", nl=False, err=True)
+                line = sys.stdin.readline()
+                if not line:
+                    return
+                yield line
+
+        return session.run_chat(
+            prepared, lines(), verbose=verbose, **common,
+            on_token=None if quiet else (lambda s, t, p: click.echo(p, nl=False)),
+            on_turn_end=None if quiet else (lambda: click.echo("")),
+        )  # fmt: skip
+
+    def stream(seq: int, _tok: int, piece: str) -> None:
+        if seq == 0 and not quiet:
+            click.echo(piece, nl=False)
+
+    assert prompt is not None
+    out = session.run_prompt(prepared, prompt, raw=o["raw"], verbose=verbose, on_token=stream, **common)
+    if not quiet:
+        click.echo("")
+        for i, s in enumerate(out.generations[0].sequences[1:], start=2):
+            click.echo(f"\n--- sample {i} ---\n{s.text}")
+    return out

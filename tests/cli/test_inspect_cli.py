@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from edgekv.cli import cli, main
 from edgekv.errors import GGUFError, ModelFileNotFound
-from edgekv.gguf_io import read_spec
-from edgekv.memory import RunConfig, footprint
+from edgekv.model.gguf_reader import read_spec
+from edgekv.plan.memory import RunConfig, footprint
 from edgekv.units import GIB, MIB
-from tests.unit.test_gguf_io import BAD_KINDS, bad_file
+from tests.model.test_gguf_reader import BAD_KINDS, bad_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 
 from edgekv.cli import cli, main
 from edgekv.errors import DoesNotFit, KvConfigError
-from edgekv.gguf_io import read_spec
-from edgekv.memory import RunConfig, kv_bytes
-from edgekv.quant import KvType
+from edgekv.model.gguf_reader import read_spec
+from edgekv.model.quant import KvType
+from edgekv.plan.memory import RunConfig, kv_bytes
 from edgekv.units import MIB
 from tests.ggufgen import tiny_config, write_tiny_gguf
 

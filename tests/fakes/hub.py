@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import gguf
 import numpy as np
 
-from edgekv.quant import GGML_TYPES, WeightQuant, tensor_bytes
+from edgekv.model.quant import GGML_TYPES, WeightQuant, tensor_bytes
 
 COMMIT_TIME = "2025-01-01T00:00:00.000Z"
 

@@ -52,7 +52,7 @@ def record(row: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from edgekv.convert import quantize_gguf
+    from edgekv.llama.quantize import quantize_gguf
 
     config = json.loads((ROOT / "models" / f"{SHAPE}.json").read_text())["config"]
     d = tmp_path_factory.mktemp("qwen3-shape")
@@ -117,7 +117,7 @@ def test_over_the_cap_is_refused_before_loading(ggufs: dict[str, Path]) -> None:
 
 def test_mixed_kv_pair_needs_the_kernels(ggufs: dict[str, Path]) -> None:
     """Without GGML_CUDA_FA_QUANTS=all a q8_0/q4_0 pair is refused before loading, with the rebuild hint."""
-    from edgekv import runtime
+    from edgekv.llama import runner as runtime
 
     info = runtime.system_info()
     pairs = runtime.cuda_fa_pairs(info)
@@ -131,7 +131,7 @@ def test_mixed_kv_pair_needs_the_kernels(ggufs: dict[str, Path]) -> None:
 
 def test_reserve_cap_leaves_the_cap() -> None:
     """In-process: after the reservation the card shows about cap - context free."""
-    from edgekv import vram
+    from edgekv.llama import vram
 
     vram.find_cudart().cudaFree(None)  # this process's CUDA context exists before the "before" reading
     info = vram.gpu_info()

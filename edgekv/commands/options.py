@@ -1,0 +1,232 @@
+"""Options and argument parsing shared by the commands (pick, download, run, bench, eval, sweep).
+
+Parsing only: each helper turns CLI strings into the typed values the library takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from edgekv.model.quant import DEFAULT_KV_TYPES
+from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
+from edgekv.plan.policy import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR
+from edgekv.units import GIB, MIB
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.2f}G"
+
+
+def pick_options(f: F) -> F:
+    """The options pick shares with ``edgekv download --vram``."""
+    opts = [
+        click.option("--vram", "vram", metavar="SIZE", help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units)."),
+        click.option("--gpu", "gpu", type=click.Choice(["auto"]), help="Read the card's total memory through NVML."),
+        click.option(
+            "--task",
+            type=click.Choice(["math", "code", "knowledge"]),
+            default="math",
+            show_default=True,
+            help="Sets the weight-precision rule (rule 3).",
+        ),
+        click.option(
+            "--family",
+            default="qwen3",
+            show_default=True,
+            help="Catalog family: qwen3 (the family the paper measured), deepseek-r1-distill, or all.",
+        ),
+        click.option("--model", "model", help="Only these catalog models (comma-separated names)."),
+        click.option("--quants", help="Only these weight quants (comma-separated, e.g. Q8_0,Q4_K_M)."),
+        click.option(
+            "--kv", "kv", help=f"KV cache types to consider.  [default: {','.join(k.value for k in DEFAULT_KV_TYPES)}]"
+        ),
+        click.option("--mixed-kv", is_flag=True, help="Also mixed K/V pairs (CUDA needs GGML_CUDA_FA_ALL_QUANTS)."),
+        click.option(
+            "--min-ctx", default="0", show_default=True, help="Smallest tokens per sample to accept (4k, 16384)."
+        ),
+        click.option("--allow-offload", is_flag=True, help="Also plans that keep some layers in system RAM."),
+        click.option(
+            "--overhead",
+            default="auto",
+            show_default=True,
+            help="CUDA context + workspace: auto (measured: 600-696 MiB) or a size; 0 for none.",
+        ),
+        click.option(
+            "--margin", help=f"Safety margin kept free (0 allowed).  [default: {DEFAULT_MARGIN_BYTES // MIB}M]"
+        ),
+        click.option(
+            "--accounting",
+            type=click.Choice(["runtime", "paper"]),
+            default="runtime",
+            show_default=True,
+            help="paper = weights + KV only (overhead, margin and compute buffers 0), as the paper counts.",
+        ),
+        click.option(
+            "--gguf",
+            "gguf_path",
+            type=click.Path(dir_okay=False),
+            help="Rank a local GGUF file instead of the catalog.",
+        ),
+        click.option("--repo", help="Rank a hub repo's GGUF files, sized exactly from their headers (network)."),
+        click.option("--e1", help=f"Scale threshold E1 (paper: 8-bit Qwen3-4B)  [default: {_gib(E1_BYTES)}]"),
+        click.option("--e2", help=f"Second threshold E2 (paper: 8-bit Qwen3-8B)  [default: {_gib(E2_BYTES)}]"),
+        click.option("--token-floor", help=f"Shortest useful reasoning budget.  [default: {TOKEN_FLOOR // 1024}k]"),
+        click.option("--saturation", help=f"Budget where accuracy saturates.  [default: {SATURATION_TOKENS // 1024}k]"),
+        click.option("--max-parallel", type=click.IntRange(1, 64), help=f"Largest G.  [default: {MAX_PARALLEL}]"),
+        click.option(
+            "--similar",
+            type=click.FloatRange(0, 0.5),
+            help=f"Band within which effective sizes count as similar (E1 comparison).  [default: {SIMILAR}]",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
+    """Parse CLI params into ``edgekv.plan.pick.pick``'s keyword arguments and call it."""
+    from edgekv.errors import SpecError
+    from edgekv.model.quant import KvType
+    from edgekv.model.spec import Task
+    from edgekv.plan.pick import pick
+    from edgekv.units import parse_list, parse_size, parse_tokens
+
+    kwargs: dict[str, Any] = {"vram_bytes": _card_bytes(params), "top": top}
+    if params.get("task"):
+        kwargs["task"] = Task(params["task"])
+    if params.get("family"):
+        kwargs["family"] = params["family"]
+    if params.get("model") is not None:
+        kwargs["models"] = parse_list(params["model"])
+        if not kwargs["models"]:
+            raise SpecError("--model is empty", hint="name catalog models, e.g. --model Qwen3-8B")
+    if params.get("quants") is not None:
+        kwargs["quants"] = _quants(params["quants"])
+    if params.get("kv") is not None:
+        kwargs["kv_types"] = tuple(KvType.parse(k) for k in parse_list(params["kv"]))
+    sizes = {"e1": "e1_bytes", "e2": "e2_bytes"}
+    tokens = {"token_floor": "token_floor_tokens", "saturation": "saturation_tokens", "min_ctx": "min_ctx_tokens"}
+    for key, name in sizes.items():
+        if params.get(key) is not None:
+            kwargs[name] = parse_size(params[key])
+    for key, name in tokens.items():
+        if params.get(key) is not None:
+            kwargs[name] = parse_tokens(params[key])
+    if params.get("margin") is not None:
+        kwargs["margin_bytes"] = parse_size(params["margin"], allow_zero=True)
+    if params.get("overhead") not in (None, "auto"):
+        kwargs["overhead_bytes"] = parse_size(params["overhead"], allow_zero=True)
+    for key in ("max_parallel", "similar", "mixed_kv", "allow_offload", "accounting"):
+        if params.get(key) is not None:
+            kwargs[key] = params[key]
+    if params.get("gguf_path"):
+        kwargs["gguf_path"] = params["gguf_path"]
+    elif params.get("repo"):
+        from edgekv.hub.remote import options_from_repo
+
+        kwargs["options"] = options_from_repo(
+            params["repo"], quants=kwargs.get("quants"), endpoint=params.get("endpoint")
+        )
+    return pick(**kwargs)
+
+
+def _quants(text: str) -> list[str]:
+    from edgekv.errors import SpecError
+    from edgekv.model.quant import WeightQuant
+    from edgekv.units import parse_list
+
+    names = parse_list(text)
+    if not names:
+        raise SpecError("--quants is empty", hint="e.g. --quants Q8_0,Q4_K_M")
+    return [WeightQuant.parse(q).value for q in names]
+
+
+def _card_bytes(params: dict[str, Any]) -> int:
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_size
+
+    if params.get("vram"):
+        return parse_size(params["vram"])
+    if params.get("gpu") == "auto":
+        from edgekv.llama.vram import gpu_info
+
+        info = gpu_info()
+        if info is None:
+            raise SpecError(
+                "--gpu auto found no NVIDIA GPU through NVML",
+                hint="pass --vram with the card's memory, e.g. --vram 8G (pip install nvidia-ml-py for NVML)",
+            )
+        return info.total_bytes
+    raise SpecError(
+        "say how much memory the card has", hint="pass --vram 8G, or --gpu auto on a machine with an NVIDIA GPU"
+    )
+
+
+def top_plan_for_download(params: dict[str, Any]) -> tuple[str, str]:
+    """(repo, file) of pick's top plan, for ``edgekv download --vram``."""
+    from edgekv.errors import ModelFileNotFound
+
+    result = run_pick(params, top=1)
+    best = result.plans[0]
+    if not best.option.repo or not best.option.file:
+        raise ModelFileNotFound(f"the catalog names no published file for {best.option.name} {best.option.quant}")
+    return best.option.repo, best.option.file
+
+
+def kv_types(kv: str | None, type_k: str | None, type_v: str | None, *, default: Any = None) -> tuple[Any, Any]:
+    """(K, V) KvTypes from --kv or --type-k/--type-v (``default``, else f16, where nothing is said)."""
+    from edgekv.model.quant import KvType
+
+    both = KvType.parse(kv) if kv is not None else None
+    k = KvType.parse(type_k) if type_k is not None else both or (default[0] if default else KvType.F16)
+    v = KvType.parse(type_v) if type_v is not None else both or (default[1] if default else KvType.F16)
+    return k, v
+
+
+def plan_model_path(plan: Any) -> str:
+    """The plan's GGUF: a local path (as given, or next to the plan), else huggingface_hub's cache."""
+    from edgekv.errors import ModelFileNotFound
+
+    local = plan.local_model()
+    if local is not None:
+        return str(local)
+    if plan.repo and plan.file:
+        from edgekv.hub.download import cached_file
+
+        cached = cached_file(plan.repo, plan.file)
+        if cached is not None:
+            return str(cached)
+    name = plan.file or plan.model_path or "the plan's model"
+    raise ModelFileNotFound(
+        f"{name} is not on this machine",
+        hint=f"fetch it with edgekv download {plan.repo} {plan.file}" if plan.repo else "pass MODEL.gguf",
+    )
+
+
+def verbosity(ctx: click.Context) -> int:
+    obj = ctx.find_root().obj
+    return int(obj.get("verbosity", 0)) if isinstance(obj, dict) else 0
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+
+
+def context_option(text: str | int) -> tuple[int, bool]:
+    """(n_ctx, auto) from --ctx: 'auto' or a positive token count (4096, 16k)."""
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_tokens
+
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return 4096, True
+    n_ctx = parse_tokens(text)
+    if n_ctx < 1:
+        raise SpecError(f"--ctx {text} is not a positive token count", hint="e.g. --ctx 16k, or --ctx auto")
+    return n_ctx, False

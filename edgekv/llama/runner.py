@@ -1,0 +1,526 @@
+"""llama.cpp through llama-cpp-python's low-level API: the only module that loads models.
+
+The high-level ``llama_cpp.Llama`` cannot set ``n_seq_max``, so the model and context are made
+with ``llama_model_load_from_file`` / ``llama_init_from_model``. llama.cpp's log is captured with
+``llama_log_set`` (the callback is kept alive and the previous one restored) and read into
+:class:`LlamaBuffers` (both in ``runtime_log``, re-exported here); a failure becomes
+:class:`LlamaError` whose reason is the log's last error/warning line. ``dry_run`` asks llama.cpp
+for the buffer sizes without allocating them (``no_alloc`` + ``LLAMA_LOAD_MODE_NONE``), which is
+how the compute buffer is measured cheaply.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edgekv.errors import KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
+from edgekv.llama.log import LlamaBuffers, LlamaLog
+from edgekv.model.quant import KvType
+from edgekv.plan.memory import RunConfig
+
+log = logging.getLogger(__name__)
+
+LLAMA_CPP_VERSION = "0.3.36"
+INSTALL_HINT = f"pip install llama-cpp-python=={LLAMA_CPP_VERSION}"
+CUDA_REINSTALL = (
+    f'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python=={LLAMA_CPP_VERSION}'
+)
+# ggml-cuda builds flash-attention kernels only for these K-V pairs unless GGML_CUDA_FA_QUANTS
+# says otherwise (ggml/CMakeLists.txt: "q4_0-q4_0;q8_0-q8_0;f16-f16;bf16-bf16").
+CUDA_FA_DEFAULT_PAIRS = frozenset({("f16", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0"), ("bf16", "bf16")})
+
+
+def _llama() -> Any:
+    """Import llama_cpp (once), or say how to install it."""
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise RuntimeUnavailable("llama-cpp-python is not installed", hint=INSTALL_HINT) from e
+    if not getattr(_llama, "initialized", False):
+        llama_cpp.llama_backend_init()
+        _llama.initialized = True  # type: ignore[attr-defined]
+    return llama_cpp
+
+
+# -- build facts ------------------------------------------------------------------------------
+
+
+def system_info() -> str:
+    """llama_print_system_info(): the backends and features of this build."""
+    return str(_llama().llama_print_system_info().decode("utf-8", "replace"))
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build can put layers on a GPU."""
+    return bool(_llama().llama_supports_gpu_offload())
+
+
+def is_cuda_build(info: str | None = None) -> bool:
+    return "CUDA :" in (system_info() if info is None else info)
+
+
+def build_info() -> dict[str, str]:
+    """llama-cpp-python version and llama.cpp system info, for benchmark records."""
+    llama_cpp = _llama()
+    return {"llama_cpp_python": str(llama_cpp.__version__), "system_info": system_info().strip()}
+
+
+def cuda_fa_pairs(info: str) -> frozenset[tuple[str, str]] | None:
+    """K-V type pairs with CUDA flash-attention kernels in this build; None = all of them."""
+    if re.search(r"FA_ALL_QUANTS = 1", info):
+        return None
+    m = re.search(r"FA_QUANTS = ([^|]+)\|", info)
+    if not m:
+        return CUDA_FA_DEFAULT_PAIRS
+    text = m.group(1).strip().lower()
+    if text == "all":
+        return None
+    pairs = {("f16", "f16")}  # ggml/cmake/common.cmake always compiles f16-f16
+    for item in re.split(r"[,;]", text):
+        k, _, v = item.strip().partition("-")
+        if k and v:
+            pairs.add((k, v))
+    return frozenset(pairs)
+
+
+def resolve_flash_attn(
+    type_k: KvType, type_v: KvType, flash_attn: bool | None = None, *, info: str | None = None
+) -> bool:
+    """Decide flash attention for a K/V pair, or raise KvConfigError before anything loads.
+
+    ``None`` turns it on (a quantized V cache needs it; it is also llama.cpp's fast path).
+    """
+    fa = True if flash_attn is None else flash_attn
+    if type_v.quantized and not fa:
+        raise KvConfigError(
+            f"a quantized V cache ({type_v.value}) needs flash attention, which --no-flash-attn turns off",
+            hint="drop --no-flash-attn, or keep V at f16 (--type-v f16)",
+        )
+    info = system_info() if info is None else info
+    if fa and is_cuda_build(info):
+        pairs = cuda_fa_pairs(info)
+        if pairs is not None and (type_k.value, type_v.value) not in pairs:
+            have = ", ".join(sorted(f"{k}/{v}" for k, v in pairs))
+            raise KvConfigError(
+                f"this CUDA build has no flash-attention kernel for K {type_k.value} with V {type_v.value} "
+                f"(it has {have})",
+                hint="use the same type for K and V (--kv q8_0), or rebuild llama-cpp-python with "
+                "-DGGML_CUDA_FA_QUANTS=all in CMAKE_ARGS",
+            )
+    return fa
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _model_params(llama_cpp: Any, cfg: RunConfig, *, dry_run: bool) -> Any:
+    mp = llama_cpp.llama_model_default_params()
+    mp.n_gpu_layers = 999 if cfg.n_gpu_layers < 0 else cfg.n_gpu_layers
+    if dry_run:
+        mp.no_alloc = True
+        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE  # without it no_alloc aborts the process
+    return mp
+
+
+def _context_params(llama_cpp: Any, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None) -> Any:
+    cp = llama_cpp.llama_context_default_params()
+    cp.n_ctx = cfg.n_ctx
+    cp.n_ubatch = cfg.n_ubatch
+    cp.n_batch = max(n_batch or cp.n_batch, cfg.n_ubatch)
+    cp.n_seq_max = cfg.n_seq
+    cp.type_k = cfg.type_k.ggml.id
+    cp.type_v = cfg.type_v.ggml.id
+    cp.flash_attn_type = (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if cfg.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    cp.swa_full = cfg.swa_full
+    cp.kv_unified = cfg.kv_unified
+    cp.offload_kqv = cfg.offload_kqv
+    threads = n_threads or os.cpu_count() or 1
+    cp.n_threads = threads
+    cp.n_threads_batch = threads
+    return cp
+
+
+def _check_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileNotFound(f"{p}: no such file", hint="check the path, or fetch it with edgekv download")
+    return p
+
+
+def _check_cfg(cfg: RunConfig) -> None:
+    resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
+    if cfg.n_ctx < 1 or cfg.n_seq < 1:
+        raise KvConfigError(f"n_ctx {cfg.n_ctx} and n_seq {cfg.n_seq} must be positive")
+
+
+def dry_run(
+    path: str | os.PathLike[str], cfg: RunConfig, *, n_batch: int | None = None, verbose: bool = False
+) -> LlamaBuffers:
+    """The buffers a load of ``path`` with ``cfg`` would make, without allocating them (~0.5 s)."""
+    p = _check_path(path)
+    _check_cfg(cfg)
+    llama_cpp = _llama()
+    with LlamaLog(echo=verbose) as cap:
+        model = llama_cpp.llama_model_load_from_file(str(p).encode(), _model_params(llama_cpp, cfg, dry_run=True))
+        if not model:
+            raise LlamaError(f"llama.cpp cannot read {p.name}", reason=cap.last_problem())
+        try:
+            ctx = llama_cpp.llama_init_from_model(model, _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=1))
+            if not ctx:
+                raise LlamaError("llama.cpp cannot create the context", reason=cap.last_problem())
+            llama_cpp.llama_free(ctx)
+        finally:
+            llama_cpp.llama_model_free(model)
+    return cap.buffers(dry_run=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampler settings; the defaults are Qwen3's for thinking mode (its model card)."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    seed: int = 0
+    greedy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceOutput:
+    tokens: tuple[int, ...]
+    text: str
+    finish: str  # "eog" (end-of-generation token), "length" (max_tokens) or "context" (KV full)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What ``Runner.generate`` produced, with its timings (time.perf_counter)."""
+
+    sequences: tuple[SequenceOutput, ...]
+    n_prompt: int
+    n_prompt_evaluated: int  # prompt tokens decoded now (the rest was still in the KV cache)
+    prompt_seconds: float
+    decode_seconds: float
+
+    @property
+    def n_generated(self) -> int:
+        return sum(len(s.tokens) for s in self.sequences)
+
+    @property
+    def prompt_tps(self) -> float:
+        return self.n_prompt_evaluated / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
+
+    @property
+    def decode_tps(self) -> float:
+        steps = max(self.n_generated - len(self.sequences), 0)  # the first tokens come from the prompt
+        return steps / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+TokenCallback = Callable[[int, int, str], None]  # (sequence index, token id, text piece)
+
+
+class Runner:
+    """A loaded model and context. Use :func:`load`; close it (or use ``with``) to free memory."""
+
+    def __init__(
+        self, path: Path, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None, verbose: bool
+    ) -> None:
+        _check_cfg(cfg)
+        self.path = path
+        self.cfg = cfg
+        self._lib = llama_cpp = _llama()
+        self._log = LlamaLog(echo=verbose).__enter__()
+        self._model: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        try:
+            self._model = llama_cpp.llama_model_load_from_file(
+                str(path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
+            )
+            if not self._model:
+                raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
+            cp = _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
+            self._ctx = llama_cpp.llama_init_from_model(self._model, cp)
+            if not self._ctx:
+                raise LlamaError("llama.cpp cannot create the context", reason=self._log.last_problem())
+        except BaseException:
+            self.close()
+            raise
+        self.buffers = self._log.buffers()
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self.n_batch = int(llama_cpp.llama_n_batch(self._ctx))
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
+        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        self.n_seq_max = int(llama_cpp.llama_n_seq_max(self._ctx))
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._batch_cap = max(self.n_batch, self.n_seq_max)
+        self._batch = llama_cpp.llama_batch_init(self._batch_cap, 0, 1)
+        self._cached: list[int] = []  # tokens of sequence 0 held in the KV cache
+
+    # lifecycle
+    def close(self) -> None:
+        lib = self._lib
+        if self._batch is not None:
+            lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            lib.llama_free(self._ctx)
+        self._ctx = None
+        if self._model:
+            lib.llama_model_free(self._model)
+        self._model = None
+        self._log.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def log_lines(self) -> list[str]:
+        return self._log.text()
+
+    # vocabulary
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        buf = (self._lib.llama_token * n_max)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
+        if n < 0:
+            n_max = -n
+            buf = (self._lib.llama_token * n_max)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
+        if n < 0:
+            raise LlamaError("llama_tokenize failed", reason=self._log.last_problem())
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[: max(n, 0)]
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return b"".join(self.token_bytes(t, special=special) for t in tokens).decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def chat_template(self) -> str | None:
+        raw = self._lib.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_assistant: bool = True) -> str:
+        """Format a conversation with the model's template (llama.cpp's built-in matcher).
+
+        A model without a template, or with one llama.cpp does not know, gets ChatML.
+        """
+        lib = self._lib
+        arr = (lib.llama_chat_message * len(messages))()
+        keep = []
+        for i, msg in enumerate(messages):
+            role, content = msg["role"].encode(), msg["content"].encode()
+            keep += [role, content]
+            arr[i].role, arr[i].content = role, content
+        tmpl = lib.llama_model_chat_template(self._model, None)
+        if not tmpl:
+            log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it as is)")
+            tmpl = b"chatml"
+        for candidate in (tmpl, b"chatml"):
+            size = 256 + sum(len(x) for x in keep) * 2
+            buf = ctypes.create_string_buffer(size)
+            n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, size)
+            if n > size:
+                buf = ctypes.create_string_buffer(n + 1)
+                n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, n + 1)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", "replace")
+            log.warning("llama.cpp does not know the model's chat template; formatting the prompt as ChatML")
+        raise LlamaError("llama_chat_apply_template failed", reason=self._log.last_problem())
+
+    # decoding
+    def clear(self) -> None:
+        """Empty the KV cache (all sequences; the buffers are not zeroed, as llama-bench does)."""
+        self._lib.llama_memory_clear(self._mem, False)
+        self._cached = []
+
+    def truncate(self, n_tokens: int, *, seq: int = 0) -> bool:
+        """Drop positions >= ``n_tokens`` of ``seq``; False where the cache cannot (then clear it)."""
+        self._cached = self._cached[:n_tokens] if seq == 0 else self._cached
+        return bool(self._lib.llama_memory_seq_rm(self._mem, seq, n_tokens, -1))
+
+    def synchronize(self) -> None:
+        self._lib.llama_synchronize(self._ctx)
+
+    def _fill(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
+        """Put (token, pos, seq, wants_logits) rows into the batch and decode it."""
+        b = self._batch
+        for i, (tok, pos, seq, out) in enumerate(items):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = out
+        b.n_tokens = len(items)
+        rc = self._lib.llama_decode(self._ctx, b)
+        if rc != 0:
+            what = {1: "no free KV cache slot (the context is full)", 2: "aborted", -1: "invalid batch"}
+            raise LlamaError(f"llama_decode failed ({rc}: {what.get(rc, 'fatal')})", reason=self._log.last_problem())
+
+    def decode(self, tokens: Sequence[int], *, pos0: int = 0, seq: int = 0, logits_last: bool = True) -> None:
+        """Decode ``tokens`` at positions ``pos0...`` of sequence ``seq``, n_batch at a time."""
+        n = len(tokens)
+        for start in range(0, n, self._batch_cap):
+            chunk = tokens[start : start + self._batch_cap]
+            last = start + len(chunk) == n
+            rows = [
+                (t, pos0 + start + i, seq, logits_last and last and i == len(chunk) - 1) for i, t in enumerate(chunk)
+            ]
+            self._fill(rows)
+
+    def decode_one(self, token: int, pos: int, *, seq: int = 0) -> None:
+        """One token with logits: the decode step benchmarks time (as llama-bench's tg)."""
+        b = self._batch
+        b.token[0] = token
+        b.pos[0] = pos
+        b.n_seq_id[0] = 1
+        b.seq_id[0][0] = seq
+        b.logits[0] = 1
+        b.n_tokens = 1
+        rc = self._lib.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise LlamaError(f"llama_decode failed ({rc})", reason=self._log.last_problem())
+
+    def _sampler(self, sampling: Sampling, seed: int) -> Any:
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if sampling.greedy or sampling.temperature <= 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_k > 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(sampling.top_k))
+        if sampling.top_p < 1.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(sampling.top_p, 1))
+        if sampling.min_p > 0.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(sampling.min_p, 1))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(sampling.temperature))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def _prefill(self, prompt: Sequence[int], n_seq: int) -> int:
+        """Decode what of ``prompt`` is not cached yet; returns how many tokens were decoded."""
+        keep = 0
+        if n_seq == 1:
+            limit = min(len(self._cached), len(prompt) - 1)  # decode at least one token for logits
+            while keep < limit and self._cached[keep] == prompt[keep]:
+                keep += 1
+        if not (keep and self._lib.llama_memory_seq_rm(self._mem, 0, keep, -1)):
+            keep = 0
+            self._lib.llama_memory_clear(self._mem, False)
+        self._cached = []
+        self.decode(prompt[keep:], pos0=keep)
+        for s in range(1, n_seq):
+            self._lib.llama_memory_seq_cp(self._mem, 0, s, -1, -1)
+        return len(prompt) - keep
+
+    def generate(
+        self,
+        prompt_tokens: Sequence[int],
+        max_tokens: int,
+        *,
+        n_seq: int = 1,
+        sampling: Sampling | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> Generation:
+        """Sample ``n_seq`` continuations of one prompt, one batch of n_seq tokens per step.
+
+        The prompt is decoded once into sequence 0 and copied to the others
+        (``llama_memory_seq_cp``); each sequence has its own sampler seed.
+        """
+        if not prompt_tokens:
+            raise KvConfigError("the prompt is empty")
+        if n_seq > self.n_seq_max:
+            raise KvConfigError(f"{n_seq} parallel sequences, but the context was made for {self.n_seq_max}")
+        if len(prompt_tokens) >= self.n_ctx_seq:
+            raise KvConfigError(
+                f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.n_ctx_seq} per sequence",
+                hint="use a larger --ctx or a shorter prompt",
+            )
+        lib = self._lib
+        sampling = sampling or Sampling()
+        prompt = list(prompt_tokens)
+        t0 = time.perf_counter()
+        n_eval = self._prefill(prompt, n_seq)
+        lib.llama_synchronize(self._ctx)
+        t1 = time.perf_counter()
+        samplers = [self._sampler(sampling, sampling.seed + s) for s in range(n_seq)]
+        out: list[list[int]] = [[] for _ in range(n_seq)]
+        texts = [""] * n_seq
+        decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in range(n_seq)]
+        finish = ["length"] * n_seq
+        active = list(range(n_seq))
+        idx = {s: -1 for s in active}  # batch row of each sequence's logits
+        pos = len(prompt)
+        try:
+            while active:
+                step: list[tuple[int, int, int, bool]] = []
+                for s in list(active):
+                    tok = int(lib.llama_sampler_sample(samplers[s], self._ctx, idx[s]))
+                    if lib.llama_vocab_is_eog(self._vocab, tok):
+                        finish[s] = "eog"
+                        active.remove(s)
+                        continue
+                    out[s].append(tok)
+                    piece = decoders[s].decode(self.token_bytes(tok))
+                    texts[s] += piece
+                    if on_token is not None:
+                        on_token(s, tok, piece)
+                    if len(out[s]) >= max_tokens or pos >= self.n_ctx_seq:
+                        finish[s] = "length" if len(out[s]) >= max_tokens else "context"
+                        active.remove(s)
+                        continue
+                    idx[s] = len(step)
+                    step.append((tok, pos, s, True))
+                if step:
+                    self._fill(step)
+                    pos += 1
+            lib.llama_synchronize(self._ctx)
+        finally:
+            for smpl in samplers:
+                lib.llama_sampler_free(smpl)
+        t2 = time.perf_counter()
+        if n_seq == 1:  # what sequence 0 holds now: the last sampled token is decoded only after an EOG stop
+            self._cached = prompt + (out[0] if finish[0] == "eog" else out[0][:-1])
+        seqs = tuple(
+            SequenceOutput(tuple(o), t + d.decode(b"", final=True), f)
+            for o, t, d, f in zip(out, texts, decoders, finish, strict=True)
+        )
+        return Generation(seqs, len(prompt), n_eval, t1 - t0, t2 - t1)
+
+
+def load(
+    path: str | os.PathLike[str],
+    cfg: RunConfig,
+    *,
+    n_batch: int | None = None,
+    n_threads: int | None = None,
+    verbose: bool = False,
+) -> Runner:
+    """Load a GGUF and make its context; raises LlamaError with llama.cpp's reason on failure."""
+    return Runner(_check_path(path), cfg, n_batch=n_batch, n_threads=n_threads, verbose=verbose)

@@ -1,0 +1,289 @@
+"""One measured run: the pre-flight check, loading under the cap, and measuring what it used.
+
+Shared by ``edgekv run``, ``bench`` and ``eval``: :func:`prepare` reads the GGUF header, measures
+the compute buffer with a dry run and checks the memory model against the cap (refusing before
+anything loads); :func:`open_run` reserves the cap and loads; :func:`measure` reads back what
+llama.cpp allocated and what the process holds (NVML on a GPU, peak RSS on a CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekv.errors import RuntimeUnavailable
+from edgekv.llama import runner as runtime
+from edgekv.llama import vram
+from edgekv.llama.compute_cache import ComputeCache, cache_key
+from edgekv.llama.log import is_host_buffer
+from edgekv.llama.records import Measured
+from edgekv.model.gguf_reader import read_spec
+from edgekv.model.spec import ModelSpec
+from edgekv.plan import preflight
+from edgekv.plan.memory import Footprint, RunConfig
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A configuration the pre-flight check accepted."""
+
+    path: Path
+    spec: ModelSpec
+    check: preflight.Preflight
+    vram_bytes: int | None
+
+    @property
+    def cfg(self) -> RunConfig:
+        return self.check.cfg
+
+    @property
+    def gpu(self) -> bool:
+        return self.check.gpu
+
+    @property
+    def footprint(self) -> Footprint:
+        return self.check.footprint
+
+
+def device_is_gpu(cfg: RunConfig) -> bool:
+    """Whether this run puts anything on a GPU: a GPU build with layers to offload."""
+    return cfg.n_gpu_layers != 0 and runtime.gpu_offload_supported()
+
+
+def host_memory_bytes() -> int:
+    """MemAvailable (Linux), else total RAM: the budget of a CPU run without --vram."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def compute_probe(
+    path: Path, *, gpu: bool, verbose: bool = False, cache: ComputeCache | None = None
+) -> Callable[[RunConfig], int | None]:
+    """The compute buffer llama.cpp reserves for a configuration: from the on-disk cache
+    (model x build x settings, see ``compute_cache``) or else measured by a dry run and stored."""
+    seen: dict[RunConfig, int | None] = {}
+    store = cache or ComputeCache()
+    spec: ModelSpec | None = None
+    build = ""
+
+    def probe(cfg: RunConfig) -> int | None:
+        nonlocal spec, build
+        if cfg in seen:
+            return seen[cfg]
+        if spec is None:
+            spec, build = read_spec(path), runtime.system_info()
+        key = cache_key(spec, cfg, build=build, gpu=gpu)
+        value = store.get(key)
+        if value is None:
+            b = runtime.dry_run(path, cfg, verbose=verbose)
+            value = (b.compute_device if gpu else b.compute_host) or None
+            if value:
+                store.put(key, value)
+        seen[cfg] = value
+        return value
+
+    return probe
+
+
+def prepare(
+    path: str | os.PathLike[str],
+    cfg: RunConfig,
+    *,
+    vram_bytes: int | None,
+    auto_ctx: bool = False,
+    probe: bool = True,
+    margin_bytes: int = 0,
+    cap_text: str | None = None,
+    spec: ModelSpec | None = None,
+    compute: preflight.ComputeProbe | None = None,
+    verbose: bool = False,
+) -> Prepared:
+    """Size ``cfg`` with the memory model (compute buffer from a dry run) against ``vram_bytes``.
+
+    Without ``vram_bytes`` the budget is the card's free memory (GPU) or available RAM (CPU).
+    ``compute`` replaces the dry-run probe (see :func:`compute_probe`); ``probe=False`` uses the formula.
+
+    Raises:
+        DoesNotFit: the configuration would not fit; nothing was loaded.
+        KvConfigError: the K/V types and flash attention cannot run on this build.
+    """
+    runtime.resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
+    p = Path(path)
+    spec = spec or read_spec(p)
+    gpu = device_is_gpu(cfg)
+    if gpu:
+        have = vram.usable_bytes(vram_bytes) if vram_bytes else _gpu_free()
+    else:
+        have = vram_bytes or host_memory_bytes()
+    measure = (compute or compute_probe(p, gpu=gpu, verbose=verbose)) if probe else None
+    check = preflight.preflight(
+        spec, cfg, have_bytes=have, gpu=gpu, compute=measure, auto_ctx=auto_ctx,
+        margin_bytes=margin_bytes, cap_text=cap_text,
+    )  # fmt: skip
+    return Prepared(p, spec, check, vram_bytes)
+
+
+def _gpu_free() -> int:
+    info = vram.gpu_info()
+    return info.free_bytes if info else host_memory_bytes()
+
+
+@dataclass
+class Session:
+    """A loaded run: the runner and the cap it runs under (closed together)."""
+
+    prepared: Prepared
+    runner: runtime.Runner
+    cap: vram.VramCap | None
+    owns_cap: bool = False
+
+    def close(self) -> None:
+        self.runner.close()
+        if self.owns_cap and self.cap is not None:
+            self.cap.release()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_cap(vram_bytes: int | None, *, gpu: bool) -> vram.VramCap | None:
+    """Reserve the cap on a GPU run with --vram (None on CPU or without --vram)."""
+    if not gpu or not vram_bytes:
+        return None
+    return vram.reserve_cap(vram_bytes)
+
+
+def open_run(
+    prepared: Prepared,
+    *,
+    cap: vram.VramCap | None = None,
+    n_threads: int | None = None,
+    n_batch: int | None = None,
+    verbose: bool = False,
+) -> Session:
+    """Load the prepared configuration; reserves the cap first on a GPU unless ``cap`` is given."""
+    own_cap = cap is None
+    if own_cap:
+        cap = open_cap(prepared.vram_bytes, gpu=prepared.gpu)
+    try:
+        runner = runtime.load(prepared.path, prepared.cfg, n_threads=n_threads, n_batch=n_batch, verbose=verbose)
+    except BaseException:
+        if own_cap and cap is not None:
+            cap.release()
+        raise
+    return Session(prepared, runner, cap, owns_cap=own_cap)
+
+
+def measure(session: Session) -> Measured:
+    """Buffers from llama.cpp's log and the process's memory, now."""
+    b = session.runner.buffers
+    if session.prepared.gpu:
+        model, compute = b.model_device, b.compute_device
+        kv = sum(v for k, v in b.kv.items() if not is_host_buffer(k)) or b.kv_total
+        try:
+            process = session.cap.measured_bytes() if session.cap else vram.process_vram_bytes()
+            source = "nvml" if process is not None else "unavailable"
+        except RuntimeUnavailable as e:
+            log.warning("%s", e)
+            process, source = None, "unavailable"
+    else:
+        model, compute = b.model_host, b.compute_host
+        kv = sum(b.kv.values()) or b.kv_total
+        process, source = vram.peak_rss_bytes() or None, "rss"
+    output = sum(b.output.values())
+    return Measured(model, kv, compute, process, source, output, b.repack, b.kv_k, b.kv_v)
+
+
+def device_name(gpu: bool) -> str:
+    if gpu:
+        info = vram.gpu_info()
+        if info:
+            return info.name
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutput:
+    """What one ``run`` produced: the generations (one per turn) and the memory measured after."""
+
+    generations: list[runtime.Generation]
+    measured: Measured
+
+
+def run_prompt(
+    prepared: Prepared,
+    prompt: str,
+    *,
+    max_tokens: int,
+    sampling: runtime.Sampling,
+    raw: bool = False,
+    n_threads: int | None = None,
+    verbose: bool = False,
+    on_token: runtime.TokenCallback | None = None,
+) -> RunOutput:
+    """Load the prepared configuration, sample ``n_seq`` continuations of ``prompt`` and measure.
+
+    The model's chat template is applied unless ``raw``.
+    """
+    with open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
+        runner = session.runner
+        text = prompt if raw else runner.apply_chat_template([{"role": "user", "content": prompt}])
+        tokens = runner.tokenize(text)
+        gen = runner.generate(tokens, max_tokens, n_seq=prepared.cfg.n_seq, sampling=sampling, on_token=on_token)
+        return RunOutput([gen], measure(session))
+
+
+def strip_thinking(text: str) -> str:
+    """Qwen3's templates drop the reasoning of earlier turns from the history."""
+    return re.sub(r"<think>.*?</think>\s*", "", text, flags=re.DOTALL).strip()
+
+
+def run_chat(
+    prepared: Prepared,
+    lines: Iterator[str],
+    *,
+    max_tokens: int,
+    sampling: runtime.Sampling,
+    n_threads: int | None = None,
+    verbose: bool = False,
+    on_token: runtime.TokenCallback | None = None,
+    on_turn_end: Callable[[], None] | None = None,
+) -> RunOutput:
+    """One turn per line; earlier turns stay in the KV cache (only the new tokens decode)."""
+    messages: list[dict[str, str]] = []
+    gens = []
+    with open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
+        runner = session.runner
+        for line in lines:
+            if not line.strip():
+                continue
+            messages.append({"role": "user", "content": line.strip()})
+            tokens = runner.tokenize(runner.apply_chat_template(messages))
+            gen = runner.generate(tokens, max_tokens, sampling=sampling, on_token=on_token)
+            if on_turn_end is not None:
+                on_turn_end()
+            messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
+            gens.append(gen)
+        return RunOutput(gens, measure(session))

@@ -1,0 +1,143 @@
+"""The tensors llama.cpp's ``convert_hf_to_gguf.py`` writes for a Hugging Face config.
+
+Stdlib only: from a ``config.json`` dict this lists every GGUF tensor (``spec.TensorInfo``: name,
+source type, shape in ggml order) without touching weights, so ``quantrules`` can size any quant of a model that has
+not been downloaded. Defaults are derived like mlx-lm's ``BaseModelArgs`` (``models/llama.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgekv.errors import SpecError, UnsupportedModel
+from edgekv.model.spec import TensorInfo
+
+__all__ = ["ARCHITECTURES", "ArchParams", "gguf_arch", "gguf_tensors"]
+
+# HF ``architectures[0]`` -> llama.cpp arch name (conversion/__init__.py, conversion/llama.py).
+ARCHITECTURES: dict[str, str] = {
+    "Qwen3ForCausalLM": "qwen3",
+    "Qwen2ForCausalLM": "qwen2",
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+}
+_SOURCE_DTYPES = ("F16", "BF16", "F32")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchParams:
+    """The hyperparameters of a config that fix its GGUF tensor shapes and llama.cpp metadata."""
+
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+    n_ctx_train: int
+    rms_norm_eps: float
+    rope_theta: float
+    tied_embeddings: bool
+    attention_bias: bool
+    mlp_bias: bool
+    llama3_rope: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ArchParams:
+        """Keep the known keys of an HF config and derive the defaults, like BaseModelArgs.from_dict."""
+        arch = gguf_arch(config)
+        try:
+            n_embd = int(config["hidden_size"])
+            n_head = int(config["num_attention_heads"])
+            n_kv = config.get("num_key_value_heads")
+            head_dim = config.get("head_dim")
+            rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+            rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+            rope_type = str(rope.get("rope_type", rope.get("type", ""))).lower()
+            return cls(
+                arch=arch,
+                n_layer=int(config["num_hidden_layers"]),
+                n_embd=n_embd,
+                n_ff=int(config["intermediate_size"]),
+                n_head=n_head,
+                n_head_kv=int(n_kv) if n_kv is not None else n_head,
+                head_dim=int(head_dim) if head_dim is not None else n_embd // n_head,
+                n_vocab=int(config["vocab_size"]),
+                n_ctx_train=int(config.get("max_position_embeddings", 4096)),
+                rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+                rope_theta=float(rope_theta),
+                tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+                # Qwen2 always has q/k/v biases (and no o bias): modeling_qwen2.py
+                attention_bias=bool(config.get("attention_bias", False)),
+                mlp_bias=bool(config.get("mlp_bias", False)),
+                llama3_rope=arch == "llama" and rope_type == "llama3",
+            )
+        except KeyError as e:
+            raise SpecError(f"config.json lacks {e.args[0]!r}", hint="pass a full Hugging Face config") from None
+
+
+def gguf_arch(config: dict[str, Any]) -> str:
+    """llama.cpp's architecture name ('qwen3', 'qwen2', 'llama') for an HF config."""
+    names = config.get("architectures") or []
+    for name in names:
+        if name in ARCHITECTURES:
+            return ARCHITECTURES[name]
+    shown = ", ".join(map(str, names)) or "no 'architectures' key"
+    known = ", ".join(ARCHITECTURES)
+    raise UnsupportedModel(f"unsupported architecture: {shown}", hint=f"edgekv knows {known}")
+
+
+def gguf_tensors(config: dict[str, Any], *, outtype: str = "F16") -> list[TensorInfo]:
+    """The tensors convert_hf_to_gguf.py writes for ``config`` (ModelBase.prepare_tensors rules).
+
+    2-D weights get ``outtype``; 1-D tensors (norms, biases, rope_freqs) are F32, as the converter
+    forces ``n_dims <= 1 or name.endswith("_norm.weight")`` to F32.
+    """
+    wtype = outtype.upper()
+    if wtype not in _SOURCE_DTYPES:
+        raise SpecError(f"unsupported converter outtype {outtype!r}", hint="use F16, BF16 or F32")
+    p = ArchParams.from_config(config)
+    q_dim, kv_dim = p.n_head * p.head_dim, p.n_head_kv * p.head_dim
+    out: list[TensorInfo] = [TensorInfo("token_embd.weight", wtype, (p.n_embd, p.n_vocab))]
+    for i in range(p.n_layer):
+        out.extend(_layer(p, i, wtype, q_dim=q_dim, kv_dim=kv_dim))
+    out.append(TensorInfo("output_norm.weight", "F32", (p.n_embd,)))
+    if not p.tied_embeddings:
+        out.append(TensorInfo("output.weight", wtype, (p.n_embd, p.n_vocab)))
+    if p.llama3_rope:
+        # conversion/llama.py generate_extra_tensors: one factor per rotary pair
+        out.append(TensorInfo("rope_freqs.weight", "F32", (p.head_dim // 2,)))
+    return out
+
+
+def _layer(p: ArchParams, i: int, wtype: str, *, q_dim: int, kv_dim: int) -> list[TensorInfo]:
+    """One block's tensors, as llama.cpp's load_arch_tensors expects them for ``p.arch``."""
+    b = f"blk.{i}"
+    t = [
+        TensorInfo(f"{b}.attn_norm.weight", "F32", (p.n_embd,)),
+        TensorInfo(f"{b}.attn_q.weight", wtype, (p.n_embd, q_dim)),
+        TensorInfo(f"{b}.attn_k.weight", wtype, (p.n_embd, kv_dim)),
+        TensorInfo(f"{b}.attn_v.weight", wtype, (p.n_embd, kv_dim)),
+        TensorInfo(f"{b}.attn_output.weight", wtype, (q_dim, p.n_embd)),
+        TensorInfo(f"{b}.ffn_norm.weight", "F32", (p.n_embd,)),
+        TensorInfo(f"{b}.ffn_gate.weight", wtype, (p.n_embd, p.n_ff)),
+        TensorInfo(f"{b}.ffn_up.weight", wtype, (p.n_embd, p.n_ff)),
+        TensorInfo(f"{b}.ffn_down.weight", wtype, (p.n_ff, p.n_embd)),
+    ]
+    if p.arch == "qwen3":
+        t.append(TensorInfo(f"{b}.attn_q_norm.weight", "F32", (p.head_dim,)))
+        t.append(TensorInfo(f"{b}.attn_k_norm.weight", "F32", (p.head_dim,)))
+    if p.arch == "qwen2" or p.attention_bias:
+        t.append(TensorInfo(f"{b}.attn_q.bias", "F32", (q_dim,)))
+        t.append(TensorInfo(f"{b}.attn_k.bias", "F32", (kv_dim,)))
+        t.append(TensorInfo(f"{b}.attn_v.bias", "F32", (kv_dim,)))
+    if p.arch != "qwen2" and p.attention_bias:
+        t.append(TensorInfo(f"{b}.attn_output.bias", "F32", (p.n_embd,)))
+    if p.mlp_bias:
+        t.append(TensorInfo(f"{b}.ffn_gate.bias", "F32", (p.n_ff,)))
+        t.append(TensorInfo(f"{b}.ffn_up.bias", "F32", (p.n_ff,)))
+        t.append(TensorInfo(f"{b}.ffn_down.bias", "F32", (p.n_embd,)))
+    return t

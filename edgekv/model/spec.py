@@ -1,0 +1,237 @@
+"""What edgekv knows about a model: ModelSpec, built from a GGUF header or a config.json.
+
+Pure module: stdlib only, no I/O. ``gguf_io`` reads a file into the dicts these functions take.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekv.errors import SpecError, UnsupportedModel
+from edgekv.model.quant import file_type_name, tensor_bytes
+
+# llama.cpp's default sliding-window patterns (src/models/<arch>.cpp: load_swa_pattern(ml, N)):
+# with pattern N, layer il is sliding-window unless il % N == N - 1 (dense_first: il % N == 0).
+SWA_PATTERNS: dict[str, tuple[int, bool]] = {
+    "gemma2": (2, False), "gemma3": (6, False), "gemma3n": (5, False), "gemma-embedding": (6, False),
+    "cohere2": (4, False), "llama4": (4, False), "gpt-oss": (2, False), "exaone4": (4, False),
+    "olmo2": (4, False), "phi3": (1, False), "plamo3": (8, False), "smallthinker": (4, True),
+}  # fmt: skip
+
+
+class Task(str, enum.Enum):
+    """What the user will ask the model: sets the weight-precision rule (paper rule 3)."""
+
+    MATH = "math"
+    CODE = "code"
+    KNOWLEDGE = "knowledge"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor of a GGUF: name, ggml type name and shape in ggml order (ne0 = row length)."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...]
+
+    @property
+    def n_bytes(self) -> int:
+        return tensor_bytes(self.type, self.shape)
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def layer(self) -> int | None:
+        """The block index of ``blk.N.*`` tensors, else None (input/output tensors)."""
+        if self.name.startswith("blk."):
+            part = self.name.split(".", 2)[1]
+            return int(part) if part.isdigit() else None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Architecture facts that decide memory: everything per layer where llama.cpp allows it."""
+
+    name: str
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: tuple[int, ...]  # per layer; 0 where a layer has no KV (recurrent)
+    head_dim_k: int
+    head_dim_v: int
+    n_ff: int
+    n_vocab: int
+    n_ctx_train: int
+    swa_layers: tuple[bool, ...] = ()  # per layer; empty means no sliding-window layers
+    n_swa: int = 0
+    tied_embeddings: bool = False
+    file_type: str | None = None
+    tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
+
+    def n_embd_k_gqa(self, il: int) -> int:
+        return self.n_head_kv[il] * self.head_dim_k
+
+    def n_embd_v_gqa(self, il: int) -> int:
+        return self.n_head_kv[il] * self.head_dim_v
+
+    def is_swa(self, il: int) -> bool:
+        return bool(self.swa_layers) and self.swa_layers[il]
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.n_elements for t in self.tensors)
+
+    @property
+    def weights_bytes(self) -> int:
+        """Effective size E: bytes of every weight tensor (the paper's scale variable)."""
+        return sum(t.n_bytes for t in self.tensors)
+
+    def tensor_type_bytes(self) -> dict[str, int]:
+        """Bytes of the weights grouped by ggml type, largest first."""
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            out[t.type] = out.get(t.type, 0) + t.n_bytes
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _swa_layers(arch: str, n_layer: int, n_swa: int, pattern: Any) -> tuple[bool, ...]:
+    """Which layers use the sliding window, as llama_hparams::set_swa_pattern decides."""
+    if n_swa <= 0:
+        return ()
+    if isinstance(pattern, (list, tuple)):
+        if len(pattern) < n_layer:
+            raise SpecError(f"sliding_window_pattern has {len(pattern)} entries for {n_layer} layers")
+        return tuple(bool(x) for x in pattern[:n_layer])
+    n_pattern, dense_first = SWA_PATTERNS.get(arch, (0, False))
+    if isinstance(pattern, int) and not isinstance(pattern, bool):
+        n_pattern = pattern
+    if arch not in SWA_PATTERNS and not isinstance(pattern, int):
+        return ()  # arch takes no sliding window in llama.cpp even if the key is present
+    if dense_first:
+        return tuple(n_pattern == 0 or il % n_pattern != 0 for il in range(n_layer))
+    return tuple(n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer))
+
+
+def _per_layer(value: Any, n_layer: int, what: str) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple)):
+        if len(value) < n_layer:
+            raise SpecError(f"{what} has {len(value)} entries for {n_layer} layers")
+        return tuple(int(v) for v in value[:n_layer])
+    return (int(value),) * n_layer
+
+
+def from_gguf_fields(fields: Mapping[str, Any], tensors: Sequence[TensorInfo], *, name: str | None = None) -> ModelSpec:
+    """Build a ModelSpec from a GGUF header's key/values and tensor infos.
+
+    Raises:
+        SpecError: a key llama.cpp needs is missing (the message names it).
+    """
+    arch = fields.get("general.architecture")
+    if not isinstance(arch, str):
+        raise SpecError("missing key general.architecture")
+
+    def need(key: str) -> Any:
+        full = key.format(arch=arch)
+        if full not in fields:
+            raise SpecError(f"missing key {full}")
+        return fields[full]
+
+    def opt(key: str, default: Any) -> Any:
+        return fields.get(key.format(arch=arch), default)
+
+    n_layer = int(need("{arch}.block_count"))
+    n_embd = int(need("{arch}.embedding_length"))
+    n_head_raw = need("{arch}.attention.head_count")
+    n_head = int(max(n_head_raw) if isinstance(n_head_raw, (list, tuple)) else n_head_raw)
+    n_head_kv = _per_layer(opt("{arch}.attention.head_count_kv", n_head_raw), n_layer, "head_count_kv")
+    head_dim_k = int(opt("{arch}.attention.key_length", n_embd // max(n_head, 1)))
+    head_dim_v = int(opt("{arch}.attention.value_length", head_dim_k))
+    n_ff_raw = opt("{arch}.feed_forward_length", 0)
+    n_ff = int(max(n_ff_raw) if isinstance(n_ff_raw, (list, tuple)) else n_ff_raw)
+    by_name = {t.name: t for t in tensors}
+    embd = by_name.get("token_embd.weight")
+    n_vocab = int(opt("{arch}.vocab_size", 0)) or (embd.shape[1] if embd and len(embd.shape) > 1 else 0)
+    if not n_vocab:
+        tokens = fields.get("tokenizer.ggml.tokens")
+        n_vocab = len(tokens) if isinstance(tokens, (list, tuple)) else 0
+    n_swa = int(opt("{arch}.attention.sliding_window", 0) or 0)
+    pattern = opt("{arch}.attention.sliding_window_pattern", None)
+    ftype = fields.get("general.file_type")
+
+    return ModelSpec(
+        name=name or str(fields.get("general.name") or arch),
+        arch=arch,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim_k=head_dim_k,
+        head_dim_v=head_dim_v,
+        n_ff=n_ff,
+        n_vocab=n_vocab,
+        n_ctx_train=int(opt("{arch}.context_length", 0) or 0),
+        swa_layers=_swa_layers(arch, n_layer, n_swa, pattern),
+        n_swa=n_swa,
+        tied_embeddings=bool(tensors) and "output.weight" not in by_name,
+        file_type=file_type_name(int(ftype)) if isinstance(ftype, int) else None,
+        tensors=tuple(tensors),
+    )
+
+
+# HF architectures -> llama.cpp arch names, for the dense decoders edgekv sizes from config.json.
+HF_ARCHS: dict[str, str] = {
+    "Qwen3ForCausalLM": "qwen3", "Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3",
+}  # fmt: skip
+
+
+def from_hf_config(
+    config: Mapping[str, Any], *, name: str | None = None, tensors: Sequence[TensorInfo] = ()
+) -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face config.json dict (keeps known keys, derives defaults)."""
+    archs = config.get("architectures") or []
+    arch = next((HF_ARCHS[a] for a in archs if a in HF_ARCHS), None)
+    if arch is None:
+        raise UnsupportedModel(
+            f"architecture {', '.join(archs) or '(none given)'} is not supported",
+            hint=f"edgekv knows {', '.join(sorted(HF_ARCHS))}",
+        )
+    try:
+        n_layer = int(config["num_hidden_layers"])
+        n_embd = int(config["hidden_size"])
+        n_head = int(config["num_attention_heads"])
+        n_ff = int(config["intermediate_size"])
+        n_vocab = int(config["vocab_size"])
+    except KeyError as e:
+        raise SpecError(f"config.json lacks {e.args[0]}") from None
+    n_head_kv = int(config.get("num_key_value_heads") or n_head)
+    head_dim = int(config.get("head_dim") or n_embd // n_head)
+    n_swa = int(config.get("sliding_window") or 0) if arch in SWA_PATTERNS else 0
+    return ModelSpec(
+        name=name or str(config.get("_name_or_path") or archs[0]),
+        arch=arch,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=(n_head_kv,) * n_layer,
+        head_dim_k=head_dim,
+        head_dim_v=head_dim,
+        n_ff=n_ff,
+        n_vocab=n_vocab,
+        n_ctx_train=int(config.get("max_position_embeddings") or 0),
+        swa_layers=_swa_layers(arch, n_layer, n_swa, config.get("sliding_window_pattern")),
+        n_swa=n_swa,
+        tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+        tensors=tuple(tensors),
+    )

@@ -1,0 +1,74 @@
+"""Regenerate the derived parts of ``models/*.json``: weight bytes of each quant level.
+
+``python -m edgekv.plan.catalog_build [--check]``. For every catalog model, lists the tensors
+llama.cpp's converter writes for its config (``archs``), applies llama.cpp's quantize rules
+(``quantrules``, proven against llama_model_quantize in tests/io/test_quantrules.py) and stores
+per quant: effective size, bytes by tensor type, and the input / per-layer / output split the
+memory model needs for (partial) offload. ``--check`` exits 1 if a file is stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgekv.model.archs import gguf_arch, gguf_tensors
+from edgekv.model.quantrules import quantized_types
+from edgekv.model.spec import TensorInfo, from_hf_config
+from edgekv.plan.catalog import CATALOG_QUANTS, models_dir
+from edgekv.plan.memory import WeightLayout
+
+
+def derive(data: dict[str, Any]) -> dict[str, Any]:
+    """The generated keys (weights, n_params) for one catalog entry."""
+    config = data["config"]
+    arch = gguf_arch(config)
+    n_layer = int(config["num_hidden_layers"])
+    weights: dict[str, Any] = {}
+    n_params = 0
+    for q in CATALOG_QUANTS:
+        outtype = "BF16" if q.value == "BF16" else "F16"
+        shapes = gguf_tensors(config, outtype=outtype)
+        types = quantized_types(
+            shapes, q, arch=arch, n_layer=n_layer, n_head=int(config["num_attention_heads"]),
+            n_head_kv=int(config.get("num_key_value_heads") or config["num_attention_heads"]),
+        )  # fmt: skip
+        infos = tuple(TensorInfo(t.name, types[t.name], t.shape) for t in shapes)
+        spec = from_hf_config(config, name=data["name"], tensors=infos)
+        layout = WeightLayout.from_spec(spec)
+        n_params = spec.n_params
+        weights[q.value] = {
+            "weights_bytes": spec.weights_bytes,
+            "input_bytes": layout.input_bytes,
+            "output_bytes": layout.output_bytes,
+            "layer_bytes": list(layout.layer_bytes),
+            "tensor_type_bytes": spec.tensor_type_bytes(),
+        }
+    return {"n_params": n_params, "weights": weights}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    check = "--check" in args
+    stale: list[str] = []
+    for path in sorted(Path(models_dir()).glob("*.json")):
+        data = json.loads(path.read_text())
+        new = dict(data)
+        new.update(derive(data))
+        if new != data:
+            stale.append(path.name)
+            if not check:
+                tmp = path.with_suffix(".json.incomplete")
+                tmp.write_text(json.dumps(new, indent=1) + "\n")
+                tmp.replace(path)
+    if check and stale:
+        sys.stderr.write(f"stale catalog files (run python -m edgekv.plan.catalog_build): {', '.join(stale)}\n")
+        return 1
+    sys.stdout.write(f"{'checked' if check else 'updated'} {len(stale)} file(s)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The one fit search: the largest context per sample (T) that G samples fit in a memory budget.
+
+Used by ``pick`` (every plan's T), by ``run``/``bench``'s pre-flight and ``--ctx auto``, and by
+``eval``. Pure arithmetic over ``memory.footprint``: the same model, card, margin and settings
+give the same T wherever it is asked.
+
+T is a multiple of 256 (llama.cpp pads every KV stream to 256 cells) and at most the model's
+trained context (``DEFAULT_TRAIN_CTX`` when the file does not say). The search is exact: the
+footprint is non-decreasing in T, a closed-form guess from the per-cell KV cost is checked, and
+a binary search takes over where the guess is off (sliding-window layers make the KV piecewise
+linear).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edgekv.model.spec import ModelSpec
+from edgekv.plan.memory import (
+    DEFAULT_MARGIN_BYTES,
+    KV_PAD_CELLS,
+    Footprint,
+    KvCost,
+    RunConfig,
+    WeightLayout,
+    footprint,
+    gpu_layer_start,
+    kv_cost,
+)
+
+DEFAULT_TRAIN_CTX = 131072  # used when a GGUF has no <arch>.context_length (llama.cpp then uses the n_ctx asked)
+
+
+def context_cap(spec: ModelSpec) -> int:
+    """The largest T per sample: the trained context, in whole 256-cell steps."""
+    per_seq = spec.n_ctx_train or DEFAULT_TRAIN_CTX
+    return max(KV_PAD_CELLS, per_seq // KV_PAD_CELLS * KV_PAD_CELLS)
+
+
+@dataclass(frozen=True, slots=True)
+class FitTerms:
+    """What the footprint needs besides T: the fixed terms and the KV cost, computed once."""
+
+    layout: WeightLayout | None = None  # None = from the spec's tensors
+    compute_bytes: int | None = None  # None = the formula at each T
+    compute_source: str | None = None
+    overhead_bytes: int | None = None  # None = the measured CUDA overhead
+    margin_bytes: int = DEFAULT_MARGIN_BYTES
+
+
+def footprint_at(
+    spec: ModelSpec, cfg: RunConfig, terms: FitTerms, *, costs: tuple[KvCost, KvCost] | None = None
+) -> Footprint:
+    """``memory.footprint`` of ``cfg`` with ``terms``."""
+    return footprint(
+        spec,
+        cfg,
+        layout=terms.layout,
+        compute_bytes=terms.compute_bytes,
+        compute_source=terms.compute_source,
+        overhead_bytes=terms.overhead_bytes,
+        margin_bytes=terms.margin_bytes,
+        costs=costs,
+    )
+
+
+def largest_tokens_per_seq(
+    spec: ModelSpec,
+    cfg: RunConfig,
+    *,
+    have_bytes: int,
+    terms: FitTerms = FitTerms(),
+    cap_tokens: int | None = None,
+) -> tuple[int, Footprint | None]:
+    """The largest T (multiple of 256, <= cap) for which ``cfg.n_seq`` samples fit ``have_bytes``.
+
+    Returns (T, its footprint), or (0, None) when not even 256 tokens fit.
+    """
+    g = max(cfg.n_seq, 1)
+    cap = (cap_tokens if cap_tokens is not None else context_cap(spec)) // KV_PAD_CELLS
+    if cap < 1:
+        return 0, None
+    every = kv_cost(spec, cfg.type_k, cfg.type_v)
+    start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
+    on_gpu = kv_cost(spec, cfg.type_k, cfg.type_v, first_layer=start) if start else every
+    costs = (every, on_gpu)
+    memo: dict[int, Footprint] = {}
+
+    def at(steps: int) -> Footprint:
+        if steps not in memo:
+            memo[steps] = footprint_at(spec, replace(cfg, n_ctx=steps * KV_PAD_CELLS * g), terms, costs=costs)
+        return memo[steps]
+
+    def fits(steps: int) -> bool:
+        return at(steps).gpu_total <= have_bytes
+
+    if not fits(1):
+        return 0, None
+    # closed-form guess from the slope between one and two steps, then check it and its neighbour
+    slope = at(2).gpu_total - at(1).gpu_total if cap >= 2 else 0
+    guess = cap if slope <= 0 else min(cap, max(1, 1 + (have_bytes - at(1).gpu_total) // slope))
+    if fits(guess) and (guess == cap or not fits(guess + 1)):
+        return guess * KV_PAD_CELLS, at(guess)
+    lo, hi = (guess, cap) if fits(guess) else (1, guess - 1)
+    while lo < hi:  # invariant: lo fits
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo * KV_PAD_CELLS, at(lo)

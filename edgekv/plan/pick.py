@@ -1,0 +1,136 @@
+"""``pick()``: the library entry point of ``edgekv pick``, with the only set of defaults.
+
+Pure but for ``gguf_path`` (edgekv's own stdlib header reader): never imports llama_cpp,
+huggingface_hub, gguf or numpy. Options from a hub repo come from ``edgekv.hub.remote`` and are
+passed in as ``options``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgekv.errors import SpecError
+from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
+from edgekv.model.spec import ModelSpec, Task
+from edgekv.plan import catalog
+from edgekv.plan.catalog import options_from_catalog
+from edgekv.plan.fit import context_cap
+from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
+from edgekv.plan.policy import (
+    E1_BYTES,
+    E2_BYTES,
+    MAX_PARALLEL,
+    SATURATION_TOKENS,
+    SIMILAR,
+    TOKEN_FLOOR,
+    Budget,
+    ModelOption,
+    PickResult,
+    Policy,
+    max_tokens_per_seq,
+)
+from edgekv.plan.policy import pick as rank
+
+DEFAULT_FAMILY = "qwen3"  # the family the paper measured
+DEFAULT_TOP = 5
+
+
+def pick(
+    *,
+    vram_bytes: int,
+    task: Task = Task.MATH,
+    family: str | None = DEFAULT_FAMILY,
+    models: Sequence[str] | None = None,
+    quants: Sequence[str] | None = None,
+    kv_types: Sequence[KvType] = DEFAULT_KV_TYPES,
+    mixed_kv: bool = False,
+    min_ctx_tokens: int = 0,
+    allow_offload: bool = False,
+    overhead_bytes: int | None = None,
+    margin_bytes: int = DEFAULT_MARGIN_BYTES,
+    accounting: str = "runtime",
+    gguf_path: str | os.PathLike[str] | None = None,
+    options: Sequence[ModelOption] | None = None,
+    e1_bytes: int = E1_BYTES,
+    e2_bytes: int = E2_BYTES,
+    token_floor_tokens: int = TOKEN_FLOOR,
+    saturation_tokens: int = SATURATION_TOKENS,
+    max_parallel: int = MAX_PARALLEL,
+    similar: float = SIMILAR,
+    top: int = DEFAULT_TOP,
+) -> PickResult:
+    """Rank model x quant x KV type x context x samples for a card of ``vram_bytes`` by the scale rule.
+
+    Options come from ``options`` if given, else ``gguf_path``, else the catalog (``family``:
+    a family name or None/"all"; ``models``: catalog names; ``quants``: weight quant names).
+    ``accounting="paper"`` counts weights + KV only (the paper's accounting).
+
+    Raises:
+        SpecError: a bad argument or no catalog model matches.
+        NoFeasiblePlan: nothing fits; carries what the smallest option needs.
+    """
+    if accounting not in ("runtime", "paper"):
+        raise SpecError(f"accounting must be runtime or paper, not {accounting!r}")
+    if not kv_types:
+        raise SpecError("no KV cache type to consider", hint="pass --kv f16,q8_0,q4_0")
+    paper = accounting == "paper"
+    budget = Budget(
+        vram_bytes=vram_bytes,
+        overhead_bytes=0 if paper else overhead_bytes,
+        margin_bytes=0 if paper else margin_bytes,
+        include_compute=not paper,
+    )
+    policy = Policy(
+        task=task, e1_bytes=e1_bytes, e2_bytes=e2_bytes, token_floor=token_floor_tokens,
+        saturation_tokens=saturation_tokens, max_parallel=max_parallel, similar=similar,
+        kv_types=tuple(kv_types), mixed_kv=mixed_kv, allow_offload=allow_offload, min_ctx=min_ctx_tokens,
+    )  # fmt: skip
+    if options is None:
+        options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)
+    return rank(options, budget, policy, top=top)
+
+
+def catalog_options(
+    family: str | None, models: Sequence[str] | None, quants: Sequence[str] | None
+) -> list[ModelOption]:
+    """The catalog's options for a family ("all"/None = every family) or named models."""
+    fam = None if (models or family in (None, "all")) else family
+    wanted = ",".join(models) if models else None
+    chosen = catalog.select(catalog.load_catalog(), family=fam, model=wanted)
+    if not chosen:
+        raise SpecError(
+            f"no catalog model matches family {family!r}" + (f" and models {wanted!r}" if wanted else ""),
+            hint="families: qwen3, deepseek-r1-distill, all; see models/",
+        )
+    return options_from_catalog(chosen, quants=quants)
+
+
+def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
+    """A local GGUF as a pick option (edgekv's own header reader, no gguf/numpy)."""
+    from edgekv.model.gguf_reader import read_spec
+
+    spec = read_spec(path)
+    return spec_option(spec, path=str(path))
+
+
+def spec_option(spec: ModelSpec, *, path: str | None = None) -> ModelOption:
+    """A ModelOption sized from a spec's own tensors."""
+    return ModelOption(
+        name=Path(path).stem if path else spec.name, quant=spec.file_type or "?", spec=spec,
+        layout=WeightLayout.from_spec(spec), effective_bytes=spec.weights_bytes, path=path, n_params=spec.n_params,
+    )  # fmt: skip
+
+
+def largest_context_by_kv(
+    spec: ModelSpec, *, vram_bytes: int, margin_bytes: int = DEFAULT_MARGIN_BYTES, overhead_bytes: int | None = None
+) -> dict[KvType, int]:
+    """Per KV type, the largest T of one sample fully offloaded (``edgekv inspect --vram``)."""
+    opt = spec_option(spec)
+    budget = Budget(vram_bytes, overhead_bytes=overhead_bytes, margin_bytes=margin_bytes)
+    out: dict[KvType, int] = {}
+    for k in DEFAULT_KV_TYPES:
+        t, _fp = max_tokens_per_seq(opt, RunConfig(n_ctx=256, type_k=k, type_v=k), budget, cap=context_cap(spec))
+        out[k] = t
+    return out

@@ -1,0 +1,212 @@
+"""The plan file: ``edgekv pick --json`` writes it, ``edgekv run/eval --plan`` read it back.
+
+One schema, versioned (``"schema": 1``); files written before the version key existed are read
+as schema 1. The reader checks every field it uses for type and range and names the file, the
+key and the value it refuses (``PlanFileError``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekv.errors import PlanFileError
+from edgekv.model.quant import KvType
+from edgekv.plan.policy import PickResult, Plan
+
+SCHEMA = 1
+MAX_PLAN_FILE_BYTES = 16 << 20  # a plan file is a few KB; refuse to parse something huge
+# huggingface_hub's repo id rule: namespace/name, letters, digits, '-', '_', '.', no '--' or '..'
+REPO_ID = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
+    """The exact llama.cpp settings: llama-server flags and llama_cpp.Llama keyword arguments."""
+    opt = plan.option
+    model_flags = (
+        ["-m", opt.path]
+        if opt.path
+        else (["-hfr", opt.repo, "-hff", opt.file] if opt.repo and opt.file else ["-m", f"{opt.name}-{opt.quant}.gguf"])
+    )
+    ngl = "999" if plan.n_gpu_layers < 0 else str(plan.n_gpu_layers)
+    server = [
+        "llama-server", *model_flags, "-ngl", ngl, "-c", str(plan.n_ctx), "-np", str(plan.parallel),
+        "-fa", "on", "-ctk", plan.type_k.value, "-ctv", plan.type_v.value, "-ub", str(n_ubatch),
+    ]  # fmt: skip
+    python: dict[str, Any] = {
+        "model_path": opt.path or opt.file or f"{opt.name}-{opt.quant}.gguf",
+        "n_gpu_layers": plan.n_gpu_layers,
+        "n_ctx": plan.n_ctx,
+        "n_ubatch": n_ubatch,
+        "flash_attn": True,
+        "type_k": plan.type_k.ggml.id,
+        "type_v": plan.type_v.ggml.id,
+    }
+    return {"server": server, "server_cmd": " ".join(server), "python": python, "n_seq_max": plan.parallel}
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    opt = plan.option
+    fp = plan.footprint
+    return {
+        "model": opt.name,
+        "quant": opt.quant,
+        "repo": opt.repo,
+        "file": opt.file,
+        "path": opt.path,
+        "type_k": plan.type_k.value,
+        "type_v": plan.type_v.value,
+        "n_ctx": plan.n_ctx,
+        "n_ctx_per_sample": plan.n_ctx_seq,
+        "parallel": plan.parallel,
+        "n_gpu_layers": plan.n_gpu_layers,
+        "effective_bytes": opt.effective_bytes,
+        "n_params": opt.n_params,
+        "memory": fp.as_dict(),
+        "regime": plan.regime,
+        "reasons": list(plan.reasons),
+        "decode_slowdown": round(plan.offload_slowdown, 2),
+        "llama_args": llama_args(plan),
+    }
+
+
+def pick_dict(result: PickResult) -> dict[str, Any]:
+    pol = result.policy
+    b = result.budget
+    return {
+        "schema": SCHEMA,
+        "vram_bytes": b.vram_bytes,
+        "task": pol.task.value,
+        "accounting": {
+            "overhead_bytes": b.overhead_bytes,
+            "margin_bytes": b.margin_bytes,
+            "compute_counted": b.include_compute,
+        },
+        "policy": {
+            "e1_bytes": pol.e1_bytes,
+            "e2_bytes": pol.e2_bytes,
+            "token_floor": pol.token_floor,
+            "saturation_tokens": pol.saturation_tokens,
+            "max_parallel": pol.max_parallel,
+            "similar": pol.similar,
+            "kv_types": [k.value for k in pol.kv_types],
+            "eviction": pol.eviction,
+        },  # fmt: skip
+        "considered": result.n_considered,
+        "plans": [plan_dict(p) for p in result.plans],
+        "baseline_uniform_4bit": plan_dict(result.baseline) if result.baseline else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    """The run settings of a plan file's first plan."""
+
+    source: Path
+    model_path: str | None
+    repo: str | None
+    file: str | None
+    type_k: KvType | None
+    type_v: KvType | None
+    n_ctx: int | None  # all samples together (llama.cpp's -c)
+    parallel: int | None
+    n_gpu_layers: int | None
+    vram_bytes: int | None
+
+    @property
+    def base(self) -> Path:
+        return self.source.resolve().parent
+
+    def local_model(self) -> Path | None:
+        """The plan's GGUF on this machine: as written, or next to the plan file."""
+        for cand in (self.model_path, self.file):
+            if cand:
+                for p in (Path(cand), self.base / cand):
+                    if p.is_file():
+                        return p
+        return None
+
+
+def _int(path: Path, key: str, value: Any, *, lo: int, hi: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise PlanFileError(f"{path}: {key} = {value!r} is not an integer in {lo}..{hi}", hint=_REWRITE)
+    return value
+
+
+def _str(path: Path, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\0" in value:
+        raise PlanFileError(f"{path}: {key} = {value!r} is not a file name or path", hint=_REWRITE)
+    return value
+
+
+def _kv(path: Path, key: str, value: Any) -> KvType | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PlanFileError(f"{path}: {key} = {value!r} is not a KV cache type", hint=_REWRITE)
+    try:
+        return KvType.parse(value)
+    except ValueError:
+        known = ", ".join(k.value for k in KvType)
+        raise PlanFileError(f"{path}: {key} = {value!r} is not a KV cache type (one of {known})") from None
+
+
+_REWRITE = "write it again with edgekv pick --vram 8G --json > plan.json"
+
+
+def read_plan(path: str | os.PathLike[str]) -> PlanSettings:
+    """The first plan of a plan file, checked.
+
+    Raises:
+        PlanFileError: unreadable, not JSON, another schema, no plans, or a field of the wrong
+            type or range (the message names the key and the value).
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_PLAN_FILE_BYTES:
+            raise PlanFileError(f"{p} is {p.stat().st_size} bytes, too large for a plan file", hint=_REWRITE)
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except PlanFileError:
+        raise
+    except IsADirectoryError:
+        raise PlanFileError(f"{p} is a directory, not a plan file", hint=_REWRITE) from None
+    except FileNotFoundError:
+        raise PlanFileError(f"no plan file {p}", hint=_REWRITE) from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise PlanFileError(f"cannot read plan {p}: {e}", hint=_REWRITE) from None
+    if not isinstance(data, dict):
+        raise PlanFileError(f"{p} is not a plan file (a JSON object with plans)", hint=_REWRITE)
+    schema = data.get("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise PlanFileError(f"{p}: schema {schema!r} is not {SCHEMA}, the one this edgekv reads", hint=_REWRITE)
+    plans = data.get("plans")
+    if not isinstance(plans, list) or not plans or not isinstance(plans[0], dict):
+        raise PlanFileError(f"{p} has no plans", hint=_REWRITE)
+    first: dict[str, Any] = plans[0]
+    args_value = first.get("llama_args")
+    args: dict[str, Any] = args_value if isinstance(args_value, dict) else {}
+    py_value = args.get("python")
+    py: dict[str, Any] = py_value if isinstance(py_value, dict) else {}
+    repo = _str(p, "repo", first.get("repo"))
+    if repo is not None and not REPO_ID.match(repo):
+        raise PlanFileError(f"{p}: repo = {repo!r} is not a hub repo id (owner/name)", hint=_REWRITE)
+    return PlanSettings(
+        source=p,
+        model_path=_str(p, "path", first.get("path")) or _str(p, "llama_args.python.model_path", py.get("model_path")),
+        repo=repo,
+        file=_str(p, "file", first.get("file")),
+        type_k=_kv(p, "type_k", first.get("type_k")),
+        type_v=_kv(p, "type_v", first.get("type_v")),
+        n_ctx=_int(p, "n_ctx", first.get("n_ctx"), lo=1, hi=1 << 24),
+        parallel=_int(p, "parallel", first.get("parallel"), lo=1, hi=256),
+        n_gpu_layers=_int(p, "n_gpu_layers", first.get("n_gpu_layers"), lo=-1, hi=100_000),
+        vram_bytes=_int(p, "vram_bytes", data.get("vram_bytes"), lo=1, hi=1 << 50),
+    )

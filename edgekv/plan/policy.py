@@ -1,0 +1,394 @@
+"""The scale rule (../shared/paper.md) as a ranking of configurations that fit a card.
+
+Pure module (stdlib only). A *plan* is model x weight quant x KV type x context per sample (T)
+x parallel samples (G) x offloaded layers, with every byte accounted by ``memory``. Plans are
+ranked by a sort key built from the paper's rules, in this order:
+
+1. The plan reaches the token floor (T >= ``token_floor``): a reasoning model cut off before it
+   finishes is worth little (the paper's budgets start at 2k; we ask 4k by default).
+2. 4-bit KV only when no f16/q8_0 plan reaches the floor (rule 5: 4-bit KV costs accuracy).
+3. Regime. Effective size E (GGUF weight bytes) below E1 = 4.19 GiB ("8-bit 4B") is the
+   *capacity* regime; at or above it the *generation* regime, which ranks above capacity.
+   Choice: E is compared with E1 x (1 - ``similar``) because llama.cpp's Q8_0 of the threshold
+   model itself (Qwen3-4B, 8.5 bits/weight with 8-bit embeddings) is 3.99 GiB, while the paper's
+   4.19 GiB counts 16-bit embeddings (GPTQ accounting). ``similar`` = 0.10 by default.
+4. Capacity regime (rule 1): larger E first (knowledge: more parameters first), then the
+   precision class for the task, then longer T.
+   Generation regime (rules 2-4): the precision class for the task first (math/code: 8/16-bit
+   over 6 over 5 over 4 over 3-bit, "fewer parameters at 8/16 bits over more at 4 bits";
+   knowledge: any >= 4-bit alike, then more parameters before length), then T up to ``saturation_tokens``,
+   then E up to E2 = 8.94 GiB, then G (rule 4), then more parameters, then E beyond E2.
+   Choice: beyond E2 the paper's frontier buys parallel samples (G in 4..7 for 16-29 GB), so
+   past E2 more samples rank above a bigger model of the same precision. G > 1 is only
+   offered at E >= E1, strictly (rule 4).
+5. Last: less KV compression (f16 over q8_0 over q4_0) and full offload over partial.
+
+Ambiguity kept as a setting: the paper puts the eviction/quantization crossover at E1 (intro)
+and at E2 (KV section). llama.cpp has no R-KV eviction, only a bounded, shifting context, which
+the paper found weaker than R-KV; edgekv therefore never proposes eviction and uses KV
+quantization (8-bit first) at every size: ``Policy.eviction`` is "never" and is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from edgekv.errors import NoFeasiblePlan
+from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
+from edgekv.model.spec import ModelSpec, Task
+from edgekv.plan.fit import FitTerms, context_cap, footprint_at, largest_tokens_per_seq
+from edgekv.plan.memory import (
+    DEFAULT_MARGIN_BYTES,
+    KV_PAD_CELLS,
+    Footprint,
+    RunConfig,
+    WeightLayout,
+    compute_bytes_estimate,
+    cuda_overhead_bytes,
+)
+from edgekv.units import GIB, format_bytes
+
+# Paper constants (arXiv 2510.10964), named and settable through Policy.
+E1_BYTES = round(4.19 * GIB)  # "8-bit 4B": Qwen3-4B at 8 bits, the scale threshold (rule 1, 2)
+E2_BYTES = round(8.94 * GIB)  # Qwen3-8B at 8 bits: second threshold of the KV section (rule 5)
+TOKEN_FLOOR = 4096  # shortest useful reasoning budget (paper budgets: 2k..30k)
+SATURATION_TOKENS = 32768  # accuracy flattens by ~30k (rule 2); Qwen3's recommended output length
+MAX_PARALLEL = 16  # paper's majority voting goes up to G = 16 (rule 4)
+SIMILAR = 0.10  # "similar effective size" band (rule 3 / regime threshold, see module doc)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Every knob of the rule. Defaults are the paper's (see module docstring)."""
+
+    task: Task = Task.MATH
+    e1_bytes: int = E1_BYTES
+    e2_bytes: int = E2_BYTES
+    token_floor: int = TOKEN_FLOOR
+    saturation_tokens: int = SATURATION_TOKENS
+    max_parallel: int = MAX_PARALLEL
+    similar: float = SIMILAR
+    kv_types: tuple[KvType, ...] = DEFAULT_KV_TYPES
+    mixed_kv: bool = False  # also K/V pairs of different types (CUDA needs GGML_CUDA_FA_ALL_QUANTS)
+    allow_offload: bool = False
+    max_offload_slowdown: float = 3.0  # drop partial-offload plans estimated slower than this
+    min_ctx: int = 0  # the user's own floor on T (e.g. a long prompt)
+    n_ubatch: int = 512
+    eviction: str = "never"  # llama.cpp has no R-KV eviction (see module docstring)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The card: VRAM and the non-model terms. ``overhead_bytes`` None = measured CUDA overhead;
+    ``include_compute`` False with overhead 0 and margin 0 is the paper's weights+KV accounting."""
+
+    vram_bytes: int
+    overhead_bytes: int | None = None
+    margin_bytes: int = DEFAULT_MARGIN_BYTES
+    include_compute: bool = True
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """One model file to consider: a catalog quant, a local GGUF or a remote GGUF's header."""
+
+    name: str
+    quant: str
+    spec: ModelSpec
+    layout: WeightLayout
+    effective_bytes: int
+    family: str = ""
+    repo: str | None = None
+    file: str | None = None
+    path: str | None = None
+    compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1" -> bytes
+    n_params: int = 0
+
+    @property
+    def bits_class(self) -> int:
+        """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
+        q = self.quant.upper()
+        if q.startswith(("F16", "BF16", "F32", "Q8")):
+            return 3
+        if q.startswith("Q6"):
+            return 2
+        if q.startswith(("Q5", "IQ5")):
+            return 1
+        if q.startswith(("Q4", "IQ4", "MXFP4")):
+            return 0
+        return -1
+
+    def compute_bytes(self, cfg: RunConfig) -> tuple[int, str]:
+        """(compute buffer bytes, "measured" | "estimate") for a config (flash attention on)."""
+        key = f"cuda/ub{cfg.n_ubatch}/fa{int(cfg.flash_attn)}"
+        if cfg.flash_attn and key in self.compute:
+            return self.compute[key], "measured"
+        return compute_bytes_estimate(self.spec, cfg), "estimate"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A ranked configuration, with its memory, regime and reasons."""
+
+    option: ModelOption
+    type_k: KvType
+    type_v: KvType
+    n_ctx_seq: int  # T: tokens per sample (prompt + generation)
+    parallel: int  # G
+    n_gpu_layers: int  # -1 = all
+    footprint: Footprint
+    regime: str
+    reasons: tuple[str, ...] = ()
+    sort_key: tuple[float, ...] = ()
+    offload_slowdown: float = 1.0
+
+    @property
+    def n_ctx(self) -> int:
+        """llama.cpp's n_ctx: all sequences together (-c of llama-server)."""
+        return self.n_ctx_seq * self.parallel
+
+    @property
+    def kv_label(self) -> str:
+        return self.type_k.value if self.type_k == self.type_v else f"{self.type_k.value}/{self.type_v.value}"
+
+
+@dataclass(frozen=True)
+class PickResult:
+    """pick()'s answer: the ranked plans, the uniform 4-bit baseline, and what was assumed."""
+
+    plans: list[Plan]
+    baseline: Plan | None
+    policy: Policy
+    budget: Budget
+    n_considered: int
+
+
+def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
+    if budget.overhead_bytes is not None:
+        return budget.overhead_bytes
+    return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
+
+
+def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
+    """The fixed terms of ``opt`` under ``budget``: its weight layout, compute buffer, overhead, margin."""
+    # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
+    full = replace(cfg, n_ctx=max(cfg.n_ctx, cfg.n_ubatch))
+    compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
+    return FitTerms(opt.layout, compute, source, _overhead(budget, opt, cfg), budget.margin_bytes)
+
+
+def max_tokens_per_seq(opt: ModelOption, cfg: RunConfig, budget: Budget, *, cap: int) -> tuple[int, Footprint | None]:
+    """The largest T (multiple of 256, <= cap) for which G = cfg.n_seq samples fit the budget (``fit``)."""
+    return largest_tokens_per_seq(
+        opt.spec, cfg, have_bytes=budget.vram_bytes, terms=fit_terms(opt, cfg, budget), cap_tokens=cap
+    )
+
+
+def _kv_pairs(policy: Policy) -> list[tuple[KvType, KvType]]:
+    pairs = [(k, k) for k in policy.kv_types]
+    if policy.mixed_kv:
+        pairs += [(k, v) for k in policy.kv_types for v in policy.kv_types if k != v]
+    return pairs
+
+
+def _kv_rank(k: KvType, v: KvType) -> float:
+    return -(k.bits + v.bits)  # less compression ranks higher when all else ties
+
+
+def _is_q4(k: KvType, v: KvType) -> bool:
+    return min(k.bits, v.bits) < 8
+
+
+def _offload_slowdown(opt: ModelOption, ngl: int) -> float:
+    """Decode reads every weight byte per token; host RAM is ~10x slower than GDDR/HBM."""
+    if ngl < 0:
+        return 1.0
+    gpu, host = opt.layout.split(ngl)
+    host -= opt.layout.input_bytes  # the input embedding is a row lookup, not a matmul
+    frac = max(host, 0) / max(gpu + host, 1)
+    return 1.0 + 9.0 * frac  # 1 + (bw_gpu / bw_host - 1) * frac, bw ratio ~10
+
+
+def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Policy) -> list[Plan]:
+    """Every (option, KV pair, G[, offload]) with its largest fitting T (unranked)."""
+    plans: list[Plan] = []
+    for opt in options:
+        cap = context_cap(opt.spec)
+        for k, v in _kv_pairs(policy):
+            base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
+            max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
+            for g in range(1, max_g + 1):
+                cfg = replace(base, n_seq=g)
+                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap)
+                if fp is None or (g > 1 and t < policy.saturation_tokens):
+                    break
+                plans.append(Plan(opt, k, v, t, g, -1, fp, ""))
+            if policy.allow_offload:
+                plans.extend(_offload_plans(opt, k, v, budget, policy, cap))
+    return plans
+
+
+def _offload_plans(opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int) -> list[Plan]:
+    """The most-offloaded layer count that still reaches min(saturation, cap) tokens (G = 1)."""
+    n_layer = opt.spec.n_layer
+    target = min(policy.saturation_tokens, cap)
+    out: list[Plan] = []
+    for ngl in range(n_layer, 0, -1):
+        slowdown = _offload_slowdown(opt, ngl)
+        if slowdown > policy.max_offload_slowdown:
+            break
+        cfg = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, n_gpu_layers=ngl)
+        t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap)
+        if fp is not None and t >= min(target, max(policy.token_floor, policy.min_ctx)):
+            out.append(Plan(opt, k, v, t, 1, ngl, fp, "", offload_slowdown=slowdown))
+            break
+    return out
+
+
+def _regime(policy: Policy, e_bytes: int) -> str:
+    return "generation" if e_bytes >= policy.e1_bytes * (1 - policy.similar) else "capacity"
+
+
+def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...]:
+    """The sort key (larger is better); see the module docstring for the order and why."""
+    opt = plan.option
+    floor = max(policy.token_floor, policy.min_ctx)
+    floor_ok = float(plan.n_ctx_seq >= floor)
+    kv_ok = float(q4_needed or not _is_q4(plan.type_k, plan.type_v))
+    t_eff = float(min(plan.n_ctx_seq, policy.saturation_tokens))
+    e = float(opt.effective_bytes)
+    knowledge = policy.task == Task.KNOWLEDGE
+    prec = float(opt.bits_class if not knowledge else min(opt.bits_class, 0))
+    tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
+    if _regime(policy, opt.effective_bytes) == "capacity":
+        size = float(opt.n_params) if knowledge else e
+        return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e, 0.0, 0.0) + tail
+    if knowledge:  # more parameters first, then length, then samples
+        return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e, 0.0) + tail
+    size = min(e, float(policy.e2_bytes))
+    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e) + tail
+
+
+def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str, ...]:
+    opt = plan.option
+    e = format_bytes(opt.effective_bytes)
+    e1 = format_bytes(policy.e1_bytes)
+    out: list[str] = []
+    if plan.regime == "capacity":
+        out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
+    elif opt.effective_bytes >= policy.e1_bytes:
+        out.append(f"effective size {e} is at or above E1 = {e1}: memory goes to generation length first (rule 2)")
+    else:
+        out.append(
+            f'effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of "8-bit 4B" itself): '
+            "memory goes to generation length first (rule 2)"
+        )
+    if policy.task == Task.KNOWLEDGE:
+        out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
+    elif opt.bits_class >= 3:
+        out.append(
+            f"{policy.task.value}: {opt.quant} keeps 8/16-bit weights; "
+            "4-bit is memory-inefficient for reasoning (rule 3)"
+        )
+    elif opt.bits_class >= 0:
+        out.append(
+            f"{policy.task.value}: {opt.quant} is the most precise quant of a model this size that fits (rule 3)"
+        )
+    sat = policy.saturation_tokens
+    if plan.n_ctx_seq >= sat:
+        out.append(f"{plan.n_ctx_seq} tokens per sample reach saturation ({sat}) (rule 2)")
+    else:
+        out.append(f"{plan.n_ctx_seq} tokens per sample, below saturation ({sat}): the card is full")
+    if plan.type_v.quantized or plan.type_k.quantized:
+        alt = best_alt.get(plan.option.name + plan.option.quant)
+        more = (
+            f"; f16 KV would leave {alt.n_ctx_seq} tokens" if alt is not None and alt.n_ctx_seq < plan.n_ctx_seq else ""
+        )
+        if _is_q4(plan.type_k, plan.type_v):
+            out.append(
+                f"4-bit KV ({plan.kv_label}) only because nothing else reaches {policy.token_floor} tokens (rule 5)"
+            )
+        else:
+            out.append(f"8-bit KV ({plan.kv_label}) is the compression of choice (rule 5){more}")
+    if plan.parallel > 1:
+        out.append(
+            f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)"
+        )
+    if plan.n_gpu_layers >= 0:
+        out.append(
+            f"partial offload: {plan.n_gpu_layers}/{opt.spec.n_layer + 1} layers on the GPU; "
+            f"decode about {plan.offload_slowdown:.1f}x slower (weights read from system RAM each token)"
+        )
+    return tuple(out)
+
+
+def pick(
+    options: Sequence[ModelOption],
+    budget: Budget,
+    policy: Policy | None = None,
+    *,
+    top: int = 5,
+) -> PickResult:
+    """Rank every plan that fits ``budget`` by the scale rule; one best plan per model+quant.
+
+    Raises:
+        NoFeasiblePlan: nothing fits; carries what the smallest option needs.
+    """
+    pol = policy or Policy()
+    plans = enumerate_plans(options, budget, pol)
+    floor = max(pol.token_floor, pol.min_ctx)
+    if pol.min_ctx:
+        plans = [p for p in plans if p.n_ctx_seq >= pol.min_ctx]
+    if not plans:
+        raise _no_plan(options, budget, pol, floor)
+    q4_needed = not any(p.n_ctx_seq >= floor and not _is_q4(p.type_k, p.type_v) for p in plans)
+    f16_best: dict[str, Plan] = {}
+    for p in plans:
+        if p.type_k == KvType.F16 and p.type_v == KvType.F16 and p.parallel == 1:
+            f16_best[p.option.name + p.option.quant] = p
+    ranked: list[Plan] = []
+    for p in plans:
+        p2 = replace(p, regime=_regime(pol, p.option.effective_bytes), sort_key=rank_key(p, pol, q4_needed=q4_needed))
+        ranked.append(replace(p2, reasons=_reasons(p2, pol, f16_best)))
+    ranked.sort(key=lambda p: p.sort_key, reverse=True)
+    best: dict[tuple[str, str], Plan] = {}
+    for p in ranked:
+        best.setdefault((p.option.name, p.option.quant), p)
+    top_plans = list(best.values())[:top] if top > 0 else list(best.values())
+    return PickResult(top_plans, uniform_4bit_baseline(ranked), pol, budget, len(ranked))
+
+
+def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
+    """The usual default: the largest model at Q4_K_M with f16 KV, one sample, full offload."""
+    cands = [
+        p for p in plans
+        if p.option.quant.upper() == "Q4_K_M" and p.type_k == KvType.F16 and p.type_v == KvType.F16
+        and p.parallel == 1 and p.n_gpu_layers < 0
+    ]  # fmt: skip
+    if not cands:
+        return None
+    return max(cands, key=lambda p: (p.option.n_params or p.option.effective_bytes, p.n_ctx_seq))
+
+
+def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor: int) -> NoFeasiblePlan:
+    if not options:
+        return NoFeasiblePlan(
+            "no model to consider (check --family/--model)", need_bytes=0, have_bytes=budget.vram_bytes
+        )
+    need: list[tuple[int, str]] = []
+    small_kv = min(pol.kv_types, key=lambda k: k.bits)
+    for opt in options:
+        cfg = RunConfig(n_ctx=max(pol.min_ctx, KV_PAD_CELLS), type_k=small_kv, type_v=small_kv, n_ubatch=pol.n_ubatch)
+        fp = footprint_at(opt.spec, cfg, fit_terms(opt, cfg, budget))
+        need.append((fp.gpu_total, f"{opt.name} {opt.quant}"))
+    n_bytes, label = min(need)
+    short = n_bytes - budget.vram_bytes
+    return NoFeasiblePlan(
+        f"nothing fits {format_bytes(budget.vram_bytes)}: the smallest option, {label} at "
+        f"{max(pol.min_ctx, KV_PAD_CELLS)} tokens with {small_kv.value} KV, needs {format_bytes(n_bytes)} "
+        f"({format_bytes(short)} short)",
+        need_bytes=n_bytes,
+        have_bytes=budget.vram_bytes,
+        hint="try --allow-offload, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
+    )

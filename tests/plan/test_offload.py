@@ -1,0 +1,41 @@
+"""Partial offload: which blocks' KV stays in host memory, and the slowdown cap on offload plans."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgekv.commands.pick import run_pick
+from edgekv.model.quant import KvType
+from edgekv.plan.catalog import find
+from edgekv.plan.memory import RunConfig, footprint, gpu_layer_start, kv_bytes
+
+
+@pytest.mark.parametrize(("ngl", "start"), [(-1, 0), (37, 0), (99, 0), (36, 1), (10, 27), (1, 36), (0, 36)])
+def test_gpu_layer_start_follows_load_tensors(ngl: int, start: int) -> None:
+    # 36 blocks + the output layer: ngl counts the output layer first (i_gpu_start = 37 - ngl)
+    assert gpu_layer_start(36, ngl) == start
+
+
+def test_kv_of_cpu_blocks_is_host_memory() -> None:
+    spec = find("Qwen3-8B").spec
+    cfg = RunConfig(n_ctx=8192, type_k=KvType.Q8_0, type_v=KvType.Q8_0, n_gpu_layers=10)
+    fp = footprint(spec, cfg, compute_bytes=0, overhead_bytes=0, margin_bytes=0)
+    per_block = kv_bytes(spec, cfg).total // spec.n_layer
+    assert fp.kv == kv_bytes(spec, cfg).total
+    assert fp.kv_gpu == 9 * per_block  # 10 offloaded layers = output layer + 9 blocks
+    assert fp.kv_host == 27 * per_block
+    assert fp.gpu_total == fp.weights_gpu + fp.kv_gpu
+    full = footprint(spec, RunConfig(n_ctx=8192, type_k=KvType.Q8_0, type_v=KvType.Q8_0), margin_bytes=0)
+    assert full.kv_host == 0 and full.kv_gpu == full.kv
+
+
+def test_offload_plans_respect_the_slowdown_cap() -> None:
+    params = {"vram": "4G", "allow_offload": True, "family": "qwen3"}
+    result = run_pick(params, top=50)
+    offloaded = [p for p in result.plans if p.n_gpu_layers >= 0]
+    assert offloaded, "4G with --allow-offload should offer a partial-offload plan"
+    for p in offloaded:
+        assert 1.0 < p.offload_slowdown <= 3.0
+        assert any("slower" in r for r in p.reasons)
+        assert p.footprint.gpu_total <= result.budget.vram_bytes
+        assert p.footprint.kv_host > 0
