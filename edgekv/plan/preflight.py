@@ -105,6 +105,28 @@ def _suggestions(
     return "try " + (", ".join(tries[:-1]) + " or " + tries[-1] if len(tries) > 1 else tries[0]) + "."
 
 
+def _auto_ctx(
+    spec: ModelSpec, cfg: RunConfig, *, have_bytes: int, gpu: bool, compute: ComputeProbe | None, margin_bytes: int
+) -> RunConfig:
+    """The largest context that fits: searched with the buffer measured at the largest context (an
+    upper bound), then again with the smaller buffer measured at the context found, keeping the
+    larger context only if its own measured buffer still fits."""
+    c_top = compute(cfg.with_ctx(max_ctx(spec, cfg))) if compute else None
+    n = largest_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=c_top, margin_bytes=margin_bytes)
+    if n is None:
+        return cfg.with_ctx(KV_PAD_CELLS * cfg.n_seq)  # report the smallest context's shortfall
+    found = cfg.with_ctx(n)
+    c_n = compute(found) if compute else None
+    if c_n is None or c_top is None or c_n >= c_top:
+        return found
+    n2 = largest_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=c_n, margin_bytes=margin_bytes)
+    if n2 is None or n2 <= n:
+        return found
+    bigger = cfg.with_ctx(n2)
+    fp = predict(spec, bigger, gpu=gpu, compute_bytes=compute(bigger) if compute else None, margin_bytes=margin_bytes)
+    return bigger if fp.gpu_total <= have_bytes else found
+
+
 def preflight(
     spec: ModelSpec,
     cfg: RunConfig,
@@ -133,13 +155,7 @@ def preflight(
         compute = None
         cfg = first
     if auto_ctx:
-        top = cfg.with_ctx(max_ctx(spec, cfg))
-        c_top = compute(top) if compute else None
-        n = largest_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=c_top, margin_bytes=margin_bytes)
-        if n is None:
-            cfg = cfg.with_ctx(KV_PAD_CELLS * cfg.n_seq)  # report the smallest context's shortfall
-        else:
-            cfg = cfg.with_ctx(n)
+        cfg = _auto_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute=compute, margin_bytes=margin_bytes)
     c = compute(cfg) if compute else None
     fp = predict(spec, cfg, gpu=gpu, compute_bytes=c, margin_bytes=margin_bytes)
     if fp.gpu_total <= have_bytes:

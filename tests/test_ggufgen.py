@@ -1,0 +1,44 @@
+"""Tests of the test tooling itself (tests/ggufgen.py), kept apart from the tests of edgekv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekv.model.archs import gguf_tensors
+from edgekv.model.quant import WeightQuant
+from edgekv.model.quantrules import quantized_types
+
+llama_cpp: Any = pytest.importorskip("llama_cpp")
+
+from tests.ggufgen import tiny_config, write_sparse_gguf, write_tiny_gguf  # noqa: E402
+from tests.model.test_quantrules import _generate  # noqa: E402
+
+
+def test_write_sparse_gguf_with_quant(tmp_path: Path) -> None:
+    """``quant=`` writes quantized_types' per-tensor types; ``header_only`` drops the data section."""
+    from edgekv.model.gguf_reader import parse_header
+
+    config = tiny_config("Qwen3ForCausalLM", num_hidden_layers=3)
+    want = quantized_types(gguf_tensors(config), WeightQuant.Q4_K_M, arch="qwen3", n_layer=3)
+    full = write_sparse_gguf(tmp_path / "full.gguf", config, quant="Q4_K_M")
+    head = write_sparse_gguf(tmp_path / "head.gguf", config, quant="Q4_K_M", header_only=True)
+    headers = [parse_header(p.read_bytes()) for p in (full, head)]
+    assert [{t.name: t.type for t in h.tensors} for h in headers] == [want, want]
+    assert full.stat().st_size - head.stat().st_size >= sum(t.n_bytes for t in headers[0].tensors)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.gguf", "head.gguf"]  # no .incomplete left
+    with pytest.raises(ValueError, match="not both"):
+        write_sparse_gguf(tmp_path / "x.gguf", config, outtype="BF16", quant="Q8_0")
+
+
+
+def test_tiny_gguf_generates_same_logits_at_every_outtype(tmp_path: Path) -> None:
+    """write_tiny_gguf writes real data: F32, F16 and BF16 files of one seed give close logits."""
+    config = tiny_config("Qwen2ForCausalLM")
+    runs = {
+        o: _generate(write_tiny_gguf(tmp_path / f"{o}.gguf", config, outtype=o, seed=1)) for o in ("F32", "F16", "BF16")
+    }
+    for outtype in ("F16", "BF16"):
+        assert max(abs(a - b) for a, b in zip(runs["F32"], runs[outtype], strict=True)) < 0.02
