@@ -16,7 +16,7 @@ Pure arithmetic over a ModelSpec (stdlib only), mirroring llama.cpp 0.3.36's ven
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from edgekv.model.quant import KvType, row_bytes
 from edgekv.model.spec import ModelSpec
@@ -54,7 +54,11 @@ class RunConfig:
     offload_kqv: bool = True
 
     def with_ctx(self, n_ctx: int) -> RunConfig:
-        return replace(self, n_ctx=n_ctx)
+        # positional construction: several times faster than dataclasses.replace (pick calls it often)
+        return RunConfig(
+            n_ctx, self.type_k, self.type_v, self.n_seq, self.n_gpu_layers, self.n_ubatch, self.flash_attn,
+            self.swa_full, self.kv_unified, self.offload_kqv,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field, replace
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
-from edgekv.plan.fit import FitTerms, context_cap, footprint_at, largest_tokens_per_seq
+from edgekv.plan.fit import FitTerms, context_cap, footprint_at, kv_costs, largest_tokens_per_seq
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
     Footprint,
+    KvCost,
     RunConfig,
     WeightLayout,
     compute_bytes_estimate,
@@ -173,15 +174,17 @@ def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
 def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
     """The fixed terms of ``opt`` under ``budget``: its weight layout, compute buffer, overhead, margin."""
     # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
-    full = replace(cfg, n_ctx=max(cfg.n_ctx, cfg.n_ubatch))
+    full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
     compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
     return FitTerms(opt.layout, compute, source, _overhead(budget, opt, cfg), budget.margin_bytes)
 
 
-def max_tokens_per_seq(opt: ModelOption, cfg: RunConfig, budget: Budget, *, cap: int) -> tuple[int, Footprint | None]:
+def max_tokens_per_seq(
+    opt: ModelOption, cfg: RunConfig, budget: Budget, *, cap: int, costs: tuple[KvCost, KvCost] | None = None
+) -> tuple[int, Footprint | None]:
     """The largest T (multiple of 256, <= cap) for which G = cfg.n_seq samples fit the budget (``fit``)."""
     return largest_tokens_per_seq(
-        opt.spec, cfg, have_bytes=budget.vram_bytes, terms=fit_terms(opt, cfg, budget), cap_tokens=cap
+        opt.spec, cfg, have_bytes=budget.vram_bytes, terms=fit_terms(opt, cfg, budget), cap_tokens=cap, costs=costs
     )
 
 
@@ -218,9 +221,10 @@ def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Poli
         for k, v in _kv_pairs(policy):
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
             max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
+            costs = kv_costs(opt.spec, base)
             for g in range(1, max_g + 1):
                 cfg = replace(base, n_seq=g)
-                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap)
+                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap, costs=costs)
                 if fp is None or (g > 1 and t < policy.saturation_tokens):
                     break
                 plans.append(Plan(opt, k, v, t, g, -1, fp, ""))
