@@ -14,7 +14,6 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from edgekv.llama.records import predicted_dict
 from edgekv.model.quant import KvType
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import Footprint
@@ -251,6 +250,8 @@ def run_dict(
     prepared: Any, out: Any, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
 ) -> dict[str, Any]:
     """``edgekv run --json``: the settings, the samples, timings and memory predicted and measured."""
+    from edgekv.llama.records import predicted_dict  # not on pick's path (statistics, csv)
+
     cfg = prepared.cfg
     fp = prepared.footprint
     return {
