@@ -64,6 +64,13 @@ def footprint_at(
     )
 
 
+def kv_costs(spec: ModelSpec, cfg: RunConfig) -> tuple[KvCost, KvCost]:
+    """(KV cost of every layer, of the layers on the GPU) for ``cfg``'s types and offload."""
+    every = kv_cost(spec, cfg.type_k, cfg.type_v)
+    start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
+    return every, (kv_cost(spec, cfg.type_k, cfg.type_v, first_layer=start) if start else every)
+
+
 def largest_tokens_per_seq(
     spec: ModelSpec,
     cfg: RunConfig,
@@ -71,19 +78,18 @@ def largest_tokens_per_seq(
     have_bytes: int,
     terms: FitTerms = FitTerms(),
     cap_tokens: int | None = None,
+    costs: tuple[KvCost, KvCost] | None = None,
 ) -> tuple[int, Footprint | None]:
     """The largest T (multiple of 256, <= cap) for which ``cfg.n_seq`` samples fit ``have_bytes``.
 
+    ``costs``: ``kv_costs(spec, cfg)`` when the caller already has them (they do not depend on G).
     Returns (T, its footprint), or (0, None) when not even 256 tokens fit.
     """
     g = max(cfg.n_seq, 1)
     cap = (cap_tokens if cap_tokens is not None else context_cap(spec)) // KV_PAD_CELLS
     if cap < 1:
         return 0, None
-    every = kv_cost(spec, cfg.type_k, cfg.type_v)
-    start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
-    on_gpu = kv_cost(spec, cfg.type_k, cfg.type_v, first_layer=start) if start else every
-    costs = (every, on_gpu)
+    costs = costs or kv_costs(spec, cfg)
     memo: dict[int, Footprint] = {}
 
     def at(steps: int) -> Footprint:

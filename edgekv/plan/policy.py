@@ -33,15 +33,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
-from edgekv.plan.fit import FitTerms, context_cap, footprint_at, largest_tokens_per_seq
+from edgekv.plan.fit import FitTerms, context_cap, footprint_at, kv_costs, largest_tokens_per_seq
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
     Footprint,
+    KvCost,
     RunConfig,
     WeightLayout,
     compute_bytes_estimate,
@@ -107,7 +109,7 @@ class ModelOption:
     n_params: int = 0
     sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
 
-    @property
+    @cached_property
     def weight_bits(self) -> int:
         """Nominal weight precision: 32 (F32), 16 (F16/BF16), 8 (Q8*), 0 = below 8 bits."""
         q = self.quant.upper()
@@ -117,7 +119,7 @@ class ModelOption:
             return 16
         return 8 if q.startswith("Q8") else 0
 
-    @property
+    @cached_property
     def bits_class(self) -> int:
         """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
         q = self.quant.upper()
@@ -214,10 +216,12 @@ def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
     return FitTerms(opt.layout, compute, source, _overhead(budget, opt, cfg), budget.margin_bytes)
 
 
-def max_tokens_per_seq(opt: ModelOption, cfg: RunConfig, budget: Budget, *, cap: int) -> tuple[int, Footprint | None]:
+def max_tokens_per_seq(
+    opt: ModelOption, cfg: RunConfig, budget: Budget, *, cap: int, costs: tuple[KvCost, KvCost] | None = None
+) -> tuple[int, Footprint | None]:
     """The largest T (multiple of 256, <= cap) for which G = cfg.n_seq samples fit the budget (``fit``)."""
     return largest_tokens_per_seq(
-        opt.spec, cfg, have_bytes=budget.vram_bytes, terms=fit_terms(opt, cfg, budget), cap_tokens=cap
+        opt.spec, cfg, have_bytes=budget.vram_bytes, terms=fit_terms(opt, cfg, budget), cap_tokens=cap, costs=costs
     )
 
 
@@ -254,9 +258,10 @@ def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Poli
         for k, v in _kv_pairs(policy):
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
             max_g = policy.max_parallel if sizes(opt, policy)[0] >= policy.e1_bytes else 1
+            costs = kv_costs(opt.spec, base)  # the same for every G
             for g in range(1, max_g + 1):
                 cfg = replace(base, n_seq=g)
-                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap)
+                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap, costs=costs)
                 if fp is None or (g > 1 and t < policy.saturation_tokens):
                     break
                 plans.append(Plan(opt, k, v, t, g, -1, fp, ""))
@@ -298,7 +303,7 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     knowledge = policy.task == Task.KNOWLEDGE
     prec = float(opt.bits_class if not knowledge else min(opt.bits_class, 0))
     tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
-    if regime(opt, policy) == "capacity":
+    if e16 < policy.e1_bytes * (1 - policy.similar):  # the capacity regime (``regime``)
         size = float(opt.n_params) if knowledge else e8
         spare = -float(opt.effective_bytes) if policy.cap_precision else 0.0  # equal capacity: fewer bytes
         return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e8, spare, 0.0) + tail
@@ -410,19 +415,20 @@ def pick(
     for p in plans:
         if p.type_k == KvType.F16 and p.type_v == KvType.F16 and p.parallel == 1:
             f16_best[p.option.name + p.option.quant] = p
-    ranked = [replace(p, regime=regime(p.option, pol), sort_key=rank_key(p, pol, q4_needed=q4_needed)) for p in plans]
-    ranked.sort(key=lambda p: p.sort_key, reverse=True)
+    keyed = sorted(((rank_key(p, pol, q4_needed=q4_needed), p) for p in plans), key=lambda kp: kp[0], reverse=True)
     best: dict[tuple[str, str], Plan] = {}
-    for p in ranked:
-        best.setdefault((p.option.name, p.option.quant), p)
+    for key, p in keyed:  # one best plan per model + quant; only these are copied with their key
+        if (p.option.name, p.option.quant) not in best:
+            best[(p.option.name, p.option.quant)] = replace(p, regime=regime(p.option, pol), sort_key=key)
     # options whose capacity below E1 is counted at 8 bits (said in the reasons of the plans above them)
     capped = [p for p in best.values() if p.regime == "capacity" and sizes(p.option, pol)[1] < p.option.effective_bytes]
     top_plans = list(best.values())[:top] if top > 0 else list(best.values())
     top_plans = [replace(p, reasons=_reasons(p, pol, f16_best, capped)) for p in top_plans]
-    base = uniform_4bit_baseline(ranked)
+    base = uniform_4bit_baseline(plans)
     if base is not None:
+        base = replace(base, regime=regime(base.option, pol), sort_key=rank_key(base, pol, q4_needed=q4_needed))
         base = replace(base, reasons=_reasons(base, pol, f16_best, capped))
-    return PickResult(top_plans, base, pol, budget, len(ranked), enumerated)
+    return PickResult(top_plans, base, pol, budget, len(plans), enumerated)
 
 
 def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
