@@ -10,10 +10,16 @@ ranked by a sort key built from the paper's rules, in this order:
 3. Regime. Effective size E (GGUF weight bytes) below E1 = 4.19 GiB ("8-bit 4B") is the
    *capacity* regime; at or above it the *generation* regime, which ranks above capacity.
    Choice: E is compared with E1 x (1 - ``similar``) because llama.cpp's Q8_0 of the threshold
-   model itself (Qwen3-4B, 8.5 bits/weight with 8-bit embeddings) is 3.99 GiB, while the paper's
+   model itself (Qwen3-4B, 8.5 bits/weight with 8-bit embeddings) is 3.98 GiB, while the paper's
    4.19 GiB counts 16-bit embeddings (GPTQ accounting). ``similar`` = 0.10 by default.
-4. Capacity regime (rule 1): larger E first (knowledge: more parameters first), then the
-   precision class for the task, then longer T.
+4. Capacity regime (rule 1): larger capacity first (knowledge: more parameters first), then the
+   precision class for the task, then longer T, then (equal capacity) fewer bytes.
+   Capacity is E with weights above 8 bits counted as 8-bit: a 16-bit (or F32) model below E1
+   ranks by the size of its Q8_0 sibling (``ModelOption.sibling_bytes``, else E x 8.5/bits).
+   Why: rule 3 says 8-bit is best for small models and 16-bit only pays for large ones; 16-bit
+   costs twice the bytes and buys a small model no accuracy, so its bytes are not capacity
+   (issue #10: Qwen3-1.7B BF16, 3.21 GiB, outranked Qwen3-4B Q6_K at 3.5 GiB). So a model's BF16
+   never outranks its own Q8_0 below E1 unless it leaves more tokens (below saturation).
    Generation regime (rules 2-4): the precision class for the task first (math/code: 8/16-bit
    over 6 over 5 over 4 over 3-bit, "fewer parameters at 8/16 bits over more at 4 bits";
    knowledge: any >= 4-bit alike, then more parameters before length), then T up to ``saturation_tokens``,
@@ -22,6 +28,17 @@ ranked by a sort key built from the paper's rules, in this order:
    past E2 more samples rank above a bigger model of the same precision. G > 1 is only
    offered at E >= E1, strictly (rule 4).
 5. Last: less KV compression (f16 over q8_0 over q4_0) and full offload over partial.
+
+Where else bytes could stand in for precision (``Policy.cap_precision``, on by default; off =
+every E is the file's bytes, the old rule):
+- F32 weights count as 16-bit everywhere (regime, G, size): the paper's E is parameters x bits
+  with 16 bits its top precision; F32 of a BF16-trained model holds the same values.
+- BF16 and F16 are alike (same bytes, same class); the catalog keeps the one the repo publishes.
+- Q8_0 vs Q6_K near E1: left to the rule as is. Qwen3-4B Q8_0 (3.98 GiB) is in the generation
+  regime through ``similar`` and ranks above any capacity plan; Q6_K (3.07 GiB) is capacity and
+  ranks by its bytes against other models (rule 1: "a larger model at 4 bits can beat a smaller
+  model at 8 bits"). Below 8 bits, bytes do track precision, so no cap applies there.
+- At or above E1, 16-bit keeps counting (rule 3: "8- or 16-bit for large ones").
 
 Ambiguity kept as a setting: the paper puts the eviction/quantization crossover at E1 (intro)
 and at E2 (KV section). llama.cpp has no R-KV eviction, only a bounded, shifting context, which
