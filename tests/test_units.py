@@ -81,8 +81,10 @@ def test_zero_sizes_only_where_allowed(text: str) -> None:
         parse_size(text)
 
 
-def test_margin_zero_in_any_spelling_reaches_the_plan() -> None:
-    from edgekv.commands.pick import run_pick
+def test_zero_margin_and_overhead_reach_the_plan() -> None:
+    from edgekv.plan.pick import pick
 
-    result = run_pick({"vram": "8G", "margin": "0GiB", "overhead": "0MiB"}, top=1)
+    margin, overhead = parse_size("0GiB", allow_zero=True), parse_size("0MiB", allow_zero=True)
+    result = pick(vram_bytes=parse_size("8G"), margin_bytes=margin, overhead_bytes=overhead, top=1)
     assert result.budget.margin_bytes == 0 and result.budget.overhead_bytes == 0
+    assert result.plans[0].footprint.margin == result.plans[0].footprint.overhead == 0

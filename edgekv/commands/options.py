@@ -84,6 +84,14 @@ def pick_options(f: F) -> F:
             type=click.FloatRange(0, 0.5),
             help=f"Band within which effective sizes count as similar (E1 comparison).  [default: {SIMILAR}]",
         ),
+        click.option(
+            "--cap-precision/--no-cap-precision",
+            "cap_precision",
+            default=True,
+            show_default=True,
+            help="Below E1 count weights above 8 bits as their 8-bit size, F32 as 16-bit (rule 3); "
+            "--no-cap-precision ranks by the file's bytes.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -123,7 +131,7 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
         kwargs["margin_bytes"] = parse_size(params["margin"], allow_zero=True)
     if params.get("overhead") not in (None, "auto"):
         kwargs["overhead_bytes"] = parse_size(params["overhead"], allow_zero=True)
-    for key in ("max_parallel", "similar", "mixed_kv", "allow_offload", "accounting"):
+    for key in ("max_parallel", "similar", "mixed_kv", "allow_offload", "accounting", "cap_precision"):
         if params.get(key) is not None:
             kwargs[key] = params[key]
     if params.get("gguf_path"):

@@ -9,7 +9,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from huggingface_hub import get_session, hf_hub_url, hf_raise_for_status
@@ -198,4 +198,7 @@ def options_from_repo(
                 n_params=spec.n_params,
             )
         )
-    return out
+    siblings: dict[str, dict[str, int]] = {}  # the repo's quants of one model (policy.capped_bytes)
+    for o in out:
+        siblings.setdefault(o.name, {})[o.quant.upper()] = o.effective_bytes
+    return [replace(o, sibling_bytes=siblings[o.name]) for o in out]

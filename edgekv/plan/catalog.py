@@ -148,6 +148,7 @@ def options_from_catalog(models: Iterable[CatalogModel], *, quants: Iterable[str
     out: list[ModelOption] = []
     for m in models:
         with_file = {q.value for q, e in m.quants.items() if e.file}
+        siblings = {q.value: e.weights_bytes for q, e in m.quants.items()}  # policy.capped_bytes
         for q, entry in m.quants.items():
             if wanted is not None and q.value not in wanted:
                 continue
@@ -166,6 +167,7 @@ def options_from_catalog(models: Iterable[CatalogModel], *, quants: Iterable[str
                     file=entry.file,
                     compute=m.compute,
                     n_params=m.n_params,
+                    sibling_bytes=siblings,
                 )  # fmt: skip
             )
     return out

@@ -13,7 +13,7 @@ linear).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import (
@@ -65,7 +65,7 @@ def footprint_at(
 
 
 def kv_costs(spec: ModelSpec, cfg: RunConfig) -> tuple[KvCost, KvCost]:
-    """(KV cost of every block, of the blocks on the GPU) for ``cfg``'s KV types and offload."""
+    """(KV cost of every layer, of the layers on the GPU) for ``cfg``'s types and offload."""
     every = kv_cost(spec, cfg.type_k, cfg.type_v)
     start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
     return every, (kv_cost(spec, cfg.type_k, cfg.type_v, first_layer=start) if start else every)
@@ -82,21 +82,19 @@ def largest_tokens_per_seq(
 ) -> tuple[int, Footprint | None]:
     """The largest T (multiple of 256, <= cap) for which ``cfg.n_seq`` samples fit ``have_bytes``.
 
-    ``costs``: (KV cost of every block, of the blocks on the GPU) when the caller has them
-    (pick computes them once per model and KV type). Returns (T, its footprint), or (0, None)
-    when not even 256 tokens fit.
+    ``costs``: ``kv_costs(spec, cfg)`` when the caller already has them (they do not depend on G).
+    Returns (T, its footprint), or (0, None) when not even 256 tokens fit.
     """
     g = max(cfg.n_seq, 1)
     cap = (cap_tokens if cap_tokens is not None else context_cap(spec)) // KV_PAD_CELLS
     if cap < 1:
         return 0, None
-    if costs is None:
-        costs = kv_costs(spec, cfg)
+    costs = costs or kv_costs(spec, cfg)
     memo: dict[int, Footprint] = {}
 
     def at(steps: int) -> Footprint:
         if steps not in memo:
-            memo[steps] = footprint_at(spec, cfg.with_ctx(steps * KV_PAD_CELLS * g), terms, costs=costs)
+            memo[steps] = footprint_at(spec, replace(cfg, n_ctx=steps * KV_PAD_CELLS * g), terms, costs=costs)
         return memo[steps]
 
     def fits(steps: int) -> bool:

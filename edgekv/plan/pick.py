@@ -28,6 +28,7 @@ from edgekv.plan.policy import (
     Budget,
     ModelOption,
     PickResult,
+    Plan,
     Policy,
     max_tokens_per_seq,
 )
@@ -59,13 +60,19 @@ def pick(
     saturation_tokens: int = SATURATION_TOKENS,
     max_parallel: int = MAX_PARALLEL,
     similar: float = SIMILAR,
+    cap_precision: bool = True,
     top: int = DEFAULT_TOP,
+    plans: Sequence[Plan] | None = None,
 ) -> PickResult:
     """Rank model x quant x KV type x context x samples for a card of ``vram_bytes`` by the scale rule.
 
     Options come from ``options`` if given, else ``gguf_path``, else the catalog (``family``:
     a family name or None/"all"; ``models``: catalog names; ``quants``: weight quant names).
     ``accounting="paper"`` counts weights + KV only (the paper's accounting).
+    ``cap_precision`` (rule 3): below E1, weights above 8 bits count as their 8-bit size; F32 counts
+    as 16-bit everywhere (``Policy.cap_precision``; False ranks by the file's bytes).
+    ``plans``: this card's ``PickResult.enumerated`` from an earlier call with a superset of these
+    options and the same KV/offload/parallel settings; only the ranking is redone (a card walk).
 
     Raises:
         SpecError: a bad argument or no catalog model matches.
@@ -86,10 +93,11 @@ def pick(
         task=task, e1_bytes=e1_bytes, e2_bytes=e2_bytes, token_floor=token_floor_tokens,
         saturation_tokens=saturation_tokens, max_parallel=max_parallel, similar=similar,
         kv_types=tuple(kv_types), mixed_kv=mixed_kv, allow_offload=allow_offload, min_ctx=min_ctx_tokens,
+        cap_precision=cap_precision,
     )  # fmt: skip
     if options is None:
         options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)
-    return rank(options, budget, policy, top=top)
+    return rank(options, budget, policy, top=top, plans=plans)
 
 
 def catalog_options(

@@ -95,6 +95,7 @@ def pick_dict(result: PickResult) -> dict[str, Any]:
             "similar": pol.similar,
             "kv_types": [k.value for k in pol.kv_types],
             "eviction": pol.eviction,
+            "cap_precision": pol.cap_precision,
         },  # fmt: skip
         "considered": result.n_considered,
         "plans": [plan_dict(p) for p in result.plans],

@@ -10,10 +10,16 @@ ranked by a sort key built from the paper's rules, in this order:
 3. Regime. Effective size E (GGUF weight bytes) below E1 = 4.19 GiB ("8-bit 4B") is the
    *capacity* regime; at or above it the *generation* regime, which ranks above capacity.
    Choice: E is compared with E1 x (1 - ``similar``) because llama.cpp's Q8_0 of the threshold
-   model itself (Qwen3-4B, 8.5 bits/weight with 8-bit embeddings) is 3.99 GiB, while the paper's
+   model itself (Qwen3-4B, 8.5 bits/weight with 8-bit embeddings) is 3.98 GiB, while the paper's
    4.19 GiB counts 16-bit embeddings (GPTQ accounting). ``similar`` = 0.10 by default.
-4. Capacity regime (rule 1): larger E first (knowledge: more parameters first), then the
-   precision class for the task, then longer T.
+4. Capacity regime (rule 1): larger capacity first (knowledge: more parameters first), then the
+   precision class for the task, then longer T, then (equal capacity) fewer bytes.
+   Capacity is E with weights above 8 bits counted as 8-bit: a 16-bit (or F32) model below E1
+   ranks by the size of its Q8_0 sibling (``ModelOption.sibling_bytes``, else E x 8.5/bits).
+   Why: rule 3 says 8-bit is best for small models and 16-bit only pays for large ones; 16-bit
+   costs twice the bytes and buys a small model no accuracy, so its bytes are not capacity
+   (issue #10: Qwen3-1.7B BF16, 3.21 GiB, outranked Qwen3-4B Q6_K at 3.5 GiB). So a model's BF16
+   never outranks its own Q8_0 below E1 unless it leaves more tokens (below saturation).
    Generation regime (rules 2-4): the precision class for the task first (math/code: 8/16-bit
    over 6 over 5 over 4 over 3-bit, "fewer parameters at 8/16 bits over more at 4 bits";
    knowledge: any >= 4-bit alike, then more parameters before length), then T up to ``saturation_tokens``,
@@ -22,6 +28,17 @@ ranked by a sort key built from the paper's rules, in this order:
    past E2 more samples rank above a bigger model of the same precision. G > 1 is only
    offered at E >= E1, strictly (rule 4).
 5. Last: less KV compression (f16 over q8_0 over q4_0) and full offload over partial.
+
+Where else bytes could stand in for precision (``Policy.cap_precision``, on by default; off =
+every E is the file's bytes, the old rule):
+- F32 weights count as 16-bit everywhere (regime, G, size): the paper's E is parameters x bits
+  with 16 bits its top precision; F32 of a BF16-trained model holds the same values.
+- BF16 and F16 are alike (same bytes, same class); the catalog keeps the one the repo publishes.
+- Q8_0 vs Q6_K near E1: left to the rule as is. Qwen3-4B Q8_0 (3.98 GiB) is in the generation
+  regime through ``similar`` and ranks above any capacity plan; Q6_K (3.07 GiB) is capacity and
+  ranks by its bytes against other models (rule 1: "a larger model at 4 bits can beat a smaller
+  model at 8 bits"). Below 8 bits, bytes do track precision, so no cap applies there.
+- At or above E1, 16-bit keeps counting (rule 3: "8- or 16-bit for large ones").
 
 Ambiguity kept as a setting: the paper puts the eviction/quantization crossover at E1 (intro)
 and at E2 (KV section). llama.cpp has no R-KV eviction, only a bounded, shifting context, which
@@ -33,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
@@ -77,6 +95,7 @@ class Policy:
     min_ctx: int = 0  # the user's own floor on T (e.g. a long prompt)
     n_ubatch: int = 512
     eviction: str = "never"  # llama.cpp has no R-KV eviction (see module docstring)
+    cap_precision: bool = True  # precision past 8 bits (below E1) or 16 bits adds no capacity (see module doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +124,19 @@ class ModelOption:
     path: str | None = None
     compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1" -> bytes
     n_params: int = 0
+    sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
 
-    @property
+    @cached_property
+    def weight_bits(self) -> int:
+        """Nominal weight precision: 32 (F32), 16 (F16/BF16), 8 (Q8*), 0 = below 8 bits."""
+        q = self.quant.upper()
+        if q.startswith("F32"):
+            return 32
+        if q.startswith(("F16", "BF16")):
+            return 16
+        return 8 if q.startswith("Q8") else 0
+
+    @cached_property
     def bits_class(self) -> int:
         """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
         q = self.quant.upper()
@@ -163,6 +193,30 @@ class PickResult:
     policy: Policy
     budget: Budget
     n_considered: int
+    enumerated: tuple[Plan, ...] = ()  # every fitting plan, unranked (``pick(plans=...)`` reuses them)
+
+
+def capped_bytes(opt: ModelOption, max_bits: int) -> int:
+    """E of ``opt`` with its weight precision counted as at most ``max_bits`` (8 or 16): its own
+    bytes at or below that precision, else the bytes of its sibling at that precision (Q8_0 for 8,
+    BF16/F16 for 16) when known, else an estimate (Q8_0 is 8.5 bits per weight)."""
+    bits = opt.weight_bits
+    if bits <= max_bits:
+        return opt.effective_bytes
+    names = ("Q8_0",) if max_bits == 8 else ("BF16", "F16")
+    for name in names:
+        if opt.sibling_bytes.get(name):
+            return min(opt.sibling_bytes[name], opt.effective_bytes)
+    return round(opt.effective_bytes * (8.5 if max_bits == 8 else 16) / bits)
+
+
+def sizes(opt: ModelOption, policy: Policy) -> tuple[int, int]:
+    """(E for the regime, capacity below E1). With ``cap_precision``: E counts F32 as 16-bit (the
+    paper's E, params x bits, never goes past 16 bits) and capacity counts anything above 8 bits as
+    8-bit (rule 3); without it, both are the file's weight bytes."""
+    if not policy.cap_precision:
+        return opt.effective_bytes, opt.effective_bytes
+    return capped_bytes(opt, 16), capped_bytes(opt, 8)
 
 
 def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
@@ -220,8 +274,8 @@ def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Poli
         cap = context_cap(opt.spec)
         for k, v in _kv_pairs(policy):
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
-            max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
-            costs = kv_costs(opt.spec, base)
+            max_g = policy.max_parallel if sizes(opt, policy)[0] >= policy.e1_bytes else 1
+            costs = kv_costs(opt.spec, base)  # the same for every G
             for g in range(1, max_g + 1):
                 cfg = replace(base, n_seq=g)
                 t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap, costs=costs)
@@ -250,8 +304,9 @@ def _offload_plans(opt: ModelOption, k: KvType, v: KvType, budget: Budget, polic
     return out
 
 
-def _regime(policy: Policy, e_bytes: int) -> str:
-    return "generation" if e_bytes >= policy.e1_bytes * (1 - policy.similar) else "capacity"
+def regime(opt: ModelOption, policy: Policy) -> str:
+    """"capacity" below E1 (within ``similar``), else "generation"; E as ``sizes`` counts it."""
+    return "generation" if sizes(opt, policy)[0] >= policy.e1_bytes * (1 - policy.similar) else "capacity"
 
 
 def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...]:
@@ -261,35 +316,44 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     floor_ok = float(plan.n_ctx_seq >= floor)
     kv_ok = float(q4_needed or not _is_q4(plan.type_k, plan.type_v))
     t_eff = float(min(plan.n_ctx_seq, policy.saturation_tokens))
-    e = float(opt.effective_bytes)
+    e16, e8 = (float(x) for x in sizes(opt, policy))
     knowledge = policy.task == Task.KNOWLEDGE
     prec = float(opt.bits_class if not knowledge else min(opt.bits_class, 0))
     tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
-    if _regime(policy, opt.effective_bytes) == "capacity":
-        size = float(opt.n_params) if knowledge else e
-        return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e, 0.0, 0.0) + tail
+    if e16 < policy.e1_bytes * (1 - policy.similar):  # the capacity regime (``regime``)
+        size = float(opt.n_params) if knowledge else e8
+        spare = -float(opt.effective_bytes) if policy.cap_precision else 0.0  # equal capacity: fewer bytes
+        return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e8, spare, 0.0) + tail
     if knowledge:  # more parameters first, then length, then samples
-        return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e, 0.0) + tail
-    size = min(e, float(policy.e2_bytes))
-    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e) + tail
+        return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e16, 0.0) + tail
+    size = min(e16, float(policy.e2_bytes))
+    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e16) + tail
 
 
-def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str, ...]:
+def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: Sequence[Plan]) -> tuple[str, ...]:
     opt = plan.option
     e = format_bytes(opt.effective_bytes)
     e1 = format_bytes(policy.e1_bytes)
     out: list[str] = []
+    e16, e8 = sizes(opt, policy)
     if plan.regime == "capacity":
         out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
-    elif opt.effective_bytes >= policy.e1_bytes:
+    elif e16 >= policy.e1_bytes:
         out.append(f"effective size {e} is at or above E1 = {e1}: memory goes to generation length first (rule 2)")
     else:
         out.append(
             f'effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of "8-bit 4B" itself): '
             "memory goes to generation length first (rule 2)"
         )
+    if e16 < opt.effective_bytes:
+        out.append(f"{opt.quant} counts as 16-bit ({format_bytes(e16)}): 32-bit weights buy no accuracy over 16-bit")
     if policy.task == Task.KNOWLEDGE:
         out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
+    elif plan.regime == "capacity" and e8 < opt.effective_bytes:
+        out.append(
+            f"{policy.task.value}: {opt.quant} weights count as 8-bit ({format_bytes(e8)}) below E1: "
+            "8-bit is best for small models (rule 3)"
+        )
     elif opt.bits_class >= 3:
         out.append(
             f"{policy.task.value}: {opt.quant} keeps 8/16-bit weights; "
@@ -299,6 +363,14 @@ def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan]) -> tuple[str
         out.append(
             f"{policy.task.value}: {opt.quant} is the most precise quant of a model this size that fits (rule 3)"
         )
+    for c in capped:
+        if c.option is not opt and c.sort_key < plan.sort_key and c.option.effective_bytes > opt.effective_bytes:
+            ce8 = sizes(c.option, policy)[1]
+            out.append(
+                f"{c.option.name} {c.option.quant} (E {format_bytes(c.option.effective_bytes)}, {c.n_ctx_seq} tokens) "
+                f"counts as its 8-bit size {format_bytes(ce8)} below E1: "
+                f"{c.option.weight_bits}-bit weights buy a small model nothing over 8-bit (rule 3)"
+            )
     sat = policy.saturation_tokens
     if plan.n_ctx_seq >= sat:
         out.append(f"{plan.n_ctx_seq} tokens per sample reach saturation ({sat}) (rule 2)")
@@ -333,14 +405,23 @@ def pick(
     policy: Policy | None = None,
     *,
     top: int = 5,
+    plans: Sequence[Plan] | None = None,
 ) -> PickResult:
     """Rank every plan that fits ``budget`` by the scale rule; one best plan per model+quant.
+
+    ``plans``: ``enumerate_plans`` of a superset of ``options`` on this budget with this policy's
+    KV, offload and parallel settings (a walk over tasks or families enumerates once).
 
     Raises:
         NoFeasiblePlan: nothing fits; carries what the smallest option needs.
     """
     pol = policy or Policy()
-    plans = enumerate_plans(options, budget, pol)
+    if plans is None:
+        plans = enumerate_plans(options, budget, pol)
+    else:  # enumerated before for this card (the task does not change the enumeration)
+        keys = {(o.name, o.quant) for o in options}
+        plans = [p for p in plans if (p.option.name, p.option.quant) in keys]
+    enumerated = tuple(plans)
     floor = max(pol.token_floor, pol.min_ctx)
     if pol.min_ctx:
         plans = [p for p in plans if p.n_ctx_seq >= pol.min_ctx]
@@ -351,16 +432,20 @@ def pick(
     for p in plans:
         if p.type_k == KvType.F16 and p.type_v == KvType.F16 and p.parallel == 1:
             f16_best[p.option.name + p.option.quant] = p
-    ranked: list[Plan] = []
-    for p in plans:
-        p2 = replace(p, regime=_regime(pol, p.option.effective_bytes), sort_key=rank_key(p, pol, q4_needed=q4_needed))
-        ranked.append(replace(p2, reasons=_reasons(p2, pol, f16_best)))
-    ranked.sort(key=lambda p: p.sort_key, reverse=True)
+    keyed = sorted(((rank_key(p, pol, q4_needed=q4_needed), p) for p in plans), key=lambda kp: kp[0], reverse=True)
     best: dict[tuple[str, str], Plan] = {}
-    for p in ranked:
-        best.setdefault((p.option.name, p.option.quant), p)
+    for key, p in keyed:  # one best plan per model + quant; only these are copied with their key
+        if (p.option.name, p.option.quant) not in best:
+            best[(p.option.name, p.option.quant)] = replace(p, regime=regime(p.option, pol), sort_key=key)
+    # options whose capacity below E1 is counted at 8 bits (said in the reasons of the plans above them)
+    capped = [p for p in best.values() if p.regime == "capacity" and sizes(p.option, pol)[1] < p.option.effective_bytes]
     top_plans = list(best.values())[:top] if top > 0 else list(best.values())
-    return PickResult(top_plans, uniform_4bit_baseline(ranked), pol, budget, len(ranked))
+    top_plans = [replace(p, reasons=_reasons(p, pol, f16_best, capped)) for p in top_plans]
+    base = uniform_4bit_baseline(plans)
+    if base is not None:
+        base = replace(base, regime=regime(base.option, pol), sort_key=rank_key(base, pol, q4_needed=q4_needed))
+        base = replace(base, reasons=_reasons(base, pol, f16_best, capped))
+    return PickResult(top_plans, base, pol, budget, len(plans), enumerated)
 
 
 def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from edgekv.commands.pick import run_pick
 from edgekv.model.quant import KvType
 from edgekv.plan.catalog import find
 from edgekv.plan.memory import RunConfig, footprint, gpu_layer_start, kv_bytes
+from edgekv.plan.pick import pick
+from edgekv.units import GIB
 
 
 @pytest.mark.parametrize(("ngl", "start"), [(-1, 0), (37, 0), (99, 0), (36, 1), (10, 27), (1, 36), (0, 36)])
@@ -30,8 +31,7 @@ def test_kv_of_cpu_blocks_is_host_memory() -> None:
 
 
 def test_offload_plans_respect_the_slowdown_cap() -> None:
-    params = {"vram": "4G", "allow_offload": True, "family": "qwen3"}
-    result = run_pick(params, top=50)
+    result = pick(vram_bytes=4 * GIB, allow_offload=True, family="qwen3", top=50)
     offloaded = [p for p in result.plans if p.n_gpu_layers >= 0]
     assert offloaded, "4G with --allow-offload should offer a partial-offload plan"
     for p in offloaded:

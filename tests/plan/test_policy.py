@@ -1,7 +1,7 @@
 """The scale rule (policy.py, issue #3) as tables of card x task -> plan, plus invariants.
 
-Plans are computed through ``edgekv.commands.pick.run_pick`` (the CLI's own params dict), so a
-row here is exactly what ``edgekv pick`` answers.
+Plans are computed by the library ``edgekv.plan.pick.pick`` (what ``edgekv pick`` calls), with
+its defaults.
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from typing import Any
 
 import pytest
 
-from edgekv.commands.pick import run_pick
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
+from edgekv.model.spec import Task
 from edgekv.plan import catalog, policy
+from edgekv.plan import pick as library
 from edgekv.plan.policy import E1_BYTES, PickResult, Plan
 from edgekv.units import parse_size
 
 PAPER = {"accounting": "paper"}  # weights + KV only: overhead 0, margin 0, compute not counted
 # The paper's own setting on top: 16-bit KV and GPTQ's 4/8/16-bit weights only.
-PAPER_BITS = {**PAPER, "kv": "f16", "quants": "Q4_K_M,Q8_0,BF16"}
+PAPER_BITS = {**PAPER, "kv_types": (KvType.F16,), "quants": ["Q4_K_M", "Q8_0", "BF16"]}
 
 
 def pick(vram: str, task: str = "math", family: str = "qwen3", top: int = 5, **extra: Any) -> PickResult:
-    return run_pick({"vram": vram, "task": task, "family": family, **extra}, top=top)
+    return library.pick(vram_bytes=parse_size(vram), task=Task(task), family=family, top=top, **extra)
 
 
 def top_of(result: PickResult) -> tuple[str, str]:
@@ -57,7 +58,7 @@ def top_of(result: PickResult) -> tuple[str, str]:
         ("12G", "math", "deepseek-r1-distill", {}, ("DeepSeek-R1-Distill-Qwen-7B", "Q8_0")),
     ],
 )
-def test_top_plan(vram: str, task: str, family: str, extra: dict[str, str], expected: tuple[str, str]) -> None:
+def test_top_plan(vram: str, task: str, family: str, extra: dict[str, Any], expected: tuple[str, str]) -> None:
     assert top_of(pick(vram, task, family, **extra)) == expected
 
 
@@ -78,6 +79,32 @@ def test_8b_q8_beats_14b_q4_for_math() -> None:
     for vram in ("16G", "24G"):
         names = [(p.option.name, p.option.quant) for p in pick(vram, top=0).plans]
         assert names.index(("Qwen3-8B", "Q8_0")) < names.index(("Qwen3-14B", "Q4_K_M")), vram
+
+
+@pytest.mark.parametrize("extra", [PAPER, PAPER_BITS])
+@pytest.mark.parametrize("vram", ["12G", "16G", "24G"])
+def test_8b_q8_beats_14b_q4_for_math_in_paper_accounting(vram: str, extra: dict[str, Any]) -> None:
+    """Paper rule 3 in the paper's own accounting (weights + KV): both fit and 8B 8-bit ranks higher."""
+    names = [(p.option.name, p.option.quant) for p in pick(vram, top=0, **extra).plans]
+    assert names.index(("Qwen3-8B", "Q8_0")) < names.index(("Qwen3-14B", "Q4_K_M")), vram
+
+
+def test_small_model_gains_nothing_from_16_bit_weights() -> None:
+    """Issue #10, paper rule 3: below E1, Qwen3-1.7B BF16 (E 3.21 GiB) ranks by its 8-bit size, so it
+    neither beats Qwen3-4B at 6 bits nor its own Q8_0 (which leaves more tokens)."""
+    result = pick("3.5G", top=0, **PAPER)
+    names = [(p.option.name, p.option.quant) for p in result.plans]
+    assert names[0] == ("Qwen3-4B", "Q6_K")
+    assert names.index(("Qwen3-1.7B", "Q8_0")) < names.index(("Qwen3-1.7B", "BF16"))
+    assert any("Qwen3-1.7B BF16" in r and "8-bit size" in r for r in result.plans[0].reasons)
+    # the setting: without the cap, bytes decide as before
+    raw = pick("3.5G", top=1, cap_precision=False, **PAPER)
+    assert top_of(raw) == ("Qwen3-1.7B", "BF16")
+
+
+def test_16_bit_below_e1_says_it_counts_as_8_bit() -> None:
+    result = pick("3.5G", top=1, models=["Qwen3-1.7B"], quants=["BF16"], **PAPER)
+    assert any("BF16 weights count as 8-bit" in r for r in result.plans[0].reasons)
 
 
 CARDS = ["4G", "6G", "8G", "12G", "16G", "24G", "32G", "48G", "80G"]
@@ -164,7 +191,7 @@ def test_allow_offload_at_4g() -> None:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_min_ctx_respected(task: str) -> None:
-    result = pick("8G", task, top=0, min_ctx="32k")
+    result = pick("8G", task, top=0, min_ctx_tokens=32768)
     assert result.plans and all(p.n_ctx_seq >= 32768 for p in result.plans)
     assert pick("8G", task, top=0).plans[0].n_ctx_seq >= 4096
 
@@ -181,4 +208,4 @@ def _names(plans: list[Plan]) -> set[str]:
 
 def test_family_filter() -> None:
     assert _names(pick("24G", top=0).plans) <= {m.name for m in catalog.load_catalog() if m.family == "qwen3"}
-    assert _names(pick("24G", top=0, model="Qwen3-8B").plans) == {"Qwen3-8B"}
+    assert _names(pick("24G", top=0, models=["Qwen3-8B"]).plans) == {"Qwen3-8B"}

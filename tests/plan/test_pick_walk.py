@@ -1,0 +1,140 @@
+"""Properties of the scale rule over a card walk (bench/pick_walk.py writes the same walk to CSV).
+
+Cards from 2 to 48 GiB x task x family (qwen3, all) x accounting (paper, runtime), picked by the
+library ``edgekv.plan.pick.pick``. The default run walks a coarse grid (2 GiB steps); the full
+0.25 GiB grid is marked slow. Each property follows from the rule, not from hand-picked outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from edgekv.errors import NoFeasiblePlan
+from edgekv.model.quant import KvType
+from edgekv.model.spec import Task
+from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.policy import ModelOption, PickResult, Plan, rank_key
+from edgekv.units import GIB
+
+TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)
+FAMILIES = ("qwen3", "all")
+ACCOUNTINGS = ("paper", "runtime")
+Walk = dict[tuple[str, Task, str], list[PickResult]]  # (accounting, task, family) -> results by card
+
+
+def _walk(step_gib: float) -> Walk:
+    options: dict[str, list[ModelOption]] = {f: catalog_options(f, None, None) for f in FAMILIES}
+    cards = [round((2 + i * step_gib) * GIB) for i in range(round(46 / step_gib) + 1)]
+    out: Walk = {(a, t, f): [] for a in ACCOUNTINGS for t in TASKS for f in FAMILIES}
+    for acc in ACCOUNTINGS:
+        for vram in cards:
+            try:
+                first = pick(vram_bytes=vram, options=options["all"], accounting=acc, top=1)
+            except NoFeasiblePlan:
+                continue
+            for task in TASKS:
+                for fam in FAMILIES:
+                    out[(acc, task, fam)].append(
+                        pick(vram_bytes=vram, task=task, options=options[fam], accounting=acc, top=0,
+                             plans=first.enumerated)
+                    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def coarse() -> Walk:
+    return _walk(2.0)
+
+
+@pytest.fixture(scope="module")
+def full() -> Walk:
+    return _walk(0.25)
+
+
+def _results(walk: Walk) -> Iterator[PickResult]:
+    for results in walk.values():
+        yield from results
+
+
+def _floor(r: PickResult) -> int:
+    return max(r.policy.token_floor, r.policy.min_ctx)
+
+
+def check_no_16_bit_small_model_over_its_8_bit_sibling(walk: Walk) -> None:
+    """(1) Rule 3: below E1, a math/code top plan never uses weights above 8 bits while its Q8_0
+    sibling fits with at least as many tokens."""
+    for r in _results(walk):
+        top = r.plans[0]
+        if r.policy.task == Task.KNOWLEDGE or top.regime != "capacity" or top.option.weight_bits <= 8:
+            continue
+        sib = [p for p in r.plans if p.option.name == top.option.name and p.option.quant == "Q8_0"]
+        assert not (sib and sib[0].n_ctx_seq >= top.n_ctx_seq), (r.budget, top.option.quant, sib[0].n_ctx_seq)
+
+
+def check_floor_reached_when_possible(walk: Walk) -> None:
+    """(2) Every top plan reaches the token floor when any plan does."""
+    for r in _results(walk):
+        if any(p.n_ctx_seq >= _floor(r) for p in r.enumerated):
+            assert r.plans[0].n_ctx_seq >= _floor(r), (r.budget, r.plans[0].option.name)
+
+
+def check_parallel_only_at_e1(walk: Walk) -> None:
+    """(3) Rule 4: G > 1 only at E >= E1 (every ranked plan, not only the top)."""
+    for r in _results(walk):
+        for p in r.plans:
+            assert p.parallel == 1 or p.option.effective_bytes >= r.policy.e1_bytes, (r.budget, p.option.name)
+
+
+def _q4_needed(r: PickResult) -> bool:
+    return not any(
+        p.n_ctx_seq >= _floor(r) and KvType.Q4_0 not in (p.type_k, p.type_v) for p in r.enumerated
+    )  # as policy.pick decides it
+
+
+def check_no_rank_reversal(walk: Walk) -> None:
+    """(4) A larger card's top plan is never worse, by the rule's own sort key under the larger
+    card's policy and budget, than a smaller card's top plan (which also fits the larger card)."""
+    for results in walk.values():
+        for j, big in enumerate(results):
+            top_big: Plan = big.plans[0]
+            q4 = _q4_needed(big)
+            for small in results[:j]:
+                top_small = small.plans[0]
+                assert top_small.footprint.gpu_total <= big.budget.vram_bytes
+                key_small = rank_key(top_small, big.policy, q4_needed=q4)
+                assert top_big.sort_key >= key_small, (small.budget.vram_bytes / GIB, big.budget.vram_bytes / GIB)
+
+
+CHECKS = [
+    check_no_16_bit_small_model_over_its_8_bit_sibling,
+    check_floor_reached_when_possible,
+    check_parallel_only_at_e1,
+    check_no_rank_reversal,
+]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_coarse_walk(coarse: Walk, check: object) -> None:
+    assert callable(check)
+    check(coarse)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_full_walk(full: Walk, check: object) -> None:
+    assert callable(check)
+    check(full)
+
+
+def test_coarse_walk_covers_the_grid(coarse: Walk) -> None:
+    assert len(coarse) == len(ACCOUNTINGS) * len(TASKS) * len(FAMILIES)
+    assert all(len(results) == 24 for results in coarse.values())  # 2, 4, ..., 48 GiB: all fit
+
+
+def test_property_1_fails_without_the_cap() -> None:
+    """The property is the setting's: with --no-cap-precision, 16-bit Qwen3-1.7B tops 3.5 GiB."""
+    r = pick(vram_bytes=round(3.5 * GIB), accounting="paper", cap_precision=False, top=0)
+    with pytest.raises(AssertionError):
+        check_no_16_bit_small_model_over_its_8_bit_sibling({("paper", Task.MATH, "qwen3"): [r]})
