@@ -22,7 +22,7 @@ from edgekv.convert.hparams import (
 )
 from edgekv.convert.tokenizer import add_vocab
 from edgekv.errors import ConfigFileError, ModelFileNotFound, SafetensorsFileError, SpecError, UnsupportedModel
-from edgekv.fsutil import incomplete_path
+from edgekv.fsutil import BeforeRename, disk_full, incomplete_path, is_disk_full
 
 if TYPE_CHECKING:
     import gguf
@@ -392,12 +392,20 @@ def convert_to_gguf(
     progress: ProgressFn | None = None,
     file_index: int = 0,
     n_files: int = 1,
+    need_bytes: int | None = None,
+    before_rename: BeforeRename | None = None,
 ) -> Path:
     """Write the f16/bf16 GGUF of a checkpoint to ``out_path`` (via ``out_path.incomplete``).
+
+    ``before_rename(tmp)`` sees the finished file before it takes its name (the manifest records it
+    there, so a kill at any point leaves a state the rerun completes). ``need_bytes`` (the estimate)
+    goes into the DiskFull message.
 
     Raises:
         ModelFileNotFound: config.json, the tokenizer or a shard is missing.
         UnsupportedModel: an architecture, dtype, tokenizer or pickle checkpoint edgekv cannot convert.
+        ConfigFileError, SafetensorsFileError, TokenizerFileError: a checkpoint file that is not valid.
+        DiskFull: the disk filled while writing (the partial file is removed).
     """
     import gguf
 
@@ -432,7 +440,8 @@ def convert_to_gguf(
         w.write_padding(fout, fout.tell())
         for t in plan:
             for chunk in _tensor_chunks(t):
-                chunk.tofile(fout)
+                # not chunk.tofile(): its OSError on a full disk carries no errno
+                fout.write(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).data)
                 done += chunk.nbytes
             w.write_padding(fout, t.n_bytes)
             if progress is not None:
@@ -440,10 +449,18 @@ def convert_to_gguf(
         w.flush()
         os.fsync(fout.fileno())
         w.close()
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, out)
-    except BaseException:
-        w.close()
+    except BaseException as e:
+        written = tmp.stat().st_size if tmp.is_file() else None
+        try:
+            w.close()  # flushes what is buffered: on a full disk that fails again
+        except OSError:
+            pass
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(out, need_bytes=need_bytes, written_bytes=written, cause=str(e)) from e
         raise
     return out
 
