@@ -226,7 +226,7 @@ def input_file(path: str, *, what: str = "model file") -> str:
 
     why = not_a_regular_file(path)
     if why == "does not exist":
-        raise ModelFileNotFound(f"{path}: no such {what}", hint="check the path")
+        raise ModelFileNotFound(f"{path}: no such file", hint=f"check the path to the {what}")
     if why is not None:
         raise SpecError(f"{path} {why}", hint=f"pass the {what} itself")
     return path
