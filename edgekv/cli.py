@@ -2,7 +2,8 @@
 
 Verbs are imported only when dispatched (like mlx-lm's cli.py), so ``edgekv pick`` never pays
 for llama_cpp, huggingface_hub, gguf or numpy. ``main()`` holds the one error -> message table:
-an EdgekvError prints one line and exits 1; a traceback only with ``EDGEKV_DEBUG=1``.
+an EdgekvError prints one line and exits 1, a usage error exits 2, an unexpected exception prints
+one line with its type (exit 1); a traceback only with ``EDGEKV_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -70,10 +71,19 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["verbosity"] = -1 if quiet else verbose
 
 
+DEBUG_ENV = "EDGEKV_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: run the group, turning EdgekvError into one line on stderr and exit 1."""
+    """Entry point: the one exception -> message table, applied once.
+
+    Usage errors (click's) exit 2; an EdgekvError (bad input, a file that cannot be used, nothing
+    fits, a full disk) or an OSError about a user's file prints one line and exits 1; anything else
+    is a bug: one line naming its type and exit 1. ``EDGEKV_DEBUG=1`` re-raises, with the traceback.
+    """
     from edgekv.errors import EdgekvError
 
+    debug = os.environ.get(DEBUG_ENV) == "1"
     try:
         return cli.main(args=argv, prog_name="edgekv", standalone_mode=False)
     except click.exceptions.Abort:
@@ -88,7 +98,24 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except EdgekvError as e:
-        if os.environ.get("EDGEKV_DEBUG") == "1":
+        if debug:
             raise
         click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:  # a user's file or folder: permission, a read error; named with its path
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"error: {where}{e.strerror or e}", err=True)
+        sys.exit(1)
+    except Exception as e:  # a bug: say what it was and how to see it, without hiding it behind a generic line
+        if debug:
+            raise
+        text = " ".join(str(e).split())
+        text = text if len(text) <= 200 else text[:197] + "..."
+        click.echo(
+            f"edgekv: internal error ({type(e).__name__}: {text}); rerun with {DEBUG_ENV}=1 for the traceback "
+            "and report it",
+            err=True,
+        )
         sys.exit(1)

@@ -29,6 +29,42 @@ class PlanFileError(SpecError):
     """A plan file (``edgekv pick --json``) that cannot be used: names the file, the key and the value."""
 
 
+_NO_VALUE = object()
+
+
+class CheckpointFileError(SpecError):
+    """A file of a Hugging Face checkpoint that cannot be converted: names the file, the key and the value."""
+
+    def __init__(
+        self, message: str, *, path: str, key: str | None = None, value: object = _NO_VALUE, hint: str | None = None
+    ) -> None:
+        head = f"{path}: {key}" if key else path
+        if key and value is not _NO_VALUE:
+            head += f" = {_short(value)}"
+        super().__init__(f"{head} {message}" if key else f"{head}: {message}", hint=hint)
+        self.path = path
+        self.key = key
+        self.value = None if value is _NO_VALUE else value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class ConfigFileError(CheckpointFileError):
+    """config.json: not JSON, not an object, or a key with the wrong type or range."""
+
+
+class SafetensorsFileError(CheckpointFileError):
+    """A safetensors file or its index: header not JSON, offsets outside the file or overlapping, a shape
+    that does not match its bytes, or a tensor the architecture needs that is missing or misshapen."""
+
+
+class TokenizerFileError(CheckpointFileError):
+    """tokenizer.json, tokenizer.model, tokenizer_config.json or added_tokens.json that cannot be read."""
+
+
 class GGUFError(EdgekvError, ValueError):
     """A GGUF file that is truncated, corrupt, not GGUF, or lacks a key edgekv needs."""
 
@@ -50,7 +86,18 @@ class OutputExists(EdgekvError, FileExistsError):
 
 
 class DiskFull(EdgekvError, OSError):
-    """Not enough free disk space for an output or a download."""
+    """Not enough free disk space for an output or a download; ``need_bytes``/``free_bytes`` when known."""
+
+    def __init__(
+        self, message: str, *, need_bytes: int | None = None, free_bytes: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.need_bytes = need_bytes
+        self.free_bytes = free_bytes
+
+
+class NothingRan(EdgekvError, RuntimeError):
+    """A command that was asked to run something ran none of it (e.g. every bench configuration refused)."""
 
 
 class HubError(EdgekvError, OSError):

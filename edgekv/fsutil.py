@@ -1,10 +1,25 @@
-"""Atomic output files: every file edgekv writes is written as ``NAME.incomplete`` and then renamed."""
+"""Atomic output files: every file edgekv writes is written as ``NAME.incomplete`` and then renamed.
+
+Also the two checks every writer and reader of user files shares: a full disk (ENOSPC, or EFBIG
+past RLIMIT_FSIZE) becomes :class:`DiskFull` with the numbers, and an input path that is not a
+regular file is named for what it is (a folder, a FIFO) instead of "no such file".
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
+from edgekv.errors import DiskFull
+
 INCOMPLETE = ".incomplete"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+BeforeRename = Callable[[Path], None]  # called with the finished NAME.incomplete, before it is renamed
 
 
 def incomplete_path(path: Path) -> Path:
@@ -12,3 +27,58 @@ def incomplete_path(path: Path) -> Path:
     tmp = path.with_name(path.name + INCOMPLETE)
     tmp.unlink(missing_ok=True)
     return tmp
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes of the file system holding ``folder`` (0 where it cannot be read)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / (1 << 20):.2f} MiB"  # not units.format_bytes: fsutil and units are independent layers
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS
+
+
+def disk_full(out: Path, *, need_bytes: int | None, written_bytes: int | None, cause: str | None = None) -> DiskFull:
+    """The DiskFull for a write of ``out`` that failed: what it needed, what it wrote, what is free."""
+    free = free_bytes(out.parent)
+    parts = []
+    if need_bytes is not None:
+        parts.append(f"it needs ~{_mib(need_bytes)} ({need_bytes} bytes)")
+    if written_bytes is not None:
+        parts.append(f"{written_bytes} bytes were written")
+    parts.append(f"{out.parent} has {_mib(free)} ({free} bytes) free")
+    why = f" ({cause})" if cause else ""
+    return DiskFull(
+        f"the disk filled while writing {out.name}{why}: " + "; ".join(parts),
+        need_bytes=need_bytes,
+        free_bytes=free,
+        hint="free some space or choose another --outdir; the partial file was removed",
+    )
+
+
+def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as a file ("is a directory", "is a FIFO", "does not exist"), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe), not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    return "is not a regular file"

@@ -69,6 +69,8 @@ def parse_tokens(text: str | int) -> int:
             raise SpecError(f"token count must not be negative, got {text}")
         return text
     m = _TOKENS_RE.match(str(text))
+    if not m and _TOKENS_RE.match(str(text).strip().removeprefix("-")):
+        raise SpecError(f"token count must not be negative, got {str(text).strip()!r}", hint="e.g. 4096 or 16k")
     if not m:
         raise SpecError(f"cannot read {text!r} as a token count", hint="write it like 4096, 4k or 32k (k = 1024)")
     scale = {"": 1, "k": 1024, "m": 1024**2}[m.group(2).lower()]

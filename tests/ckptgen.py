@@ -246,3 +246,64 @@ def write_llama_checkpoint(
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
     return out_dir
+
+
+def _rewrite_safetensors_header(path: Path, edit: Any) -> None:
+    """Apply ``edit(header) -> header`` to a safetensors file's JSON header, keeping its data bytes."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = edit(json.loads(raw[8 : 8 + n]))
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
+
+
+def _edit_config(ckpt: Path, **changes: Any) -> None:
+    config = json.loads((ckpt / "config.json").read_text())
+    config.update(changes)
+    (ckpt / "config.json").write_text(json.dumps(config))
+
+
+UP = "model.layers.0.mlp.up_proj.weight"
+
+
+def _set(meta: dict[str, Any], name: str, key: str, value: Any) -> dict[str, Any]:
+    meta[name][key] = value
+    return meta
+
+
+HOSTILE_CHECKPOINTS: dict[str, Any] = {
+    # case -> edit of a copy of a good Llama checkpoint (sharded cases need an index)
+    "config_not_json": lambda d: (d / "config.json").write_text("{nope"),
+    "config_is_a_list": lambda d: (d / "config.json").write_text("[1, 2]"),
+    "index_not_json": lambda d: (d / "model.safetensors.index.json").write_text("{nope"),
+    "header_is_a_list": lambda d: _rewrite_safetensors_header(d / "model.safetensors", lambda h: [1, 2]),
+    "negative_shape": lambda d: _rewrite_safetensors_header(
+        d / "model.safetensors", lambda h: _set(h, UP, "shape", [-h[UP]["shape"][0], h[UP]["shape"][1]])
+    ),
+    "corrupt_tokenizer_model": lambda d: (d / "tokenizer.model").write_bytes(b"garbage" * 10),
+    "zero_attention_heads": lambda d: _edit_config(d, num_attention_heads=0),
+    "hidden_size_not_a_number": lambda d: _edit_config(d, hidden_size="256x"),
+    "tensor_missing": lambda d: _rewrite_safetensors_header(
+        d / "model.safetensors", lambda h: {k: v for k, v in h.items() if k != UP}
+    ),
+    "shape_not_matching_offsets": lambda d: _rewrite_safetensors_header(
+        d / "model.safetensors", lambda h: _set(h, UP, "shape", [h[UP]["shape"][0] * 2, h[UP]["shape"][1]])
+    ),
+    "reversed_offsets": lambda d: _rewrite_safetensors_header(
+        d / "model.safetensors", lambda h: _set(h, UP, "data_offsets", h[UP]["data_offsets"][::-1])
+    ),
+    "overlapping_offsets": lambda d: _rewrite_safetensors_header(
+        d / "model.safetensors",
+        lambda h: _set(h, UP, "data_offsets", [o - 2 for o in h[UP]["data_offsets"]]),
+    ),
+}
+
+
+def hostile_checkpoint(good: Path, out_dir: Path, case: str) -> Path:
+    """A copy of the checkpoint ``good`` broken as ``HOSTILE_CHECKPOINTS[case]`` says."""
+    shutil.copytree(good, out_dir)
+    if case == "index_not_json":
+        (out_dir / "model.safetensors").rename(out_dir / "model-00001-of-00001.safetensors")
+    HOSTILE_CHECKPOINTS[case](out_dir)
+    return out_dir

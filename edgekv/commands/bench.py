@@ -101,7 +101,8 @@ def command(
       edgekv bench model.gguf --depth 0,8k --n-gen 64 --reps 3 --json > results.json
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
     """
-    from edgekv.commands.options import verbosity
+    from edgekv.commands.options import input_file, verbosity
+    from edgekv.errors import NothingRan, SpecError
     from edgekv.llama import bench
     from edgekv.llama import records as rec
     from edgekv.plan.memory import RunConfig
@@ -109,11 +110,18 @@ def command(
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
+    input_file(model)
     base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn)
-    configs = bench.grid(kv_pairs(kv), [parse_tokens(c) for c in parse_list(contexts)], base=base)
+    ctx_list = [parse_tokens(c) for c in parse_list(contexts)]
+    if not ctx_list or min(ctx_list) < 1:
+        raise SpecError(f"--ctx {contexts!r}: every context must be a positive token count", hint="e.g. --ctx 4k,16k")
+    pairs = kv_pairs(kv)
+    if not pairs:
+        raise SpecError("--kv is empty", hint="e.g. --kv f16,q8_0,q4_0")
+    configs = bench.grid(pairs, ctx_list, base=base)
     settings = rec.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
     depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
-    vram_bytes = parse_size(vram) if vram else None
+    vram_bytes = parse_size(vram) if vram is not None else None
     verbose = verbosity(ctx) >= 2
     run_args: dict[str, Any] = {
         "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,
@@ -136,15 +144,21 @@ def command(
     rows = [r.as_dict() for r in records]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    if as_csv:
+    elif as_csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rec.CSV_COLUMNS), extrasaction="ignore")
         w.writeheader()
         for row in rows:
             w.writerow(rec.flat(row))
         click.echo(buf.getvalue(), nl=False)
-        return
+    else:
+        _print_table(rows, records, model)
+    if not any(r["status"] == "ok" for r in rows):
+        reasons = sorted({str(r.get("reason")) for r in rows if r.get("reason")})
+        raise NothingRan(f"none of the {len(configs)} configuration(s) ran" + (f": {reasons[0]}" if reasons else ""))
+
+
+def _print_table(rows: list[dict[str, Any]], records: list[Any], model: str) -> None:
     from edgekv import report
     from edgekv.llama import records as rec
 

@@ -51,9 +51,17 @@ def command(
       edgekv convert ./Qwen3-8B --quants Q4_K_M,Q8_0 --outdir ./gguf --json
       edgekv convert ./Llama-3.2-1B --outtype bf16 --imatrix imatrix.gguf --force
     """
+    from edgekv.commands.options import input_file
     from edgekv.convert.checkpoint import convert_checkpoint
+    from edgekv.errors import SpecError
+    from edgekv.fsutil import not_a_regular_file
     from edgekv.model.quant import WeightQuant
 
+    if (why := not_a_regular_file(checkpoint_dir)) not in (None, "does not exist", "is a directory, not a file"):
+        raise SpecError(f"{checkpoint_dir} {why.replace('regular file', 'folder')}", hint="pass the checkpoint folder")
+    for path, what in ((imatrix, "imatrix file"), (converter, "converter script")):
+        if path is not None:
+            input_file(str(path), what=what)
     ladder = [WeightQuant.parse(q) for q in quants.split(",") if q.strip()]
     kwargs: dict[str, Any] = dict(
         quants=ladder, outtype=outtype, outdir=outdir, model_name=model_name, imatrix=imatrix,

@@ -58,10 +58,11 @@ def command(
     else:
         if filename:
             raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
+        from edgekv.commands.options import input_file
         from edgekv.model.gguf_reader import read_spec
 
-        spec = read_spec(target)
-    vram_bytes = parse_size(vram) if vram else None
+        spec = read_spec(input_file(target, what="GGUF file"))
+    vram_bytes = parse_size(vram) if vram is not None else None
     margin_bytes = parse_size(margin, allow_zero=True)
     overhead_bytes = None if overhead == "auto" else parse_size(overhead, allow_zero=True)
     data = inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)

@@ -134,9 +134,9 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
     for key in ("max_parallel", "similar", "mixed_kv", "allow_offload", "accounting", "cap_precision"):
         if params.get(key) is not None:
             kwargs[key] = params[key]
-    if params.get("gguf_path"):
-        kwargs["gguf_path"] = params["gguf_path"]
-    elif params.get("repo"):
+    if params.get("gguf_path") is not None:
+        kwargs["gguf_path"] = input_file(params["gguf_path"], what="GGUF file")
+    elif params.get("repo") is not None:
         from edgekv.hub.remote import options_from_repo
 
         kwargs["options"] = options_from_repo(
@@ -160,7 +160,7 @@ def _card_bytes(params: dict[str, Any]) -> int:
     from edgekv.errors import SpecError
     from edgekv.units import parse_size
 
-    if params.get("vram"):
+    if params.get("vram") is not None:
         return parse_size(params["vram"])
     if params.get("gpu") == "auto":
         from edgekv.llama.vram import gpu_info
@@ -225,6 +225,19 @@ def verbosity(ctx: click.Context) -> int:
 
 def given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+
+
+def input_file(path: str, *, what: str = "model file") -> str:
+    """``path`` if it is a regular file; else ModelFileNotFound (missing) or SpecError naming what it is."""
+    from edgekv.errors import ModelFileNotFound, SpecError
+    from edgekv.fsutil import not_a_regular_file
+
+    why = not_a_regular_file(path)
+    if why == "does not exist":
+        raise ModelFileNotFound(f"{path}: no such file", hint=f"check the path to the {what}")
+    if why is not None:
+        raise SpecError(f"{path} {why}", hint=f"pass the {what} itself")
+    return path
 
 
 def context_option(text: str | int) -> tuple[int, bool]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import context_option, given, kv_types, plan_model_path, verbosity
+from edgekv.commands.options import context_option, given, input_file, kv_types, plan_model_path, verbosity
 
 
 @click.command("run")
@@ -66,7 +66,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     from edgekv.plan.planfile import read_plan
     from edgekv.units import format_bytes, parse_size
 
-    plan = read_plan(o["plan_path"]) if o["plan_path"] else None
+    plan = read_plan(input_file(o["plan_path"], what="plan file")) if o["plan_path"] is not None else None
     vram_bytes = parse_size(o["vram"]) if o["vram"] is not None else None
     cap_text = o["vram"]
     n_ctx, auto = context_option(o["ctx_text"])
@@ -83,6 +83,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         ngl = plan.n_gpu_layers if not given(ctx, "ngl") and plan.n_gpu_layers is not None else ngl
     if not model:
         raise click.UsageError("give MODEL.gguf or --plan plan.json")
+    input_file(model)
     if o["chat"] and parallel > 1:
         raise click.UsageError("--chat runs one sample; drop --parallel")
     if o["chat"] and o["prompt"] is not None:

@@ -53,7 +53,7 @@ from edgekv.errors import (
     RuntimeUnavailable,
     SpecError,
 )
-from edgekv.fsutil import INCOMPLETE, incomplete_path
+from edgekv.fsutil import INCOMPLETE, BeforeRename, disk_full, incomplete_path, is_disk_full
 from edgekv.llama.quantize import Imatrix, load_imatrix, quantize_gguf
 from edgekv.model.quant import KvType, WeightQuant
 
@@ -118,7 +118,14 @@ class ConvertResult:
 
 
 def _reference_convert(
-    converter: Path, ckpt: Path, out: Path, *, outtype: str, model_name: str | None, progress: ProgressFn | None
+    converter: Path,
+    ckpt: Path,
+    out: Path,
+    *,
+    outtype: str,
+    model_name: str | None,
+    progress: ProgressFn | None,
+    before_rename: BeforeRename | None = None,
 ) -> Path:
     """Run llama.cpp's convert_hf_to_gguf.py (it puts its bundled gguf-py on sys.path itself)."""
     if not converter.is_file():
@@ -142,6 +149,8 @@ def _reference_convert(
                 hint = "pip install torch transformers"
                 raise RuntimeUnavailable(f"llama.cpp's converter lacks a module: {reason}", hint=hint)
             raise LlamaError(f"llama.cpp's converter failed on {ckpt} (exit {proc.returncode})", reason=reason)
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -154,8 +163,10 @@ def _reference_convert(
 # --------------------------------------------------------------------------- the ladder
 
 
-def _file_numbers(path: Path, quant: str, *, reused: bool = False) -> OutputFile:
-    """sha256, sizes, tensor-type mix and KV bytes/token of a written GGUF (for the manifest)."""
+def _file_numbers(path: Path, quant: str, *, final: Path | None = None, reused: bool = False) -> OutputFile:
+    """sha256, sizes, tensor-type mix and KV bytes/token of a written GGUF (for the manifest).
+
+    ``final``: the name ``path`` (a finished NAME.incomplete) is about to be renamed to."""
     from edgekv.model.gguf_reader import read_spec
     from edgekv.plan.memory import kv_bytes_per_token
 
@@ -165,8 +176,9 @@ def _file_numbers(path: Path, quant: str, *, reused: bool = False) -> OutputFile
             h.update(block)
     spec = read_spec(path)
     kv = {k.value: kv_bytes_per_token(spec, k) for k in (KvType.F16, KvType.Q8_0, KvType.Q4_0)}
+    final = final or path
     return OutputFile(
-        path.name, path, quant, h.hexdigest(), path.stat().st_size, spec.weights_bytes,
+        final.name, final, quant, h.hexdigest(), path.stat().st_size, spec.weights_bytes,
         spec.tensor_type_bytes(), kv, reused,
     )  # fmt: skip
 
@@ -199,8 +211,15 @@ def _load_manifest(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + INCOMPLETE)
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, need_bytes=len(text.encode()), written_bytes=None, cause=str(e)) from e
+        raise
 
 
 def _estimate_bytes(
@@ -229,6 +248,19 @@ def _estimate_bytes(
             raise SpecError(e.message, hint="pass --imatrix FILE (from llama-imatrix) for this quant") from None
         out[q.value] = header + weights_bytes(shapes, types) + 32 * len(shapes)
     return base, out
+
+
+def _make_outdir(out: Path) -> None:
+    """Create the output folder, naming what is in the way (a file above it, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SpecError(f"--outdir {out} is a file, not a folder", hint="choose another --outdir") from None
+    except NotADirectoryError:
+        above = next((p for p in out.parents if p.exists() and not p.is_dir()), out.parent)
+        raise SpecError(f"--outdir {out} is below {above}, which is a file", hint="choose another --outdir") from None
+    except PermissionError as e:
+        raise SpecError(f"--outdir {out}: cannot create it ({e.strerror})", hint="choose another --outdir") from None
 
 
 def _check_disk(outdir: Path, need_bytes: int, reclaim_bytes: int) -> None:
@@ -288,7 +320,7 @@ def convert_checkpoint(
     steps += [(q.value, out / f"{name}-{q.value}.gguf", quant_est[q.value]) for q in ladder]
     recipe = {s[0]: f"{fp}|{s[0]}|{imatrix_sig if s[0] not in OUTTYPES else ''}" for s in steps}
 
-    out.mkdir(parents=True, exist_ok=True)
+    _make_outdir(out)
     manifest_path = out / MANIFEST_NAME
     old = _load_manifest(manifest_path)
     old_files = {f["name"]: f for f in old.get("files", [])} if old.get("fingerprint") == fp else {}
@@ -319,26 +351,40 @@ def convert_checkpoint(
     }
     written: list[OutputFile] = []
     base_path = steps[0][1]
-    for i, (quant, path, _) in enumerate(steps):
+
+    def save(extra: list[OutputFile]) -> None:
+        files = [*written, *extra]
+        manifest["files"] = [{**x.as_dict(), "recipe": recipe[x.quant]} for x in files]
+        done = {x.name for x in files}
+        manifest["files"] += [v for k, v in old_files.items() if k not in done and (out / k).is_file()]
+        _write_json(manifest_path, manifest)
+
+    for i, (quant, path, est) in enumerate(steps):
         if reuse[quant]:
             f = _file_numbers(path, quant, reused=True)
             if f.sha256 != old_files[path.name]["sha256"]:
                 raise OutputExists(f"{path} changed since it was written", hint="pass --force to rebuild it")
         else:
+            finished: list[OutputFile] = []
+
+            def record(tmp: Path, quant: str = quant, path: Path = path, finished: list[OutputFile] = finished) -> None:
+                # Recorded before the rename: a kill after it leaves a file whose sha256 the manifest
+                # already has, so the rerun reuses it instead of asking for --force.
+                finished.append(_file_numbers(tmp, quant, final=path))
+                save(finished)
+
+            hooks: dict[str, Any] = {"before_rename": record, "progress": progress}
             if i == 0 and conv is not None:
-                _reference_convert(conv, ckpt, path, outtype=base_type, model_name=model_name, progress=progress)
+                _reference_convert(conv, ckpt, path, outtype=base_type, model_name=model_name, **hooks)
             elif i == 0:
-                convert_to_gguf(ckpt, path, outtype=base_type, model_name=model_name, progress=progress,
-                                file_index=0, n_files=len(steps))  # fmt: skip
+                convert_to_gguf(ckpt, path, outtype=base_type, model_name=model_name, file_index=0,
+                                n_files=len(steps), need_bytes=est, **hooks)  # fmt: skip
             else:
-                _quantize(base_path, path, quant, threads=threads, imatrix=im, progress=progress,
-                          file_index=i, n_files=len(steps))  # fmt: skip
-            f = _file_numbers(path, quant)
+                _quantize(base_path, path, quant, threads=threads, imatrix=im, file_index=i, n_files=len(steps),
+                          need_bytes=est, **hooks)  # fmt: skip
+            f = finished[0]
         written.append(f)
-        manifest["files"] = [{**x.as_dict(), "recipe": recipe[x.quant]} for x in written]
-        done = {x.name for x in written}
-        manifest["files"] += [v for k, v in old_files.items() if k not in done and (out / k).is_file()]
-        _write_json(manifest_path, manifest)
+        save([])
     return ConvertResult(name, manifest["arch"], out, manifest_path, tuple(written), manifest)
 
 
@@ -352,6 +398,8 @@ def _quantize(
     progress: ProgressFn | None,
     file_index: int,
     n_files: int,
+    need_bytes: int | None = None,
+    before_rename: BeforeRename | None = None,
 ) -> None:
     """One rung of the ladder through llama.cpp's quantizer, reporting progress per tensor."""
     src_bytes = src.stat().st_size
@@ -360,4 +408,5 @@ def _quantize(
         if progress is not None:
             progress(ConvertProgress(out.name, "quantize", src_bytes * i // max(n, 1), src_bytes, file_index, n_files))
 
-    quantize_gguf(src, out, quant, threads=threads, imatrix=imatrix, on_tensor=on_tensor)
+    quantize_gguf(src, out, quant, threads=threads, imatrix=imatrix, on_tensor=on_tensor, need_bytes=need_bytes,
+                  before_rename=before_rename)  # fmt: skip

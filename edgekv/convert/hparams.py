@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekv.errors import ModelFileNotFound, SpecError, UnsupportedModel
+from edgekv.errors import CheckpointFileError, ConfigFileError, ModelFileNotFound, SpecError, UnsupportedModel
 
 if TYPE_CHECKING:
     import gguf
@@ -36,14 +36,25 @@ _HF_DEFAULTS: dict[str, tuple[int | None, int]] = {
 
 
 def load_config(ckpt: Path) -> tuple[dict[str, Any], str]:
-    """config.json with AutoConfig's defaults for the fields the converter reads; (config, HF arch)."""
+    """config.json with AutoConfig's defaults for the fields the converter reads; (config, HF arch).
+
+    Raises:
+        ModelFileNotFound: there is no config.json.
+        ConfigFileError: it is not a JSON object, or a key the converter uses has the wrong type or range.
+        UnsupportedModel: an architecture edgekv's converter does not handle.
+    """
     path = ckpt / "config.json"
     if not path.is_file():
         raise ModelFileNotFound(f"{path}: missing", hint="a Hugging Face checkpoint needs its config.json")
-    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    config = read_json_object(path, ConfigFileError)
     if "text_config" in config:
-        config = {**config, **config["text_config"]}
+        text_config = config["text_config"]
+        if not isinstance(text_config, dict):
+            raise ConfigFileError("is not an object", path=str(path), key="text_config", value=text_config)
+        config = {**config, **text_config}
     archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ConfigFileError("is not a list of class names", path=str(path), key="architectures", value=archs)
     hf_arch = archs[0] if archs else str(config.get("model_type"))
     if hf_arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModel(
@@ -52,15 +63,70 @@ def load_config(ckpt: Path) -> tuple[dict[str, Any], str]:
             "convert_hf_to_gguf.py for others",
         )
     required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-    if missing := [k for k in required if not isinstance(config.get(k), int)]:
+    if missing := [k for k in required if k not in config]:
         raise SpecError(f"{path} lacks {', '.join(missing)}", hint="is it a complete Hugging Face config?")
     head_dim, n_ctx = _HF_DEFAULTS[hf_arch]
     config.setdefault("num_key_value_heads", config.get("num_attention_heads"))
     config.setdefault("max_position_embeddings", n_ctx)
     config.setdefault("rope_theta", 10000.0)
+    _check_config(path, config, hf_arch)
     if head_dim is not None and "head_dim" not in config:
         config["head_dim"] = head_dim or config["hidden_size"] // config["num_attention_heads"]
     return config, hf_arch
+
+
+def read_json_object(path: Path, error: type[CheckpointFileError]) -> dict[str, Any]:
+    """A JSON file that must hold an object; ``error`` (naming the file) if it is not JSON or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error("is not UTF-8 text", path=str(path), hint="download it again") from None
+    except ValueError as e:
+        raise error(f"is not JSON ({e})", path=str(path), hint="download it again") from None
+    if not isinstance(data, dict):
+        raise error(f"holds a JSON {type(data).__name__}, not an object", path=str(path), hint="download it again")
+    return data
+
+
+_MAX_DIM = 1 << 24  # larger than any hidden size, head count or layer count a converter has seen
+_POSITIVE_INTS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads", "max_position_embeddings")  # fmt: skip
+_POSITIVE_NUMBERS = ("rope_theta", "rms_norm_eps", "norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon")
+
+
+def _check_config(path: Path, config: dict[str, Any], hf_arch: str) -> None:
+    """Types and ranges of every key the converter reads, so a bad value is named, not written into a GGUF."""
+
+    def bad(key: str, what: str) -> ConfigFileError:
+        return ConfigFileError(what, path=str(path), key=key, value=config[key], hint="fix config.json")
+
+    def positive_int(key: str, limit: int = _MAX_DIM) -> None:
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limit:
+            raise bad(key, f"is not an integer in 1..{limit}")
+
+    for key in _POSITIVE_INTS:
+        positive_int(key, (1 << 31) - 1 if key == "max_position_embeddings" else _MAX_DIM)
+    for key in ("vocab_size", "head_dim"):
+        if config.get(key) is not None:
+            positive_int(key, (1 << 31) - 1 if key == "vocab_size" else _MAX_DIM)
+    if SUPPORTED_ARCHITECTURES[hf_arch] == "llama" and config.get("vocab_size") is None:
+        raise SpecError(f"{path} lacks vocab_size", hint="is it a complete Hugging Face config?")
+    for key in _POSITIVE_NUMBERS:
+        v = config.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf")):
+            raise bad(key, "is not a positive number")
+    n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
+    if n_head % n_kv:
+        raise bad("num_key_value_heads", f"does not divide num_attention_heads ({n_head})")
+    if config.get("head_dim") is None and config["hidden_size"] % n_head:
+        raise bad("hidden_size", f"is not a multiple of num_attention_heads ({n_head})")
+    for key in ("rope_scaling", "rope_parameters"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise bad(key, "is not an object")
+    for key in ("tie_word_embeddings", "is_causal"):
+        if key in config and not isinstance(config[key], bool):
+            raise bad(key, "is not true or false")
 
 
 def _find(config: dict[str, Any], keys: Sequence[str]) -> Any:

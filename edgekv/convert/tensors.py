@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekv.convert.hparams import SUPPORTED_ARCHITECTURES, add_hparams, llama3_rope_factors, load_config
+from edgekv.convert.hparams import (
+    SUPPORTED_ARCHITECTURES,
+    add_hparams,
+    llama3_rope_factors,
+    load_config,
+    read_json_object,
+)
 from edgekv.convert.tokenizer import add_vocab
-from edgekv.errors import ModelFileNotFound, SpecError, UnsupportedModel
-from edgekv.fsutil import incomplete_path
+from edgekv.errors import ConfigFileError, ModelFileNotFound, SafetensorsFileError, SpecError, UnsupportedModel
+from edgekv.fsutil import BeforeRename, disk_full, incomplete_path, is_disk_full
 
 if TYPE_CHECKING:
     import gguf
@@ -58,7 +64,13 @@ _ST_DTYPES = {"F16": ("float16", 2), "BF16": ("uint16", 2), "F32": ("float32", 4
 
 
 def _read_safetensors_header(path: Path) -> list[_Source]:
-    """Parse one safetensors header (u64 length + JSON); tensors sorted by name like safe_open."""
+    """Parse one safetensors header (u64 length + JSON); tensors sorted by name like safe_open.
+
+    Raises:
+        ModelFileNotFound: the file is shorter than its header says (a truncated download).
+        SafetensorsFileError: the header is not a JSON object of tensors whose dtype x shape matches
+            their data offsets, inside the file and not overlapping.
+    """
     size = path.stat().st_size
     with path.open("rb") as f:
         raw = f.read(8)
@@ -68,25 +80,74 @@ def _read_safetensors_header(path: Path) -> list[_Source]:
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, ValueError):
-            raise ModelFileNotFound(f"{path}: corrupt safetensors header", hint="download it again") from None
-    out: list[_Source] = []
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = meta["data_offsets"]
-        if 8 + n + end > size:
-            raise ModelFileNotFound(f"{path}: truncated (tensor {name} ends past the file)", hint="download it again")
-        out.append(_Source(name, path, meta["dtype"], tuple(meta["shape"]), 8 + n + begin, end - begin))
+            raise SafetensorsFileError("header is not JSON", path=str(path), hint="download it again") from None
+    if not isinstance(header, dict):
+        kind = type(header).__name__
+        raise SafetensorsFileError(f"header is a JSON {kind}, not an object", path=str(path), hint="download it again")
+    out = [_source(path, name, meta, 8 + n, size) for name, meta in header.items() if name != "__metadata__"]
+    by_offset = sorted(out, key=lambda t: (t.offset, t.n_bytes))
+    for prev, cur in zip(by_offset, by_offset[1:], strict=False):
+        if cur.offset < prev.offset + prev.n_bytes:
+            raise SafetensorsFileError(
+                f"overlaps {prev.name} (its data ends at {prev.offset + prev.n_bytes - 8 - n})", path=str(path),
+                key=f"{cur.name}.data_offsets", value=[cur.offset - 8 - n, cur.offset - 8 - n + cur.n_bytes],
+                hint="download it again",
+            )  # fmt: skip
     return sorted(out, key=lambda t: t.name)
+
+
+def _source(path: Path, name: str, meta: Any, data_start: int, size: int) -> _Source:
+    """One header entry, checked: dtype a string, shape non-negative ints, offsets in order, inside the
+    file and exactly dtype x shape bytes apart (a known dtype; others are refused later by name)."""
+
+    def bad(key: str, value: Any, what: str) -> SafetensorsFileError:
+        return SafetensorsFileError(what, path=str(path), key=f"{name}.{key}", value=value, hint="download it again")
+
+    if not isinstance(meta, dict):
+        raise SafetensorsFileError("is not an object", path=str(path), key=name, value=meta, hint="download it again")
+    dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise bad("dtype", dtype, "is not a dtype name")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise bad("shape", shape, "is not a list of integers")
+    if any(d < 0 for d in shape):
+        raise bad("shape", shape, "has a negative dimension")
+    if not (isinstance(offsets, list) and len(offsets) == 2) or not all(
+        isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets
+    ):
+        raise bad("data_offsets", offsets, "is not a [begin, end] pair of byte offsets")
+    begin, end = offsets
+    if begin > end:
+        raise bad("data_offsets", offsets, "is reversed (begin after end)")
+    if data_start + end > size:
+        raise ModelFileNotFound(f"{path}: truncated (tensor {name} ends past the file)", hint="download it again")
+    if dtype in _ST_DTYPES:
+        n_elems = 1
+        for d in shape:
+            n_elems *= d
+        want = n_elems * _ST_DTYPES[dtype][1]
+        if want != end - begin:
+            raise bad(
+                "shape", shape, f"is {want} bytes of {dtype}, but data_offsets {offsets} hold {end - begin} bytes"
+            )
+    return _Source(name, path, dtype, tuple(shape), data_start + begin, end - begin)
 
 
 def _weight_files(ckpt: Path) -> list[Path]:
     """The safetensors files of a checkpoint (from the index if there is one); refuse pickles."""
     index = ckpt / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise ModelFileNotFound(f"{index}: no weight_map", hint="download the index again")
+        weight_map = read_json_object(index, SafetensorsFileError).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise SafetensorsFileError(
+                "is not an object of tensor -> file names", path=str(index), key="weight_map", value=weight_map,
+                hint="download the index again",
+            )
+        if bad_names := [v for v in weight_map.values() if Path(v).name != v or not v.endswith(".safetensors")]:
+            raise SafetensorsFileError(
+                "names a file outside the checkpoint folder or not a .safetensors file", path=str(index),
+                key="weight_map", value=bad_names[0], hint="download the index again",
+            )  # fmt: skip
         files = [ckpt / name for name in sorted(set(weight_map.values()))]
         for f in files:
             if not f.is_file():
@@ -111,7 +172,7 @@ def _index_tensors(ckpt: Path) -> list[_Source]:
     tensors = [t for f in files for t in _read_safetensors_header(f)]
     index = ckpt / "model.safetensors.index.json"
     if index.is_file():
-        weight_map: dict[str, str] = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        weight_map: dict[str, str] = read_json_object(index, SafetensorsFileError)["weight_map"]
         missing = sorted(set(weight_map) - {t.name for t in tensors})
         if missing:
             shards = sorted({weight_map[n] for n in missing})
@@ -201,7 +262,53 @@ def _plan_tensors(sources: list[_Source], config: dict[str, Any], hf_arch: str, 
         else:
             qtype = outtype
         plan.append(_Planned(name, src, qtype, src.shape, permute))
+    _check_tensors(plan, config, arch)
     return plan
+
+
+def expected_shapes(config: dict[str, Any], arch: str) -> dict[str, tuple[int, ...]]:
+    """GGUF tensor name -> source (HF, rows first) shape that llama.cpp's loader will demand for this config."""
+    d, ff, n_layer = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
+    hd = config.get("head_dim") or d // n_head
+    out: dict[str, tuple[int, ...]] = {"output_norm.weight": (d,)}
+    if config.get("vocab_size") is not None:
+        out["token_embd.weight"] = (config["vocab_size"], d)
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        out |= {
+            b + "attn_norm.weight": (d,), b + "ffn_norm.weight": (d,),
+            b + "attn_q.weight": (n_head * hd, d), b + "attn_k.weight": (n_kv * hd, d),
+            b + "attn_v.weight": (n_kv * hd, d), b + "attn_output.weight": (d, n_head * hd),
+            b + "ffn_gate.weight": (ff, d), b + "ffn_up.weight": (ff, d), b + "ffn_down.weight": (d, ff),
+        }  # fmt: skip
+        if arch == "qwen3":
+            out |= {b + "attn_q_norm.weight": (hd,), b + "attn_k_norm.weight": (hd,)}
+    return out
+
+
+def _check_tensors(plan: list[_Planned], config: dict[str, Any], arch: str) -> None:
+    """Every tensor llama.cpp needs is there with the shape the config implies (it would refuse the GGUF)."""
+    have = {t.name: t for t in plan}
+    sources = [t.source for t in plan if t.source is not None]
+    where = str(sources[0].path.parent) if sources else "the checkpoint"
+    for name, shape in expected_shapes(config, arch).items():
+        t = have.get(name)
+        if t is None:
+            if name == "token_embd.weight":
+                continue  # some checkpoints name it differently; llama.cpp reports it if it is really absent
+            raise SafetensorsFileError(
+                "is missing from the safetensors files (llama.cpp would refuse the GGUF)", path=where, key=name,
+                hint="download the weights again",
+            )
+        if t.source is not None and t.shape != shape:
+            raise SafetensorsFileError(
+                f"does not match config.json, which implies {list(shape)} (llama.cpp would refuse the GGUF)",
+                path=str(t.source.path), key=f"{t.source.name}.shape", value=list(t.shape),
+                hint="check config.json against the weights",
+            )  # fmt: skip
+    if "output.weight" not in have and not config.get("tie_word_embeddings", False) and "token_embd.weight" not in have:
+        raise SafetensorsFileError("has neither lm_head.weight nor embed_tokens.weight", path=where)
 
 
 def _permute(w: NDArray[Any], n_head: int) -> NDArray[Any]:
@@ -259,7 +366,7 @@ def _metadata(w: gguf.GGUFWriter, ckpt: Path, model_name: str | None) -> None:
     meta = gguf.Metadata.load(None, ckpt, model_name, total)
     gen_file = ckpt / "generation_config.json"
     if gen_file.is_file() and meta.sampling_penalty_repeat is None:  # newer gguf-py reads this too
-        meta.sampling_penalty_repeat = json.loads(gen_file.read_text(encoding="utf-8")).get("repetition_penalty")
+        meta.sampling_penalty_repeat = read_json_object(gen_file, ConfigFileError).get("repetition_penalty")
     if meta.name is None:
         meta.name = ckpt.name
     if meta.size_label is None and total > 0:
@@ -285,12 +392,20 @@ def convert_to_gguf(
     progress: ProgressFn | None = None,
     file_index: int = 0,
     n_files: int = 1,
+    need_bytes: int | None = None,
+    before_rename: BeforeRename | None = None,
 ) -> Path:
     """Write the f16/bf16 GGUF of a checkpoint to ``out_path`` (via ``out_path.incomplete``).
+
+    ``before_rename(tmp)`` sees the finished file before it takes its name (the manifest records it
+    there, so a kill at any point leaves a state the rerun completes). ``need_bytes`` (the estimate)
+    goes into the DiskFull message.
 
     Raises:
         ModelFileNotFound: config.json, the tokenizer or a shard is missing.
         UnsupportedModel: an architecture, dtype, tokenizer or pickle checkpoint edgekv cannot convert.
+        ConfigFileError, SafetensorsFileError, TokenizerFileError: a checkpoint file that is not valid.
+        DiskFull: the disk filled while writing (the partial file is removed).
     """
     import gguf
 
@@ -325,7 +440,8 @@ def convert_to_gguf(
         w.write_padding(fout, fout.tell())
         for t in plan:
             for chunk in _tensor_chunks(t):
-                chunk.tofile(fout)
+                # not chunk.tofile(): its OSError on a full disk carries no errno
+                fout.write(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).data)
                 done += chunk.nbytes
             w.write_padding(fout, t.n_bytes)
             if progress is not None:
@@ -333,10 +449,18 @@ def convert_to_gguf(
         w.flush()
         os.fsync(fout.fileno())
         w.close()
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, out)
-    except BaseException:
-        w.close()
+    except BaseException as e:
+        written = tmp.stat().st_size if tmp.is_file() else None
+        try:
+            w.close()  # flushes what is buffered: on a full disk that fails again
+        except OSError:
+            pass
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(out, need_bytes=need_bytes, written_bytes=written, cause=str(e)) from e
         raise
     return out
 

@@ -7,13 +7,12 @@ public names).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekv.convert.hparams import SUPPORTED_ARCHITECTURES
-from edgekv.errors import ModelFileNotFound, RuntimeUnavailable, UnsupportedModel
+from edgekv.convert.hparams import SUPPORTED_ARCHITECTURES, read_json_object
+from edgekv.errors import ModelFileNotFound, RuntimeUnavailable, TokenizerFileError, UnsupportedModel
 
 if TYPE_CHECKING:
     import gguf
@@ -156,7 +155,11 @@ def _bpe_vocab(ckpt: Path, vocab_size: int | None) -> tuple[list[str], list[int]
     import gguf
 
     path = ckpt / "tokenizer.json"
-    tok = _tokenizers_module().Tokenizer.from_file(str(path))
+    try:
+        tok = _tokenizers_module().Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for any file it cannot parse
+        raise TokenizerFileError(f"is not a tokenizer.json the tokenizers library can read ({e})", path=str(path),
+                                 hint="download it again") from None  # fmt: skip
     vocab: dict[str, int] = tok.get_vocab(with_added_tokens=True)
     added = tok.get_added_tokens_decoder()
     n_vocab = vocab_size if vocab_size is not None else len(vocab)
@@ -192,7 +195,12 @@ def _spm_vocab(ckpt: Path, vocab_size: int | None) -> tuple[list[bytes], list[fl
     except ImportError as e:
         raise RuntimeUnavailable("reading tokenizer.model needs sentencepiece", hint="pip install sentencepiece") from e
     sp = SentencePieceProcessor()
-    sp.LoadFromFile(str(ckpt / "tokenizer.model"))
+    model = ckpt / "tokenizer.model"
+    try:
+        sp.LoadFromFile(str(model))
+    except (RuntimeError, OSError) as e:  # "could not parse ModelProto": not a SentencePiece model
+        hint = "download it again"
+        raise TokenizerFileError(f"is not a SentencePiece model ({e})", path=str(model), hint=hint) from None
     n = vocab_size or sp.vocab_size()
     tokens = [f"[PAD{i}]".encode() for i in range(n)]
     scores, types = [-10000.0] * n, [int(_SPM_UNUSED)] * n
@@ -209,12 +217,14 @@ def _spm_vocab(ckpt: Path, vocab_size: int | None) -> tuple[list[bytes], list[fl
         tokens[i], scores[i], types[i] = sp.IdToPiece(i).encode(), sp.GetScore(i), kind
     added_file = ckpt / "added_tokens.json"
     if added_file.is_file():
-        for key, i in json.loads(added_file.read_text(encoding="utf-8")).items():
+        for key, i in read_json_object(added_file, TokenizerFileError).items():
+            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+                raise TokenizerFileError("is not a token id", path=str(added_file), key=key, value=i)
             if i < n:
                 tokens[i], scores[i], types[i] = key.encode(), -1000.0, 4
     cfg_file = ckpt / "tokenizer_config.json"
     if cfg_file.is_file():
-        decoder = json.loads(cfg_file.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
+        decoder = read_json_object(cfg_file, TokenizerFileError).get("added_tokens_decoder", {})
         for key, data in decoder.items():
             i, token = int(key), data["content"]
             if i >= n:
@@ -235,12 +245,12 @@ def _special_vocab(ckpt: Path, *, load_merges: bool = False, n_vocab: int | None
     implied by tokenizer.json's post_processor win over tokenizer_config's (ByteLevel -> False)."""
     import gguf
 
-    sv = gguf.SpecialVocab(ckpt, load_merges=load_merges, n_vocab=n_vocab)
     tok_file, cfg_file = ckpt / "tokenizer.json", ckpt / "tokenizer_config.json"
+    cfg = read_json_object(cfg_file, TokenizerFileError) if cfg_file.is_file() else {}  # checked before gguf reads it
+    sv = gguf.SpecialVocab(ckpt, load_merges=load_merges, n_vocab=n_vocab)
     if not tok_file.is_file():
         return sv
-    post = json.loads(tok_file.read_text(encoding="utf-8")).get("post_processor") or {}
-    cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+    post = read_json_object(tok_file, TokenizerFileError).get("post_processor") or {}
 
     def content(key: str) -> Any:
         v = cfg.get(key)
@@ -269,7 +279,7 @@ def add_vocab(w: gguf.GGUFWriter, ckpt: Path, config: dict[str, Any], hf_arch: s
     cfg_file = ckpt / "tokenizer_config.json"
     is_llama = SUPPORTED_ARCHITECTURES[hf_arch] == "llama"
     if is_llama and cfg_file.is_file():
-        add_prefix_space = json.loads(cfg_file.read_text(encoding="utf-8")).get("add_prefix_space")
+        add_prefix_space = read_json_object(cfg_file, TokenizerFileError).get("add_prefix_space")
         if add_prefix_space is not None:
             w.add_add_space_prefix(add_prefix_space)
     vocab_size = config.get("vocab_size")
@@ -282,7 +292,7 @@ def add_vocab(w: gguf.GGUFWriter, ckpt: Path, config: dict[str, Any], hf_arch: s
         w.add_token_types(types)
         _special_vocab(ckpt, n_vocab=len(tokens)).add_to_gguf(w, quiet=True)
     elif (tok_file := ckpt / "tokenizer.json").is_file():
-        model = json.loads(tok_file.read_text(encoding="utf-8")).get("model", {})
+        model = read_json_object(tok_file, TokenizerFileError).get("model", {})
         if is_llama and model.get("type") == "BPE" and model.get("byte_fallback") and not model.get("ignore_merges"):
             raise UnsupportedModel(
                 f"{tok_file} is a SentencePiece-style tokenizer without tokenizer.model",

@@ -130,7 +130,8 @@ def bench(
                     cap_text=cap_text, verbose=verbose,
                 )  # fmt: skip
             except (DoesNotFit, KvConfigError) as e:
-                fp = _safe_predict(spec, cfg, probes[sess.device_is_gpu(cfg)])
+                have = e.have_bytes if isinstance(e, DoesNotFit) else None
+                fp = _safe_predict(spec, cfg, probes[sess.device_is_gpu(cfg)], have_bytes=have)
                 for d in depths:
                     rec(cfg, d, "refused", reason=str(e), predicted=fp)
                 done += len(depths)
@@ -170,8 +171,16 @@ def bench(
     return records
 
 
-def _safe_predict(spec: ModelSpec, cfg: RunConfig, probe: preflight.ComputeProbe) -> Footprint | None:
-    """The prediction of a refused configuration, for its record (None if even the dry run fails)."""
+def _safe_predict(
+    spec: ModelSpec, cfg: RunConfig, probe: preflight.ComputeProbe, *, have_bytes: int | None = None
+) -> Footprint | None:
+    """The prediction of a refused configuration, for its record (None if even the dry run fails).
+
+    Where it is over ``have_bytes`` even without a compute buffer, the formula stands in for the dry
+    run, which would allocate host memory by n_ctx (``--ctx 100m``) for a configuration already refused."""
+    gpu = sess.device_is_gpu(cfg)
+    if have_bytes is not None and preflight.predict(spec, cfg, gpu=gpu, compute_bytes=0).gpu_total > have_bytes:
+        return preflight.predict(spec, cfg, gpu=gpu, compute_bytes=None)
     try:
         c = probe(cfg)
     except (LlamaError, KvConfigError):

@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import LlamaError, ModelFileNotFound, RuntimeUnavailable, SpecError
-from edgekv.fsutil import incomplete_path
+from edgekv.fsutil import BeforeRename, disk_full, incomplete_path
 from edgekv.model.quant import WeightQuant
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+# llama_model_quantize writes its output through a std::ofstream with exceptions on; a write that
+# fails (ENOSPC, EFBIG) surfaces only as this what() in its log ("basic_ios::clear: iostream error").
+_WRITE_FAILED = "iostream error"
 
 logger = logging.getLogger("edgekv.convert.checkpoint")  # the logger name these messages have always carried
 
@@ -193,11 +197,17 @@ def quantize_gguf(
     threads: int | None = None,
     imatrix: Imatrix | str | os.PathLike[str] | None = None,
     on_tensor: Callable[[int, int], None] | None = None,
+    need_bytes: int | None = None,
+    before_rename: BeforeRename | None = None,
 ) -> Path:
     """Quantize a GGUF with llama_model_quantize into ``out_path`` (via ``out_path.incomplete``).
 
+    ``before_rename(tmp)`` sees the finished file before it takes its name; ``need_bytes`` (an
+    estimate of the output) goes into the DiskFull message.
+
     Raises:
         RuntimeUnavailable: llama_cpp is not installed.
+        DiskFull: the disk filled while llama.cpp wrote the output (the partial file is removed).
         LlamaError: llama.cpp refused; the message carries the log line that says why.
     """
     try:
@@ -222,7 +232,13 @@ def quantize_gguf(
         if log.error is not None:
             raise log.error
         if rc != 0 or not tmp.is_file():
-            raise LlamaError(f"llama_model_quantize failed to make {q.value} from {src}", reason=log.reason())
+            reason = log.reason()
+            if reason and _WRITE_FAILED in reason:  # its std::ofstream threw: the output could not be written
+                written = tmp.stat().st_size if tmp.is_file() else None
+                raise disk_full(out, need_bytes=need_bytes, written_bytes=written, cause=f"llama.cpp: {reason}")
+            raise LlamaError(f"llama_model_quantize failed to make {q.value} from {src}", reason=reason)
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

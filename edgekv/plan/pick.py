@@ -112,7 +112,15 @@ def catalog_options(
             f"no catalog model matches family {family!r}" + (f" and models {wanted!r}" if wanted else ""),
             hint="families: qwen3, deepseek-r1-distill, all; see models/",
         )
-    return options_from_catalog(chosen, quants=quants)
+    options = options_from_catalog(chosen, quants=quants)
+    if not options and quants:
+        have = sorted({o.quant for o in options_from_catalog(chosen, quants=None)})
+        raise SpecError(
+            f"--quants {','.join(quants)}: no catalog file of the chosen models has "
+            + ("that quant" if len(quants) == 1 else "those quants"),
+            hint=f"the catalog has {', '.join(have)}" if have else "choose other --family/--model",
+        )
+    return options
 
 
 def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
