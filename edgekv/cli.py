@@ -77,11 +77,12 @@ DEBUG_ENV = "EDGEKV_DEBUG"
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: the one exception -> message table, applied once.
 
-    Usage errors (click's) exit 2; an EdgekvError (bad input, a file that cannot be used, nothing
-    fits, a full disk) or an OSError about a user's file prints one line and exits 1; anything else
-    is a bug: one line naming its type and exit 1. ``EDGEKV_DEBUG=1`` re-raises, with the traceback.
+    Usage errors (click's, and a command-line value edgekv cannot parse: BadArgument) exit 2; an
+    EdgekvError (a file that cannot be used, nothing fits, a full disk) or an OSError about a user's
+    file prints one line and exits 1; anything else is a bug: one line naming its type and exit 1.
+    ``EDGEKV_DEBUG=1`` re-raises, with the traceback.
     """
-    from edgekv.errors import EdgekvError
+    from edgekv.errors import BadArgument, EdgekvError
 
     debug = os.environ.get(DEBUG_ENV) == "1"
     try:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> Any:
         if debug:
             raise
         click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        sys.exit(2 if isinstance(e, BadArgument) else 1)
     except OSError as e:  # a user's file or folder: permission, a read error; named with its path
         if debug:
             raise

@@ -25,6 +25,11 @@ class SpecError(EdgekvError, ValueError):
     """Bad user input: a size string, a quant name, a config value."""
 
 
+class BadArgument(SpecError):
+    """A command-line value that cannot be parsed (a size, a token count, a quant or KV name): a usage
+    error, exit 2. Readers of files turn it into their own file error (exit 1)."""
+
+
 class PlanFileError(SpecError):
     """A plan file (``edgekv pick --json``) that cannot be used: names the file, the key and the value."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from edgekv.errors import SpecError
+from edgekv.errors import BadArgument
 
 KIB = 1024
 MIB = 1024**2
@@ -26,15 +26,15 @@ def parse_size(text: str | int, *, allow_zero: bool = False) -> int:
     ``allow_zero`` accepts 0 (``0``, ``0G``, ``0MiB``): margins and overheads may be zero, a card may not.
 
     Raises:
-        SpecError: for anything else (negative, unit-less fractions, unknown units).
+        BadArgument: for anything else (negative, unit-less fractions, unknown units).
     """
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0 or (text == 0 and not allow_zero):
-            raise SpecError(f"size must be positive, got {text}")
+            raise BadArgument(f"size must be positive, got {text}")
         return text
     m = _SIZE_RE.match(str(text))
     if not m:
-        raise SpecError(
+        raise BadArgument(
             f"cannot read {text!r} as a memory size",
             hint="write it like 8G, 8GiB, 7.5G or 8192M (binary units: 1G = 1024 MiB)",
         )
@@ -42,10 +42,10 @@ def parse_size(text: str | int, *, allow_zero: bool = False) -> int:
     if allow_zero and float(number) == 0:
         return 0
     if unit == "" and "." in number:
-        raise SpecError(f"cannot read {text!r} as a memory size", hint="a bare number is bytes; add a unit: 7.5G")
+        raise BadArgument(f"cannot read {text!r} as a memory size", hint="a bare number is bytes; add a unit: 7.5G")
     value = round(float(number) * _SCALE[unit])
     if value <= 0:
-        raise SpecError(f"size must be positive, got {text!r}")
+        raise BadArgument(f"size must be positive, got {text!r}")
     return value
 
 
@@ -66,17 +66,17 @@ def parse_tokens(text: str | int) -> int:
     """Parse a token count such as ``4096``, ``4k`` or ``32K`` (k = 1024)."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
-            raise SpecError(f"token count must not be negative, got {text}")
+            raise BadArgument(f"token count must not be negative, got {text}")
         return text
     m = _TOKENS_RE.match(str(text))
     if not m and _TOKENS_RE.match(str(text).strip().removeprefix("-")):
-        raise SpecError(f"token count must not be negative, got {str(text).strip()!r}", hint="e.g. 4096 or 16k")
+        raise BadArgument(f"token count must not be negative, got {str(text).strip()!r}", hint="e.g. 4096 or 16k")
     if not m:
-        raise SpecError(f"cannot read {text!r} as a token count", hint="write it like 4096, 4k or 32k (k = 1024)")
+        raise BadArgument(f"cannot read {text!r} as a token count", hint="write it like 4096, 4k or 32k (k = 1024)")
     scale = {"": 1, "k": 1024, "m": 1024**2}[m.group(2).lower()]
     value = float(m.group(1)) * scale
     if value != int(value):
-        raise SpecError(f"{text!r} is not a whole number of tokens")
+        raise BadArgument(f"{text!r} is not a whole number of tokens")
     return int(value)
 
 

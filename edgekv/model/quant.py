@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edgekv.errors import SpecError
+from edgekv.errors import BadArgument
 
 __all__ = [
     "GGML_TYPES",
@@ -60,7 +60,7 @@ def ggml_type(key: str | int) -> GgmlType:
     """Look a ggml type up by name (any case) or enum value."""
     t = _BY_ID.get(key) if isinstance(key, int) else GGML_TYPES.get(key.upper())
     if t is None:
-        raise SpecError(f"unknown ggml tensor type {key!r}")
+        raise BadArgument(f"unknown ggml tensor type {key!r}")
     return t
 
 
@@ -68,7 +68,7 @@ def row_bytes(type_name: str | int, ne0: int) -> int:
     """ggml_row_size: bytes of one row of ``ne0`` elements."""
     t = ggml_type(type_name)
     if ne0 % t.block_size:
-        raise SpecError(f"row of {ne0} elements is not a multiple of {t.name}'s block size {t.block_size}")
+        raise BadArgument(f"row of {ne0} elements is not a multiple of {t.name}'s block size {t.block_size}")
     return t.type_size * ne0 // t.block_size
 
 
@@ -99,7 +99,7 @@ class KvType(str, enum.Enum):
             return cls(text.strip().lower())
         except ValueError:
             known = ", ".join(k.value for k in cls)
-            raise SpecError(f"unknown KV cache type {text!r}", hint=f"use one of: {known}") from None
+            raise BadArgument(f"unknown KV cache type {text!r}", hint=f"use one of: {known}") from None
 
     @property
     def ggml(self) -> GgmlType:
@@ -160,7 +160,7 @@ class WeightQuant(str, enum.Enum):
             return cls(key)
         except ValueError:
             known = ", ".join(q.value for q in cls)
-            raise SpecError(f"unknown weight quant {text!r}", hint=f"use one of: {known}") from None
+            raise BadArgument(f"unknown weight quant {text!r}", hint=f"use one of: {known}") from None
 
     @property
     def ftype(self) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgekv.cli import cli
+from edgekv.cli import cli, main
 from edgekv.errors import OutputExists, UnsupportedModel
 from tests.ckptgen import write_llama_checkpoint
 
@@ -67,8 +67,10 @@ def test_convert_refuses_pickles(tmp_path: Path) -> None:
 
 
 def test_convert_bad_quant_is_a_usage_error(ckpt: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["convert", str(ckpt), "--quants", "Q9", "--outdir", str(tmp_path)])
-    assert result.exit_code == 1 and "Q9" in str(result.exception)
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(ckpt), "--quants", "Q9", "--outdir", str(tmp_path)])
+    assert e.value.code == 2
+    assert not (tmp_path / "manifest.json").exists()  # nothing was written
 
 
 def test_convert_help_lists_flags() -> None:

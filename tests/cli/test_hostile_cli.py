@@ -66,7 +66,7 @@ def test_pick_empty_model_does_not_exit_0(capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.parametrize("quants", ["Q9_9", "Q4_K_M,Q9_9"])
 def test_pick_unknown_quant_is_named(capsys: pytest.CaptureFixture[str], quants: str) -> None:
-    line = one_line(capsys, "pick", "--vram", "8G", "--quants", quants)
+    line = one_line(capsys, "pick", "--vram", "8G", "--quants", quants, code=2)
     assert "'Q9_9'" in line and "--family" not in line
 
 
@@ -78,7 +78,7 @@ def test_pick_quant_no_catalog_file_has_is_named_not_family(capsys: pytest.Captu
 @pytest.mark.parametrize("verb", [["pick"], ["inspect", "TINY"]])
 def test_empty_vram_is_not_ignored(capsys: pytest.CaptureFixture[str], tiny: Path, verb: list[str]) -> None:
     args = [str(tiny) if a == "TINY" else a for a in verb]
-    assert "cannot read '' as a memory size" in one_line(capsys, *args, "--vram", "")
+    assert "cannot read '' as a memory size" in one_line(capsys, *args, "--vram", "", code=2)
 
 
 def _plan(tmp_path: Path, tiny: Path, **change: object) -> Path:
@@ -131,7 +131,7 @@ def test_bench_zero_or_no_context_is_refused(capsys: pytest.CaptureFixture[str],
 @pytest.mark.parametrize("verb", ["run", "bench"])
 def test_negative_context_says_negative(capsys: pytest.CaptureFixture[str], tiny: Path, verb: str) -> None:
     extra = ["--prompt", "hi"] if verb == "run" else []
-    line = one_line(capsys, verb, tiny, "--ctx", "-5", *extra)
+    line = one_line(capsys, verb, tiny, "--ctx", "-5", *extra, code=2)
     assert "must not be negative" in line and "cannot read" not in line
 
 
@@ -168,7 +168,7 @@ def test_inspect_directory_is_named(capsys: pytest.CaptureFixture[str], tmp_path
 
 
 def test_convert_quant_is_named(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path) -> None:
-    line = one_line(capsys, "convert", ckpt, "--quants", "Q9_9", "--outdir", tmp_path / "out")
+    line = one_line(capsys, "convert", ckpt, "--quants", "Q9_9", "--outdir", tmp_path / "out", code=2)
     assert "'Q9_9'" in line and "--family" not in line
 
 

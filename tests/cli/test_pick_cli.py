@@ -34,12 +34,12 @@ def test_pick_table() -> None:
     assert "Traceback" not in out
 
 
-def test_pick_bad_vram_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+def test_pick_bad_vram_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, exc = invoke("--vram", "8X")
-    assert code == 1 and isinstance(exc, SpecError) and "'8X'" in str(exc)
+    assert code == 1 and isinstance(exc, SpecError) and "'8X'" in str(exc)  # CliRunner: the exception itself
     with pytest.raises(SystemExit) as e:
         main(["pick", "--vram", "8X"])
-    assert e.value.code == 1
+    assert e.value.code == 2  # main(): a value that cannot be parsed is a usage error
     err = capsys.readouterr().err
     assert err.startswith("error: cannot read '8X' as a memory size") and len(err.strip().splitlines()) == 1
 
