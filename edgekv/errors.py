@@ -89,6 +89,9 @@ class DoesNotFit(NoFeasiblePlan):
 class UnknownCard(SpecError):
     """A GPU name that matches no card, or several; ``candidates`` are the near names or the variants."""
 
-    def __init__(self, message: str, *, candidates: list[str], hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, candidates: list[str], hint: str | None = None, ambiguous: bool = False
+    ) -> None:
         super().__init__(message, hint=hint)
         self.candidates = candidates
+        self.ambiguous = ambiguous  # several cards (variants) rather than none

@@ -125,6 +125,7 @@ def _pick(query: str, keys: list[str], table: Mapping[str, _Entry], nvml_total_b
         f"{query!r} names several cards: {listed}",
         candidates=[table[k].name for k in distinct.values()],
         hint="name one with its memory, e.g. --gpu 'RTX 3060 12GB', or use --gpu auto on the machine",
+        ambiguous=True,
     )
 
 

@@ -86,3 +86,18 @@ def user_speed_model(
     if len(samples) < MIN_SAMPLES:
         return base
     return fit(samples, base=base)
+
+
+def user_speed_model_n(
+    *, bandwidth_bytes_per_s: float, path: Path | None = None, base: SpeedModel = DEFAULT_SPEED
+) -> tuple[SpeedModel, int]:
+    """(model, n): ``base`` refit on the n stored samples of a card of this bandwidth; n = 0 when
+    there are fewer than MIN_SAMPLES (then ``base`` itself)."""
+    samples = [
+        s
+        for s in load_samples(path=path)
+        if abs(s.bandwidth_bytes_per_s - bandwidth_bytes_per_s) < 1e-6 * bandwidth_bytes_per_s
+    ]
+    if len(samples) < MIN_SAMPLES:
+        return base, 0
+    return fit(samples, base=base), len(samples)
