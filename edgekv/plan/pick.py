@@ -111,7 +111,7 @@ def pick(
         rank(options, budget, policy, top=1)  # re-raises when memory alone is the reason
         raise NoFeasiblePlan(
             f"nothing answers within {format_duration(max_time_s)} on {card_speed.card.name} "
-            f"(prompt {card_speed.prompt_tokens} tokens + 256)",
+            f"(a {card_speed.prompt_tokens}-token prompt and 256 answer tokens)",
             need_bytes=e.need_bytes, have_bytes=e.have_bytes, hint="raise --max-time",
         ) from None  # fmt: skip
     return timed(result, card_speed, max_time_s=max_time_s)

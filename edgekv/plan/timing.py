@@ -140,7 +140,7 @@ def time_plan(cs: CardSpeed, plan: Plan) -> PlanTime:
 def max_tokens_within(cs: CardSpeed, opt: ModelOption, cfg: RunConfig, max_time_s: float) -> int:
     """The largest T per sample (a multiple of 256, prompt included) whose answer fits ``max_time_s``.
 
-    0 when not even the prompt and 256 tokens do. Decode time is quadratic in the answer length
+    0 when not even the prompt and 256 answer tokens do. Decode time is quadratic in the answer length
     B (each step reads the KV so far): prompt_s + B (a + c P) + c B^2 / 2 <= max_time_s.
     """
     m = cs.model
@@ -161,7 +161,7 @@ def max_tokens_within(cs: CardSpeed, opt: ModelOption, cfg: RunConfig, max_time_
     lin = a + c * prompt
     b = left / lin if c <= 0 else (-lin + math.sqrt(lin * lin + 2 * c * left)) / c
     t = (prompt + int(b)) // KV_PAD_CELLS * KV_PAD_CELLS
-    return t if t >= KV_PAD_CELLS else 0
+    return t if t >= prompt + KV_PAD_CELLS else 0  # an answer of at least 256 tokens, or none
 
 
 def token_cap(cs: CardSpeed, max_time_s: float) -> Callable[[ModelOption, RunConfig], int]:
