@@ -136,3 +136,14 @@ class NoFeasiblePlan(EdgekvError, ValueError):
 
 class DoesNotFit(NoFeasiblePlan):
     """A run's pre-flight check: this configuration would not fit the VRAM cap."""
+
+
+class UnknownCard(SpecError):
+    """A GPU name that matches no card, or several; ``candidates`` are the near names or the variants."""
+
+    def __init__(
+        self, message: str, *, candidates: list[str], hint: str | None = None, ambiguous: bool = False
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.candidates = candidates
+        self.ambiguous = ambiguous  # several cards (variants) rather than none

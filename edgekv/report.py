@@ -5,12 +5,13 @@ Imports rich (and nothing heavy). The CLI hands results here; no arithmetic beyo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich import box
 from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -19,6 +20,7 @@ from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import Footprint
 from edgekv.plan.planfile import llama_args
 from edgekv.plan.policy import PickResult, Plan
+from edgekv.plan.timing import PlanTime, format_duration
 from edgekv.units import GIB, format_bytes
 
 BAR_WIDTH = 36
@@ -60,31 +62,25 @@ def bar_legend() -> Text:
     return t
 
 
-def pick_table(result: PickResult, *, width: int = 100) -> Group:
+def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = ()) -> Group:
+    """pick's table and its explanation, fitted to ``width`` columns without breaking a model name:
+    at narrow widths the memory bar shrinks, then goes; then the E, total and # columns go, one by one
+    (the bar retried after each)."""
     vram = result.budget.vram_bytes
-    bar_width = max(10, min(BAR_WIDTH, width - (90 if width >= 110 else 62)))
-    t = Table(title=f"edgekv pick: {format_bytes(vram)} card, task {result.policy.task.value}", box=box.SIMPLE_HEAD)
-    wide = width >= 110
-    for col, kw in (
-        ("#", {"justify": "right"}), ("model", {"overflow": "fold"}), ("quant", {}),
-        ("E GiB", {"justify": "right"}), ("KV", {}), ("tokens x G", {"justify": "right", "no_wrap": True}),
-        ("weights+KV+compute+overhead GiB" if wide else "total GiB", {"justify": "right"}),
-        ("memory", {"no_wrap": True}),
-    ):  # fmt: skip
-        t.add_column(col, **kw)
-    for i, p in enumerate(result.plans, 1):
-        fp = p.footprint
-        quant = p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}")
-        parts_gib = (
-            f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {gib(fp.gpu_total)}"
-        )
-        t.add_row(
-            str(i), p.option.name, quant, gib(p.option.effective_bytes), p.kv_label,
-            f"{p.n_ctx_seq} x {p.parallel}",
-            parts_gib if wide else gib(fp.gpu_total),
-            memory_bar(fp, vram, width=bar_width),
-        )  # fmt: skip
-    parts: list[Any] = [t, bar_legend()]
+    speed = result.speed
+    wide = width >= 110 + (16 if speed else 0)
+    bar_width = BAR_WIDTH if wide else max(10, min(BAR_WIDTH, width - (62 + (16 if speed else 0))))
+    rows = [_pick_row(i, p, result, wide=wide) for i, p in enumerate(result.plans, 1)]
+    drops: tuple[tuple[str, ...], ...] = ((), ("E GiB",), ("E GiB", "total"), ("E GiB", "total", "#"))
+    for drop, bar in [(d, bar) for d in drops for bar in (*range(bar_width, 7, -2), 0)]:
+        t = _pick_grid(result, rows, vram, drop=drop, bar_width=bar, wide=wide)
+        if Measurement.get(_MEASURE, _MEASURE.options, t).maximum <= width:  # natural width: nothing cut
+            break
+    parts: list[Any] = [t]
+    if any(c.header == "memory" for c in t.columns):
+        parts.append(bar_legend())
+    parts.extend(Text(n) for n in notes)
+    parts.append(speed_line(result))
     if result.plans:
         best = result.plans[0]
         why = Text("Why #1 (", style="bold")
@@ -102,6 +98,7 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
                 Text(
                     f"  {base.option.name} Q4_K_M, f16 KV: E {gib(base.option.effective_bytes)} GiB, "
                     f"{base.n_ctx_seq} tokens, total {gib(base.footprint.gpu_total)} GiB"
+                    + (_answer(result.speed.baseline) if result.speed is not None else "")
                     + ("  (same model as #1)" if base.option.name == best.option.name else "")
                 )
             )
@@ -116,6 +113,73 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
             )
     return Group(*parts)
+
+
+_MEASURE = Console(width=1000)
+
+
+def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, str]:
+    fp = p.footprint
+    total = gib(fp.gpu_total)
+    if wide:
+        total = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {total}"
+    row = {
+        "#": str(i), "model": p.option.name,
+        "quant": p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}"),
+        "E GiB": gib(p.option.effective_bytes), "KV": p.kv_label, "tokens x G": f"{p.n_ctx_seq} x {p.parallel}",
+        "total": total,
+    }  # fmt: skip
+    if result.speed is not None:
+        pt = result.speed.plans[i - 1]
+        row["tok/s"] = f"{pt.decode_tps:.0f}" + (f"x{pt.n_seq}" if pt.n_seq > 1 else "")
+        row["answer"] = format_duration(pt.time_to_answer_s)
+    return row
+
+
+def _pick_grid(
+    result: PickResult, rows: list[dict[str, str]], vram: int, *, drop: tuple[str, ...], bar_width: int, wide: bool
+) -> Table:
+    sp = result.speed
+    card = f"{format_bytes(vram)} card" if sp is None else f"{sp.card_speed.card.name}, {gib(vram)} GiB"
+    title = f"edgekv pick: {card}, task {result.policy.task.value}"
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    cols: list[tuple[str, str, dict[str, Any]]] = [
+        ("#", "#", {"justify": "right"}), ("model", "model", {"no_wrap": True}), ("quant", "quant", {"no_wrap": True}),
+        ("E GiB", "E GiB", {"justify": "right", "no_wrap": True}), ("KV", "KV", {"no_wrap": True}),
+        ("tokens x G", "tokens x G", {"justify": "right", "no_wrap": True}),
+        ("total", "weights+KV+compute+overhead GiB" if wide else "GiB", {"justify": "right", "no_wrap": True}),
+    ]  # fmt: skip
+    if result.speed is not None:
+        cols += [("tok/s", "tok/s", {"justify": "right", "no_wrap": True}),
+                 ("answer", "answer", {"justify": "right", "no_wrap": True})]  # fmt: skip
+    cols = [c for c in cols if c[0] not in drop]
+    for _key, header, kw in cols:
+        t.add_column(header, **kw)
+    if bar_width:
+        t.add_column("memory", no_wrap=True)
+    for i, row in enumerate(rows):
+        cells: list[Any] = [row[key] for key, _h, _kw in cols]
+        if bar_width:
+            cells.append(memory_bar(result.plans[i].footprint, vram, width=bar_width))
+        t.add_row(*cells)
+    return t
+
+
+def _answer(pt: PlanTime | None) -> str:
+    return f", {pt.decode_tps:.0f} tok/s, answer {format_duration(pt.time_to_answer_s)}" if pt is not None else ""
+
+
+def speed_line(result: PickResult) -> Text:
+    """Where pick's speed comes from, or how to get it."""
+    sp = result.speed
+    if sp is None:
+        return Text("speed: pass --gpu NAME (e.g. --gpu 'RTX 4060') for predicted tokens/s and time to answer")
+    cs = sp.card_speed
+    limit = f"; only plans that answer within {format_duration(sp.max_time_s)}" if sp.max_time_s else ""
+    return Text(
+        f"speed on {cs.card.name} ({cs.card.bandwidth_bytes_per_s / 1e9:.0f} GB/s): tok/s of each sample; answer = "
+        f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}. Constants {cs.source}."
+    )
 
 
 def baseline_contrast(best: Plan, base: Plan) -> str:

@@ -83,3 +83,27 @@ def parse_tokens(text: str | int) -> int:
 def parse_list(text: str) -> list[str]:
     """Split a comma-separated CLI list, dropping blanks: ``"f16, q8_0"`` -> ``["f16", "q8_0"]``."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(min|sec|h|m|s)?", re.IGNORECASE)
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from ``90``, ``90s``, ``2m``, ``1.5m``, ``1h``, ``1m30s`` (a bare number is seconds)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        s = str(text).strip().replace(" ", "")
+        pos, seconds = 0, 0.0
+        while pos < len(s):
+            m = _DURATION_RE.match(s, pos)
+            if not m or m.end() == pos:
+                raise BadArgument(f"cannot read {text!r} as a duration", hint="write it like 90s, 2m, 1m30s or 1h")
+            unit = (m.group(2) or "s").lower()
+            seconds += float(m.group(1)) * {"h": 3600, "m": 60, "min": 60, "s": 1, "sec": 1}[unit]
+            pos = m.end()
+        if not s:
+            raise BadArgument("empty duration", hint="write it like 90s, 2m, 1m30s or 1h")
+    if seconds <= 0:
+        raise BadArgument(f"a duration must be positive, got {text!r}")
+    return seconds

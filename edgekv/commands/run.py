@@ -9,12 +9,13 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import context_option, given, input_file, kv_types, plan_model_path, verbosity
+from edgekv.commands.options import context_option, given, gpu_option, input_file, kv_types, plan_model_path, verbosity
 
 
 @click.command("run")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--vram", metavar="SIZE", help="VRAM cap: 8G, 6GiB, 7.5G. Refuses what would not fit.")
+@gpu_option()
 @click.option("--kv", metavar="TYPE", help="K and V cache type: f16, q8_0, q4_0 (also bf16, q5_0, ...).")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
@@ -81,6 +82,12 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
             n_ctx, auto = plan.n_ctx, False
         parallel = plan.parallel if not given(ctx, "parallel") and plan.parallel else parallel
         ngl = plan.n_gpu_layers if not given(ctx, "ngl") and plan.n_gpu_layers is not None else ngl
+    if o["gpu"] and o["vram"] is None:  # the named card's memory as the cap (--vram still wins)
+        from edgekv.commands.options import resolve_card
+
+        card = resolve_card(o["gpu"])
+        if card.card is not None and card.vram_bytes is not None:
+            vram_bytes, cap_text = card.vram_bytes, f"{format_bytes(card.vram_bytes)} ({card.card.name})"
     if not model:
         raise click.UsageError("give MODEL.gguf or --plan plan.json")
     input_file(model)

