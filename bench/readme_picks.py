@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ def normalize(text: str) -> str:
 def render(command: str) -> str:
     env = {**os.environ, "COLUMNS": str(COLUMNS), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "edgekv", *command.split()[1:]], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-m", "edgekv", *shlex.split(command)[1:]], capture_output=True, text=True, env=env, check=True
     )
     return normalize(proc.stdout)
 
