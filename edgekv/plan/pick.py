@@ -59,13 +59,17 @@ def pick(
     saturation_tokens: int = SATURATION_TOKENS,
     max_parallel: int = MAX_PARALLEL,
     similar: float = SIMILAR,
+    flat_precision: bool = False,
+    q4_kv_ok: bool = False,
+    parallel_min_bytes: int = 0,
     top: int = DEFAULT_TOP,
 ) -> PickResult:
     """Rank model x quant x KV type x context x samples for a card of ``vram_bytes`` by the scale rule.
 
     Options come from ``options`` if given, else ``gguf_path``, else the catalog (``family``:
     a family name or None/"all"; ``models``: catalog names; ``quants``: weight quant names).
-    ``accounting="paper"`` counts weights + KV only (the paper's accounting).
+    ``accounting="paper"`` counts weights + KV only (the paper's accounting). ``flat_precision``,
+    ``q4_kv_ok`` and ``parallel_min_bytes`` come from a calibrated profile (``edgekv calibrate``).
 
     Raises:
         SpecError: a bad argument or no catalog model matches.
@@ -86,6 +90,7 @@ def pick(
         task=task, e1_bytes=e1_bytes, e2_bytes=e2_bytes, token_floor=token_floor_tokens,
         saturation_tokens=saturation_tokens, max_parallel=max_parallel, similar=similar,
         kv_types=tuple(kv_types), mixed_kv=mixed_kv, allow_offload=allow_offload, min_ctx=min_ctx_tokens,
+        flat_precision=flat_precision, q4_kv_ok=q4_kv_ok, parallel_min_bytes=parallel_min_bytes,
     )  # fmt: skip
     if options is None:
         options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)
