@@ -34,8 +34,11 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from edgekv.eval.frontier import Accounting, Point, PointScores, pareto, point_scores, points
+from edgekv.eval.profile import PAPER_DEFAULTS, resolve
+from edgekv.eval.profile import SCHEMA as PROFILE_SCHEMA
 from edgekv.eval.results import ConfigResult
 from edgekv.model.quant import KvType
 from edgekv.plan.policy import bits_class
@@ -229,3 +232,36 @@ def calibrate(
         seed=seed,
         tolerance=tolerance,
     )
+
+
+def _est_dict(e: Estimate) -> dict[str, Any]:
+    return {"value": e.value, "kind": e.kind, "low": e.low, "high": e.high, "n_defined": e.n_defined}
+
+
+def profile_dict(cal: Calibration, *, name: str, sources: Sequence[str]) -> dict[str, Any]:
+    """The profile JSON (``edgekv.eval.profile``): the fits, and the Policy fields pick takes from them."""
+    par = {acc.value: int(resolve(0, e.value, e.kind)) for acc, e in cal.parallel_min_bytes.items()}
+    policy = {
+        "e1_bytes": int(resolve(PAPER_DEFAULTS["e1_bytes"], cal.e1_bytes.value, cal.e1_bytes.kind)),
+        "saturation_tokens": int(
+            resolve(PAPER_DEFAULTS["saturation_tokens"], cal.saturation_tokens.value, cal.saturation_tokens.kind)
+        ),
+        "flat_precision": bool(cal.q4_weights.value),
+        "q4_kv_ok": bool(cal.q4_kv.value),
+        "parallel_min_bytes": par[Accounting.RUNTIME.value],
+        "parallel_min_bytes_by_accounting": par,
+    }
+    return {
+        "schema": PROFILE_SCHEMA, "type": "profile", "name": name, "dataset": cal.dataset,
+        "n_problems": cal.n_problems, "n_configs": cal.n_configs, "sources": list(sources),
+        "fit": {"accounting": cal.accounting.value, "bootstrap": cal.e1_bytes.n_bootstrap, "seed": cal.seed,
+                "level": LEVEL, "tolerance": cal.tolerance},
+        "constants": {
+            "e1_bytes": _est_dict(cal.e1_bytes),
+            "saturation_tokens": _est_dict(cal.saturation_tokens),
+            "q4_weights_on_frontier": {"value": cal.q4_weights.value, "share": cal.q4_weights.share},
+            "q4_kv_on_frontier": {"value": cal.q4_kv.value, "share": cal.q4_kv.share},
+            "parallel_min_bytes": {acc.value: _est_dict(e) for acc, e in cal.parallel_min_bytes.items()},
+        },
+        "policy": policy,
+    }  # fmt: skip

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, SpecError
-from edgekv.eval.frontier import PickMark
+from edgekv.eval.frontier import Frontier, PickMark, frontier
 from edgekv.fsutil import incomplete_path
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.plan.fit import context_cap, footprint_at
@@ -377,3 +377,15 @@ class EvalBackend:
             dataset=self.settings.dataset, n_ctx=item.n_ctx,
         )  # fmt: skip
         evaluate(config, self.problems, out=out, model=model)
+
+
+def load_frontier(paths: Sequence[str | os.PathLike[str]]) -> Frontier:
+    """The frontier of results files or sweep folders, with pick's plans from any sweep manifest there."""
+    from edgekv.eval.results import read_results
+
+    picks: list[PickMark] = []
+    for p in map(Path, paths):
+        manifest = read_manifest(p) if p.is_dir() else None
+        for m in (manifest or {}).get("picks", []):
+            picks.append(PickMark(**m))
+    return frontier(read_results(paths), picks=picks)

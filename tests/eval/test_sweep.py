@@ -25,7 +25,6 @@ from edgekv.eval.sweep import (
     result_path,
     run_sweep,
 )
-from edgekv.model.quant import KvType
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import RunConfig
 from edgekv.plan.pick import catalog_options
