@@ -84,6 +84,9 @@ def pick_options(f: F) -> F:
             type=click.FloatRange(0, 0.5),
             help=f"Band within which effective sizes count as similar (E1 comparison).  [default: {SIMILAR}]",
         ),
+        click.option(
+            "--profile", help="A calibration profile (edgekv calibrate): its constants where no flag is given."
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -126,6 +129,12 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
     for key in ("max_parallel", "similar", "mixed_kv", "allow_offload", "accounting"):
         if params.get(key) is not None:
             kwargs[key] = params[key]
+    if params.get("profile"):  # flag > profile > the paper's default
+        from edgekv.eval.profile import load_profile, policy_fields
+
+        prof = load_profile(params["profile"])
+        for key, value in policy_fields(prof, accounting=kwargs.get("accounting", "runtime")).items():
+            kwargs.setdefault(key, value)
     if params.get("gguf_path"):
         kwargs["gguf_path"] = params["gguf_path"]
     elif params.get("repo"):
