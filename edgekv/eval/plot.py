@@ -25,7 +25,7 @@ def _pyplot() -> Any:
     except ImportError:
         raise RuntimeUnavailable(
             "matplotlib is needed to draw the frontier (--png)",
-            hint="pip install 'edgekv[plot]' (or drop --png for the table)",
+            hint="install it with pip install 'edgekv[plot]', or drop --png for the table",
         ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -62,7 +62,8 @@ def plot_frontier(f: Frontier, path: str | os.PathLike[str], *, e1_bytes: int = 
                 ax.annotate(f"pick {m.vram_bytes / GIB:g}G", (p.memory(acc) / GIB, p.accuracy), color="red",
                             fontsize=7, xytext=(6, -10), textcoords="offset points")  # fmt: skip
         ax.axvline(e1_bytes / GIB, color="gray", ls="--", lw=1)
-        ax.text(e1_bytes / GIB, 0.02, f" E1 = {e1_bytes / GIB:.2f} GiB", color="gray", fontsize=8)
+        ax.text(e1_bytes / GIB, 0.02, f" E1 = {e1_bytes / GIB:.2f} GiB", color="gray", fontsize=8,
+                transform=ax.get_xaxis_transform())  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("memory (GiB, log)")
         ax.set_title(TITLES[acc])
