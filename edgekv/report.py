@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group
@@ -22,6 +22,11 @@ from edgekv.plan.planfile import llama_args
 from edgekv.plan.policy import PickResult, Plan
 from edgekv.plan.timing import PlanTime, format_duration
 from edgekv.units import GIB, format_bytes
+
+if TYPE_CHECKING:  # the pick path does not import eval
+    from edgekv.eval.frontier import Frontier
+    from edgekv.eval.profile import Applied
+    from edgekv.eval.sweep import SweepPlan
 
 BAR_WIDTH = 36
 _SEGMENTS = (
@@ -325,8 +330,13 @@ def run_dict(
         "device": device,
         "gpu": prepared.gpu,
         "config": {
-            "n_ctx": cfg.n_ctx, "type_k": cfg.type_k.value, "type_v": cfg.type_v.value, "parallel": cfg.n_seq,
-            "n_gpu_layers": cfg.n_gpu_layers, "flash_attn": cfg.flash_attn, "n_ubatch": cfg.n_ubatch,
+            "n_ctx": cfg.n_ctx,
+            "type_k": cfg.type_k.value,
+            "type_v": cfg.type_v.value,
+            "parallel": cfg.n_seq,
+            "n_gpu_layers": cfg.n_gpu_layers,
+            "flash_attn": cfg.flash_attn,
+            "n_ubatch": cfg.n_ubatch,
         },  # fmt: skip
         "predicted": predicted_dict(fp),
         "measured": out.measured.as_dict(),
@@ -342,3 +352,135 @@ def run_dict(
         ],
         "build": dict(build),
     }
+
+
+# --- sweep / frontier / calibrate ------------------------------------------------------------------
+
+
+def sweep_table(plan: SweepPlan, *, done: frozenset[str] = frozenset()) -> Table:
+    """The configurations of a sweep in run order."""
+    cards = ", ".join(format_bytes(v) for v in plan.cards)
+    t = Table(title=f"edgekv sweep: {len(plan.items)} configurations for {cards}", box=box.SIMPLE_HEAD)
+    for col in ("#", "model file", "E GiB", "KV", "budget", "G run", "G derived", "T", "GiB", "cards", "status"):
+        t.add_column(col, justify="right" if col in ("#", "E GiB", "budget", "T", "GiB") else "left")
+    for i, it in enumerate(plan.items, 1):
+        t.add_row(
+            str(i), it.model_file, gib(it.effective_bytes), it.type_k.value, str(it.budget_tokens), str(it.samples),
+            ",".join(map(str, it.derived_samples)) or "-", str(it.n_ctx_seq), gib(it.total_bytes),
+            ",".join(f"{v / GIB:g}G" for v in it.cards), "done" if it.key in done else "",
+        )  # fmt: skip
+    return t
+
+
+def frontier_table(f: Frontier, *, all_points: bool = False) -> Table:
+    """Frontier points (or all points) by paper memory: both accountings, accuracy, pick's plans."""
+    on_p = {(p.config_id, p.samples) for p in f.paper}
+    on_r = {(p.config_id, p.samples) for p in f.runtime}
+    pts = [p for p in f.points if all_points or (p.config_id, p.samples) in on_p | on_r or f.picked(p)]
+    pts.sort(key=lambda p: (p.paper_bytes, -p.accuracy))
+    t = Table(
+        title=f"accuracy vs memory: {f.dataset or 'results'}, {f.n_problems} problems, {len(f.points)} points",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in (
+        "model",
+        "quant",
+        "E GiB",
+        "KV",
+        "budget x G",
+        "paper GiB",
+        "edgekv GiB",
+        "accuracy",
+        "frontier",
+        "pick",
+    ):
+        t.add_column(col, justify="right" if "GiB" in col or col == "accuracy" else "left")
+    for p in pts:
+        key = (p.config_id, p.samples)
+        front = "+".join(x for x, s in (("paper", on_p), ("edgekv", on_r)) if key in s) or "-"
+        picks = ",".join(f"{m.vram_bytes / GIB:g}G" for m in f.picked(p))
+        t.add_row(
+            p.model, p.quant, gib(p.effective_bytes), p.kv_label, p.label + (" (maj@k)" if p.derived else ""),
+            gib(p.paper_bytes), gib(p.runtime_bytes), f"{p.accuracy:.3f}", front, picks,
+        )  # fmt: skip
+    return t
+
+
+def frontier_dict(f: Frontier) -> dict[str, Any]:
+    on_p = {(p.config_id, p.samples) for p in f.paper}
+    on_r = {(p.config_id, p.samples) for p in f.runtime}
+    rows = []
+    for p in f.points:
+        d = {k: getattr(p, k) for k in p.__slots__}
+        d["on_paper_frontier"] = (p.config_id, p.samples) in on_p
+        d["on_runtime_frontier"] = (p.config_id, p.samples) in on_r
+        d["picked_for"] = [m.vram_bytes for m in f.picked(p)]
+        rows.append(d)
+    return {"schema": 1, "dataset": f.dataset, "n_problems": f.n_problems, "points": rows}
+
+
+def _fmt_const(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name.endswith("bytes"):
+        return format_bytes(value)
+    if name.endswith("tokens"):
+        return f"{int(value)} tokens"
+    return str(value)
+
+
+def calibration_table(profile: Mapping[str, Any], *, path: Path | None = None) -> Group:
+    """A profile's fits: value, kind, bootstrap interval, and what pick will use."""
+    fit = profile["fit"]
+    t = Table(
+        title=f"edgekv calibrate: {profile['dataset']}, {profile['n_problems']} problems, "
+        f"{profile['n_configs']} configurations ({fit['accounting']} accounting)",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("constant", "fitted", "kind", f"{fit['level']:.0%} interval (bootstrap)", "pick uses"):
+        t.add_column(col)
+    c, pol = profile["constants"], profile["policy"]
+    rows = [("E1", "e1_bytes", c["e1_bytes"]), ("token saturation", "saturation_tokens", c["saturation_tokens"])]
+    for label, key, e in rows:
+        interval = f"{_fmt_const(key, e['low'])} .. {_fmt_const(key, e['high'])} ({e['n_defined']}/{fit['bootstrap']})"
+        t.add_row(label, _fmt_const(key, e["value"]), e["kind"], interval, _fmt_const(key, pol[key]))
+    for acc, e in c["parallel_min_bytes"].items():
+        interval = f"{_fmt_const('b_bytes', e['low'])} .. {_fmt_const('b_bytes', e['high'])}"
+        used = _fmt_const("b_bytes", pol["parallel_min_bytes_by_accounting"][acc])
+        t.add_row(f"G > 1 pays from ({acc})", _fmt_const("b_bytes", e["value"]), e["kind"], interval, used)
+    for label, key, field in (("4-bit weights on frontier", "q4_weights_on_frontier", "flat_precision"),
+                              ("4-bit KV on frontier", "q4_kv_on_frontier", "q4_kv_ok")):  # fmt: skip
+        v = c[key]
+        shown = "not measured" if v["value"] is None else ("yes" if v["value"] else "no")
+        t.add_row(label, shown, "", f"in {v['share']:.0%} of draws", f"{field}={pol[field]}")
+    parts: list[Any] = [t]
+    if path is not None:
+        parts.append(Text(f"Profile written: {path}\nUse it: edgekv pick --vram 8G --profile {profile['name']}"))
+    return Group(*parts)
+
+
+def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None) -> Group:
+    """What ``pick --profile`` took from the profile, and how its #1 differs from the paper's defaults."""
+    lines = [Text(f"Profile {name}:", style="bold")]
+    for a in applied:
+        if a.source == "profile":
+            lines.append(Text(f"  {a.field} = {_fmt_const(a.field, a.value)} from the profile "
+                              f"(paper default {_fmt_const(a.field, a.default)})"))  # fmt: skip
+        elif a.source == "flag":
+            lines.append(Text(f"  {a.field}: your flag (the profile's value is not used)"))
+        else:
+            lines.append(Text(f"  {a.field} = {_fmt_const(a.field, a.value)}: the paper's default"))
+    if default is not None and result.plans and default.plans:
+        mine, paper = result.plans[0], default.plans[0]
+        desc, pdesc = _plan_desc(mine), _plan_desc(paper)
+        same = desc == pdesc
+        lines.append(
+            Text(f"  #1 with the profile: {desc}" + ("  (the same as with the paper's defaults)" if same else ""))
+        )
+        if not same:
+            lines.append(Text(f"  #1 with the paper's defaults: {pdesc}"))
+    return Group(*lines)
+
+
+def _plan_desc(p: Plan) -> str:
+    return f"{p.option.name} {p.option.quant}, {p.kv_label} KV, {p.n_ctx_seq} tokens x {p.parallel}"

@@ -213,6 +213,9 @@ def pick_options(f: F) -> F:
             help="Below E1 count weights above 8 bits as their 8-bit size, F32 as 16-bit (rule 3); "
             "--no-cap-precision ranks by the file's bytes.",
         ),
+        click.option(
+            "--profile", help="A calibration profile (edgekv calibrate): its constants where no flag is given."
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -267,6 +270,12 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
     for key in ("max_parallel", "similar", "mixed_kv", "allow_offload", "accounting", "cap_precision"):
         if params.get(key) is not None:
             kwargs[key] = params[key]
+    if params.get("profile"):  # flag > profile > the paper's default
+        from edgekv.eval.profile import load_profile, policy_fields
+
+        prof = load_profile(params["profile"])
+        for key, value in policy_fields(prof, accounting=kwargs.get("accounting", "runtime")).items():
+            kwargs.setdefault(key, value)
     if params.get("gguf_path") is not None:
         kwargs["gguf_path"] = input_file(params["gguf_path"], what="GGUF file")
     elif params.get("repo") is not None:

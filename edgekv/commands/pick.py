@@ -4,6 +4,7 @@ this path never imports llama_cpp, huggingface_hub, gguf or numpy (a test checks
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import click
@@ -35,14 +36,36 @@ def command(top: int, as_json: bool, **params: Any) -> None:
       edgekv pick --vram 12G --task knowledge --json
       edgekv pick --vram 6G --family qwen3 --allow-offload
       edgekv pick --vram 2.6G --accounting paper --family qwen3
+      edgekv pick --vram 8G --profile aime25
     """
     from edgekv import report
     from edgekv.plan.planfile import pick_dict
 
     card = resolve_card(params.get("gpu"), params.get("vram"))
     result = run_pick(params, top=top, card=card)
+    prof = _profile(params, card) if params.get("profile") else None
     if as_json:
-        click.echo(json.dumps(pick_dict(result, card=card.card), indent=2))
+        data = pick_dict(result, card=card.card)
+        if prof is not None:
+            data["profile"] = {"name": params["profile"], "applied": [asdict(a) for a in prof[0]]}
+        click.echo(json.dumps(data, indent=2))
         return
     con = report.console()
     con.print(report.pick_table(result, width=con.width, notes=card.notes))
+    if prof is not None:
+        con.print(report.profile_lines(params["profile"], prof[0], result, prof[1]))
+
+
+def _profile(params: dict[str, Any], card: Any) -> tuple[list[Any], Any]:
+    """(each constant and its source, pick's answer with the paper's defaults instead of the profile)."""
+    from edgekv.errors import NoFeasiblePlan
+    from edgekv.eval.profile import applied, load_profile
+
+    flags = {"e1_bytes": "e1", "saturation_tokens": "saturation"}
+    given = {name for name, flag in flags.items() if params.get(flag) is not None}
+    rows = applied(load_profile(params["profile"]), accounting=params.get("accounting") or "runtime", given=given)
+    try:
+        default = run_pick({**params, "profile": None}, top=1, card=card)
+    except NoFeasiblePlan:
+        default = None
+    return rows, default

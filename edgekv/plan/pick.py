@@ -63,6 +63,9 @@ def pick(
     max_parallel: int = MAX_PARALLEL,
     similar: float = SIMILAR,
     cap_precision: bool = True,
+    flat_precision: bool = False,
+    q4_kv_ok: bool = False,
+    parallel_min_bytes: int = 0,
     top: int = DEFAULT_TOP,
     plans: Sequence[Plan] | None = None,
     card_speed: CardSpeed | None = None,
@@ -80,6 +83,8 @@ def pick(
     ``card_speed`` times every plan on a card (``PickResult.speed``); ``max_time_s`` then keeps
     only plans whose predicted time to answer fits, each T shortened to what answers in time,
     and ranks them by the rule.
+    ``flat_precision``, ``q4_kv_ok`` and ``parallel_min_bytes`` come from a calibrated profile
+    (``edgekv calibrate``).
 
     Raises:
         SpecError: a bad argument or no catalog model matches.
@@ -105,6 +110,7 @@ def pick(
         saturation_tokens=saturation_tokens, max_parallel=max_parallel, similar=similar,
         kv_types=tuple(kv_types), mixed_kv=mixed_kv, allow_offload=allow_offload, min_ctx=min_ctx_tokens,
         cap_precision=cap_precision,
+        flat_precision=flat_precision, q4_kv_ok=q4_kv_ok, parallel_min_bytes=parallel_min_bytes,
     )  # fmt: skip
     if options is None:
         options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)

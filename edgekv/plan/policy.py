@@ -100,6 +100,10 @@ class Policy:
     n_ubatch: int = 512
     eviction: str = "never"  # llama.cpp has no R-KV eviction (see module docstring)
     cap_precision: bool = True  # precision past 8 bits (below E1) or 16 bits adds no capacity (see module doc)
+    # Calibrated by ``edgekv calibrate`` (a profile); the defaults are the paper's rule.
+    flat_precision: bool = False  # 4-bit weights reach this task's frontier: >= 4-bit quants rank alike (rule 3)
+    q4_kv_ok: bool = False  # 4-bit KV reaches this task's frontier: not only a last resort (rule 5)
+    parallel_min_bytes: int = 0  # G > 1 only on cards of at least this much memory (rule 4: from E1 on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,20 @@ class Budget:
     overhead_bytes: int | None = None
     margin_bytes: int = DEFAULT_MARGIN_BYTES
     include_compute: bool = True
+
+
+def bits_class(quant: str) -> int:
+    """Weight precision class of a quant name: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
+    q = quant.upper()
+    if q.startswith(("F16", "BF16", "F32", "Q8")):
+        return 3
+    if q.startswith("Q6"):
+        return 2
+    if q.startswith(("Q5", "IQ5")):
+        return 1
+    if q.startswith(("Q4", "IQ4", "MXFP4")):
+        return 0
+    return -1
 
 
 @dataclass(frozen=True)
@@ -143,16 +161,7 @@ class ModelOption:
     @cached_property
     def bits_class(self) -> int:
         """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
-        q = self.quant.upper()
-        if q.startswith(("F16", "BF16", "F32", "Q8")):
-            return 3
-        if q.startswith("Q6"):
-            return 2
-        if q.startswith(("Q5", "IQ5")):
-            return 1
-        if q.startswith(("Q4", "IQ4", "MXFP4")):
-            return 0
-        return -1
+        return bits_class(self.quant)
 
     def compute_bytes(self, cfg: RunConfig) -> tuple[int, str]:
         """(compute buffer bytes, "measured" | "estimate") for a config (flash attention on)."""
@@ -284,7 +293,8 @@ def enumerate_plans(
         cap = context_cap(opt.spec)
         for k, v in _kv_pairs(policy):
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
-            max_g = policy.max_parallel if sizes(opt, policy)[0] >= policy.e1_bytes else 1
+            big = sizes(opt, policy)[0] >= policy.e1_bytes and budget.vram_bytes >= policy.parallel_min_bytes
+            max_g = policy.max_parallel if big else 1
             costs = kv_costs(opt.spec, base)  # the same for every G
             for g in range(1, max_g + 1):
                 cfg = replace(base, n_seq=g)
@@ -330,11 +340,11 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     opt = plan.option
     floor = max(policy.token_floor, policy.min_ctx)
     floor_ok = float(plan.n_ctx_seq >= floor)
-    kv_ok = float(q4_needed or not _is_q4(plan.type_k, plan.type_v))
+    kv_ok = float(q4_needed or policy.q4_kv_ok or not _is_q4(plan.type_k, plan.type_v))
     t_eff = float(min(plan.n_ctx_seq, policy.saturation_tokens))
     e16, e8 = (float(x) for x in sizes(opt, policy))
     knowledge = policy.task == Task.KNOWLEDGE
-    prec = float(opt.bits_class if not knowledge else min(opt.bits_class, 0))
+    prec = float(opt.bits_class if not (knowledge or policy.flat_precision) else min(opt.bits_class, 0))
     tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
     if e16 < policy.e1_bytes * (1 - policy.similar):  # the capacity regime (``regime``)
         size = float(opt.n_params) if knowledge else e8

@@ -1,0 +1,51 @@
+"""``edgekv calibrate``: fit the scale rule's constants to a sweep and save them as a profile for pick."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("calibrate")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--name", help="Profile name  [default: the dataset's]")
+@click.option("--accounting", type=click.Choice(["paper", "runtime"]), default="paper", show_default=True,
+              help="Frontier the fits walk: paper = weights + KV, runtime = the whole process.")  # fmt: skip
+@click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(0), help="Bootstrap draws.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
+@click.option("--tolerance", default=0.02, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Saturation: the budget within this fraction of the best accuracy.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an existing profile of that name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+def command(
+    results: tuple[str, ...], name: str | None, accounting: str, bootstrap: int, seed: int, tolerance: float,
+    force: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Fit E1, the token saturation, the 4-bit findings and where G > 1 pays, from a sweep's results.
+
+    Each constant comes with a bootstrap interval over problems. The profile is written to
+    edgekv's settings folder (profiles/NAME.json); `edgekv pick --profile NAME` uses it.
+
+    \b
+    Examples:
+      edgekv calibrate sweep-aime25
+      edgekv calibrate sweep-aime25 --name my-aime --bootstrap 1000 --force
+      edgekv pick --vram 8G --profile my-aime
+    """
+    from edgekv import report
+    from edgekv.eval.calibrate import calibrate, profile_dict
+    from edgekv.eval.frontier import Accounting
+    from edgekv.eval.profile import write_profile
+    from edgekv.eval.results import read_results
+
+    res = read_results(results)
+    cal = calibrate(res, accounting=Accounting(accounting), n_bootstrap=bootstrap, seed=seed, tolerance=tolerance)
+    prof_name = name or Path(cal.dataset.split(",")[0] or "default").stem
+    data = profile_dict(cal, name=prof_name, sources=[str(Path(r).resolve()) for r in results])
+    path = write_profile(data, prof_name, force=force)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+        return
+    report.console().print(report.calibration_table(data, path=path))

@@ -1,0 +1,48 @@
+"""``edgekv frontier``: accuracy vs memory of a sweep, in the paper's accounting and in edgekv's."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+@click.command("frontier")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--png", type=click.Path(dir_okay=False), help="Also draw the frontier into this PNG (needs matplotlib).")
+@click.option("--all", "all_points", is_flag=True, help="List every point, not only the frontier and pick's plans.")
+@click.option("--e1", help="Where to mark E1 on the plot  [default: 4.19G, the paper's]")
+@click.option("--json", "as_json", is_flag=True, help="Every point as JSON.")
+def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: str | None, as_json: bool) -> None:
+    """Show accuracy vs total memory of eval results: the Pareto frontier in both accountings.
+
+    RESULTS are eval JSONL files or sweep folders (a sweep's manifest also marks pick's plan for each
+    card). "paper" counts weights + KV, "edgekv" the whole process. A G-sample run also gives the
+    points of fewer samples (maj@k, marked).
+
+    \b
+    Examples:
+      edgekv frontier sweep-aime25
+      edgekv frontier sweep-aime25 --png frontier.png
+      edgekv frontier a.jsonl b.jsonl --all --json
+    """
+    from edgekv import report
+    from edgekv.eval.sweep import load_frontier
+
+    f = load_frontier(results)
+    if as_json:
+        click.echo(json.dumps(report.frontier_dict(f), indent=1))
+    else:
+        report.console().print(report.frontier_table(f, all_points=all_points))
+    if png:
+        _plot(f, png, e1)
+
+
+def _plot(f: Any, png: str, e1: str | None) -> None:
+    from edgekv.eval.plot import plot_frontier
+    from edgekv.plan.policy import E1_BYTES
+    from edgekv.units import parse_size
+
+    path = plot_frontier(f, png, e1_bytes=parse_size(e1) if e1 else E1_BYTES)
+    click.echo(f"Frontier drawn: {path}", err=True)

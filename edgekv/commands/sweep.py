@@ -1,0 +1,102 @@
+"""``edgekv sweep``: evaluate every configuration that fits the given cards, resumably."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command("sweep")
+@click.option("--vram", required=True, help="Cards to sweep, comma-separated: 4G,6G,8G.")
+@click.option("--dataset", required=True, help="Problem set: aime25, aime24, math500, gsm8k, gpqa, synth or a file.")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
+@click.option("--family", default="qwen3", show_default=True, help="Catalog family (or all).")
+@click.option("--models", help="Only these catalog models (comma-separated).")
+@click.option("--gguf", "gguf_paths", help="Local GGUF files instead of the catalog (comma-separated).")
+@click.option("--quants", help="Only these weight quants (comma-separated, e.g. Q8_0,Q4_K_M).")
+@click.option("--kv", default="f16,q8_0,q4_0", show_default=True, help="KV cache types.")
+@click.option("--budgets", default="2k,4k,8k,16k", show_default=True, help="Generation budgets (tokens).")
+@click.option("--samples", default="1,4", show_default=True, help="Parallel samples G (majority voting).")
+@click.option("--prompt-tokens", default="1024", show_default=True, help="Room for the prompt in each context.")
+@click.option("--reserve", default="256", show_default=True, help="Room after the budget for the final answer.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder  [default: ./sweep-DATASET]")
+@click.option("--download", is_flag=True, help="Fetch catalog files not in the hub cache.")
+@click.option("--dry-run", is_flag=True, help="Show the configurations and their order; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as the manifest's JSON.")
+def command(**params: Any) -> None:
+    """Evaluate every model file x KV x budget x G that fits each card: the accuracy/memory frontier.
+
+    Configurations are enumerated as pick enumerates them (its fit search, the whole process
+    counted), deduplicated across cards, and ordered so that each model file is loaded once. Only
+    the largest G that fits is run; smaller G come from its majority votes. Results go to
+    OUT/results/*.jsonl and OUT/sweep.json; run the same command again to resume a killed sweep.
+
+    \b
+    Examples:
+      edgekv sweep --vram 4G,6G,8G --dataset aime25 --limit 30 --dry-run
+      edgekv sweep --vram 8G --dataset math500 --limit 100 --budgets 2k,8k --samples 1,4
+      edgekv sweep --vram 6G --dataset aime25 --gguf a.gguf,b.gguf --kv q8_0
+      edgekv frontier sweep-aime25 --png frontier.png
+    """
+    from edgekv import report
+    from edgekv.eval import sweep
+
+    plan = sweep.plan_sweep(_options(params), _cards(params["vram"]), _settings(params))
+    out = Path(params["out_dir"] or f"sweep-{Path(params['dataset']).stem}")
+    if params["dry_run"]:
+        if params["as_json"]:
+            click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
+        else:
+            done = frozenset(it.key for it in plan.items if sweep.is_done(out, it))
+            report.console().print(report.sweep_table(plan, done=done))
+        return
+    fetch = sweep.hub_fetch if params["download"] else None
+    plan = sweep.resolve_models(plan, locate=sweep.hub_locate, fetch=fetch)
+    con = report.console(stderr=True)
+
+    def progress(event: str, i: int, n: int, it: sweep.SweepItem) -> None:
+        con.print(f"[{i}/{n}] {event:5} {it.key}")
+
+    sweep.run_sweep(plan, out, sweep.EvalBackend(plan.settings), progress=progress)
+    click.echo(f"Sweep done: {out}. Next: edgekv frontier {out} --png frontier.png; edgekv calibrate {out}")
+
+
+def _cards(text: str) -> list[int]:
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_list, parse_size
+
+    cards = [parse_size(v) for v in parse_list(text)]
+    if not cards:
+        raise SpecError("--vram is empty", hint="e.g. --vram 4G,6G,8G")
+    return cards
+
+
+def _settings(params: dict[str, Any]) -> Any:
+    from edgekv.eval.sweep import SweepSettings
+    from edgekv.model.quant import KvType
+    from edgekv.units import parse_list, parse_tokens
+
+    return SweepSettings(
+        dataset=params["dataset"], limit=params["limit"],
+        budgets=tuple(sorted({parse_tokens(b) for b in parse_list(params["budgets"])})),
+        samples=tuple(sorted({int(g) for g in parse_list(params["samples"])})),
+        kv_types=tuple(KvType.parse(k) for k in parse_list(params["kv"])),
+        prompt_tokens=parse_tokens(params["prompt_tokens"]), reserve_tokens=parse_tokens(params["reserve"]),
+        seed=params["seed"],
+    )  # fmt: skip
+
+
+def _options(params: dict[str, Any]) -> list[Any]:
+    from edgekv.model.quant import WeightQuant
+    from edgekv.plan.pick import catalog_options, gguf_option
+    from edgekv.units import parse_list
+
+    if params["gguf_paths"]:
+        return [gguf_option(p) for p in parse_list(params["gguf_paths"])]
+    models = parse_list(params["models"]) if params["models"] else None
+    quants = [WeightQuant.parse(q).value for q in parse_list(params["quants"])] if params["quants"] else None
+    return catalog_options(params["family"], models, quants)

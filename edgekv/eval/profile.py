@@ -1,0 +1,131 @@
+"""Calibration profiles: ``edgekv calibrate`` writes one, ``edgekv pick --profile NAME`` reads it.
+
+A profile is ``settings.user_dir()/profiles/NAME.json`` (schema 1): the fitted constants with their
+bootstrap intervals (``constants``) and the Policy fields pick takes from them (``policy``).
+Stdlib only: the pick path imports this module.
+
+Which fitted value becomes a Policy field (``policy_fields``):
+* an estimate is used as it is;
+* a bound is used only where it contradicts the paper's default (E1 ``at_least`` 6 GiB moves the
+  default 4.19 GiB up to 6 GiB; ``at_least`` 2 GiB keeps 4.19 GiB): the smallest change to the
+  rule the measurements ask for;
+* a constant the sweep could not determine keeps the paper's default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekv.errors import ModelFileNotFound, SpecError
+from edgekv.fsutil import incomplete_path
+from edgekv.plan.policy import E1_BYTES, SATURATION_TOKENS
+from edgekv.settings import user_dir
+
+SCHEMA = 1
+PAPER_DEFAULTS: dict[str, Any] = {
+    "e1_bytes": E1_BYTES,
+    "saturation_tokens": SATURATION_TOKENS,
+    "flat_precision": False,
+    "q4_kv_ok": False,
+    "parallel_min_bytes": 0,
+}
+FLAGS = {  # Policy field -> pick's flag, for messages
+    "e1_bytes": "--e1", "saturation_tokens": "--saturation", "flat_precision": None, "q4_kv_ok": None,
+    "parallel_min_bytes": None,
+}  # fmt: skip
+
+
+def profiles_dir() -> Path:
+    return user_dir() / "profiles"
+
+
+def profile_path(name: str) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise SpecError(f"profile name {name!r} is not a plain name", hint="use letters, digits, . _ -")
+    return profiles_dir() / f"{name}.json"
+
+
+def write_profile(data: Mapping[str, Any], name: str, *, force: bool = False) -> Path:
+    """Write a profile atomically (``.incomplete`` then rename); an existing one needs ``force``."""
+    from edgekv.errors import OutputExists
+
+    path = profile_path(name)
+    if path.exists() and not force:
+        raise OutputExists(f"profile {name!r} exists at {path}", hint="pass --force to replace it, or --name another")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = incomplete_path(path)
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """A profile by name (or a path to a profile JSON file).
+
+    Raises:
+        ModelFileNotFound: no such profile; SpecError: not a profile.
+    """
+    path = Path(name) if name.endswith(".json") else profile_path(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in profiles_dir().glob("*.json")) if profiles_dir().is_dir() else []
+        raise ModelFileNotFound(
+            f"no calibration profile {name!r} ({path})",
+            hint=f"profiles: {', '.join(known)}" if known else "make one with edgekv calibrate RESULTS --name NAME",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{path} is not a profile: {e}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("policy"), dict):
+        raise SpecError(f"{path} is not an edgekv profile of schema {SCHEMA}")
+    return data
+
+
+def resolve(default: float, value: float | None, kind: str) -> float:
+    """The Policy value for a fitted constant (module docstring: bounds only where they contradict)."""
+    if value is None or kind == "undetermined":
+        return default
+    if kind == "at_least":
+        return max(default, value)
+    if kind == "at_most":
+        return min(default, value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One Policy field of a pick: where its value came from (flag, profile or the paper's default)."""
+
+    field: str
+    value: Any
+    default: Any
+    source: str  # "profile" | "flag" | "default"
+
+
+def policy_fields(profile: Mapping[str, Any], *, accounting: str) -> dict[str, Any]:
+    """pick()'s keyword arguments the profile sets (parallel_min_bytes in ``accounting``)."""
+    pol = dict(profile["policy"])
+    by_acc = pol.pop("parallel_min_bytes_by_accounting", None)
+    if isinstance(by_acc, dict) and accounting in by_acc:
+        pol["parallel_min_bytes"] = by_acc[accounting]
+    return {k: v for k, v in pol.items() if k in PAPER_DEFAULTS}
+
+
+def applied(profile: Mapping[str, Any], *, accounting: str, given: set[str]) -> list[Applied]:
+    """Each constant of a pick with a profile: its value and its source (a flag wins over the profile)."""
+    fields = policy_fields(profile, accounting=accounting)
+    out: list[Applied] = []
+    for name, default in PAPER_DEFAULTS.items():
+        if name in given:
+            out.append(Applied(name, None, default, "flag"))
+        elif name in fields and fields[name] != default:
+            out.append(Applied(name, fields[name], default, "profile"))
+        else:
+            out.append(Applied(name, default, default, "default"))
+    return out

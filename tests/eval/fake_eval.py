@@ -1,0 +1,99 @@
+"""A fake evaluator for sweep tests: writes eval-shaped JSONL slowly, resumes like eval, logs what it did.
+
+``python -m tests.eval.fake_eval OUT LOG DELAY`` runs the small sweep of ``small_plan()`` with it
+(the resume test kills that process with SIGKILL and runs it again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekv.eval.sweep import SweepItem, SweepPlan, SweepSettings, plan_sweep, run_sweep
+from edgekv.model.quant import KvType
+from edgekv.plan.pick import catalog_options
+
+GIB = 1024**3
+N_PROBLEMS = 5
+
+
+def _append(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, text.encode())  # one write: a line is whole or torn, never interleaved
+    finally:
+        os.close(fd)
+
+
+def _config(item: SweepItem) -> dict[str, Any]:
+    kv = item.paper_bytes - item.effective_bytes
+    return {
+        "model": item.model_file, "model_path": item.model_path or "", "quant": item.quant,
+        "effective_bytes": item.effective_bytes, "n_params": 0, "type_k": item.type_k.value,
+        "type_v": item.type_v.value, "budget_tokens": item.budget_tokens, "reserve_tokens": 256,
+        "samples": item.samples, "dataset": "synth", "n_ctx": item.n_ctx,
+        "memory": {"weights": item.effective_bytes, "kv": kv, "compute": 0, "overhead": 0,
+                   "total": item.total_bytes, "paper_total": item.paper_bytes},
+    }  # fmt: skip
+
+
+@dataclass
+class FakeBackend:
+    log: Path
+    delay: float = 0.0
+    n_problems: int = N_PROBLEMS
+
+    @contextmanager
+    def _loaded(self, item: SweepItem) -> Iterator[str]:
+        _append(self.log, f"load {item.model_file}\n")
+        yield item.model_file
+
+    def load(self, item: SweepItem) -> Any:
+        return self._loaded(item)
+
+    def evaluate(self, item: SweepItem, *, model: Any, out: Path) -> None:
+        assert model == item.model_file
+        _append(self.log, f"start {item.key}\n")
+        done = set()
+        if out.exists():
+            text = out.read_text()
+            if text and not text.endswith("\n"):  # a torn last line from a kill: drop it, as eval does
+                text = text[: text.rfind("\n") + 1]
+                out.write_text(text)
+            done = {json.loads(line)["problem_id"] for line in text.splitlines() if line.strip()}
+        conf = _config(item)
+        for i in range(self.n_problems):
+            pid = f"p{i}"
+            if pid in done:
+                continue
+            time.sleep(self.delay)
+            ok = i < 2
+            row = {"schema": 1, "type": "problem", "config_id": item.key, "config": conf, "problem_id": pid,
+                   "gold": "1", "answers": ["1"] * item.samples, "correct": [ok] * item.samples,
+                   "majority": "1", "maj_correct": [ok] * item.samples, "n_tokens": [1] * item.samples,
+                   "cut": [False] * item.samples, "seconds": 0.0}  # fmt: skip
+            _append(out, json.dumps(row) + "\n")
+            _append(self.log, f"problem {item.key} {pid}\n")
+        _append(out, json.dumps({"schema": 1, "type": "summary", "config_id": item.key, "config": conf}) + "\n")
+        _append(self.log, f"finish {item.key}\n")
+
+
+def small_plan() -> SweepPlan:
+    opts = catalog_options("qwen3", ["Qwen3-0.6B", "Qwen3-1.7B"], ["Q8_0"])
+    settings = SweepSettings("synth", limit=N_PROBLEMS, budgets=(2048, 4096), samples=(1,), kv_types=(KvType.F16,))
+    return plan_sweep(opts, [4 * GIB], settings)
+
+
+def main(out: str, log: str, delay: float) -> None:
+    run_sweep(small_plan(), Path(out), FakeBackend(Path(log), delay))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))

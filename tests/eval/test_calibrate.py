@@ -1,0 +1,85 @@
+"""edgekv.eval.calibrate on constructed result sets whose thresholds are known by hand (tests/resultgen.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekv.eval.calibrate import calibrate, fit_e1, fit_saturation
+from edgekv.eval.frontier import Accounting, point_scores, points
+from edgekv.eval.results import read_results
+from tests.resultgen import BUDGETS, GIB, KIB, Cfg, scale_rule_accuracy, scale_rule_results, write
+
+
+def _cal(path: Path, **kw: object):  # type: ignore[no-untyped-def]
+    return calibrate(read_results([path]), n_bootstrap=kw.pop("n_bootstrap", 50), **kw)  # type: ignore[arg-type]
+
+
+def test_e1_saturation_and_parallel_found(tmp_path: Path) -> None:
+    cal = _cal(scale_rule_results(tmp_path / "r.jsonl"))
+    e1 = cal.e1_bytes
+    assert e1.kind == "estimate"
+    assert e1.value is not None and round(2.3 * GIB) < e1.value <= round(4.2 * GIB)  # the bucket (C, D]
+    assert e1.value == round(4.2 * GIB)
+    assert e1.low is not None and e1.high is not None and e1.low <= e1.value <= e1.high
+    assert cal.saturation_tokens.value == 8192 and cal.saturation_tokens.kind == "estimate"
+    g = cal.parallel_min_bytes[Accounting.PAPER]
+    assert g.kind == "estimate" and g.value == round(4.2 * GIB) + 144 * KIB * 8192 * 4  # D 8k x4
+    assert cal.parallel_min_bytes[Accounting.RUNTIME].value == g.value + GIB
+    assert cal.q4_weights.value is None and cal.q4_kv.value is None  # not measured
+    assert cal.n_problems == 40 and cal.n_configs == 20 and cal.dataset == "synth"
+
+
+def test_bootstrap_is_seeded(tmp_path: Path) -> None:
+    path = scale_rule_results(tmp_path / "r.jsonl")
+    a, b = _cal(path, seed=3), _cal(path, seed=3)
+    assert a.e1_bytes == b.e1_bytes and a.saturation_tokens == b.saturation_tokens
+    assert a.e1_bytes.n_bootstrap == 50 and 0 < a.e1_bytes.n_defined <= 50
+
+
+def test_four_bit_weights_and_kv_reach_the_frontier(tmp_path: Path) -> None:
+    extra = [Cfg("C", "Q4_K_M", 1.3, 144 * KIB, 2048, 1), Cfg("D", "Q8_0", 4.2, 40 * KIB, 2048, 1, kv="q4_0")]
+    cal = _cal(scale_rule_results(tmp_path / "r.jsonl", extra=extra))
+    assert cal.q4_weights.value is True and cal.q4_weights.share > 0.5
+    assert cal.q4_kv.value is True
+    assert cal.e1_bytes.value == round(4.2 * GIB)  # the structure is unchanged
+
+
+def test_four_bit_measured_but_never_on_frontier(tmp_path: Path) -> None:
+    # a 4-bit C bigger than the 8-bit one and less accurate: measured, never on the frontier
+    extra = [Cfg("C", "Q4_K_M", 2.4, 144 * KIB, 2048, 1)]
+    cal = _cal(scale_rule_results(tmp_path / "r.jsonl", extra=extra))
+    assert cal.q4_weights.value is False and cal.q4_weights.share == 0.0
+
+
+def test_tokens_never_pay_gives_lower_bound(tmp_path: Path) -> None:
+    cfgs = [Cfg(m, "Q8_0", e, 112 * KIB, b, 1) for m, e in (("A", 0.6), ("B", 1.2), ("C", 2.3)) for b in BUDGETS]
+    acc = {"A": 0.1, "B": 0.2, "C": 0.3}
+    cal = _cal(write(tmp_path / "r.jsonl", cfgs, lambda c, k: acc[c.model]))
+    assert cal.e1_bytes.kind == "at_least" and cal.e1_bytes.value == round(2.3 * GIB)
+    assert cal.saturation_tokens.kind == "at_most" and cal.saturation_tokens.value == 2048
+    assert cal.parallel_min_bytes[Accounting.PAPER].kind == "undetermined"
+
+
+def test_parallel_never_pays_gives_lower_bound(tmp_path: Path) -> None:
+    cfgs = [Cfg("D", "Q8_0", 4.2, 144 * KIB, b, 4) for b in BUDGETS]
+    cal = _cal(write(tmp_path / "r.jsonl", cfgs, lambda c, k: scale_rule_accuracy(c, 1)))  # maj@4 = pass@1
+    g = cal.parallel_min_bytes[Accounting.PAPER]
+    assert g.kind == "at_least" and g.value == round(4.2 * GIB) + 144 * KIB * 16384 * 4
+
+
+def test_saturation_still_growing_is_a_lower_bound(tmp_path: Path) -> None:
+    cfgs = [Cfg("D", "Q8_0", 4.2, 144 * KIB, b, 1) for b in BUDGETS]
+    pts = points(point_scores(read_results([write(tmp_path / "r.jsonl", cfgs, lambda c, k: c.budget / 20000)])))
+    assert fit_saturation(pts, (None, "undetermined")) == (16384.0, "at_least")
+
+
+def test_fit_e1_edge_cases() -> None:
+    assert fit_e1([]) == (None, "undetermined")
+
+
+@pytest.mark.parametrize("tolerance,expected", [(0.02, 8192), (0.2, 4096)])
+def test_saturation_tolerance(tmp_path: Path, tolerance: float, expected: int) -> None:
+    cal = _cal(scale_rule_results(tmp_path / "r.jsonl"), tolerance=tolerance, n_bootstrap=5)
+    assert cal.saturation_tokens.value == expected
