@@ -63,7 +63,14 @@ def bar_legend() -> Text:
 def pick_table(result: PickResult, *, width: int = 100) -> Group:
     vram = result.budget.vram_bytes
     bar_width = max(10, min(BAR_WIDTH, width - (90 if width >= 110 else 62)))
-    t = Table(title=f"edgekv pick: {format_bytes(vram)} card, task {result.policy.task.value}", box=box.SIMPLE_HEAD)
+    devs = result.budget.devices
+    card = (
+        " + ".join(format_bytes(d.vram_bytes) for d in devs) + f" ({len(devs)} devices, -ts "
+        + ",".join(f"{x:g}" for x in result.budget.tensor_split) + ")"
+        if devs
+        else f"{format_bytes(vram)} card"
+    )  # fmt: skip
+    t = Table(title=f"edgekv pick: {card}, task {result.policy.task.value}", box=box.SIMPLE_HEAD)
     wide = width >= 110
     for col, kw in (
         ("#", {"justify": "right"}), ("model", {"overflow": "fold"}), ("quant", {}),
@@ -95,6 +102,8 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
         parts.append(why)
         parts.extend(Text(f"  - {r}") for r in best.reasons)
         parts.append(Text(f"  - memory: {footprint_line(best.footprint)}"))
+        for line in device_lines(best, result):
+            parts.append(Text(f"    {line}"))
         base = result.baseline
         if base is not None:
             parts.append(Text("Uniform 4-bit (the usual default) on this card:", style="bold"))
@@ -116,6 +125,17 @@ def pick_table(result: PickResult, *, width: int = 100) -> Group:
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
             )
     return Group(*parts)
+
+
+def device_lines(plan: Plan, result: PickResult) -> list[str]:
+    """One line per device of a split: its layers' weights and KV, its compute, overhead, margin."""
+    devs = result.budget.devices
+    if not plan.device_footprints or not devs:
+        return []
+    return [
+        f"{d.name}: {footprint_line(fp)} of {format_bytes(d.vram_bytes)}"
+        for d, fp in zip(devs, plan.device_footprints, strict=True)
+    ]
 
 
 def baseline_contrast(best: Plan, base: Plan) -> str:
@@ -261,8 +281,13 @@ def run_dict(
         "device": device,
         "gpu": prepared.gpu,
         "config": {
-            "n_ctx": cfg.n_ctx, "type_k": cfg.type_k.value, "type_v": cfg.type_v.value, "parallel": cfg.n_seq,
-            "n_gpu_layers": cfg.n_gpu_layers, "flash_attn": cfg.flash_attn, "n_ubatch": cfg.n_ubatch,
+            "n_ctx": cfg.n_ctx,
+            "type_k": cfg.type_k.value,
+            "type_v": cfg.type_v.value,
+            "parallel": cfg.n_seq,
+            "n_gpu_layers": cfg.n_gpu_layers,
+            "flash_attn": cfg.flash_attn,
+            "n_ubatch": cfg.n_ubatch,
         },  # fmt: skip
         "predicted": predicted_dict(fp),
         "measured": out.measured.as_dict(),

@@ -26,8 +26,25 @@ def _gib(n_bytes: int) -> str:
 def pick_options(f: F) -> F:
     """The options pick shares with ``edgekv download --vram``."""
     opts = [
-        click.option("--vram", "vram", metavar="SIZE", help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units)."),
-        click.option("--gpu", "gpu", type=click.Choice(["auto"]), help="Read the card's total memory through NVML."),
+        click.option(
+            "--vram",
+            "vram",
+            metavar="SIZE[,SIZE...]",
+            help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units); 12G,8G for several devices (llama.cpp's "
+            "layer split, in llama.cpp's device order: RPC servers first, then local GPUs).",
+        ),
+        click.option(
+            "--gpu",
+            "gpu",
+            type=click.Choice(["auto"]),
+            help="Read each card's total memory through NVML (several cards: a layer split).",
+        ),
+        click.option(
+            "--tensor-split",
+            "tensor_split",
+            metavar="A,B[,...]",
+            help="Each device's share of the layers (llama.cpp -ts).  [default: proportional to --vram]",
+        ),
         click.option(
             "--task",
             type=click.Choice(["math", "code", "knowledge"]),
@@ -99,6 +116,8 @@ def run_pick(params: dict[str, Any], *, top: int = 5) -> Any:
     from edgekv.units import parse_list, parse_size, parse_tokens
 
     kwargs: dict[str, Any] = {"vram_bytes": _card_bytes(params), "top": top}
+    if params.get("tensor_split"):
+        kwargs["tensor_split"] = tensor_split_option(params["tensor_split"])
     if params.get("task"):
         kwargs["task"] = Task(params["task"])
     if params.get("family"):
@@ -148,22 +167,46 @@ def _quants(text: str) -> list[str]:
     return [WeightQuant.parse(q).value for q in names]
 
 
-def _card_bytes(params: dict[str, Any]) -> int:
+def vram_option(text: str) -> int | list[int]:
+    """--vram: one size (8G), or one per device (12G,8G)."""
     from edgekv.errors import SpecError
-    from edgekv.units import parse_size
+    from edgekv.units import parse_list, parse_size
+
+    sizes = [parse_size(x) for x in parse_list(text)]
+    if not sizes:
+        raise SpecError(f"--vram {text!r} names no size", hint="e.g. --vram 8G or --vram 12G,8G")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def tensor_split_option(text: str) -> list[float]:
+    """--tensor-split 3,2 -> [3.0, 2.0] (llama.cpp's -ts: shares, normalised by llama.cpp)."""
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_list
+
+    try:
+        split = [float(x) for x in parse_list(text)]
+    except ValueError:
+        raise SpecError(f"--tensor-split {text!r} is not a list of numbers", hint="e.g. --tensor-split 3,2") from None
+    if not split or any(x < 0 or x != x for x in split) or sum(split) <= 0:
+        raise SpecError(f"--tensor-split {text!r}: shares must be >= 0, not all 0", hint="e.g. --tensor-split 3,2")
+    return split
+
+
+def _card_bytes(params: dict[str, Any]) -> int | list[int]:
+    from edgekv.errors import SpecError
 
     if params.get("vram"):
-        return parse_size(params["vram"])
+        return vram_option(params["vram"])
     if params.get("gpu") == "auto":
-        from edgekv.llama.vram import gpu_info
+        from edgekv.llama.vram import gpu_infos
 
-        info = gpu_info()
-        if info is None:
+        infos = gpu_infos()
+        if not infos:
             raise SpecError(
                 "--gpu auto found no NVIDIA GPU through NVML",
                 hint="pass --vram with the card's memory, e.g. --vram 8G (pip install nvidia-ml-py for NVML)",
             )
-        return info.total_bytes
+        return infos[0].total_bytes if len(infos) == 1 else [i.total_bytes for i in infos]
     raise SpecError(
         "say how much memory the card has", hint="pass --vram 8G, or --gpu auto on a machine with an NVIDIA GPU"
     )

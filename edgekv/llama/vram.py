@@ -74,6 +74,22 @@ def gpu_info(index: int = 0) -> GpuInfo | None:
     return GpuInfo(index, name, int(mem.total), int(mem.free))
 
 
+def gpu_infos() -> list[GpuInfo]:
+    """Every GPU NVML sees, in NVML's order (PCI bus order; set CUDA_DEVICE_ORDER=PCI_BUS_ID so
+    CUDA and llama.cpp number them the same way); empty without NVML or a GPU."""
+    try:
+        nvml = _nvml()
+    except RuntimeUnavailable as e:
+        log.debug("no GPU info: %s", e)
+        return []
+    try:
+        count = int(nvml.nvmlDeviceGetCount())
+    except nvml.NVMLError as e:
+        log.debug("no GPU info: %s", e)
+        return []
+    return [info for i in range(count) if (info := gpu_info(i)) is not None]
+
+
 def process_vram_bytes(*, index: int = 0, pid: int | None = None) -> int | None:
     """VRAM NVML says this process holds on GPU ``index`` (reservation included); None if unknown.
 
