@@ -291,6 +291,13 @@ def run_dict(
         },  # fmt: skip
         "predicted": predicted_dict(fp),
         "measured": out.measured.as_dict(),
+        "tensor_split": list(cfg.tensor_split) or None,
+        "predicted_per_device": [
+            {"device": f"GPU {i}", "vram_bytes": prepared.vram_per_device[i]} | predicted_dict(f)
+            for i, f in enumerate(prepared.device_footprints)
+        ]
+        or None,
+        "measured_per_device": list(getattr(out, "measured_per_device", [])) or None,
         "turns": [
             {
                 "n_prompt": g.n_prompt,

@@ -240,6 +240,19 @@ def reserve_cap(cap_bytes: int, *, index: int = 0, context_bytes: int | None = N
     return cap
 
 
+def reserve_caps(caps: list[int] | tuple[int, ...]) -> list[VramCap]:
+    """``reserve_cap`` on GPU 0, 1, ... for a layer split: one cap per device (released on error)."""
+    out: list[VramCap] = []
+    try:
+        for i, cap in enumerate(caps):
+            out.append(reserve_cap(cap, index=i))
+    except BaseException:
+        for c in out:
+            c.release()
+        raise
+    return out
+
+
 def usable_bytes(cap_bytes: int, *, index: int = 0) -> int:
     """What a run may use under ``--vram``: the cap, or less on a card with less free memory
     (its free memory plus what this process already holds there)."""
