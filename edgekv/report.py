@@ -96,6 +96,8 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
         parts.append(why)
         parts.extend(Text(f"  - {r}") for r in best.reasons)
         parts.append(Text(f"  - memory: {footprint_line(best.footprint)}"))
+        for line in device_lines(best, result):
+            parts.append(Text(f"    {line}"))
         base = result.baseline
         if base is not None:
             parts.append(Text("Uniform 4-bit (the usual default) on this card:", style="bold"))
@@ -145,7 +147,12 @@ def _pick_grid(
     result: PickResult, rows: list[dict[str, str]], vram: int, *, drop: tuple[str, ...], bar_width: int, wide: bool
 ) -> Table:
     sp = result.speed
-    card = f"{format_bytes(vram)} card" if sp is None else f"{sp.card_speed.card.name}, {gib(vram)} GiB"
+    devs = result.budget.devices
+    if devs:
+        split = ",".join(f"{x:g}" for x in result.budget.tensor_split)
+        card = " + ".join(format_bytes(d.vram_bytes) for d in devs) + f" ({len(devs)} devices, -ts {split})"
+    else:
+        card = f"{format_bytes(vram)} card" if sp is None else f"{sp.card_speed.card.name}, {gib(vram)} GiB"
     title = f"edgekv pick: {card}, task {result.policy.task.value}"
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     cols: list[tuple[str, str, dict[str, Any]]] = [
@@ -185,6 +192,17 @@ def speed_line(result: PickResult) -> Text:
         f"speed on {cs.card.name} ({cs.card.bandwidth_bytes_per_s / 1e9:.0f} GB/s): tok/s of each sample; answer = "
         f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}. Constants {cs.source}."
     )
+
+
+def device_lines(plan: Plan, result: PickResult) -> list[str]:
+    """One line per device of a split: its layers' weights and KV, its compute, overhead, margin."""
+    devs = result.budget.devices
+    if not plan.device_footprints or not devs:
+        return []
+    return [
+        f"{d.name}: {footprint_line(fp)} of {format_bytes(d.vram_bytes)}"
+        for d, fp in zip(devs, plan.device_footprints, strict=True)
+    ]
 
 
 def baseline_contrast(best: Plan, base: Plan) -> str:
@@ -340,6 +358,13 @@ def run_dict(
         },  # fmt: skip
         "predicted": predicted_dict(fp),
         "measured": out.measured.as_dict(),
+        "tensor_split": list(cfg.tensor_split) or None,
+        "predicted_per_device": [
+            {"device": f"GPU {i}", "vram_bytes": prepared.vram_per_device[i]} | predicted_dict(f)
+            for i, f in enumerate(prepared.device_footprints)
+        ]
+        or None,
+        "measured_per_device": list(getattr(out, "measured_per_device", [])) or None,
         "turns": [
             {
                 "n_prompt": g.n_prompt,

@@ -65,7 +65,12 @@ def results_table(rows: list[dict[str, Any]], *, title: str) -> Any:
 @click.option("--n-prompt", default=512, show_default=True, type=click.IntRange(0), help="Prompt tokens timed.")
 @click.option("--n-gen", default=128, show_default=True, type=click.IntRange(0), help="Decode steps timed.")
 @click.option("--reps", default=5, show_default=True, type=click.IntRange(1), help="Repetitions (median, min, max).")
-@click.option("--vram", metavar="SIZE", help="VRAM cap; configurations over it are reported as refused.")
+@click.option(
+    "--vram",
+    metavar="SIZE[,SIZE...]",
+    help="VRAM cap (12G,8G: one per device of a layer split); configurations over it are reported as refused.",
+)
+@click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share (llama.cpp -ts).")
 @click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
@@ -89,6 +94,7 @@ def command(
     n_gen: int,
     reps: int,
     vram: str | None,
+    tensor_split: str | None,
     ngl: int,
     flash_attn: bool,
     threads: int | None,
@@ -108,17 +114,21 @@ def command(
       edgekv bench model.gguf --depth 0,8k --n-gen 64 --reps 3 --json > results.json
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
     """
-    from edgekv.commands.options import input_file, verbosity
+    from edgekv.commands.options import input_file, tensor_split_option, verbosity, vram_option
     from edgekv.errors import NothingRan, SpecError
     from edgekv.llama import bench
     from edgekv.llama import records as rec
     from edgekv.plan.memory import RunConfig
-    from edgekv.units import parse_list, parse_size, parse_tokens
+    from edgekv.units import parse_list, parse_tokens
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     input_file(model)
-    base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn)
+    vram_bytes = vram_option(vram) if vram is not None else None
+    split = tuple(tensor_split_option(tensor_split)) if tensor_split else ()
+    if split and not isinstance(vram_bytes, list):
+        raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
+    base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn, tensor_split=split)
     ctx_list = [parse_tokens(c) for c in parse_list(contexts)]
     if not ctx_list or min(ctx_list) < 1:
         raise SpecError(f"--ctx {contexts!r}: every context must be a positive token count", hint="e.g. --ctx 4k,16k")
@@ -128,7 +138,6 @@ def command(
     configs = bench.grid(pairs, ctx_list, base=base)
     settings = rec.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
     depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
-    vram_bytes = parse_size(vram) if vram is not None else None
     verbose = verbosity(ctx) >= 2
     run_args: dict[str, Any] = {
         "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,

@@ -53,7 +53,7 @@ def max_time_option() -> Callable[[F], F]:
 class CardChoice:
     """What --gpu/--vram say about the card: its memory, the card (None without --gpu), and notes."""
 
-    vram_bytes: int | None  # --vram, else the card's (NVML's total under auto); None: neither given
+    vram_bytes: int | list[int] | None  # --vram (one per device), else the card's (NVML's totals); None: neither
     card: Card | None
     local: LocalGpu | None = None  # --gpu auto: NVML's total and free memory
     notes: tuple[str, ...] = ()
@@ -71,14 +71,20 @@ def resolve_card(gpu: str | None, vram: str | None = None) -> CardChoice:
         SpecError: --gpu auto without an NVIDIA GPU; a bad --vram.
     """
     from edgekv.errors import SpecError, UnknownCard
-    from edgekv.units import format_bytes, parse_size
+    from edgekv.units import format_bytes
 
-    vram_bytes = parse_size(vram) if vram is not None else None
+    vram_bytes = vram_option(vram) if vram is not None else None
     if not gpu:
         return CardChoice(vram_bytes, None)
     notes: list[str] = []
     if gpu.strip().lower() == "auto":
-        from edgekv.llama.vram import card_from_nvml
+        from edgekv.llama.vram import card_from_nvml, gpu_infos
+
+        infos = gpu_infos()
+        if len(infos) > 1:  # several cards: a layer split over their totals; speed is not predicted for a split
+            totals = [i.total_bytes for i in infos]
+            names = ", ".join(f"GPU {n}: {i.name} {format_bytes(i.total_bytes)}" for n, i in enumerate(infos))
+            return CardChoice(vram_bytes if vram_bytes is not None else totals, None, None, (f"--gpu auto: {names}",))
 
         local = card_from_nvml()
         if local is None:
@@ -146,9 +152,21 @@ def max_time_s(text: str | None, card: Card | None) -> float | None:
 def pick_options(f: F) -> F:
     """The options pick shares with ``edgekv download --vram``."""
     opts = [
-        click.option("--vram", "vram", metavar="SIZE", help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units)."),
+        click.option(
+            "--vram",
+            "vram",
+            metavar="SIZE[,SIZE...]",
+            help="Card memory: 8G, 8GiB, 7.5G, 8192M (binary units); 12G,8G for several devices (llama.cpp's "
+            "layer split, in llama.cpp's device order: RPC servers first, then local GPUs).",
+        ),
         gpu_option(),
         max_time_option(),
+        click.option(
+            "--tensor-split",
+            "tensor_split",
+            metavar="A,B[,...]",
+            help="Each device's share of the layers (llama.cpp -ts).  [default: proportional to --vram]",
+        ),
         click.option(
             "--task",
             type=click.Choice(["math", "code", "knowledge"]),
@@ -239,10 +257,13 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
             "say how much memory the card has", hint="pass --gpu 'RTX 4060' (its name), --gpu auto, or --vram 8G"
         )
     kwargs: dict[str, Any] = {"vram_bytes": choice.vram_bytes, "top": top}
-    kwargs["max_time_s"] = max_time_s(params.get("max_time"), choice.card)
-    cs = card_speed(choice.card)
+    several = isinstance(choice.vram_bytes, list)
+    kwargs["max_time_s"] = max_time_s(params.get("max_time"), None if several else choice.card)
+    cs = None if several else card_speed(choice.card)
     if cs is not None:
         kwargs["card_speed"] = cs
+    if params.get("tensor_split"):
+        kwargs["tensor_split"] = tensor_split_option(params["tensor_split"])
     if params.get("task"):
         kwargs["task"] = Task(params["task"])
     if params.get("family"):
@@ -296,6 +317,33 @@ def _quants(text: str) -> list[str]:
     if not names:
         raise SpecError("--quants is empty", hint="e.g. --quants Q8_0,Q4_K_M")
     return [WeightQuant.parse(q).value for q in names]
+
+
+def vram_option(text: str) -> int | list[int]:
+    """--vram: one size (8G), or one per device (12G,8G)."""
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_list, parse_size
+
+    if not text.strip():
+        parse_size(text)  # raises: "cannot read '' as a memory size"
+    sizes = [parse_size(x) for x in parse_list(text)]
+    if not sizes:
+        raise SpecError(f"--vram {text!r} names no size", hint="e.g. --vram 8G or --vram 12G,8G")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def tensor_split_option(text: str) -> list[float]:
+    """--tensor-split 3,2 -> [3.0, 2.0] (llama.cpp's -ts: shares, normalised by llama.cpp)."""
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_list
+
+    try:
+        split = [float(x) for x in parse_list(text)]
+    except ValueError:
+        raise SpecError(f"--tensor-split {text!r} is not a list of numbers", hint="e.g. --tensor-split 3,2") from None
+    if not split or any(x < 0 or x != x for x in split) or sum(split) <= 0:
+        raise SpecError(f"--tensor-split {text!r}: shares must be >= 0, not all 0", hint="e.g. --tensor-split 3,2")
+    return split
 
 
 def top_plan_for_download(params: dict[str, Any]) -> tuple[str, str]:

@@ -9,13 +9,33 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import context_option, given, gpu_option, input_file, kv_types, plan_model_path, verbosity
+from edgekv.commands.options import (
+    context_option,
+    given,
+    gpu_option,
+    input_file,
+    kv_types,
+    plan_model_path,
+    tensor_split_option,
+    verbosity,
+    vram_option,
+)
 
 
 @click.command("run")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
-@click.option("--vram", metavar="SIZE", help="VRAM cap: 8G, 6GiB, 7.5G. Refuses what would not fit.")
+@click.option(
+    "--vram",
+    metavar="SIZE[,SIZE...]",
+    help="VRAM cap: 8G, 6GiB, 7.5G; 12G,8G caps GPU 0 and GPU 1 of a layer split. Refuses what would not fit.",
+)
 @gpu_option()
+@click.option(
+    "--tensor-split",
+    "tensor_split",
+    metavar="A,B[,...]",
+    help="Each device's share of the layers (llama.cpp -ts).  [default: proportional to --vram]",
+)
 @click.option("--kv", metavar="TYPE", help="K and V cache type: f16, q8_0, q4_0 (also bf16, q5_0, ...).")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
@@ -68,14 +88,20 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     from edgekv.units import format_bytes, parse_size
 
     plan = read_plan(input_file(o["plan_path"], what="plan file")) if o["plan_path"] is not None else None
-    vram_bytes = parse_size(o["vram"]) if o["vram"] is not None else None
+    vram_bytes = vram_option(o["vram"]) if o["vram"] is not None else None
+    split = tuple(tensor_split_option(o["tensor_split"])) if o["tensor_split"] else ()
     cap_text = o["vram"]
     n_ctx, auto = context_option(o["ctx_text"])
     parallel, ngl, plan_kv = o["parallel"], o["ngl"], None
     if plan is not None:
         model = model or plan_model_path(plan)
-        if not given(ctx, "vram") and plan.vram_bytes:
+        if not given(ctx, "vram") and plan.vram_per_device:
+            vram_bytes = list(plan.vram_per_device)
+            cap_text = ",".join(format_bytes(c) for c in plan.vram_per_device) + " (from the plan)"
+        elif not given(ctx, "vram") and plan.vram_bytes:
             vram_bytes, cap_text = plan.vram_bytes, f"{format_bytes(plan.vram_bytes)} (from the plan)"
+        if not split and plan.tensor_split and isinstance(vram_bytes, list):
+            split = plan.tensor_split
         if all(o[k] is None for k in ("kv", "type_k", "type_v")) and plan.type_k and plan.type_v:
             plan_kv = (plan.type_k, plan.type_v)
         if not given(ctx, "ctx_text") and plan.n_ctx:
@@ -86,7 +112,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         from edgekv.commands.options import resolve_card
 
         card = resolve_card(o["gpu"])
-        if card.card is not None and card.vram_bytes is not None:
+        if card.card is not None and isinstance(card.vram_bytes, int):
             vram_bytes, cap_text = card.vram_bytes, f"{format_bytes(card.vram_bytes)} ({card.card.name})"
     if not model:
         raise click.UsageError("give MODEL.gguf or --plan plan.json")
@@ -103,8 +129,12 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     verbose = verbosity(ctx) >= 2
     tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=plan_kv)
     fa = o["flash_attn"] is not False  # on unless turned off; session.prepare checks the pair before anything loads
-    cfg = RunConfig(n_ctx=n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa)
-    if (ngl != 0 or vram_bytes) and not runtime.gpu_offload_supported():
+    if split and not isinstance(vram_bytes, list):
+        raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
+    cfg = RunConfig(
+        n_ctx=n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa, tensor_split=split
+    )
+    if (ngl != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not runtime.gpu_offload_supported():
         click.echo(
             "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
             f"llama.cpp allocates. For a GPU build:\n  {runtime.CUDA_REINSTALL}",
@@ -125,11 +155,17 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
             f"attention {'on' if fa else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of {budget}",
             err=True,
         )
+        for i, fp in enumerate(prepared.device_footprints):
+            click.echo(
+                f"  GPU {i}: predicted {format_bytes(fp.gpu_total)} of {format_bytes(prepared.vram_per_device[i])}",
+                err=True,
+            )
     out = _generate(prepared, prompt, o, samp, verbose=verbose)
     if o["as_json"]:
         device = session.device_name(prepared.gpu)
         build = runtime.build_info()
-        data = report.run_dict(prepared, out, model=model, vram_bytes=vram_bytes, device=device, build=build)
+        total = sum(vram_bytes) if isinstance(vram_bytes, list) else vram_bytes
+        data = report.run_dict(prepared, out, model=model, vram_bytes=total, device=device, build=build)
         click.echo(json.dumps(data, indent=2))
         return
     con = report.console(stderr=True)

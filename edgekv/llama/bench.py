@@ -94,14 +94,15 @@ def bench(
     *,
     depths: Sequence[int] = (0,),
     settings: BenchSettings | None = None,
-    vram_bytes: int | None = None,
+    vram_bytes: int | Sequence[int] | None = None,
     cap_text: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
 ) -> list[BenchRecord]:
     """Benchmark each configuration at each depth; over-cap ones come back as ``refused``.
 
-    Each configuration is loaded afresh (so its memory is its own) under one cap reservation.
+    Each configuration is loaded afresh (so its memory is its own) under one cap reservation;
+    with one cap per device (a layer split) each load reserves its own caps.
     """
     settings = settings or BenchSettings()
     p = Path(path)
@@ -112,7 +113,8 @@ def bench(
     }  # fmt: skip
     total = len(configs) * len(depths)
     done = 0
-    cap = sess.open_cap(vram_bytes, gpu=gpu_any)
+    split = vram_bytes is not None and not isinstance(vram_bytes, int) and len(vram_bytes) > 1
+    cap = None if split or isinstance(vram_bytes, Sequence) else sess.open_cap(vram_bytes, gpu=gpu_any)
     records: list[BenchRecord] = []
     probes = {gpu: sess.compute_probe(p, gpu=gpu, verbose=verbose) for gpu in (False, True)}
 
@@ -131,7 +133,7 @@ def bench(
                 )  # fmt: skip
             except (DoesNotFit, KvConfigError) as e:
                 have = e.have_bytes if isinstance(e, DoesNotFit) else None
-                fp = _safe_predict(spec, cfg, probes[sess.device_is_gpu(cfg)], have_bytes=have)
+                fp = None if split else _safe_predict(spec, cfg, probes[sess.device_is_gpu(cfg)], have_bytes=have)
                 for d in depths:
                     rec(cfg, d, "refused", reason=str(e), predicted=fp)
                 done += len(depths)

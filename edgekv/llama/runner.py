@@ -126,6 +126,20 @@ def resolve_flash_attn(
 def _model_params(llama_cpp: Any, cfg: RunConfig, *, dry_run: bool) -> Any:
     mp = llama_cpp.llama_model_default_params()
     mp.n_gpu_layers = 999 if cfg.n_gpu_layers < 0 else cfg.n_gpu_layers
+    if len(cfg.tensor_split) > 1:
+        # several devices: llama.cpp's layer split with the plan's shares (plan/devices.py). The
+        # array has llama_max_devices() entries (devices past the plan get 0, so no layers); the
+        # struct keeps it alive (ctypes holds an assigned array in the struct's _objects).
+        n_max = int(llama_cpp.llama_max_devices())
+        if len(cfg.tensor_split) > n_max:
+            raise KvConfigError(f"{len(cfg.tensor_split)} devices, but this llama.cpp build takes at most {n_max}")
+        mp.split_mode = llama_cpp.LLAMA_SPLIT_MODE_LAYER
+        mp.tensor_split = (ctypes.c_float * n_max)(*cfg.tensor_split)
+    elif cfg.n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload():
+        # one device: only the first GPU, as the cap and the plan assume (the default, split mode
+        # LAYER over every visible GPU by free memory, would spread a capped run over a second card)
+        mp.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        mp.main_gpu = 0
     if dry_run:
         mp.no_alloc = True
         mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE  # without it no_alloc aborts the process

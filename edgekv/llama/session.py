@@ -12,11 +12,11 @@ import logging
 import os
 import platform
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgekv.errors import RuntimeUnavailable
+from edgekv.errors import KvConfigError, RuntimeUnavailable
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
 from edgekv.llama.compute_cache import ComputeCache, cache_key
@@ -25,10 +25,11 @@ from edgekv.llama.records import Measured
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
+from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.memory import Footprint, RunConfig
+from edgekv.units import format_bytes
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,8 @@ class Prepared:
     path: Path
     spec: ModelSpec
     check: preflight.Preflight
-    vram_bytes: int | None
+    vram_bytes: int | None  # the sum over a split's devices
+    vram_per_device: tuple[int, ...] = ()  # a layer split: each device's cap (reserved on GPU 0, 1, ...)
 
     @property
     def cfg(self) -> RunConfig:
@@ -51,6 +53,10 @@ class Prepared:
     @property
     def footprint(self) -> Footprint:
         return self.check.footprint
+
+    @property
+    def device_footprints(self) -> tuple[Footprint, ...]:
+        return self.check.device_footprints
 
 
 def device_is_gpu(cfg: RunConfig) -> bool:
@@ -102,7 +108,7 @@ def prepare(
     path: str | os.PathLike[str],
     cfg: RunConfig,
     *,
-    vram_bytes: int | None,
+    vram_bytes: int | Sequence[int] | None,
     auto_ctx: bool = False,
     probe: bool = True,
     margin_bytes: int = 0,
@@ -114,6 +120,8 @@ def prepare(
     """Size ``cfg`` with the memory model (compute buffer from a dry run) against ``vram_bytes``.
 
     Without ``vram_bytes`` the budget is the card's free memory (GPU) or available RAM (CPU).
+    Several caps (one per device, with ``cfg.tensor_split``, default proportional to the caps)
+    plan llama.cpp's layer split: every device is checked against its own cap (``prepare_split``).
     ``compute`` replaces the dry-run probe (see :func:`compute_probe`); ``probe=False`` uses the formula.
 
     Raises:
@@ -123,6 +131,11 @@ def prepare(
     runtime.resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
     p = Path(path)
     spec = spec or read_spec(p)
+    if vram_bytes is not None and not isinstance(vram_bytes, int):
+        caps = tuple(vram_bytes)
+        if len(caps) > 1:
+            return prepare_split(p, cfg, caps, spec=spec, auto_ctx=auto_ctx, probe=probe, margin_bytes=margin_bytes)
+        vram_bytes = caps[0] if caps else None
     gpu = device_is_gpu(cfg)
     if gpu:
         have = vram.usable_bytes(vram_bytes) if vram_bytes else _gpu_free()
@@ -134,6 +147,60 @@ def prepare(
         margin_bytes=margin_bytes, cap_text=cap_text,
     )  # fmt: skip
     return Prepared(p, spec, check, vram_bytes)
+
+
+def prepare_split(
+    path: Path,
+    cfg: RunConfig,
+    caps: tuple[int, ...],
+    *,
+    spec: ModelSpec,
+    auto_ctx: bool = False,
+    probe: bool = True,
+    margin_bytes: int = 0,
+    verbose: bool = False,
+) -> Prepared:
+    """``prepare`` across devices: GPU ``i`` gets ``caps[i]`` (less where it has less free memory).
+
+    Raises:
+        RuntimeUnavailable: a build without GPU offload (a CPU run has one memory), or fewer GPUs
+            than caps.
+        DoesNotFit: a device would not fit; the message names each one and its shortfall.
+    """
+    n = len(caps)
+    shown = ",".join(format_bytes(c) for c in caps)
+    if not runtime.gpu_offload_supported():
+        raise RuntimeUnavailable(
+            f"--vram {shown} names {n} devices, but this llama-cpp-python build has no GPU offload: a CPU run "
+            "has one memory",
+            hint=f"give one --vram, or install a CUDA build: {runtime.CUDA_REINSTALL}",
+        )
+    infos = vram.gpu_infos()
+    if infos and len(infos) < n:
+        raise RuntimeUnavailable(f"--vram {shown} names {n} devices, but NVML sees {len(infos)} GPU(s)")
+    if cfg.n_gpu_layers >= 0:
+        raise KvConfigError("a layer split over several devices offloads every layer", hint="drop --ngl")
+    split = cfg.tensor_split or default_split(devices_from_caps(caps))
+    cfg = replace(cfg, tensor_split=check_split(split, n))
+    devs = devices_from_caps([vram.usable_bytes(c, index=i) for i, c in enumerate(caps)])
+    measure = split_compute_probe(path, n, verbose=verbose) if probe else None
+    check = preflight.preflight_split(spec, cfg, devs, compute=measure, auto_ctx=auto_ctx, margin_bytes=margin_bytes)
+    return Prepared(path, spec, check, sum(caps), caps)
+
+
+def split_compute_probe(path: Path, n_devices: int, *, verbose: bool = False) -> preflight.SplitProbe:
+    """Each device's compute buffer from a dry run with the split (not cached: it depends on the
+    split and the devices); None when the log does not name one buffer per device."""
+
+    def probe(cfg: RunConfig) -> tuple[int, ...] | None:
+        b = runtime.dry_run(path, cfg, verbose=verbose)
+        per = tuple(v for k, v in b.compute.items() if not is_host_buffer(k))
+        if len(per) != n_devices:
+            log.warning("the dry run logged %d device compute buffers for %d devices", len(per), n_devices)
+            return None
+        return per
+
+    return probe
 
 
 def _gpu_free() -> int:
@@ -149,11 +216,13 @@ class Session:
     runner: runtime.Runner
     cap: vram.VramCap | None
     owns_cap: bool = False
+    caps: tuple[vram.VramCap, ...] = ()  # a layer split: one cap per device (``cap`` is the first)
 
     def close(self) -> None:
         self.runner.close()
-        if self.owns_cap and self.cap is not None:
-            self.cap.release()
+        if self.owns_cap:
+            for c in self.caps or ((self.cap,) if self.cap is not None else ()):
+                c.release()
 
     def __enter__(self) -> Session:
         return self
@@ -179,15 +248,20 @@ def open_run(
 ) -> Session:
     """Load the prepared configuration; reserves the cap first on a GPU unless ``cap`` is given."""
     own_cap = cap is None
-    if own_cap:
+    caps: tuple[vram.VramCap, ...] = ()
+    if own_cap and prepared.vram_per_device:
+        caps = tuple(vram.reserve_caps(prepared.vram_per_device))
+        cap = caps[0]
+    elif own_cap:
         cap = open_cap(prepared.vram_bytes, gpu=prepared.gpu)
     try:
         runner = runtime.load(prepared.path, prepared.cfg, n_threads=n_threads, n_batch=n_batch, verbose=verbose)
     except BaseException:
-        if own_cap and cap is not None:
-            cap.release()
+        if own_cap:
+            for c in caps or ((cap,) if cap is not None else ()):
+                c.release()
         raise
-    return Session(prepared, runner, cap, owns_cap=own_cap)
+    return Session(prepared, runner, cap, owns_cap=own_cap, caps=caps)
 
 
 def measure(session: Session) -> Measured:
@@ -197,7 +271,11 @@ def measure(session: Session) -> Measured:
         model, compute = b.model_device, b.compute_device
         kv = sum(v for k, v in b.kv.items() if not is_host_buffer(k)) or b.kv_total
         try:
-            process = session.cap.measured_bytes() if session.cap else vram.process_vram_bytes()
+            if session.caps:  # a layer split: the process's VRAM on every device, less each reservation
+                each = [c.measured_bytes() for c in session.caps]
+                process = None if any(x is None for x in each) else sum(x or 0 for x in each)
+            else:
+                process = session.cap.measured_bytes() if session.cap else vram.process_vram_bytes()
             source = "nvml" if process is not None else "unavailable"
         except RuntimeUnavailable as e:
             log.warning("%s", e)
@@ -208,6 +286,26 @@ def measure(session: Session) -> Measured:
         process, source = vram.peak_rss_bytes() or None, "rss"
     output = sum(b.output.values())
     return Measured(model, kv, compute, process, source, output, b.repack, b.kv_k, b.kv_v)
+
+
+def measure_devices(session: Session) -> list[dict[str, int | str | None]]:
+    """Per device of a layer split: llama.cpp's buffers on it (the log's CUDA0, CUDA1, ...) and
+    NVML's figure for this process there, less that device's reservation."""
+    b = session.runner.buffers
+    out: list[dict[str, int | str | None]] = []
+    for i in range(len(session.prepared.vram_per_device)):
+        name = f"CUDA{i}"
+        process: int | None = None
+        try:
+            process = session.caps[i].measured_bytes() if i < len(session.caps) else vram.process_vram_bytes(index=i)
+        except RuntimeUnavailable as e:
+            log.warning("%s", e)
+        out.append({
+            "device": f"GPU {i}", "buffer": name, "model": b.model.get(name, 0), "kv": b.kv.get(name, 0),
+            "compute": b.compute.get(name, 0), "process": process,
+            "process_source": "nvml" if process is not None else "unavailable",
+        })  # fmt: skip
+    return out
 
 
 def device_name(gpu: bool) -> str:
@@ -230,6 +328,7 @@ class RunOutput:
 
     generations: list[runtime.Generation]
     measured: Measured
+    measured_per_device: list[dict[str, int | str | None]] = field(default_factory=list)  # a layer split
 
 
 def run_prompt(
@@ -252,7 +351,7 @@ def run_prompt(
         text = prompt if raw else runner.apply_chat_template([{"role": "user", "content": prompt}])
         tokens = runner.tokenize(text)
         gen = runner.generate(tokens, max_tokens, n_seq=prepared.cfg.n_seq, sampling=sampling, on_token=on_token)
-        return RunOutput([gen], measure(session))
+        return RunOutput([gen], measure(session), measure_devices(session))
 
 
 def strip_thinking(text: str) -> str:
@@ -286,4 +385,4 @@ def run_chat(
                 on_turn_end()
             messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
             gens.append(gen)
-        return RunOutput(gens, measure(session))
+        return RunOutput(gens, measure(session), measure_devices(session))

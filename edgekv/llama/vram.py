@@ -100,6 +100,22 @@ def card_from_nvml(index: int = 0, *, specs: Callable[[], Sequence[Any]] | None 
     return LocalGpu(card, index, info.total_bytes, info.free_bytes)
 
 
+def gpu_infos() -> list[GpuInfo]:
+    """Every GPU NVML sees, in NVML's order (PCI bus order; set CUDA_DEVICE_ORDER=PCI_BUS_ID so
+    CUDA and llama.cpp number them the same way); empty without NVML or a GPU."""
+    try:
+        nvml = _nvml()
+    except RuntimeUnavailable as e:
+        log.debug("no GPU info: %s", e)
+        return []
+    try:
+        count = int(nvml.nvmlDeviceGetCount())
+    except nvml.NVMLError as e:
+        log.debug("no GPU info: %s", e)
+        return []
+    return [info for i in range(count) if (info := gpu_info(i)) is not None]
+
+
 def process_vram_bytes(*, index: int = 0, pid: int | None = None) -> int | None:
     """VRAM NVML says this process holds on GPU ``index`` (reservation included); None if unknown.
 
@@ -248,6 +264,19 @@ def reserve_cap(cap_bytes: int, *, index: int = 0, context_bytes: int | None = N
         format_bytes(cap_bytes), format_bytes(reserve), format_bytes(free.value), format_bytes(context_bytes),
     )  # fmt: skip
     return cap
+
+
+def reserve_caps(caps: list[int] | tuple[int, ...]) -> list[VramCap]:
+    """``reserve_cap`` on GPU 0, 1, ... for a layer split: one cap per device (released on error)."""
+    out: list[VramCap] = []
+    try:
+        for i, cap in enumerate(caps):
+            out.append(reserve_cap(cap, index=i))
+    except BaseException:
+        for c in out:
+            c.release()
+        raise
+    return out
 
 
 def usable_bytes(cap_bytes: int, *, index: int = 0) -> int:

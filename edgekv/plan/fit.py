@@ -13,6 +13,7 @@ linear).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from edgekv.model.spec import ModelSpec
@@ -87,9 +88,8 @@ def largest_tokens_per_seq(
     """
     g = max(cfg.n_seq, 1)
     cap = (cap_tokens if cap_tokens is not None else context_cap(spec)) // KV_PAD_CELLS
-    if cap < 1:
-        return 0, None
-    costs = costs or kv_costs(spec, cfg)
+    if costs is None:
+        costs = kv_costs(spec, cfg)
     memo: dict[int, Footprint] = {}
 
     def at(steps: int) -> Footprint:
@@ -97,18 +97,32 @@ def largest_tokens_per_seq(
             memo[steps] = footprint_at(spec, replace(cfg, n_ctx=steps * KV_PAD_CELLS * g), terms, costs=costs)
         return memo[steps]
 
-    def fits(steps: int) -> bool:
-        return at(steps).gpu_total <= have_bytes
+    steps = largest_fitting_steps(lambda s: (at(s).gpu_total,), (have_bytes,), cap)
+    return (steps * KV_PAD_CELLS, at(steps)) if steps else (0, None)
 
-    if not fits(1):
-        return 0, None
-    # closed-form guess from the slope between one and two steps, then check it and its neighbour
-    slope = at(2).gpu_total - at(1).gpu_total if cap >= 2 else 0
-    guess = cap if slope <= 0 else min(cap, max(1, 1 + (have_bytes - at(1).gpu_total) // slope))
+
+def largest_fitting_steps(need: Callable[[int], Sequence[int]], have: Sequence[int], cap: int) -> int:
+    """The search itself: the largest ``s`` in 1..cap with ``need(s)[d] <= have[d]`` on every device
+    ``d`` (``need`` non-decreasing in ``s``; callers memoize it); 0 when not even ``s = 1`` fits.
+
+    A closed-form guess from each device's slope between one and two steps (the smallest over the
+    devices), checked with its neighbour, then a binary search where the guess is off.
+    """
+
+    def fits(steps: int) -> bool:
+        return all(n <= h for n, h in zip(need(steps), have, strict=True))
+
+    if cap < 1 or not fits(1):
+        return 0
+    guess = cap
+    if cap >= 2:
+        for n1, n2, h in zip(need(1), need(2), have, strict=True):
+            if n2 > n1:
+                guess = min(guess, max(1, 1 + (h - n1) // (n2 - n1)))
     if fits(guess) and (guess == cap or not fits(guess + 1)):
-        return guess * KV_PAD_CELLS, at(guess)
+        return guess
     lo, hi = (guess, cap) if fits(guess) else (1, guess - 1)
     while lo < hi:  # invariant: lo fits
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-    return lo * KV_PAD_CELLS, at(lo)
+    return lo

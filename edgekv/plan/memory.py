@@ -52,12 +52,15 @@ class RunConfig:
     swa_full: bool = True  # llama_context_default_params().swa_full
     kv_unified: bool = False
     offload_kqv: bool = True
+    # llama_model_params.tensor_split: each device's share of the layers (split_mode LAYER);
+    # () = one device (split_mode NONE on a GPU build). See plan/devices.py.
+    tensor_split: tuple[float, ...] = ()
 
     def with_ctx(self, n_ctx: int) -> RunConfig:
         # positional construction: several times faster than dataclasses.replace (pick calls it often)
         return RunConfig(
             n_ctx, self.type_k, self.type_v, self.n_seq, self.n_gpu_layers, self.n_ubatch, self.flash_attn,
-            self.swa_full, self.kv_unified, self.offload_kqv,
+            self.swa_full, self.kv_unified, self.offload_kqv, self.tensor_split,
         )  # fmt: skip
 
 
@@ -91,16 +94,19 @@ def gpu_layer_start(n_layer: int, n_gpu_layers: int) -> int:
     return min(max(n_layer + 1 - n_gpu_layers, 0), n_layer)
 
 
-def kv_bytes(spec: ModelSpec, cfg: RunConfig, *, swa: bool | None = None, first_layer: int = 0) -> KvBytes:
+def kv_bytes(
+    spec: ModelSpec, cfg: RunConfig, *, swa: bool | None = None, first_layer: int = 0, stop_layer: int | None = None
+) -> KvBytes:
     """KV cache bytes for a context; ``swa`` restricts to sliding (True) or full (False) layers,
-    ``first_layer`` to the blocks from there on (those on the GPU under partial offload)."""
+    ``first_layer``/``stop_layer`` to the blocks first..stop-1 (those on the GPU under partial
+    offload, or on one device of a layer split)."""
     cells, n_stream = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
     swa_cells = 0
     if spec.swa_layers:
         n_swa_total = spec.n_swa * (cfg.n_seq if cfg.kv_unified else 1)
         swa_cells = cells if cfg.swa_full else pad(min(cells, n_swa_total + cfg.n_ubatch), KV_PAD_CELLS)
     k = v = 0
-    for il in range(first_layer, spec.n_layer):
+    for il in range(first_layer, spec.n_layer if stop_layer is None else min(stop_layer, spec.n_layer)):
         if spec.n_head_kv[il] == 0:
             continue
         is_swa = spec.is_swa(il)
@@ -129,10 +135,12 @@ class KvCost:
         return (self.full_per_cell * cells + self.swa_per_cell * swa_cells) * n_stream
 
 
-def kv_cost(spec: ModelSpec, type_k: KvType, type_v: KvType, *, first_layer: int = 0) -> KvCost:
-    """Per-cell KV bytes of layers ``first_layer..n_layer-1`` (the offloaded ones)."""
+def kv_cost(
+    spec: ModelSpec, type_k: KvType, type_v: KvType, *, first_layer: int = 0, stop_layer: int | None = None
+) -> KvCost:
+    """Per-cell KV bytes of layers ``first_layer..stop_layer-1`` (default: to the last block)."""
     groups: dict[tuple[int, bool], int] = {}
-    for il in range(first_layer, spec.n_layer):
+    for il in range(first_layer, spec.n_layer if stop_layer is None else min(stop_layer, spec.n_layer)):
         key = (spec.n_head_kv[il], spec.is_swa(il))
         groups[key] = groups.get(key, 0) + 1
     full = swa = 0

@@ -17,6 +17,7 @@ from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
 from edgekv.plan import catalog
 from edgekv.plan.catalog import options_from_catalog
+from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
 from edgekv.plan.policy import (
@@ -42,7 +43,9 @@ DEFAULT_TOP = 5
 
 def pick(
     *,
-    vram_bytes: int,
+    vram_bytes: int | Sequence[int],
+    tensor_split: Sequence[float] | None = None,
+    device_names: Sequence[str] | None = None,
     task: Task = Task.MATH,
     family: str | None = DEFAULT_FAMILY,
     models: Sequence[str] | None = None,
@@ -73,6 +76,10 @@ def pick(
 ) -> PickResult:
     """Rank model x quant x KV type x context x samples for a card of ``vram_bytes`` by the scale rule.
 
+    ``vram_bytes`` as a sequence of caps plans across several devices with llama.cpp's layer split
+    (``tensor_split``: each device's share, default proportional to the caps; ``device_names``
+    for messages, default "GPU 0", "GPU 1", ...): every plan then fits each device's cap.
+
     Options come from ``options`` if given, else ``gguf_path``, else the catalog (``family``:
     a family name or None/"all"; ``models``: catalog names; ``quants``: weight quant names).
     ``accounting="paper"`` counts weights + KV only (the paper's accounting).
@@ -99,11 +106,23 @@ def pick(
     if not kv_types:
         raise SpecError("no KV cache type to consider", hint="pass --kv f16,q8_0,q4_0")
     paper = accounting == "paper"
+    caps = [vram_bytes] if isinstance(vram_bytes, int) else list(vram_bytes)
+    if not caps:
+        raise SpecError("no device memory given", hint="pass --vram 8G, or --vram 12G,8G for two devices")
+    devs = devices_from_caps(caps, device_names) if len(caps) > 1 else ()
+    if devs:
+        split = check_split(tensor_split, len(devs)) if tensor_split is not None else default_split(devs)
+    elif tensor_split is not None and len(tensor_split) > 1:
+        raise SpecError("--tensor-split needs a --vram per device", hint="e.g. --vram 12G,8G --tensor-split 3,2")
+    else:
+        split = ()
     budget = Budget(
-        vram_bytes=vram_bytes,
+        vram_bytes=sum(caps),
         overhead_bytes=0 if paper else overhead_bytes,
         margin_bytes=0 if paper else margin_bytes,
         include_compute=not paper,
+        devices=devs,
+        tensor_split=split,
     )
     policy = Policy(
         task=task, e1_bytes=e1_bytes, e2_bytes=e2_bytes, token_floor=token_floor_tokens,

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgekv.errors import PlanFileError
 from edgekv.model.quant import KvType
-from edgekv.plan.policy import PickResult, Plan
+from edgekv.plan.policy import Budget, PickResult, Plan
 from edgekv.plan.timing import PlanTime
 
 SCHEMA = 1
@@ -38,6 +38,8 @@ def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
         "llama-server", *model_flags, "-ngl", ngl, "-c", str(plan.n_ctx), "-np", str(plan.parallel),
         "-fa", "on", "-ctk", plan.type_k.value, "-ctv", plan.type_v.value, "-ub", str(n_ubatch),
     ]  # fmt: skip
+    if plan.tensor_split:  # llama.cpp's layer split across the devices (plan/devices.py)
+        server += ["-sm", "layer", "-ts", split_text(plan.tensor_split)]
     python: dict[str, Any] = {
         "model_path": opt.path or opt.file or f"{opt.name}-{opt.quant}.gguf",
         "n_gpu_layers": plan.n_gpu_layers,
@@ -47,10 +49,31 @@ def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
         "type_k": plan.type_k.ggml.id,
         "type_v": plan.type_v.ggml.id,
     }
+    if plan.tensor_split:
+        python["split_mode"] = 1  # llama_cpp.LLAMA_SPLIT_MODE_LAYER
+        python["tensor_split"] = list(plan.tensor_split)
     return {"server": server, "server_cmd": " ".join(server), "python": python, "n_seq_max": plan.parallel}
 
 
-def plan_dict(plan: Plan) -> dict[str, Any]:
+def split_text(tensor_split: tuple[float, ...]) -> str:
+    """llama.cpp's ``-ts`` value: 12,8 or 2.5,1."""
+    return ",".join(f"{x:g}" for x in tensor_split)
+
+
+def _device_memory(plan: Plan, budget: Budget | None) -> list[dict[str, Any]]:
+    if not plan.device_footprints:
+        return [plan.footprint.as_dict()]
+    devs = budget.devices if budget is not None and budget.devices else ()
+    out = []
+    for i, fp in enumerate(plan.device_footprints):
+        d: dict[str, Any] = {"device": devs[i].name if devs else f"GPU {i}"}
+        if devs:
+            d["vram_bytes"] = devs[i].vram_bytes
+        out.append(d | fp.as_dict())
+    return out
+
+
+def plan_dict(plan: Plan, budget: Budget | None = None) -> dict[str, Any]:
     opt = plan.option
     fp = plan.footprint
     return {
@@ -68,6 +91,8 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "effective_bytes": opt.effective_bytes,
         "n_params": opt.n_params,
         "memory": fp.as_dict(),
+        "memory_per_device": _device_memory(plan, budget),
+        "tensor_split": list(plan.tensor_split) or None,
         "regime": plan.regime,
         "reasons": list(plan.reasons),
         "decode_slowdown": round(plan.offload_slowdown, 2),
@@ -86,6 +111,8 @@ def pick_dict(result: PickResult, *, card: Any = None) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "vram_bytes": b.vram_bytes,
+        "devices": [{"device": d.name, "vram_bytes": d.vram_bytes} for d in b.devices] or None,
+        "tensor_split": list(b.tensor_split) or None,
         "task": pol.task.value,
         "accounting": {
             "overhead_bytes": b.overhead_bytes,
@@ -106,9 +133,9 @@ def pick_dict(result: PickResult, *, card: Any = None) -> dict[str, Any]:
         "considered": result.n_considered,
         "card": _card_dict(card),
         "speed": _speed_dict(result),
-        "plans": [{**plan_dict(p), **_time_dict(t)} for p, t in zip(result.plans, times, strict=True)],
+        "plans": [{**plan_dict(p, b), **_time_dict(t)} for p, t in zip(result.plans, times, strict=True)],
         "baseline_uniform_4bit": (
-            {**plan_dict(result.baseline), **_time_dict(sp.baseline if sp is not None else None)}
+            {**plan_dict(result.baseline, b), **_time_dict(sp.baseline if sp is not None else None)}
             if result.baseline
             else None
         ),
@@ -156,7 +183,9 @@ class PlanSettings:
     n_ctx: int | None  # all samples together (llama.cpp's -c)
     parallel: int | None
     n_gpu_layers: int | None
-    vram_bytes: int | None
+    vram_bytes: int | None  # the sum over the devices of a split
+    vram_per_device: tuple[int, ...] = ()  # the caps of a split's devices, in order
+    tensor_split: tuple[float, ...] = ()
 
     @property
     def base(self) -> Path:
@@ -250,4 +279,26 @@ def read_plan(path: str | os.PathLike[str]) -> PlanSettings:
         parallel=_int(p, "parallel", first.get("parallel"), lo=1, hi=256),
         n_gpu_layers=_int(p, "n_gpu_layers", first.get("n_gpu_layers"), lo=-1, hi=100_000),
         vram_bytes=_int(p, "vram_bytes", data.get("vram_bytes"), lo=1, hi=1 << 50),
+        vram_per_device=_devices(p, data.get("devices")),
+        tensor_split=_split(p, first.get("tensor_split")),
     )
+
+
+def _devices(path: Path, value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
+        raise PlanFileError(f"{path}: devices = {value!r} is not a list of devices", hint=_REWRITE)
+    caps = [_int(path, f"devices[{i}].vram_bytes", d.get("vram_bytes"), lo=1, hi=1 << 50) for i, d in enumerate(value)]
+    if any(c is None for c in caps):
+        raise PlanFileError(f"{path}: a device has no vram_bytes", hint=_REWRITE)
+    return tuple(c for c in caps if c is not None)
+
+
+def _split(path: Path, value: Any) -> tuple[float, ...]:
+    if value is None:
+        return ()
+    ok = isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    if not ok or not value or any(x < 0 for x in value) or sum(value) <= 0:
+        raise PlanFileError(f"{path}: tensor_split = {value!r} is not a list of shares >= 0", hint=_REWRITE)
+    return tuple(float(x) for x in value)

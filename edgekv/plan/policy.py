@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
+from edgekv.plan import devices as multi
 from edgekv.plan.fit import FitTerms, context_cap, footprint_at, kv_costs, largest_tokens_per_seq
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
@@ -115,6 +116,10 @@ class Budget:
     overhead_bytes: int | None = None
     margin_bytes: int = DEFAULT_MARGIN_BYTES
     include_compute: bool = True
+    # More than one device (plan/devices.py): each one's cap, and the layer split between them;
+    # ``vram_bytes`` is then their sum, and overhead and margin count once per device.
+    devices: tuple[multi.DeviceBudget, ...] = ()
+    tensor_split: tuple[float, ...] = ()
 
 
 def bits_class(quant: str) -> int:
@@ -186,6 +191,8 @@ class Plan:
     reasons: tuple[str, ...] = ()
     sort_key: tuple[float, ...] = ()
     offload_slowdown: float = 1.0
+    device_footprints: tuple[Footprint, ...] = ()  # one per device of a split (``footprint`` is their sum)
+    tensor_split: tuple[float, ...] = ()
 
     @property
     def n_ctx(self) -> int:
@@ -288,6 +295,8 @@ def enumerate_plans(
     options: Iterable[ModelOption], budget: Budget, policy: Policy, *, token_cap: TokenCap | None = None
 ) -> list[Plan]:
     """Every (option, KV pair, G[, offload]) with its largest fitting T (unranked), T <= ``token_cap``."""
+    if len(budget.devices) > 1:
+        return _enumerate_multi(options, budget, policy)
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
@@ -489,6 +498,8 @@ def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
 
 
 def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor: int) -> NoFeasiblePlan:
+    if options and len(budget.devices) > 1:
+        return _no_plan_multi(options, budget, pol)
     if not options:
         return NoFeasiblePlan(
             "no model to consider (check --family/--model)", need_bytes=0, have_bytes=budget.vram_bytes
@@ -508,4 +519,63 @@ def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor:
         need_bytes=n_bytes,
         have_bytes=budget.vram_bytes,
         hint="try --allow-offload, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
+    )
+
+
+# -- more than one device (plan/devices.py) --------------------------------------------------
+
+
+def device_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> multi.DeviceTerms:
+    """``fit_terms`` for a split: the option's layout, one device's compute buffer for the output
+    device's estimate, the per-device overhead and margin."""
+    full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
+    base = opt.compute_bytes(full)[0] if budget.include_compute else None
+    return multi.DeviceTerms(
+        budget.tensor_split, opt.layout, None, base, _overhead(budget, opt, cfg), budget.margin_bytes,
+        budget.include_compute,
+    )  # fmt: skip
+
+
+def _enumerate_multi(options: Iterable[ModelOption], budget: Budget, policy: Policy) -> list[Plan]:
+    """``enumerate_plans`` across devices: full offload, every device under its cap."""
+    plans: list[Plan] = []
+    for opt in options:
+        cap = context_cap(opt.spec)
+        for k, v in _kv_pairs(policy):
+            base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
+            max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
+            for g in range(1, max_g + 1):
+                cfg = replace(base, n_seq=g, tensor_split=budget.tensor_split)
+                terms = device_terms(opt, cfg, budget)
+                t, fps = multi.largest_tokens_multi(opt.spec, cfg, budget.devices, terms, cap_tokens=cap)
+                if fps is None or (g > 1 and t < policy.saturation_tokens):
+                    break
+                fp = multi.combined(fps, layout=opt.layout)
+                plans.append(
+                    Plan(opt, k, v, t, g, -1, fp, "", device_footprints=tuple(fps), tensor_split=cfg.tensor_split)
+                )
+    return plans
+
+
+def _no_plan_multi(options: Sequence[ModelOption], budget: Budget, pol: Policy) -> NoFeasiblePlan:
+    small_kv = min(pol.kv_types, key=lambda k: k.bits)
+    n_tokens = max(pol.min_ctx, KV_PAD_CELLS)
+    best: tuple[int, str, list[str]] | None = None
+    for opt in options:
+        cfg = RunConfig(n_ctx=n_tokens, type_k=small_kv, type_v=small_kv, n_ubatch=pol.n_ubatch)
+        cfg = replace(cfg, tensor_split=budget.tensor_split)
+        fps = multi.multi_footprint(opt.spec, cfg, device_terms(opt, cfg, budget))
+        over = sum(max(f.gpu_total - d.vram_bytes, 0) for f, d in zip(fps, budget.devices, strict=True))
+        if best is None or over < best[0]:
+            best = (over, f"{opt.name} {opt.quant}", multi.shortfalls(fps, budget.devices))
+    assert best is not None
+    over, label, short = best
+    caps = " + ".join(format_bytes(d.vram_bytes) for d in budget.devices)
+    split = ",".join(f"{x:g}" for x in budget.tensor_split)
+    return NoFeasiblePlan(
+        f"nothing fits {caps} split {split}: the smallest option, {label} at {n_tokens} tokens with "
+        f"{small_kv.value} KV: " + "; ".join(short),
+        need_bytes=budget.vram_bytes + over,
+        have_bytes=budget.vram_bytes,
+        hint="try another --tensor-split, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
     )

@@ -11,11 +11,20 @@ from dataclasses import dataclass, replace
 from edgekv.errors import DoesNotFit
 from edgekv.model.quant import DEFAULT_KV_TYPES
 from edgekv.model.spec import ModelSpec
+from edgekv.plan.devices import (
+    DeviceBudget,
+    DeviceTerms,
+    combined,
+    largest_tokens_multi,
+    multi_footprint,
+    shortfalls,
+)
 from edgekv.plan.fit import FitTerms, context_cap, footprint_at, largest_tokens_per_seq
 from edgekv.plan.memory import KV_PAD_CELLS, Footprint, RunConfig, WeightLayout, kv_bytes
 from edgekv.units import format_bytes
 
 ComputeProbe = Callable[[RunConfig], int | None]  # measured compute bytes (dry run) or None
+SplitProbe = Callable[[RunConfig], tuple[int, ...] | None]  # each device's measured compute bytes, or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,8 @@ class Preflight:
     footprint: Footprint
     have_bytes: int
     gpu: bool
+    devices: tuple[DeviceBudget, ...] = ()  # a layer split's devices (their caps sum to have_bytes)
+    device_footprints: tuple[Footprint, ...] = ()  # one per device; ``footprint`` is their sum
 
     @property
     def need_bytes(self) -> int:
@@ -168,4 +179,57 @@ def preflight(
         need_bytes=need,
         have_bytes=have_bytes,
         hint=_suggestions(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=c, margin_bytes=margin_bytes),
+    )
+
+
+def preflight_split(
+    spec: ModelSpec,
+    cfg: RunConfig,
+    devices: tuple[DeviceBudget, ...],
+    *,
+    compute: SplitProbe | None = None,
+    auto_ctx: bool = False,
+    margin_bytes: int = 0,
+) -> Preflight:
+    """``preflight`` for a layer split (``cfg.tensor_split``): every device under its own cap.
+
+    ``compute(cfg)`` measures each device's compute buffer (a dry run with the split); None, or a
+    probe that returns None, falls back to ``devices.device_compute_estimate``. With ``auto_ctx``
+    the search uses the buffers measured at the largest context (an upper bound).
+
+    Raises:
+        DoesNotFit: names each device over its cap with its shortfall ("GPU 1: needs 8.40 GiB of
+            8.00 GiB: 0.40 GiB short") and what to try.
+    """
+
+    def terms(c: tuple[int, ...] | None, *, counted: bool = True) -> DeviceTerms:
+        return DeviceTerms(cfg.tensor_split, None, c, None, None, margin_bytes, counted)
+
+    first = cfg.with_ctx(KV_PAD_CELLS * cfg.n_seq) if auto_ctx else cfg
+    if shortfalls(multi_footprint(spec, first, terms(None, counted=False)), devices):
+        compute, cfg = None, first  # does not fit even without compute buffers: no dry run
+    if auto_ctx:
+        c_top = compute(cfg.with_ctx(max_ctx(spec, cfg))) if compute else None
+        t, fits = largest_tokens_multi(spec, cfg, devices, terms(c_top))
+        cfg = cfg.with_ctx(t * max(cfg.n_seq, 1)) if fits is not None else first
+    c = compute(cfg) if compute else None
+    fps = multi_footprint(spec, cfg, terms(c))
+    have = sum(d.vram_bytes for d in devices)
+    layout = WeightLayout.from_spec(spec)
+    total = combined(fps, layout=layout)
+    short = shortfalls(fps, devices)
+    if not short:
+        return Preflight(cfg, total, have, True, devices, tuple(fps))
+    split = ",".join(f"{x:g}" for x in cfg.tensor_split)
+    tries = []
+    t, fits = largest_tokens_multi(spec, cfg.with_ctx(KV_PAD_CELLS), devices, terms(c))
+    if fits is not None and t * max(cfg.n_seq, 1) < cfg.n_ctx:
+        tries.append(f"--ctx {tokens_text(t * max(cfg.n_seq, 1))}")
+    tries += ["another --tensor-split", "a smaller --kv", "a smaller quant"]
+    raise DoesNotFit(
+        f"{describe(spec)} at {cfg.n_ctx} tokens with {_kv_text(cfg)}, split {split} over {len(devices)} "
+        "devices: " + "; ".join(short),
+        need_bytes=total.gpu_total,
+        have_bytes=have,
+        hint="try " + ", ".join(tries[:-1]) + " or " + tries[-1],
     )
