@@ -213,6 +213,8 @@ def from_gguf_fields(
         _count(key("{arch}.attention.sliding_window_pattern"), pattern, lo=0, hi=LLAMA_MAX_LAYERS)
     n_ctx = num("{arch}.context_length", 0, lo=0, high=MAX_UINT32)
     ftype = fields.get("general.file_type")
+    if ftype is not None:
+        _count("general.file_type", ftype, lo=0, hi=MAX_UINT32)
     given_name = fields.get("general.name")
 
     return ModelSpec(
@@ -230,7 +232,7 @@ def from_gguf_fields(
         swa_layers=_swa_layers(arch, n_layer, n_swa, pattern),
         n_swa=n_swa,
         tied_embeddings=bool(tensors) and "output.weight" not in by_name,
-        file_type=file_type_name(ftype) if isinstance(ftype, int) and not isinstance(ftype, bool) else None,
+        file_type=file_type_name(ftype) if ftype is not None else None,
         tensors=tuple(tensors),
     )
 
