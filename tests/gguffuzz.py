@@ -317,9 +317,7 @@ def case_file(index: int, seed: int) -> tuple[str, str, bytes]:
 BASES = base_docs()
 
 
-def run_cases(
-    n: int, tmp: Path, *, seed: int = 0, check: Callable[[Path, str, str], None] | None = None
-) -> list[Case]:
+def run_cases(n: int, tmp: Path, *, seed: int = 0, check: Callable[[Path, str, str], None] | None = None) -> list[Case]:
     """Run ``n`` cases through :func:`inspect_path`, each timed and its memory peak traced."""
     out: list[Case] = []
     path = tmp / "case.gguf"
