@@ -78,6 +78,14 @@ class GGUFError(EdgekvError, ValueError):
         self.path = path
 
 
+class GGUFRuleError(GGUFError):
+    """A GGUF that gguf-py parses but that breaks a rule llama.cpp or ggml enforces (tensor rank, nesting)."""
+
+
+class VocabOnlyModel(GGUFError):
+    """A vocab-only GGUF (tokenizer keys, no weight tensors), like llama.cpp's ggml-vocab-*.gguf."""
+
+
 class ModelFileNotFound(EdgekvError, FileNotFoundError):
     """A model file, checkpoint file or catalog entry that is not there."""
 

@@ -298,6 +298,29 @@ def spec_tables(d: Mapping[str, Any], *, vram_bytes: int | None) -> Group:
     return Group(t, types, kv)
 
 
+def vocab_only_dict(v: Any) -> dict[str, Any]:
+    """A vocab-only GGUF (``gguf_reader.VocabOnly``) for ``edgekv inspect``: metadata, no sizes."""
+    return {
+        "name": v.name, "arch": v.arch, "vocab_only": True, "gguf_version": v.gguf_version, "n_keys": v.n_keys,
+        "tokenizer_model": v.tokenizer_model, "n_vocab": v.n_vocab, "file_bytes": v.file_bytes, "n_tensors": 0,
+    }  # fmt: skip
+
+
+def vocab_only_table(d: Mapping[str, Any]) -> Table:
+    t = Table(title=f"{d['name']}: vocab-only GGUF", show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    rows = [
+        ("architecture", str(d["arch"] or "?")), ("GGUF version", str(d["gguf_version"])),
+        ("keys", str(d["n_keys"])), ("tokenizer", str(d["tokenizer_model"] or "?")),
+        ("vocab", f"{d['n_vocab']:,}"), ("file", f"{format_bytes(d['file_bytes'])}"),
+        ("weights", "none: vocab-only (a tokenizer, no tensors), so there are no weights or KV cache to size"),
+    ]  # fmt: skip
+    for k, val in rows:
+        t.add_row(k, val)
+    return t
+
+
 def console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 

@@ -59,9 +59,17 @@ def command(
         if filename:
             raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
         from edgekv.commands.options import input_file
-        from edgekv.model.gguf_reader import read_spec
+        from edgekv.model.gguf_reader import VocabOnly, inspect_file
 
-        spec = read_spec(input_file(target, what="GGUF file"))
+        found = inspect_file(input_file(target, what="GGUF file"))
+        if isinstance(found, VocabOnly):
+            vocab = report.vocab_only_dict(found)
+            if as_json:
+                click.echo(json.dumps(vocab, indent=2))
+            else:
+                report.console().print(report.vocab_only_table(vocab))
+            return
+        spec = found
     vram_bytes = parse_size(vram) if vram is not None else None
     margin_bytes = parse_size(margin, allow_zero=True)
     overhead_bytes = None if overhead == "auto" else parse_size(overhead, allow_zero=True)
