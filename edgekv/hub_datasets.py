@@ -50,9 +50,14 @@ def _dataset_errors(repo_id: str, filename: str, *, endpoint: str) -> Iterator[N
     except RevisionNotFoundError as e:
         raise HubError(f"revision not found in dataset {repo_id}", hint="use a branch, tag or commit") from e
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
-        why = "HF_HUB_OFFLINE=1 is set" if is_offline() else f"the hub at {endpoint} is unreachable"
+        if is_offline():
+            raise HubError(
+                f"HF_HUB_OFFLINE=1 is set and {what} is not in the cache",
+                hint="unset HF_HUB_OFFLINE and download it once",
+            ) from e
         raise HubError(
-            f"{why} and {what} is not in the cache", hint="download it once online (unset HF_HUB_OFFLINE)"
+            f"the hub at {endpoint} is unreachable and {what} is not in the cache",
+            hint="check the connection, then run the command again",
         ) from e
     except EntryNotFoundError as e:
         raise HubError(f"{what} does not exist", hint=f"see its files at {endpoint}/datasets/{repo_id}") from e

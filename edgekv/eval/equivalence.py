@@ -7,26 +7,31 @@ rel 1e-6, so ``0.333`` is not ``1/3``). The rest goes to math-verify (the checke
 minerva_math use).
 
 math-verify's own timeout uses SIGALRM, which fails off the main thread (its issues #50, #55), so it
-runs with ``parsing_timeout=None``/``timeout_seconds=None`` in one spawned worker process that this
-module owns; each call waits at most ``timeout_s`` for the answer, and a worker that overruns is
-killed (and respawned on the next call) and the verdict is ``Verdict.TIMEOUT``, which counts as not
-equivalent. Calls from several threads are served one at a time. Like Qwen2.5-Math's grader, which
-gives sympy 1 s in a separate process; our default is math-verify's own 5 s.
+runs with ``parsing_timeout=None``/``timeout_seconds=None`` in one worker subprocess that this
+module owns (started on first need; ``close_worker`` stops it). Each call waits at most
+``timeout_s`` for the answer; a worker that overruns is killed (and started again on the next call)
+and the verdict is ``Verdict.TIMEOUT``, which counts as not equivalent. Calls from several threads
+are served one at a time. Qwen2.5-Math's grader likewise gives sympy 1 s in a separate process;
+our default is math-verify's own 5 s.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import math
-import multiprocessing
+import os
+import queue
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from edgekv.errors import RuntimeUnavailable
 from edgekv.eval.answers import Kind, parse_kind
@@ -34,7 +39,7 @@ from edgekv.eval.answers import Kind, parse_kind
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0  # math-verify's own default per verify() call
-STARTUP_TIMEOUT_S = 120.0  # spawning the worker and importing sympy/antlr4; not part of timeout_s
+STARTUP_TIMEOUT_S = 120.0  # starting the worker and importing sympy/antlr4; not part of timeout_s
 
 
 class Verdict(enum.Enum):
@@ -42,7 +47,7 @@ class Verdict(enum.Enum):
 
     EQUIVALENT = "equivalent"
     DIFFERENT = "different"
-    TIMEOUT = "timeout"
+    TIMEOUT = "timeout"  # no verdict within timeout_s (or the worker died)
 
 
 # --- fast paths --------------------------------------------------------------------------------
@@ -114,72 +119,101 @@ def _math_verify_equal(pred: str, gold: str) -> bool:  # runs in the worker proc
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
-def _serve(conn: Connection) -> None:
-    """The worker's loop: import math-verify once, then answer (pred, gold) -> bool until EOF."""
+def serve_stdio() -> None:
+    """The worker's loop (run as ``python -c``): JSON ``[pred, gold]`` lines in, ``[status, value]`` out.
+
+    stdout is kept for the protocol only: anything else printed goes to stderr, which the parent
+    discards. Statuses: ``ready``/``error`` once at start, then ``ok`` (value: bool) or ``failed``."""
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(status: str, value: object) -> None:
+        channel.write(json.dumps([status, value]) + "\n")
+        channel.flush()
+
     try:
         import math_verify  # noqa: F401
     except ImportError as e:
-        conn.send(("error", str(e)))
+        send("error", str(e))
         return
     # it warns once that its own timeout is off; we enforce ours, and parse failures are verdicts
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    conn.send(("ready", None))
-    while True:
+    send("ready", None)
+    for line in sys.stdin:
+        pred, gold = json.loads(line)
         try:
-            pred, gold = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            conn.send(("ok", _math_verify_equal(pred, gold)))
-        except Exception as e:  # sympy/antlr raise anything on odd input: not equal
-            conn.send(("failed", f"{type(e).__name__}: {e}"))
+            send("ok", _math_verify_equal(pred, gold))
+        except Exception as e:  # sympy/antlr raise anything on odd input: no verdict, not equal
+            send("failed", f"{type(e).__name__}: {e}")
+
+
+def _pump(stream: IO[str], replies: queue.Queue[str | None]) -> None:
+    for line in stream:
+        replies.put(line)
+    replies.put(None)  # EOF: the worker is gone
 
 
 class _Worker:
-    """One spawned process running ``_serve``; killed on a timeout and respawned when next needed."""
+    """One ``serve_stdio`` subprocess; killed on a timeout and started again when next needed.
+
+    A plain subprocess rather than multiprocessing: spawn would re-run the caller's ``__main__``
+    (a script without a main guard would run twice), and fork is unsafe in a threaded process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._proc: Any = None
-        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._replies: queue.Queue[str | None] = queue.Queue()
 
-    def _start(self) -> Connection:
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child,), name="edgekv-math-verify", daemon=True)
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
-        if not parent.poll(STARTUP_TIMEOUT_S):
+    def _start(self) -> subprocess.Popen[str]:
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the edgekv package
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from edgekv.eval.equivalence import serve_stdio; serve_stdio()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            encoding="utf-8", env=env,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        self._proc, self._replies = proc, queue.Queue()
+        pump = threading.Thread(target=_pump, args=(proc.stdout, self._replies), name="edgekv-math-verify", daemon=True)
+        pump.start()
+        reply = self._reply(STARTUP_TIMEOUT_S)
+        if reply is None or reply[0] != "ready":
             self._kill()
-            raise RuntimeUnavailable(f"the math-verify worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
+            detail = reply[1] if reply else f"no answer within {STARTUP_TIMEOUT_S:.0f} s"
+            hint = "pip install 'math-verify[antlr4_13_2]'"
+            raise RuntimeUnavailable(f"math-verify is not usable: {detail}", hint=hint)
+        return proc
+
+    def _reply(self, timeout_s: float) -> tuple[str, Any] | None:
         try:
-            status, detail = parent.recv()
-        except EOFError:
-            status, detail = "error", "the worker exited"
-        if status != "ready":
-            self._kill()
-            raise RuntimeUnavailable(
-                f"math-verify is not usable: {detail}", hint="pip install 'math-verify[antlr4_13_2]'"
-            )
-        return parent
+            line = self._replies.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if line is None:
+            return None
+        status, value = json.loads(line)
+        return str(status), value
 
     def _kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()
-            self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+            self._proc.wait(5)
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+        self._proc = None
 
     def check(self, pred: str, gold: str, *, timeout_s: float) -> Verdict:
         with self._lock:
-            conn = self._conn if self._conn is not None else self._start()
-            conn.send((pred, gold))
+            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+            assert proc.stdin is not None
             try:
-                ready = conn.poll(timeout_s)
-                reply = conn.recv() if ready else None
-            except (EOFError, OSError):
+                proc.stdin.write(json.dumps([pred, gold]) + "\n")
+                proc.stdin.flush()
+                reply = self._reply(timeout_s)
+            except OSError:  # the worker died under us
                 reply = None
             if reply is None:
                 logger.warning("math-verify gave no verdict within %.3g s; counted as not equivalent", timeout_s)

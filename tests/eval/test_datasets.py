@@ -152,8 +152,8 @@ def test_offline_without_cache_is_a_hub_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unreachable_hub_is_a_hub_error() -> None:
-    with pytest.raises(HubError):
-        load_problems("aime25", endpoint=dead_endpoint())
+    with pytest.raises(HubError, match="unreachable and dataset math-ai/aime25, file test.jsonl is not in the cache"):
+        load_problems("aime25", endpoint=dead_endpoint())  # huggingface_hub retries for ~20 s first
 
 
 def gpqa_csv(rows: list[dict[str, str]]) -> bytes:

@@ -3,7 +3,11 @@ and vote grouping by equivalence."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,8 @@ from edgekv.eval.equivalence import (
     majority,
     normalize,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -69,6 +75,23 @@ def test_a_tiny_timeout_triggers_and_the_worker_recovers() -> None:
     assert is_equivalent(r"\sqrt{4}", "2", timeout_s=30)  # the worker is up
     assert check_equivalence(r"\frac{\pi}{4}", r"\frac{2\pi}{8}", timeout_s=1e-6) is Verdict.TIMEOUT
     assert check_equivalence(r"\frac{\pi}{4}", r"\frac{2\pi}{8}", timeout_s=30) is Verdict.EQUIVALENT
+
+
+def test_a_pathological_input_times_out() -> None:
+    # sympy evaluates 9^(9^9), a number of ~370 million digits: far more than 2 s
+    assert check_equivalence(r"9^{9^{9}}", "3", timeout_s=2) is Verdict.TIMEOUT
+    assert is_equivalent(r"\sqrt{9}", "3", timeout_s=30)  # a fresh worker answers again
+
+
+def test_math_verify_from_a_script_without_a_main_guard(tmp_path: Path) -> None:
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "from edgekv.eval.equivalence import is_equivalent\n"
+        "print(is_equivalent(r'\\frac{\\sqrt{2}}{2}', r'\\frac{1}{\\sqrt{2}}', timeout_s=60))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=180)
+    assert out.stdout == "True\n", out.stderr  # printed once: the worker does not re-run the script
 
 
 def test_choice_letters_ignore_case() -> None:
