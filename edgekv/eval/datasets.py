@@ -133,11 +133,11 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, Row]]:
         import pyarrow.parquet as pq
     except ImportError:
         raise RuntimeUnavailable(
-            f"{path.name} is a parquet file and reading it needs pyarrow", hint="pip install pyarrow"
+            f"{path.name} is a parquet file and reading it needs pyarrow", hint="install it with: pip install pyarrow"
         ) from None
     try:
         rows = pq.read_table(path).to_pylist()
-    except Exception as e:  # pyarrow's ArrowInvalid and friends: a broken file
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError: a broken file
         raise DatasetError(f"bad parquet file: {e}", path=str(path)) from None
     yield from enumerate(rows, 1)
 

@@ -182,7 +182,7 @@ class _Worker:
         if reply is None or reply[0] != "ready":
             self._kill()
             detail = reply[1] if reply else f"no answer within {STARTUP_TIMEOUT_S:.0f} s"
-            hint = "pip install 'math-verify[antlr4_13_2]'"
+            hint = "install it with: pip install 'math-verify[antlr4_13_2]'"
             raise RuntimeUnavailable(f"math-verify is not usable: {detail}", hint=hint)
         return proc
 

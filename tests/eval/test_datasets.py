@@ -196,6 +196,26 @@ def test_gpqa_with_token_shuffles_choices_with_a_fixed_seed(hub: FakeHub, monkey
     assert once == shuffle_choices("r", ("a", "b", "c"), key="k", seed=0)
 
 
+def test_gpqa_logs_no_problem_text(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.add_dataset("Idavidrein/gpqa", {"gpqa_diamond.csv": gpqa_csv(GPQA_ROWS)}, gated=True)
+    hub.tokens.add("hf_secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with caplog.at_level("DEBUG"):
+        load_problems("gpqa", endpoint=hub.url)
+    assert "loaded 6 problems" in caplog.text
+    assert not any(f"Q{i}?" in caplog.text or f"right{i}" in caplog.text for i in range(6))
+
+
+def test_missing_repo_and_file_are_hub_errors(hub: FakeHub) -> None:
+    with pytest.raises(HubError, match="dataset HuggingFaceH4/MATH-500 not found"):
+        load_problems("math500", endpoint=hub.url)  # no such repo on the fake
+    hub.add_dataset("HuggingFaceH4/MATH-500", {"train.jsonl": b"{}\n"})
+    with pytest.raises(HubError, match="file test.jsonl does not exist"):
+        load_problems("math500", endpoint=hub.url)
+
+
 def test_gsm8k_gold() -> None:
     assert gsm8k_gold("She has 3+4=<<3+4=7>>7 apples.\n#### 1,007") == "1007"
     assert gsm8k_gold("no marker") is None

@@ -11,7 +11,7 @@ huggingface_hub is pointed at it with ``endpoint=hub.url``; nothing is mocked. R
   ``siblings`` (``rfilename``; with ``?blobs=true`` also ``size``, ``blobId``, ``lfs``).
 - Dataset repos (``add_dataset``), as huggingface_hub addresses them with ``repo_type="dataset"``:
   ``HEAD|GET /datasets/{repo}/resolve/{rev}/{path}`` and ``GET /api/datasets/{repo}[/revision/{rev}]``,
-  with the same headers, errors and knobs as models.
+  with the same headers, errors and knobs as models. Tests add the ones they need; ``reset`` drops them.
 
 Knobs (reset per test by the ``hub`` fixture): ``not_found`` (listed files whose resolve is 404),
 ``corrupt`` (served with flipped bytes; headers still advertise the true sha256), ``drop_after``
@@ -163,6 +163,7 @@ class FakeHub:
             self.tokens: set[str] = set()
             self.requests: list[Request] = []
             self.bytes_sent: Counter[tuple[str, str]] = Counter()
+            self.datasets.clear()  # tests add the dataset repos they need
 
     def close(self) -> None:
         self.server.shutdown()
