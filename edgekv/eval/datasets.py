@@ -245,7 +245,7 @@ def load_problems(
         problems = synth_problems(limit or DEFAULT_SYNTH_PROBLEMS, seed=seed)
     elif name in HUB_DATASETS:
         src = HUB_DATASETS[name]
-        from edgekv.hub_datasets import download_dataset_file
+        from edgekv.hub.datasets import download_dataset_file
 
         path = download_dataset_file(
             src.repo_id, src.filename, endpoint=endpoint, cache_dir=cache_dir, token=token, revision=revision

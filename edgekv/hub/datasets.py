@@ -1,4 +1,4 @@
-"""Download one file of a dataset repo on the Hugging Face hub (the only huggingface_hub importer for eval).
+"""Download one file of a dataset repo on the Hugging Face hub (eval reaches huggingface_hub only through here).
 
 It goes through ``hf_hub_download(repo_type="dataset")``, so files land in huggingface_hub's cache
 (``HF_HOME``) and are reused with ``HF_HUB_OFFLINE=1``. The environment is read at call time;
@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 )
 
 from edgekv.errors import EdgekvError, HubError
-from edgekv.hub_env import hub_cache_dir, is_offline
+from edgekv.hub.env import hub_cache_dir, is_offline
 
 
 def _endpoint(endpoint: str | None) -> str:
