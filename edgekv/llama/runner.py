@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -236,7 +236,14 @@ class Runner:
     """A loaded model and context. Use :func:`load`; close it (or use ``with``) to free memory."""
 
     def __init__(
-        self, path: Path, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None, verbose: bool
+        self,
+        path: Path,
+        cfg: RunConfig,
+        *,
+        n_batch: int | None,
+        n_threads: int | None,
+        verbose: bool,
+        model: LoadedModel | None = None,
     ) -> None:
         _check_cfg(cfg)
         self.path = path
@@ -244,14 +251,18 @@ class Runner:
         self._lib = llama_cpp = _llama()
         self._log = LlamaLog(echo=verbose).__enter__()
         self._model: Any = None
+        self._owns_model = model is None
         self._ctx: Any = None
         self._batch: Any = None
         try:
-            self._model = llama_cpp.llama_model_load_from_file(
-                str(path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
-            )
-            if not self._model:
-                raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
+            if model is None:
+                self._model = llama_cpp.llama_model_load_from_file(
+                    str(path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
+                )
+                if not self._model:
+                    raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
+            else:
+                self._model = model.handle
             cp = _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
             self._ctx = llama_cpp.llama_init_from_model(self._model, cp)
             if not self._ctx:
@@ -260,6 +271,8 @@ class Runner:
             self.close()
             raise
         self.buffers = self._log.buffers()
+        if model is not None:  # the weights were logged when the shared model loaded
+            self.buffers = replace(self.buffers, model=model.buffers.model)
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self.n_batch = int(llama_cpp.llama_n_batch(self._ctx))
@@ -280,7 +293,7 @@ class Runner:
         if self._ctx:
             lib.llama_free(self._ctx)
         self._ctx = None
-        if self._model:
+        if self._model and self._owns_model:
             lib.llama_model_free(self._model)
         self._model = None
         self._log.close()
@@ -407,6 +420,66 @@ class Runner:
         if rc != 0:
             raise LlamaError(f"llama_decode failed ({rc})", reason=self._log.last_problem())
 
+    # primitives of the batched engine (edgekv.llama.batch)
+    def decode_rows(self, rows: Sequence[tuple[int, int, int, bool]]) -> None:
+        """Decode (token, pos, seq, wants_logits) rows in one ``llama_decode``; the batch grows to fit."""
+        if len(rows) > self._batch_cap:
+            self._lib.llama_batch_free(self._batch)
+            self._batch_cap = len(rows)
+            self._batch = self._lib.llama_batch_init(self._batch_cap, 0, 1)
+        self._fill(rows)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Drop positions [p0, p1) of ``seq`` (-1: open ends) from the KV cache."""
+        if seq == 0:
+            self._cached = []
+        return bool(self._lib.llama_memory_seq_rm(self._mem, seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int) -> None:
+        """Copy all of ``src``'s cells to ``dst`` (a whole-stream copy without a unified cache)."""
+        if dst == 0:
+            self._cached = []
+        self._lib.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+
+    def logits_rows(self, n_rows: int) -> Any:
+        """The logits of the last decode's ``n_rows`` output rows as an (n_rows, n_vocab) numpy view."""
+        import numpy as np
+
+        ptr = self._lib.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_rows, self.n_vocab))
+
+    def new_sampler(self, sampling: Sampling, seed: int, *, top_k: bool = True) -> Any:
+        """A llama.cpp sampler chain (free it with :meth:`free_sampler`); ``top_k=False`` leaves the
+        top-k cut out, for candidates already cut (:meth:`sample_candidates`)."""
+        return self._sampler(sampling if top_k else replace(sampling, top_k=0), seed)
+
+    def free_sampler(self, sampler: Any) -> None:
+        self._lib.llama_sampler_free(sampler)
+
+    def sample(self, sampler: Any, row: int) -> int:
+        """Sample from output row ``row`` of the last decode with ``sampler`` (over the full vocabulary)."""
+        return int(self._lib.llama_sampler_sample(sampler, self._ctx, row))
+
+    def sample_candidates(self, sampler: Any, ids: Any, logits: Any) -> int:
+        """Apply ``sampler`` to candidates (token ids and logits, best first) and accept the pick."""
+        lib = self._lib
+        n = len(ids)
+        data = (lib.llama_token_data * n)()
+        for i in range(n):
+            data[i].id = int(ids[i])
+            data[i].logit = float(logits[i])
+            data[i].p = 0.0
+        arr = lib.llama_token_data_array(data, n, -1, True)
+        lib.llama_sampler_apply(sampler, ctypes.byref(arr))
+        tok = int(data[arr.selected].id)
+        lib.llama_sampler_accept(sampler, tok)
+        return tok
+
+    def token_id(self, text: str) -> int | None:
+        """The id of a special/added token spelled ``text`` (``<think>``), or None if the vocab has none."""
+        ids = self.tokenize(text, add_special=False, parse_special=True)
+        return ids[0] if len(ids) == 1 else None
+
     def _sampler(self, sampling: Sampling, seed: int) -> Any:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
@@ -512,6 +585,49 @@ class Runner:
             for o, t, d, f in zip(out, texts, decoders, finish, strict=True)
         )
         return Generation(seqs, len(prompt), n_eval, t1 - t0, t2 - t1)
+
+
+class LoadedModel:
+    """A GGUF loaded once: contexts for several KV types and budgets share its weights (a sweep
+    loads each file once). ``runner(cfg)`` makes a context; close the runners, then this."""
+
+    def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = -1, verbose: bool = False) -> None:
+        self.path = _check_path(path)
+        self.n_gpu_layers = n_gpu_layers
+        self._lib = llama_cpp = _llama()
+        self._verbose = verbose
+        with LlamaLog(echo=verbose) as cap:
+            cfg = RunConfig(n_ctx=KV_MIN_CTX, n_gpu_layers=n_gpu_layers)
+            self.handle: Any = llama_cpp.llama_model_load_from_file(
+                str(self.path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
+            )
+            if not self.handle:
+                raise LlamaError(f"llama.cpp cannot load {self.path.name}", reason=cap.last_problem())
+        self.buffers = cap.buffers()
+
+    def runner(self, cfg: RunConfig, *, n_batch: int | None = None, n_threads: int | None = None) -> Runner:
+        """A context over this model; ``cfg.n_gpu_layers`` must be the one the model was loaded with."""
+        if not self.handle:
+            raise LlamaError(f"{self.path.name} was closed")
+        if cfg.n_gpu_layers != self.n_gpu_layers:
+            raise KvConfigError(
+                f"the model was loaded with {self.n_gpu_layers} GPU layers, the context asks for {cfg.n_gpu_layers}"
+            )
+        return Runner(self.path, cfg, n_batch=n_batch, n_threads=n_threads, verbose=self._verbose, model=self)
+
+    def close(self) -> None:
+        if self.handle:
+            self._lib.llama_model_free(self.handle)
+        self.handle = None
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+KV_MIN_CTX = 256
 
 
 def load(
