@@ -232,7 +232,80 @@ class Generation:
 TokenCallback = Callable[[int, int, str], None]  # (sequence index, token id, text piece)
 
 
-class Runner:
+class Vocab:
+    """Tokenizer and chat template of a loaded model (shared by :class:`Runner` and :class:`LoadedModel`)."""
+
+    _lib: Any
+    _vocab: Any
+    _model: Any
+    _log: LlamaLog
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        buf = (self._lib.llama_token * n_max)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
+        if n < 0:
+            n_max = -n
+            buf = (self._lib.llama_token * n_max)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
+        if n < 0:
+            raise LlamaError("llama_tokenize failed", reason=self._log.last_problem())
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[: max(n, 0)]
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return b"".join(self.token_bytes(t, special=special) for t in tokens).decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def chat_template(self) -> str | None:
+        raw = self._lib.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_assistant: bool = True) -> str:
+        """Format a conversation with the model's template (llama.cpp's built-in matcher).
+
+        A model without a template, or with one llama.cpp does not know, gets ChatML.
+        """
+        lib = self._lib
+        arr = (lib.llama_chat_message * len(messages))()
+        keep = []
+        for i, msg in enumerate(messages):
+            role, content = msg["role"].encode(), msg["content"].encode()
+            keep += [role, content]
+            arr[i].role, arr[i].content = role, content
+        tmpl = lib.llama_model_chat_template(self._model, None)
+        if not tmpl:
+            log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it as is)")
+            tmpl = b"chatml"
+        for candidate in (tmpl, b"chatml"):
+            size = 256 + sum(len(x) for x in keep) * 2
+            buf = ctypes.create_string_buffer(size)
+            n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, size)
+            if n > size:
+                buf = ctypes.create_string_buffer(n + 1)
+                n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, n + 1)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", "replace")
+            log.warning("llama.cpp does not know the model's chat template; formatting the prompt as ChatML")
+        raise LlamaError("llama_chat_apply_template failed", reason=self._log.last_problem())
+
+    def token_id(self, text: str) -> int | None:
+        """The id of a special/added token spelled ``text`` (``<think>``), or None if the vocab has none."""
+        ids = self.tokenize(text, add_special=False, parse_special=True)
+        return ids[0] if len(ids) == 1 else None
+
+
+class Runner(Vocab):
     """A loaded model and context. Use :func:`load`; close it (or use ``with``) to free memory."""
 
     def __init__(
@@ -306,66 +379,6 @@ class Runner:
 
     def log_lines(self) -> list[str]:
         return self._log.text()
-
-    # vocabulary
-    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        n_max = len(data) + 16
-        buf = (self._lib.llama_token * n_max)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
-        if n < 0:
-            n_max = -n
-            buf = (self._lib.llama_token * n_max)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
-        if n < 0:
-            raise LlamaError("llama_tokenize failed", reason=self._log.last_problem())
-        return list(buf[:n])
-
-    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        return buf.raw[: max(n, 0)]
-
-    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
-        return b"".join(self.token_bytes(t, special=special) for t in tokens).decode("utf-8", "replace")
-
-    def is_eog(self, token: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
-
-    def chat_template(self) -> str | None:
-        raw = self._lib.llama_model_chat_template(self._model, None)
-        return raw.decode("utf-8", "replace") if raw else None
-
-    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_assistant: bool = True) -> str:
-        """Format a conversation with the model's template (llama.cpp's built-in matcher).
-
-        A model without a template, or with one llama.cpp does not know, gets ChatML.
-        """
-        lib = self._lib
-        arr = (lib.llama_chat_message * len(messages))()
-        keep = []
-        for i, msg in enumerate(messages):
-            role, content = msg["role"].encode(), msg["content"].encode()
-            keep += [role, content]
-            arr[i].role, arr[i].content = role, content
-        tmpl = lib.llama_model_chat_template(self._model, None)
-        if not tmpl:
-            log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it as is)")
-            tmpl = b"chatml"
-        for candidate in (tmpl, b"chatml"):
-            size = 256 + sum(len(x) for x in keep) * 2
-            buf = ctypes.create_string_buffer(size)
-            n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, size)
-            if n > size:
-                buf = ctypes.create_string_buffer(n + 1)
-                n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, n + 1)
-            if n >= 0:
-                return buf.raw[:n].decode("utf-8", "replace")
-            log.warning("llama.cpp does not know the model's chat template; formatting the prompt as ChatML")
-        raise LlamaError("llama_chat_apply_template failed", reason=self._log.last_problem())
 
     # decoding
     def clear(self) -> None:
@@ -475,11 +488,6 @@ class Runner:
         lib.llama_sampler_accept(sampler, tok)
         return tok
 
-    def token_id(self, text: str) -> int | None:
-        """The id of a special/added token spelled ``text`` (``<think>``), or None if the vocab has none."""
-        ids = self.tokenize(text, add_special=False, parse_special=True)
-        return ids[0] if len(ids) == 1 else None
-
     def _sampler(self, sampling: Sampling, seed: int) -> Any:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
@@ -587,7 +595,7 @@ class Runner:
         return Generation(seqs, len(prompt), n_eval, t1 - t0, t2 - t1)
 
 
-class LoadedModel:
+class LoadedModel(Vocab):
     """A GGUF loaded once: contexts for several KV types and budgets share its weights (a sweep
     loads each file once). ``runner(cfg)`` makes a context; close the runners, then this."""
 
@@ -604,6 +612,9 @@ class LoadedModel:
             if not self.handle:
                 raise LlamaError(f"llama.cpp cannot load {self.path.name}", reason=cap.last_problem())
         self.buffers = cap.buffers()
+        self._log = cap
+        self._model = self.handle
+        self._vocab = llama_cpp.llama_model_get_vocab(self.handle)
 
     def runner(self, cfg: RunConfig, *, n_batch: int | None = None, n_threads: int | None = None) -> Runner:
         """A context over this model; ``cfg.n_gpu_layers`` must be the one the model was loaded with."""
@@ -618,7 +629,7 @@ class LoadedModel:
     def close(self) -> None:
         if self.handle:
             self._lib.llama_model_free(self.handle)
-        self.handle = None
+        self.handle = self._model = self._vocab = None
 
     def __enter__(self) -> LoadedModel:
         return self
