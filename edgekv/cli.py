@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("edgekv.commands.bench", "Benchmark prompt/decode speed and memory per configuration."),
     "convert": ("edgekv.commands.convert", "Convert a Hugging Face checkpoint to a GGUF quant ladder."),
     "download": ("edgekv.commands.download", "Download a GGUF (or pick's top plan) from the hub."),
+    "eval": ("edgekv.commands.eval", "Measure reasoning accuracy under a token budget (pass@1, maj@k)."),
 }
 
 

@@ -364,3 +364,11 @@ def _progress(
     new = done - n_resumed
     eta = elapsed / new * (total - done) if new > 0 else None
     return EvalProgress(done, total, pass1, maj, stats.decode_tps, eta)
+
+
+PROMPT_ALLOWANCE = 512  # tokens kept for the prompt when a plan's context per sample sets the budget
+
+
+def budget_from_plan(n_ctx_per_sample: int, *, reserve_tokens: int) -> int:
+    """The budget T a plan's context per sample leaves after the prompt allowance and the reserve."""
+    return max(n_ctx_per_sample - PROMPT_ALLOWANCE - reserve_tokens, KV_PAD_CELLS)
