@@ -266,7 +266,7 @@ class Engine:
     ) -> None:
         r = self.runner
         rows: list[tuple[int, int, int, bool]] = []
-        out_row: dict[int, int] = {}
+        out_row: dict[int, tuple[int, int]] = {}  # slot -> (output row, batch row) of its logits
         for sid, s in enumerate(slots):  # sorted by slot: llama.cpp splits on gaps in sequence ids
             if s is None:
                 continue
@@ -275,7 +275,7 @@ class Engine:
                 rows.append((tok, s.pos + j, sid, j == n - 1))
             s.pos += n
             s.pending = []
-            out_row[sid] = len(out_row)
+            out_row[sid] = (len(out_row), len(rows) - 1)
         self.stats.max_live = max(self.stats.max_live, len(out_row))
         t0 = time.perf_counter()
         r.decode_rows(rows)
@@ -294,14 +294,14 @@ class Engine:
             if finish is not None:
                 self._finish(sid, slots, live, finish, on_finished)
 
-    def _sample(self, slots: list[_Slot | None], out_row: dict[int, int]) -> dict[int, int]:
+    def _sample(self, slots: list[_Slot | None], out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
         r = self.runner
         picks: dict[int, int] = {}
         if not self.numpy_top_k:
-            for sid, row in out_row.items():
+            for sid, (_, batch_row) in out_row.items():
                 s = slots[sid]
                 assert s is not None
-                picks[sid] = r.sample(s.sampler, row)
+                picks[sid] = r.sample(s.sampler, batch_row)
             self.stats.n_sampled += len(picks)
             return picks
         import numpy as np
@@ -313,7 +313,7 @@ class Engine:
         order = np.argsort(-top_logits, axis=1, kind="stable")
         ids = np.take_along_axis(top, order, axis=1)
         vals = np.take_along_axis(top_logits, order, axis=1)
-        for sid, row in out_row.items():
+        for sid, (row, _) in out_row.items():
             s = slots[sid]
             assert s is not None
             picks[sid] = r.sample_candidates(s.sampler, ids[row].tolist(), vals[row].tolist())

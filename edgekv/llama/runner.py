@@ -470,7 +470,7 @@ class Runner(Vocab):
         self._lib.llama_sampler_free(sampler)
 
     def sample(self, sampler: Any, row: int) -> int:
-        """Sample from output row ``row`` of the last decode with ``sampler`` (over the full vocabulary)."""
+        """Sample from the logits of batch row ``row`` of the last decode (over the full vocabulary)."""
         return int(self._lib.llama_sampler_sample(sampler, self._ctx, row))
 
     def sample_candidates(self, sampler: Any, ids: Any, logits: Any) -> int:
