@@ -1,0 +1,30 @@
+"""``edgekv eval`` through click's CliRunner on gemma-3-270m (CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from edgekv.cli import cli
+
+
+def test_eval_json_and_results_file(gemma_gguf: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    args = ["eval", str(gemma_gguf), "--dataset", "synth", "--limit", "2", "--budget", "8", "--reserve", "4",
+            "--samples", "2", "--temperature", "0", "--threads", "1", "--slots", "2", "--out", str(out), "--json"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["type"] == "summary" and data["config"]["budget_tokens"] == 8 and data["config"]["type_k"] == "q8_0"
+    assert data["metrics"]["n_problems"] == 2 and len(data["metrics"]["maj_at_k"]) == 2
+    assert [json.loads(x)["type"] for x in out.read_text().splitlines()] == ["problem", "problem", "summary"]
+    table = CliRunner().invoke(cli, args[:-1])  # resumed: nothing to run, the table still prints
+    assert table.exit_code == 0, table.output
+    assert "maj@k" in table.stdout and "2 resumed" in table.stdout
+
+
+def test_eval_needs_a_model() -> None:
+    res = CliRunner().invoke(cli, ["eval", "--dataset", "synth"])
+    assert res.exit_code != 0 and "MODEL.gguf or --plan" in res.output
