@@ -13,7 +13,8 @@ from edgekv.cli import cli
 def test_eval_json_and_results_file(gemma_gguf: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     args = ["eval", str(gemma_gguf), "--dataset", "synth", "--limit", "2", "--budget", "8", "--reserve", "4",
-            "--samples", "2", "--temperature", "0", "--threads", "1", "--slots", "2", "--out", str(out), "--json"]  # fmt: skip
+            "--samples", "2", "--temperature", "0", "--threads", "1", "--slots", "2",
+            "--out", str(out), "--json"]  # fmt: skip
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
