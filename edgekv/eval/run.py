@@ -268,18 +268,25 @@ def evaluate(
         KvConfigError: the K/V types cannot run on this build.
     """
     spec = read_spec(config.model_path)
-    own = model is None
-    model = model or LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers)
-    try:
-        return _evaluate(config, problems, spec, model, out=out, progress=progress)
-    finally:
-        if own:
-            model.close()
+    if model is not None:
+        return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress)
+    loaded: list[LoadedModel] = []
+
+    def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
+        loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers))
+        return loaded[-1]
+
+    with LoadedModel(config.model_path, vocab_only=True) as vocab:
+        try:
+            return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress)
+        finally:
+            for m in loaded:
+                m.close()
 
 
 def _evaluate(
-    config: EvalConfig, problems: Sequence[Problem], spec: Any, model: LoadedModel, *, out: Path | None,
-    progress: Progress | None,
+    config: EvalConfig, problems: Sequence[Problem], spec: Any, model: Vocab, open_model: Callable[[], LoadedModel],
+    *, out: Path | None, progress: Progress | None,
 ) -> EvalResult:  # fmt: skip
     thinking = is_thinking_model(model) if config.thinking is None else config.thinking
     forcing = forcing_for(model, config, thinking=thinking)
@@ -314,7 +321,12 @@ def _evaluate(
             prepared = _choose_slots(config, spec, n_ctx_seq, len(todo))
             predicted, slots = prepared.footprint, prepared.cfg.n_seq
             cap = session.open_cap(config.vram_bytes, gpu=prepared.gpu)
-            runner = model.runner(prepared.cfg, n_threads=config.n_threads)
+            try:
+                runner = open_model().runner(prepared.cfg, n_threads=config.n_threads)
+            except BaseException:
+                if cap is not None:
+                    cap.release()
+                raise
             with session.Session(prepared, runner, cap, owns_cap=True) as sess:
                 sampling = Sampling(temperature=max(config.temperature, 0.0), top_p=config.top_p, top_k=config.top_k,
                                     seed=config.seed, greedy=config.temperature <= 0)  # fmt: skip

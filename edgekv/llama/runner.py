@@ -599,16 +599,19 @@ class LoadedModel(Vocab):
     """A GGUF loaded once: contexts for several KV types and budgets share its weights (a sweep
     loads each file once). ``runner(cfg)`` makes a context; close the runners, then this."""
 
-    def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = -1, verbose: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, n_gpu_layers: int = -1, vocab_only: bool = False, verbose: bool = False
+    ) -> None:
         self.path = _check_path(path)
         self.n_gpu_layers = n_gpu_layers
+        self.vocab_only = vocab_only  # tokenizer and chat template only (no weights; no contexts)
         self._lib = llama_cpp = _llama()
         self._verbose = verbose
         with LlamaLog(echo=verbose) as cap:
             cfg = RunConfig(n_ctx=KV_MIN_CTX, n_gpu_layers=n_gpu_layers)
-            self.handle: Any = llama_cpp.llama_model_load_from_file(
-                str(self.path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
-            )
+            params = _model_params(llama_cpp, cfg, dry_run=False)
+            params.vocab_only = vocab_only
+            self.handle: Any = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
             if not self.handle:
                 raise LlamaError(f"llama.cpp cannot load {self.path.name}", reason=cap.last_problem())
         self.buffers = cap.buffers()
@@ -618,8 +621,8 @@ class LoadedModel(Vocab):
 
     def runner(self, cfg: RunConfig, *, n_batch: int | None = None, n_threads: int | None = None) -> Runner:
         """A context over this model; ``cfg.n_gpu_layers`` must be the one the model was loaded with."""
-        if not self.handle:
-            raise LlamaError(f"{self.path.name} was closed")
+        if not self.handle or self.vocab_only:
+            raise LlamaError(f"{self.path.name} was {'loaded vocabulary-only' if self.handle else 'closed'}")
         if cfg.n_gpu_layers != self.n_gpu_layers:
             raise KvConfigError(
                 f"the model was loaded with {self.n_gpu_layers} GPU layers, the context asks for {cfg.n_gpu_layers}"

@@ -80,3 +80,12 @@ def test_qwen_coder_solves_synth_problems_with_boxed_answers(qwen_coder_gguf: Pa
     assert res.config["quant"] == "Q4_K_M" and res.config["thinking"] is False
     assert res.metrics["pass_at_1"]["value"] > 0
     assert all(a is not None for p in res.problems for a in p["answers"])
+
+
+def test_preflight_refuses_before_loading_the_weights(gemma_gguf: Path, tmp_path: Path) -> None:
+    from edgekv.errors import DoesNotFit
+
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(DoesNotFit):
+        evaluate(small(gemma_gguf, vram_bytes=64 << 20, slots=None), synth_problems(2), out=out)
+    assert not out.exists() or out.read_text() == ""
