@@ -149,8 +149,13 @@ def serve_stdio() -> None:
 
 
 def _pump(stream: IO[str], replies: queue.Queue[str | None]) -> None:
-    for line in stream:
-        replies.put(line)
+    """Move the worker's reply lines into a queue (so the caller can wait with a deadline)."""
+    try:
+        with stream:
+            for line in stream:
+                replies.put(line)
+    except (OSError, ValueError):  # the pipe broke under a kill
+        pass
     replies.put(None)  # EOF: the worker is gone
 
 
@@ -200,9 +205,11 @@ class _Worker:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait(5)
-            for stream in (self._proc.stdin, self._proc.stdout):
-                if stream is not None:
-                    stream.close()
+            if self._proc.stdin is not None:  # stdout is closed by its pump thread at EOF
+                try:
+                    self._proc.stdin.close()
+                except OSError:  # unflushed bytes to a dead process
+                    pass
         self._proc = None
 
     def check(self, pred: str, gold: str, *, timeout_s: float) -> Verdict:

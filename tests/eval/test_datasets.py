@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgekv.errors import DatasetError, HubError, RuntimeUnavailable, SpecError
+from edgekv.errors import DatasetError, HubError, SpecError
 from edgekv.eval.answers import Kind
 from edgekv.eval.datasets import HUB_DATASETS, Problem, gsm8k_gold, load_problems, shuffle_choices
 from edgekv.eval.synth import generate
@@ -239,14 +242,23 @@ def test_parquet_datasets(hub: FakeHub) -> None:
 
 
 def test_parquet_without_pyarrow_names_the_install(tmp_path: Path) -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        (tmp_path / "x.parquet").write_bytes(b"PAR1")
-        with pytest.raises(RuntimeUnavailable, match="pyarrow") as e:
-            load_problems(tmp_path / "x.parquet")
-        assert "pip install pyarrow" in str(e.value)
-    else:
-        (tmp_path / "x.parquet").write_bytes(b"not parquet")
-        with pytest.raises(DatasetError, match="bad parquet"):
-            load_problems(tmp_path / "x.parquet")
+    # a child interpreter where importing pyarrow fails, as on an install without it
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        "from edgekv.errors import RuntimeUnavailable\n"
+        "from edgekv.eval.datasets import load_problems\n"
+        "try:\n    load_problems(sys.argv[1])\n"
+        "except RuntimeUnavailable as e:\n    print(e.hint)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.parquet")], capture_output=True, text=True,
+                         env=env, timeout=120)  # fmt: skip
+    assert out.stdout == "install it with: pip install pyarrow\n", out.stderr
+
+
+def test_broken_parquet_is_a_dataset_error(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    (tmp_path / "x.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DatasetError, match=r"x\.parquet: bad parquet"):
+        load_problems(tmp_path / "x.parquet")

@@ -104,3 +104,16 @@ def test_bad_inputs() -> None:
         summarize([])
     with pytest.raises(SpecError, match="differ in length"):
         ProblemRecord("x", ("1",), (True, False), (1,), (False,), (0,))
+
+
+def test_maj_at_k_votes_by_equivalence() -> None:
+    from edgekv.eval.equivalence import is_equivalent
+
+    answers: list[str | None] = ["3", "0.5", r"\frac{1}{2}"]
+    r = ProblemRecord.from_samples(
+        "p", answers=answers, correct=[is_equivalent(a, "1/2") for a in answers if a is not None],
+        n_tokens=[1, 1, 1], cut=[False, False, False], equivalent=is_equivalent,
+    )  # fmt: skip
+    assert r.vote_group == (0, 1, 1)
+    assert not r.majority_correct(2)  # "3" vs "0.5": a tie, "3" came first
+    assert r.majority_correct(3)  # by string it would still be a three-way tie won by "3"
