@@ -36,7 +36,7 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def test_only_hub_datasets_imports_huggingface_hub() -> None:
+def test_only_hub_datasets_module_imports_huggingface_hub() -> None:
     for path in (ROOT / "edgekv" / "eval").glob("*.py"):
         assert not imported(path) & {"huggingface_hub", "llama_cpp"}, path
-    assert "huggingface_hub" in imported(ROOT / "edgekv" / "hub_datasets.py")
+    assert "huggingface_hub" in imported(ROOT / "edgekv" / "hub" / "datasets.py")
