@@ -79,7 +79,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     )  # fmt: skip
     problems = load_problems(o["dataset"], limit=o["limit"], seed=o["seed"])
     out = Path(o["out"]) if o["out"] else None
-    with _progress_bar(enabled=not o["as_json"] and verbosity(ctx) >= 0) as progress:
+    with ProgressBar(enabled=not o["as_json"] and verbosity(ctx) >= 0) as progress:
         result = evaluate(config, problems, out=out, progress=progress)
     if o["as_json"]:
         click.echo(json.dumps(report.eval_dict(result), indent=2))
@@ -87,7 +87,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         report.console().print(report.eval_table(result))
 
 
-class _progress_bar:  # noqa: N801 - used as a context manager like a function
+class ProgressBar:
     """A rich progress bar with accuracy so far and an ETA, only for a human on a TTY."""
 
     def __init__(self, *, enabled: bool) -> None:

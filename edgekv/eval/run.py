@@ -315,10 +315,11 @@ def _evaluate(
     predicted: Footprint | None = None
     measured: Measured | None = None
     slots = 0
-    fh = open_for_append(out) if out is not None else None
+    fh = None
     try:
         if todo:
             prepared = _choose_slots(config, spec, n_ctx_seq, len(todo))
+            fh = open_for_append(out) if out is not None else None  # after the pre-flight accepted
             predicted, slots = prepared.footprint, prepared.cfg.n_seq
             cap = session.open_cap(config.vram_bytes, gpu=prepared.gpu)
             try:
@@ -352,7 +353,8 @@ def _evaluate(
         ordered = [rows[p.id] for p in problems if p.id in rows]
         summary = summarize([records[p.id] for p in problems if p.id in records])
         metrics = metrics_dict(summary, decode_tps=stats.decode_tps)
-        if fh is not None and (todo or not (previous and previous.summaries)):
+        if out is not None and (todo or not (previous and previous.summaries)):
+            fh = fh or open_for_append(out)
             append_line(fh, {
                 "schema": SCHEMA, "type": "summary", "config_id": cid, "config": cfg_dict, "metrics": metrics,
                 "measured_memory": measured.as_dict() if measured else None,
