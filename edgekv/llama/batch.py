@@ -134,16 +134,23 @@ class _Live:
 
 
 FinishCallback = Callable[[Finished], None]
-TokenCallback = Callable[[Hashable, int, str], None]  # (request key, sample index, text piece)
+TokenCallback = Callable[[Hashable, int, int, str], None]  # (request key, sample index, token, text piece)
 
 
 class Engine:
     """Runs requests through one Runner's context (see the module docstring)."""
 
     def __init__(
-        self, runner: Runner, *, sampling: Sampling, forcing: Forcing, numpy_top_k: bool | None = None
+        self,
+        runner: Runner,
+        *,
+        sampling: Sampling,
+        forcing: Forcing,
+        numpy_top_k: bool | None = None,
+        require_fit: bool = True,
     ) -> None:
         self.runner = runner
+        self.require_fit = require_fit  # False: a prompt + budget past a slot's context stops at "context"
         self.sampling = sampling
         self.forcing = forcing
         self.greedy = sampling.greedy or sampling.temperature <= 0
@@ -152,12 +159,15 @@ class Engine:
             raise KvConfigError("the numpy top-k path needs top_k > 0")
         self.n_slots = runner.n_seq_max
         self.stats = EngineStats()
+        self.keep_cache = False
         injections = max(len(forcing.cue_tokens), len(forcing.answer_cue_tokens), len(forcing.wait_tokens), 1)
         self.tokens_per_sample = forcing.budget_tokens + forcing.reserve_tokens + injections + 1
 
     def check_fits(self, prompt_tokens: int) -> None:
         """Refuse a prompt whose prompt + budget + reserve would not fit one slot's context."""
         need = prompt_tokens + self.tokens_per_sample
+        if not self.require_fit:
+            need = prompt_tokens + 1
         if need > self.runner.n_ctx_seq:
             raise KvConfigError(
                 f"a prompt of {prompt_tokens} tokens + budget {self.forcing.budget_tokens} + reserve "
@@ -171,14 +181,21 @@ class Engine:
         *,
         on_finished: FinishCallback,
         on_token: TokenCallback | None = None,
+        keep_cache: bool = False,
     ) -> EngineStats:
-        """Generate every request's samples; ``on_finished`` gets each request when its last sample ends."""
+        """Generate every request's samples; ``on_finished`` gets each request when its last sample ends.
+
+        ``keep_cache`` keeps what sequence 0 held (and leaves its last sample there) so that a next
+        prompt sharing a prefix decodes only the rest, as a chat's turns do.
+        """
+        self.keep_cache = keep_cache
         waiting: deque[_Live] = deque()
         source = iter(requests)
         slots: list[_Slot | None] = [None] * self.n_slots
         live: dict[Hashable, _Live] = {}
         exhausted = False
-        self.runner.clear()
+        if not keep_cache:
+            self.runner.clear()
         try:
             while True:
                 exhausted = self._admit(slots, waiting, live, source, exhausted)
@@ -237,12 +254,7 @@ class Engine:
             r.seq_rm(first, body, -1)
         else:
             first = group[0]
-            r.seq_rm(first)
-            if body:
-                rows = [(t, i, first, False) for i, t in enumerate(prompt[:body])]
-                for start in range(0, body, r.n_batch):
-                    r.decode_rows(rows[start : start + r.n_batch])
-                self.stats.n_prompt_decoded += body
+            self.stats.n_prompt_decoded += r.prefill(first, prompt[:body])
         for s in group[1:]:
             r.seq_rm(s)
             r.seq_cp(first, s)
@@ -343,7 +355,7 @@ class Engine:
         piece = s.decoder.decode(self.runner.token_bytes(tok, special=ends_thinking))
         s.text.append(piece)
         if on_token is not None:
-            on_token(s.request.request.key, s.index, piece)
+            on_token(s.request.request.key, s.index, tok, piece)
         s.pending.append(tok)
         if s.after_cue >= 0:
             s.after_cue += 1
@@ -376,7 +388,10 @@ class Engine:
         self.runner.free_sampler(s.sampler)
         lr = s.request
         lr.slots.discard(sid)
-        self.runner.seq_rm(sid)
+        if self.keep_cache and sid == 0:  # what the KV holds: everything but the undecoded pending tokens
+            self.runner.note_cached((lr.request.prompt + tuple(s.tokens))[: s.pos])
+        else:
+            self.runner.seq_rm(sid)
         text = "".join(s.text) + s.decoder.decode(b"", final=True)
         lr.done[s.index] = Sample(tuple(s.tokens), text, s.n_sampled, finish, s.cut, tuple(s.injected))
         if len(lr.done) == len(lr.request.seeds):

@@ -11,12 +11,10 @@ how the compute buffer is measured cheaply.
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -504,21 +502,32 @@ class Runner(Vocab):
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
 
-    def _prefill(self, prompt: Sequence[int], n_seq: int) -> int:
-        """Decode what of ``prompt`` is not cached yet; returns how many tokens were decoded."""
+    def prefill(self, seq: int, tokens: Sequence[int]) -> int:
+        """Put ``tokens`` at positions 0.. of ``seq`` without logits; returns how many were decoded.
+
+        Sequence 0 keeps what it shares with the tokens it held before (a chat's earlier turns).
+        """
         keep = 0
-        if n_seq == 1:
-            limit = min(len(self._cached), len(prompt) - 1)  # decode at least one token for logits
-            while keep < limit and self._cached[keep] == prompt[keep]:
+        if seq == 0:
+            limit = min(len(self._cached), len(tokens))
+            while keep < limit and self._cached[keep] == tokens[keep]:
                 keep += 1
-        if not (keep and self._lib.llama_memory_seq_rm(self._mem, 0, keep, -1)):
+        if not (keep and self._lib.llama_memory_seq_rm(self._mem, seq, keep, -1)):
             keep = 0
-            self._lib.llama_memory_clear(self._mem, False)
-        self._cached = []
-        self.decode(prompt[keep:], pos0=keep)
-        for s in range(1, n_seq):
-            self._lib.llama_memory_seq_cp(self._mem, 0, s, -1, -1)
-        return len(prompt) - keep
+            self._lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        if seq == 0:
+            self._cached = []
+        rest = list(tokens[keep:])
+        for start in range(0, len(rest), self.n_batch):
+            chunk = rest[start : start + self.n_batch]
+            self._fill([(t, keep + start + i, seq, False) for i, t in enumerate(chunk)])
+        if seq == 0:
+            self._cached = list(tokens)
+        return len(rest)
+
+    def note_cached(self, tokens: Sequence[int]) -> None:
+        """Record what sequence 0 holds now (so the next prompt reuses the common prefix)."""
+        self._cached = list(tokens)
 
     def generate(
         self,
@@ -529,11 +538,13 @@ class Runner(Vocab):
         sampling: Sampling | None = None,
         on_token: TokenCallback | None = None,
     ) -> Generation:
-        """Sample ``n_seq`` continuations of one prompt, one batch of n_seq tokens per step.
+        """Sample ``n_seq`` continuations of one prompt: the batched engine (``edgekv.llama.batch``)
+        with one request, no budget cue, and sequence 0's cache kept for the next prompt.
 
-        The prompt is decoded once into sequence 0 and copied to the others
-        (``llama_memory_seq_cp``); each sequence has its own sampler seed.
+        Each sequence s samples with seed ``sampling.seed + s``.
         """
+        from edgekv.llama.batch import Engine, Forcing, Request
+
         if not prompt_tokens:
             raise KvConfigError("the prompt is empty")
         if n_seq > self.n_seq_max:
@@ -543,56 +554,16 @@ class Runner(Vocab):
                 f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.n_ctx_seq} per sequence",
                 hint="use a larger --ctx or a shorter prompt",
             )
-        lib = self._lib
         sampling = sampling or Sampling()
-        prompt = list(prompt_tokens)
-        t0 = time.perf_counter()
-        n_eval = self._prefill(prompt, n_seq)
-        lib.llama_synchronize(self._ctx)
-        t1 = time.perf_counter()
-        samplers = [self._sampler(sampling, sampling.seed + s) for s in range(n_seq)]
-        out: list[list[int]] = [[] for _ in range(n_seq)]
-        texts = [""] * n_seq
-        decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in range(n_seq)]
-        finish = ["length"] * n_seq
-        active = list(range(n_seq))
-        idx = {s: -1 for s in active}  # batch row of each sequence's logits
-        pos = len(prompt)
-        try:
-            while active:
-                step: list[tuple[int, int, int, bool]] = []
-                for s in list(active):
-                    tok = int(lib.llama_sampler_sample(samplers[s], self._ctx, idx[s]))
-                    if lib.llama_vocab_is_eog(self._vocab, tok):
-                        finish[s] = "eog"
-                        active.remove(s)
-                        continue
-                    out[s].append(tok)
-                    piece = decoders[s].decode(self.token_bytes(tok))
-                    texts[s] += piece
-                    if on_token is not None:
-                        on_token(s, tok, piece)
-                    if len(out[s]) >= max_tokens or pos >= self.n_ctx_seq:
-                        finish[s] = "length" if len(out[s]) >= max_tokens else "context"
-                        active.remove(s)
-                        continue
-                    idx[s] = len(step)
-                    step.append((tok, pos, s, True))
-                if step:
-                    self._fill(step)
-                    pos += 1
-            lib.llama_synchronize(self._ctx)
-        finally:
-            for smpl in samplers:
-                lib.llama_sampler_free(smpl)
-        t2 = time.perf_counter()
-        if n_seq == 1:  # what sequence 0 holds now: the last sampled token is decoded only after an EOG stop
-            self._cached = prompt + (out[0] if finish[0] == "eog" else out[0][:-1])
-        seqs = tuple(
-            SequenceOutput(tuple(o), t + d.decode(b"", final=True), f)
-            for o, t, d, f in zip(out, texts, decoders, finish, strict=True)
-        )
-        return Generation(seqs, len(prompt), n_eval, t1 - t0, t2 - t1)
+        engine = Engine(self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), require_fit=False)
+        seeds = tuple(sampling.seed + s for s in range(n_seq))
+        done: list[Any] = []
+        cb = None if on_token is None else (lambda _key, index, tok, piece: on_token(index, tok, piece))
+        st = engine.run([Request(0, tuple(prompt_tokens), seeds)], on_finished=done.append, on_token=cb,
+                        keep_cache=True)  # fmt: skip
+        seqs = tuple(SequenceOutput(s.tokens, s.text, s.finish) for s in done[0].samples)
+        n_eval = st.n_prompt_decoded + 1  # the prompt's last token decodes in the first step
+        return Generation(seqs, len(prompt_tokens), n_eval, st.prompt_seconds, st.step_seconds)
 
 
 class LoadedModel(Vocab):
