@@ -9,8 +9,8 @@ Schema 1 (``sweep``, ``frontier`` and ``calibrate`` read it; keep the names)::
 Lines are appended one at a time, flushed and fsynced, so a killed run leaves whole lines and at
 most one partial last line; :func:`read_results` ignores that line and :func:`open_for_append`
 cuts it off before appending. ``config_id`` is a stable hash of the config's settings (everything
-but the predicted ``memory`` and ``n_ctx``, which follow from them and the prompts), so a rerun with
-the same settings resumes.
+but the predicted ``memory`` and ``n_ctx``, which follow from them and the prompts, and ``model_path``:
+the file's name, quant and bytes identify it wherever it lies), so a rerun with the same settings resumes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import IO, Any
 from edgekv.errors import DatasetError
 
 SCHEMA = 1
-NOT_HASHED = ("memory", "n_ctx")  # derived: a prediction and the context the prompts needed
+# derived or local: a prediction, the context the prompts needed, where the file is on this machine
+NOT_HASHED = ("memory", "n_ctx", "model_path")
 
 log = logging.getLogger(__name__)
 

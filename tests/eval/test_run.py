@@ -67,8 +67,8 @@ def test_finished_config_is_skipped_and_another_config_is_not(gemma_gguf: Path, 
 
 
 def test_config_id_ignores_memory_and_context() -> None:
-    a = {"model": "m.gguf", "budget_tokens": 8, "memory": {"kv": 1}, "n_ctx": 256}
-    b = {"budget_tokens": 8, "model": "m.gguf", "memory": {"kv": 2}, "n_ctx": 512}
+    a = {"model": "m.gguf", "model_path": "/a/m.gguf", "budget_tokens": 8, "memory": {"kv": 1}, "n_ctx": 256}
+    b = {"budget_tokens": 8, "model": "m.gguf", "model_path": "/b/m.gguf", "memory": {"kv": 2}, "n_ctx": 512}
     assert config_id(a) == config_id(b) != config_id({**a, "budget_tokens": 9})
 
 
