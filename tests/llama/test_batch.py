@@ -33,7 +33,7 @@ def run(
     slots: int,
     forcing: Forcing,
     sampling: runtime.Sampling,
-    numpy_top_k: bool | None = None,
+    numpy_top_k: bool = False,
 ) -> dict[Hashable, Finished]:
     done: dict[Hashable, Finished] = {}
     with model.runner(RunConfig(n_ctx=512 * slots, n_seq=slots), n_threads=THREADS) as r:
