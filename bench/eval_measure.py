@@ -35,7 +35,7 @@ def weight_files(model: Path, wanted: list[str], work: Path) -> list[tuple[str, 
         path = work / f"{model.stem}.requant-{w}.gguf"
         if not path.is_file():
             t0 = time.perf_counter()
-            quantize_gguf(model, path, w)
+            quantize_gguf(model, path, w, allow_requantize=True)
             print(f"quantized {model.name} -> {path.name} in {time.perf_counter() - t0:.1f} s", flush=True)  # noqa: T201
         out.append((w, path))
     return out
