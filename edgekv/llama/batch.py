@@ -5,6 +5,7 @@ Slots are llama.cpp sequence ids ``0..n_seq_max-1``; each holds one sample. A pr
 ``llama_memory_seq_cp``; then every live slot decodes its next token in ONE ``llama_decode`` per step
 (the prompt's last token too, so each sample gets its own logits row). A finished sample's slot is
 emptied (``llama_memory_seq_rm``) and goes to the next waiting sample at once (continuous batching);
+when none waits, the highest live slot moves down into it (see ``_compact``);
 a later sample of a prompt that is still live in another slot copies that slot and cuts it back to
 the prompt instead of decoding the prompt again.
 
@@ -12,7 +13,7 @@ The cache is not unified (``kv_unified=False``, llama.cpp's default): each slot 
 ``n_ctx / n_seq_max`` cells, so attention per token costs its own context, not everyone's, and the
 memory model (``plan.fit``: G streams of T cells) is exactly what runs. llama.cpp splits a batch over
 several streams into micro-batches of *consecutive* sequence ids (``split_equal(.., sequential)``), so
-rows are sent sorted by slot and free slots are refilled lowest first, which keeps live slots dense.
+rows are sent sorted by slot, free slots are refilled lowest first and live slots are kept dense.
 
 Budget forcing (:class:`Forcing`), the paper's and s1's: a sample generates up to ``budget_tokens``;
 there ``cue_tokens`` (for a thinking model ``</think>`` and the final-answer cue) are injected and the
@@ -100,6 +101,7 @@ class EngineStats:
     step_seconds: float = 0.0  # decode + sampling of the steps
     sample_seconds: float = 0.0  # the sampling part of it
     max_live: int = 0
+    n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
 
     @property
     def decode_tps(self) -> float:
@@ -279,6 +281,7 @@ class Engine:
         on_token: TokenCallback | None,
     ) -> None:
         r = self.runner
+        self._compact(slots)
         rows: list[tuple[int, int, int, bool]] = []
         out_row: dict[int, tuple[int, int]] = {}  # slot -> (output row, batch row) of its logits
         for sid, s in enumerate(slots):  # sorted by slot: llama.cpp splits on gaps in sequence ids
@@ -307,6 +310,29 @@ class Engine:
                 finish = "context"
             if finish is not None:
                 self._finish(sid, slots, live, finish, on_finished)
+
+    def _compact(self, slots: list[_Slot | None]) -> None:
+        """Move the highest live slots into free lower ones, so live sequence ids stay consecutive.
+
+        llama.cpp splits a batch over several KV streams into micro-batches of consecutive sequence
+        ids: live slots {0, 2, 5} cost three forward passes a step where {0, 1, 2} cost one. A move is
+        one stream copy (``llama_memory_seq_cp``), done before the next decode.
+        """
+        r = self.runner
+        while True:
+            free = next((i for i, s in enumerate(slots) if s is None), None)
+            high = next((i for i in range(len(slots) - 1, -1, -1) if slots[i] is not None), None)
+            if free is None or high is None or high < free:
+                return
+            s = slots[high]
+            assert s is not None
+            r.seq_rm(free)
+            r.seq_cp(high, free)
+            r.seq_rm(high)
+            slots[free], slots[high] = s, None
+            s.request.slots.discard(high)
+            s.request.slots.add(free)
+            self.stats.n_moves += 1
 
     def _sample(self, slots: list[_Slot | None], out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
         r = self.runner
