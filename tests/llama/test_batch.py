@@ -9,7 +9,7 @@ import pytest
 
 from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
 from edgekv.llama import runner as runtime
-from edgekv.llama.batch import Engine, Finished, Forcing, Request
+from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
 from edgekv.plan.memory import RunConfig
 
 THREADS = 1  # robust on a busy 2-core runner
@@ -34,11 +34,14 @@ def run(
     forcing: Forcing,
     sampling: runtime.Sampling,
     numpy_top_k: bool = False,
+    stats: list[EngineStats] | None = None,
 ) -> dict[Hashable, Finished]:
     done: dict[Hashable, Finished] = {}
     with model.runner(RunConfig(n_ctx=512 * slots, n_seq=slots), n_threads=THREADS) as r:
         engine = Engine(r, sampling=sampling, forcing=forcing, numpy_top_k=numpy_top_k)
-        engine.run(requests, on_finished=lambda f: done.__setitem__(f.key, f))
+        st = engine.run(requests, on_finished=lambda f: done.__setitem__(f.key, f))
+    if stats is not None:
+        stats.append(st)
     return done
 
 
@@ -110,7 +113,9 @@ def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> Non
     cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
     forcing = Forcing(budget_tokens=12, reserve_tokens=4, cue_tokens=cue)
     reqs = [Request(i, p, (1, 2)) for i, p in enumerate(prompts(model))]
-    together = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY)  # 3 problems x 2 samples in 4 slots
+    stats: list[EngineStats] = []
+    together = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, stats=stats)  # 3 x 2 samples, 4 slots
+    assert stats[0].max_live == 4 and stats[0].n_moves > 0  # slots refilled, and moved down to stay dense
     for req in reqs:
         alone = run(model, [req], slots=1, forcing=forcing, sampling=GREEDY)
         assert [s.tokens for s in together[req.key].samples] == [s.tokens for s in alone[req.key].samples]
