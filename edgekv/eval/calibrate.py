@@ -39,7 +39,7 @@ from typing import Any
 from edgekv.eval.frontier import Accounting, Point, PointScores, pareto, point_scores, points
 from edgekv.eval.profile import PAPER_DEFAULTS, resolve
 from edgekv.eval.profile import SCHEMA as PROFILE_SCHEMA
-from edgekv.eval.results import ConfigResult
+from edgekv.eval.scores import ConfigResult
 from edgekv.model.quant import KvType
 from edgekv.plan.policy import bits_class
 

@@ -22,7 +22,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from edgekv.eval.results import ConfigResult
+from edgekv.eval.scores import ConfigResult
 
 
 class Accounting(str, enum.Enum):

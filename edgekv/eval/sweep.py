@@ -224,7 +224,7 @@ def result_path(out_dir: Path, item: SweepItem) -> Path:
 
 
 def is_done(out_dir: Path, item: SweepItem) -> bool:
-    from edgekv.eval.results import summary_written
+    from edgekv.eval.scores import summary_written
 
     return summary_written(result_path(out_dir, item))
 
@@ -371,17 +371,19 @@ class EvalBackend:
             from edgekv.eval.datasets import load_problems
 
             self.problems = load_problems(self.settings.dataset, limit=self.settings.limit, seed=self.settings.seed)
+        if item.model_path is None:
+            raise ModelFileNotFound(f"{item.model} {item.quant} is not on this machine", hint="pass --download")
         config = EvalConfig(
             model_path=item.model_path, type_k=item.type_k, type_v=item.type_v, budget_tokens=item.budget_tokens,
             reserve_tokens=self.settings.reserve_tokens, samples=item.samples, seed=self.settings.seed,
-            dataset=self.settings.dataset, n_ctx=item.n_ctx,
+            dataset=self.settings.dataset,
         )  # fmt: skip
         evaluate(config, self.problems, out=out, model=model)
 
 
 def load_frontier(paths: Sequence[str | os.PathLike[str]]) -> Frontier:
     """The frontier of results files or sweep folders, with pick's plans from any sweep manifest there."""
-    from edgekv.eval.results import read_results
+    from edgekv.eval.scores import read_results
 
     picks: list[PickMark] = []
     for p in map(Path, paths):

@@ -199,9 +199,12 @@ def quantize_gguf(
     on_tensor: Callable[[int, int], None] | None = None,
     need_bytes: int | None = None,
     before_rename: BeforeRename | None = None,
+    allow_requantize: bool = False,
 ) -> Path:
     """Quantize a GGUF with llama_model_quantize into ``out_path`` (via ``out_path.incomplete``).
 
+    ``allow_requantize`` lets llama.cpp quantize tensors that are already quantized (lossy twice over:
+    for measurements from a shipped quant when no f16 file is at hand).
     ``before_rename(tmp)`` sees the finished file before it takes its name; ``need_bytes`` (an
     estimate of the output) goes into the DiskFull message.
 
@@ -220,6 +223,7 @@ def quantize_gguf(
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = q.ftype
     params.nthread = threads or 0
+    params.allow_requantize = allow_requantize
     keep = _imatrix_params(llama_cpp, params, im) if im is not None else []
     tmp = incomplete_path(out)
     log = _LlamaLog(on_tensor)

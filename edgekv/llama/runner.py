@@ -11,14 +11,12 @@ how the compute buffer is measured cheaply.
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -246,69 +244,14 @@ class Generation:
 TokenCallback = Callable[[int, int, str], None]  # (sequence index, token id, text piece)
 
 
-class Runner:
-    """A loaded model and context. Use :func:`load`; close it (or use ``with``) to free memory."""
+class Vocab:
+    """Tokenizer and chat template of a loaded model (shared by :class:`Runner` and :class:`LoadedModel`)."""
 
-    def __init__(
-        self, path: Path, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None, verbose: bool
-    ) -> None:
-        _check_cfg(cfg)
-        self.path = path
-        self.cfg = cfg
-        self._lib = llama_cpp = _llama()
-        self._log = LlamaLog(echo=verbose).__enter__()
-        self._model: Any = None
-        self._ctx: Any = None
-        self._batch: Any = None
-        try:
-            self._model = llama_cpp.llama_model_load_from_file(
-                str(path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
-            )
-            if not self._model:
-                raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
-            cp = _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
-            self._ctx = llama_cpp.llama_init_from_model(self._model, cp)
-            if not self._ctx:
-                raise LlamaError("llama.cpp cannot create the context", reason=self._log.last_problem())
-        except BaseException:
-            self.close()
-            raise
-        self.buffers = self._log.buffers()
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self._mem = llama_cpp.llama_get_memory(self._ctx)
-        self.n_batch = int(llama_cpp.llama_n_batch(self._ctx))
-        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
-        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx))
-        self.n_seq_max = int(llama_cpp.llama_n_seq_max(self._ctx))
-        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self._batch_cap = max(self.n_batch, self.n_seq_max)
-        self._batch = llama_cpp.llama_batch_init(self._batch_cap, 0, 1)
-        self._cached: list[int] = []  # tokens of sequence 0 held in the KV cache
+    _lib: Any
+    _vocab: Any
+    _model: Any
+    _log: LlamaLog
 
-    # lifecycle
-    def close(self) -> None:
-        lib = self._lib
-        if self._batch is not None:
-            lib.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
-            lib.llama_free(self._ctx)
-        self._ctx = None
-        if self._model:
-            lib.llama_model_free(self._model)
-        self._model = None
-        self._log.close()
-
-    def __enter__(self) -> Runner:
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def log_lines(self) -> list[str]:
-        return self._log.text()
-
-    # vocabulary
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         data = text.encode("utf-8")
         n_max = len(data) + 16
@@ -368,6 +311,87 @@ class Runner:
             log.warning("llama.cpp does not know the model's chat template; formatting the prompt as ChatML")
         raise LlamaError("llama_chat_apply_template failed", reason=self._log.last_problem())
 
+    def token_id(self, text: str) -> int | None:
+        """The id of a special/added token spelled ``text`` (``<think>``), or None if the vocab has none."""
+        ids = self.tokenize(text, add_special=False, parse_special=True)
+        return ids[0] if len(ids) == 1 else None
+
+
+class Runner(Vocab):
+    """A loaded model and context. Use :func:`load`; close it (or use ``with``) to free memory."""
+
+    def __init__(
+        self,
+        path: Path,
+        cfg: RunConfig,
+        *,
+        n_batch: int | None,
+        n_threads: int | None,
+        verbose: bool,
+        model: LoadedModel | None = None,
+    ) -> None:
+        _check_cfg(cfg)
+        self.path = path
+        self.cfg = cfg
+        self._lib = llama_cpp = _llama()
+        self._log = LlamaLog(echo=verbose).__enter__()
+        self._model: Any = None
+        self._owns_model = model is None
+        self._ctx: Any = None
+        self._batch: Any = None
+        try:
+            if model is None:
+                self._model = llama_cpp.llama_model_load_from_file(
+                    str(path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
+                )
+                if not self._model:
+                    raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
+            else:
+                self._model = model.handle
+            cp = _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
+            self._ctx = llama_cpp.llama_init_from_model(self._model, cp)
+            if not self._ctx:
+                raise LlamaError("llama.cpp cannot create the context", reason=self._log.last_problem())
+        except BaseException:
+            self.close()
+            raise
+        self.buffers = self._log.buffers()
+        if model is not None:  # the weights were logged when the shared model loaded
+            self.buffers = replace(self.buffers, model=model.buffers.model)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self.n_batch = int(llama_cpp.llama_n_batch(self._ctx))
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
+        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        self.n_seq_max = int(llama_cpp.llama_n_seq_max(self._ctx))
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._batch_cap = max(self.n_batch, self.n_seq_max)
+        self._batch = llama_cpp.llama_batch_init(self._batch_cap, 0, 1)
+        self._cached: list[int] = []  # tokens of sequence 0 held in the KV cache
+
+    # lifecycle
+    def close(self) -> None:
+        lib = self._lib
+        if self._batch is not None:
+            lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            lib.llama_free(self._ctx)
+        self._ctx = None
+        if self._model and self._owns_model:
+            lib.llama_model_free(self._model)
+        self._model = None
+        self._log.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def log_lines(self) -> list[str]:
+        return self._log.text()
+
     # decoding
     def clear(self) -> None:
         """Empty the KV cache (all sequences; the buffers are not zeroed, as llama-bench does)."""
@@ -421,6 +445,61 @@ class Runner:
         if rc != 0:
             raise LlamaError(f"llama_decode failed ({rc})", reason=self._log.last_problem())
 
+    # primitives of the batched engine (edgekv.llama.batch)
+    def decode_rows(self, rows: Sequence[tuple[int, int, int, bool]]) -> None:
+        """Decode (token, pos, seq, wants_logits) rows in one ``llama_decode``; the batch grows to fit."""
+        if len(rows) > self._batch_cap:
+            self._lib.llama_batch_free(self._batch)
+            self._batch_cap = len(rows)
+            self._batch = self._lib.llama_batch_init(self._batch_cap, 0, 1)
+        self._fill(rows)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Drop positions [p0, p1) of ``seq`` (-1: open ends) from the KV cache."""
+        if seq == 0:
+            self._cached = []
+        return bool(self._lib.llama_memory_seq_rm(self._mem, seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int) -> None:
+        """Copy all of ``src``'s cells to ``dst`` (a whole-stream copy without a unified cache)."""
+        if dst == 0:
+            self._cached = []
+        self._lib.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+
+    def logits_rows(self, n_rows: int) -> Any:
+        """The logits of the last decode's ``n_rows`` output rows as an (n_rows, n_vocab) numpy view."""
+        import numpy as np
+
+        ptr = self._lib.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_rows, self.n_vocab))
+
+    def new_sampler(self, sampling: Sampling, seed: int, *, top_k: bool = True) -> Any:
+        """A llama.cpp sampler chain (free it with :meth:`free_sampler`); ``top_k=False`` leaves the
+        top-k cut out, for candidates already cut (:meth:`sample_candidates`)."""
+        return self._sampler(sampling if top_k else replace(sampling, top_k=0), seed)
+
+    def free_sampler(self, sampler: Any) -> None:
+        self._lib.llama_sampler_free(sampler)
+
+    def sample(self, sampler: Any, row: int) -> int:
+        """Sample from the logits of batch row ``row`` of the last decode (over the full vocabulary)."""
+        return int(self._lib.llama_sampler_sample(sampler, self._ctx, row))
+
+    def sample_candidates(self, sampler: Any, ids: Any, logits: Any) -> int:
+        """Apply ``sampler`` to candidates (token ids and logits, best first) and accept the pick."""
+        lib = self._lib
+        n = len(ids)
+        data = (lib.llama_token_data * n)()
+        for i in range(n):
+            data[i].id = int(ids[i])
+            data[i].logit = float(logits[i])
+            data[i].p = 0.0
+        arr = lib.llama_token_data_array(data, n, -1, True)
+        lib.llama_sampler_apply(sampler, ctypes.byref(arr))
+        tok = int(data[arr.selected].id)
+        lib.llama_sampler_accept(sampler, tok)
+        return tok
+
     def _sampler(self, sampling: Sampling, seed: int) -> Any:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
@@ -437,21 +516,32 @@ class Runner:
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
 
-    def _prefill(self, prompt: Sequence[int], n_seq: int) -> int:
-        """Decode what of ``prompt`` is not cached yet; returns how many tokens were decoded."""
+    def prefill(self, seq: int, tokens: Sequence[int]) -> int:
+        """Put ``tokens`` at positions 0.. of ``seq`` without logits; returns how many were decoded.
+
+        Sequence 0 keeps what it shares with the tokens it held before (a chat's earlier turns).
+        """
         keep = 0
-        if n_seq == 1:
-            limit = min(len(self._cached), len(prompt) - 1)  # decode at least one token for logits
-            while keep < limit and self._cached[keep] == prompt[keep]:
+        if seq == 0:
+            limit = min(len(self._cached), len(tokens))
+            while keep < limit and self._cached[keep] == tokens[keep]:
                 keep += 1
-        if not (keep and self._lib.llama_memory_seq_rm(self._mem, 0, keep, -1)):
+        if not (keep and self._lib.llama_memory_seq_rm(self._mem, seq, keep, -1)):
             keep = 0
-            self._lib.llama_memory_clear(self._mem, False)
-        self._cached = []
-        self.decode(prompt[keep:], pos0=keep)
-        for s in range(1, n_seq):
-            self._lib.llama_memory_seq_cp(self._mem, 0, s, -1, -1)
-        return len(prompt) - keep
+            self._lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        if seq == 0:
+            self._cached = []
+        rest = list(tokens[keep:])
+        for start in range(0, len(rest), self.n_batch):
+            chunk = rest[start : start + self.n_batch]
+            self._fill([(t, keep + start + i, seq, False) for i, t in enumerate(chunk)])
+        if seq == 0:
+            self._cached = list(tokens)
+        return len(rest)
+
+    def note_cached(self, tokens: Sequence[int]) -> None:
+        """Record what sequence 0 holds now (so the next prompt reuses the common prefix)."""
+        self._cached = list(tokens)
 
     def generate(
         self,
@@ -462,11 +552,13 @@ class Runner:
         sampling: Sampling | None = None,
         on_token: TokenCallback | None = None,
     ) -> Generation:
-        """Sample ``n_seq`` continuations of one prompt, one batch of n_seq tokens per step.
+        """Sample ``n_seq`` continuations of one prompt: the batched engine (``edgekv.llama.batch``)
+        with one request, no budget cue, and sequence 0's cache kept for the next prompt.
 
-        The prompt is decoded once into sequence 0 and copied to the others
-        (``llama_memory_seq_cp``); each sequence has its own sampler seed.
+        Each sequence s samples with seed ``sampling.seed + s``.
         """
+        from edgekv.llama.batch import Engine, Forcing, Request
+
         if not prompt_tokens:
             raise KvConfigError("the prompt is empty")
         if n_seq > self.n_seq_max:
@@ -476,56 +568,65 @@ class Runner:
                 f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.n_ctx_seq} per sequence",
                 hint="use a larger --ctx or a shorter prompt",
             )
-        lib = self._lib
         sampling = sampling or Sampling()
-        prompt = list(prompt_tokens)
-        t0 = time.perf_counter()
-        n_eval = self._prefill(prompt, n_seq)
-        lib.llama_synchronize(self._ctx)
-        t1 = time.perf_counter()
-        samplers = [self._sampler(sampling, sampling.seed + s) for s in range(n_seq)]
-        out: list[list[int]] = [[] for _ in range(n_seq)]
-        texts = [""] * n_seq
-        decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in range(n_seq)]
-        finish = ["length"] * n_seq
-        active = list(range(n_seq))
-        idx = {s: -1 for s in active}  # batch row of each sequence's logits
-        pos = len(prompt)
-        try:
-            while active:
-                step: list[tuple[int, int, int, bool]] = []
-                for s in list(active):
-                    tok = int(lib.llama_sampler_sample(samplers[s], self._ctx, idx[s]))
-                    if lib.llama_vocab_is_eog(self._vocab, tok):
-                        finish[s] = "eog"
-                        active.remove(s)
-                        continue
-                    out[s].append(tok)
-                    piece = decoders[s].decode(self.token_bytes(tok))
-                    texts[s] += piece
-                    if on_token is not None:
-                        on_token(s, tok, piece)
-                    if len(out[s]) >= max_tokens or pos >= self.n_ctx_seq:
-                        finish[s] = "length" if len(out[s]) >= max_tokens else "context"
-                        active.remove(s)
-                        continue
-                    idx[s] = len(step)
-                    step.append((tok, pos, s, True))
-                if step:
-                    self._fill(step)
-                    pos += 1
-            lib.llama_synchronize(self._ctx)
-        finally:
-            for smpl in samplers:
-                lib.llama_sampler_free(smpl)
-        t2 = time.perf_counter()
-        if n_seq == 1:  # what sequence 0 holds now: the last sampled token is decoded only after an EOG stop
-            self._cached = prompt + (out[0] if finish[0] == "eog" else out[0][:-1])
-        seqs = tuple(
-            SequenceOutput(tuple(o), t + d.decode(b"", final=True), f)
-            for o, t, d, f in zip(out, texts, decoders, finish, strict=True)
-        )
-        return Generation(seqs, len(prompt), n_eval, t1 - t0, t2 - t1)
+        engine = Engine(self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), require_fit=False)
+        seeds = tuple(sampling.seed + s for s in range(n_seq))
+        done: list[Any] = []
+        cb = None if on_token is None else (lambda _key, index, tok, piece: on_token(index, tok, piece))
+        st = engine.run([Request(0, tuple(prompt_tokens), seeds)], on_finished=done.append, on_token=cb,
+                        keep_cache=True)  # fmt: skip
+        seqs = tuple(SequenceOutput(s.tokens, s.text, s.finish) for s in done[0].samples)
+        n_eval = st.n_prompt_decoded + 1  # the prompt's last token decodes in the first step
+        return Generation(seqs, len(prompt_tokens), n_eval, st.prompt_seconds, st.step_seconds)
+
+
+class LoadedModel(Vocab):
+    """A GGUF loaded once: contexts for several KV types and budgets share its weights (a sweep
+    loads each file once). ``runner(cfg)`` makes a context; close the runners, then this."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, n_gpu_layers: int = -1, vocab_only: bool = False, verbose: bool = False
+    ) -> None:
+        self.path = _check_path(path)
+        self.n_gpu_layers = n_gpu_layers
+        self.vocab_only = vocab_only  # tokenizer and chat template only (no weights; no contexts)
+        self._lib = llama_cpp = _llama()
+        self._verbose = verbose
+        with LlamaLog(echo=verbose) as cap:
+            cfg = RunConfig(n_ctx=KV_MIN_CTX, n_gpu_layers=n_gpu_layers)
+            params = _model_params(llama_cpp, cfg, dry_run=False)
+            params.vocab_only = vocab_only
+            self.handle: Any = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+            if not self.handle:
+                raise LlamaError(f"llama.cpp cannot load {self.path.name}", reason=cap.last_problem())
+        self.buffers = cap.buffers()
+        self._log = cap
+        self._model = self.handle
+        self._vocab = llama_cpp.llama_model_get_vocab(self.handle)
+
+    def runner(self, cfg: RunConfig, *, n_batch: int | None = None, n_threads: int | None = None) -> Runner:
+        """A context over this model; ``cfg.n_gpu_layers`` must be the one the model was loaded with."""
+        if not self.handle or self.vocab_only:
+            raise LlamaError(f"{self.path.name} was {'loaded vocabulary-only' if self.handle else 'closed'}")
+        if cfg.n_gpu_layers != self.n_gpu_layers:
+            raise KvConfigError(
+                f"the model was loaded with {self.n_gpu_layers} GPU layers, the context asks for {cfg.n_gpu_layers}"
+            )
+        return Runner(self.path, cfg, n_batch=n_batch, n_threads=n_threads, verbose=self._verbose, model=self)
+
+    def close(self) -> None:
+        if self.handle:
+            self._lib.llama_model_free(self.handle)
+        self.handle = self._model = self._vocab = None
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+KV_MIN_CTX = 256
 
 
 def load(

@@ -8,7 +8,7 @@ import pytest
 
 from edgekv.eval.calibrate import calibrate, fit_e1, fit_saturation
 from edgekv.eval.frontier import Accounting, point_scores, points
-from edgekv.eval.results import read_results
+from edgekv.eval.scores import read_results
 from tests.resultgen import BUDGETS, GIB, KIB, Cfg, scale_rule_accuracy, scale_rule_results, write
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from edgekv.errors import ModelFileNotFound, SpecError
 from edgekv.eval.frontier import frontier
-from edgekv.eval.results import read_results
+from edgekv.eval.scores import read_results
 from edgekv.eval.sweep import (
     SweepSettings,
     is_done,

@@ -9,6 +9,9 @@ huggingface_hub is pointed at it with ``endpoint=hub.url``; nothing is mocked. R
   ``huggingface_hub.utils.hf_raise_for_status`` maps to its exceptions.
 - ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}``: model info with
   ``siblings`` (``rfilename``; with ``?blobs=true`` also ``size``, ``blobId``, ``lfs``).
+- Dataset repos (``add_dataset``), as huggingface_hub addresses them with ``repo_type="dataset"``:
+  ``HEAD|GET /datasets/{repo}/resolve/{rev}/{path}`` and ``GET /api/datasets/{repo}[/revision/{rev}]``,
+  with the same headers, errors and knobs as models. Tests add the ones they need; ``reset`` drops them.
 
 Knobs (reset per test by the ``hub`` fixture): ``not_found`` (listed files whose resolve is 404),
 ``corrupt`` (served with flipped bytes; headers still advertise the true sha256), ``drop_after``
@@ -119,6 +122,7 @@ class FakeRepo:
     refs: dict[str, str] = field(default_factory=dict)  # branch/tag -> commit
     trees: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit -> path -> bytes
     gated: bool = False
+    repo_type: str = "model"
 
     def resolve(self, rev: str) -> str | None:
         return rev if rev in self.trees else self.refs.get(rev)
@@ -141,6 +145,7 @@ class FakeHub:
 
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
+        self.datasets: dict[str, FakeRepo] = {}
         self.lock = threading.Lock()
         self.reset()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -158,6 +163,7 @@ class FakeHub:
             self.tokens: set[str] = set()
             self.requests: list[Request] = []
             self.bytes_sent: Counter[tuple[str, str]] = Counter()
+            self.datasets.clear()  # tests add the dataset repos they need
 
     def close(self) -> None:
         self.server.shutdown()
@@ -165,9 +171,19 @@ class FakeHub:
 
     def add_repo(self, repo_id: str, files: dict[str, bytes], *, gated: bool = False, ref: str = "main") -> str:
         """Add (or add a revision to) a repo; returns the new commit hash, which ``ref`` points at."""
-        repo = self.repos.setdefault(repo_id, FakeRepo(repo_id, gated=gated))
+        return self._add(self.repos, repo_id, files, gated=gated, ref=ref, repo_type="model")
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes], *, gated: bool = False, ref: str = "main") -> str:
+        """Add (or add a revision to) a dataset repo; returns the new commit hash."""
+        return self._add(self.datasets, repo_id, files, gated=gated, ref=ref, repo_type="dataset")
+
+    def _add(
+        self, repos: dict[str, FakeRepo], repo_id: str, files: dict[str, bytes], *, gated: bool, ref: str,
+        repo_type: str,
+    ) -> str:  # fmt: skip
+        repo = repos.setdefault(repo_id, FakeRepo(repo_id, gated=gated, repo_type=repo_type))
         listing = "".join(f"{p}:{sha256(d)}\n" for p, d in sorted(files.items()))
-        commit = hashlib.sha1(f"{repo_id}\n{ref}\n{listing}".encode()).hexdigest()
+        commit = hashlib.sha1(f"{repo_type}:{repo_id}\n{ref}\n{listing}".encode()).hexdigest()
         repo.trees[commit] = dict(files)
         repo.refs[ref] = commit
         return commit
@@ -178,6 +194,8 @@ class FakeHub:
 
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<rev>[^/]+))?/?$")
+_DS_RESOLVE = re.compile(r"^/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_DS_API = re.compile(r"^/api/datasets/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<rev>[^/]+))?/?$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
@@ -205,7 +223,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.requests.append(
                 Request(self.command, path, int(rng.group(1)) if rng else None, self.headers.get("Authorization"))
             )
-        if m := _API.match(url.path):
+        ds = self.hub.datasets
+        if m := _DS_API.match(url.path):
+            self._model_info(unquote(m["repo"]), unquote(m["rev"] or "main"), parse_qs(url.query), head=head, repos=ds)
+        elif m := _DS_RESOLVE.match(url.path):
+            self._resolve(unquote(m["repo"]), unquote(m["rev"]), unquote(m["path"]), rng, head=head, repos=ds)
+        elif m := _API.match(url.path):
             self._model_info(unquote(m["repo"]), unquote(m["rev"] or "main"), parse_qs(url.query), head=head)
         elif m := _RESOLVE.match(url.path):
             self._resolve(unquote(m["repo"]), unquote(m["rev"]), unquote(m["path"]), rng, head=head)
@@ -231,8 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Repo-Commit"] = commit
         self._send(status, headers, json.dumps({"error": message}).encode(), head=head)
 
-    def _repo(self, repo_id: str, rev: str, *, head: bool) -> tuple[FakeRepo, str] | None:
-        repo = self.hub.repos.get(repo_id)
+    def _repo(
+        self, repo_id: str, rev: str, *, head: bool, repos: dict[str, FakeRepo] | None = None
+    ) -> tuple[FakeRepo, str] | None:
+        repo = (self.hub.repos if repos is None else repos).get(repo_id)
         if repo is None:
             self._error(404, "RepoNotFound", "Repository not found", head=head)
             return None
@@ -242,8 +267,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return repo, commit
 
-    def _model_info(self, repo_id: str, rev: str, query: dict[str, list[str]], *, head: bool) -> None:
-        found = self._repo(repo_id, rev, head=head)
+    def _model_info(
+        self, repo_id: str, rev: str, query: dict[str, list[str]], *, head: bool,
+        repos: dict[str, FakeRepo] | None = None,
+    ) -> None:  # fmt: skip
+        found = self._repo(repo_id, rev, head=head, repos=repos)
         if found is None:
             return
         repo, commit = found
@@ -262,16 +290,24 @@ class _Handler(BaseHTTPRequestHandler):
             "gated": "auto" if repo.gated else False, "downloads": 0, "likes": 0, "tags": ["gguf"],
             "library_name": "gguf", "siblings": siblings,
         }  # fmt: skip
+        if repo.repo_type == "dataset":
+            for key in ("modelId", "library_name"):
+                info.pop(key)
+            info["tags"] = []
         self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode(), head=head)
 
-    def _resolve(self, repo_id: str, rev: str, path: str, rng: re.Match[str] | None, *, head: bool) -> None:
-        found = self._repo(repo_id, rev, head=head)
+    def _resolve(
+        self, repo_id: str, rev: str, path: str, rng: re.Match[str] | None, *, head: bool,
+        repos: dict[str, FakeRepo] | None = None,
+    ) -> None:  # fmt: skip
+        found = self._repo(repo_id, rev, head=head, repos=repos)
         if found is None:
             return
         repo, commit = found
         auth = self.headers.get("Authorization", "")
         if repo.gated and auth.removeprefix("Bearer ") not in self.hub.tokens:
-            msg = f"Access to model {repo_id} is restricted. You must have access to it and be authenticated."
+            msg = f"Access to {repo.repo_type} {repo_id} is restricted. "
+            msg += "You must have access to it and be authenticated."
             self._error(403 if auth else 401, "GatedRepo", msg, head=head, commit=commit)
             return
         data = repo.trees[commit].get(path)

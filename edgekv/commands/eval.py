@@ -1,0 +1,117 @@
+"""``edgekv eval``: reasoning accuracy of one configuration, measured the paper's way on llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekv.commands.options import given, kv_types, plan_model_path, verbosity
+
+
+@click.command("eval")
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Model, KV, G and --vram from a plan.")
+@click.option("--dataset", required=True, help="synth, gsm8k, math500, aime24, aime25, gpqa, or a JSONL/JSON/CSV file.")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
+@click.option("--budget", default="8k", show_default=True, help="Thinking budget T per sample (tokens: 512, 8k).")
+@click.option("--reserve", default=64, show_default=True, type=click.IntRange(1), help="Answer tokens after the cue.")
+@click.option("--samples", default=4, show_default=True, type=click.IntRange(1, 256), help="Samples G per problem.")
+@click.option("--kv", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0).  [default: q8_0]")
+@click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
+@click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
+@click.option("--vram", metavar="SIZE", help="Memory cap: 8G. Slots are as many as fit it.")
+@click.option("--slots", type=click.IntRange(1, 256), help="Sequences decoded together (default: as many as fit).")
+@click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="0: greedy.")
+@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
+@click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
+@click.option("--ngl", default=-1, show_default=True, type=click.IntRange(-1), help="Layers on the GPU (-1: all).")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
+    """Measure a configuration's reasoning accuracy: G samples per problem under a token budget.
+
+    At the budget the end of thinking and the cue "**Final Answer**" + "\\boxed{" are injected
+    and the answer decodes within --reserve tokens. Reports pass@1, maj@k and pass@k (k = 1..G)
+    with 95% intervals, tokens per sample and the fraction cut at the budget.
+
+    \b
+    Examples:
+      edgekv eval Qwen3-1.7B-Q8_0.gguf --dataset aime25 --budget 8k --samples 8 --kv q8_0 --vram 8G
+      edgekv eval --plan plan.json --dataset math500 --limit 100 --out results.jsonl
+      edgekv eval model.gguf --dataset synth --limit 50 --budget 512 --temperature 0 --json
+    """
+    from edgekv import report
+    from edgekv.eval.datasets import load_problems
+    from edgekv.eval.run import EvalConfig, budget_from_plan, evaluate
+    from edgekv.model.quant import KvType
+    from edgekv.plan.planfile import read_plan
+    from edgekv.units import parse_size, parse_tokens
+
+    plan = read_plan(o["plan_path"]) if o["plan_path"] else None
+    vram_bytes = parse_size(o["vram"]) if o["vram"] is not None else None
+    budget, samples, ngl, kv_default = parse_tokens(o["budget"]), o["samples"], o["ngl"], (KvType.Q8_0, KvType.Q8_0)
+    if plan is not None:
+        model = model or plan_model_path(plan)
+        vram_bytes = vram_bytes if given(ctx, "vram") else plan.vram_bytes or vram_bytes
+        if plan.type_k and plan.type_v:
+            kv_default = (plan.type_k, plan.type_v)
+        samples = plan.parallel if plan.parallel and not given(ctx, "samples") else samples
+        ngl = plan.n_gpu_layers if plan.n_gpu_layers is not None and not given(ctx, "ngl") else ngl
+        if plan.n_ctx and plan.parallel and not given(ctx, "budget"):
+            budget = budget_from_plan(plan.n_ctx // plan.parallel, reserve_tokens=o["reserve"])
+    if not model:
+        raise click.UsageError("give MODEL.gguf or --plan plan.json")
+    tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=kv_default)
+    config = EvalConfig(
+        model_path=str(model), dataset=o["dataset"], budget_tokens=budget, reserve_tokens=o["reserve"],
+        samples=samples, type_k=tk, type_v=tv, temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"],
+        seed=o["seed"], force_length=o["force_length"], thinking=o["thinking"], vram_bytes=vram_bytes,
+        n_gpu_layers=ngl, slots=o["slots"], n_threads=o["threads"],
+    )  # fmt: skip
+    problems = load_problems(o["dataset"], limit=o["limit"], seed=o["seed"])
+    out = Path(o["out"]) if o["out"] else None
+    with ProgressBar(enabled=not o["as_json"] and verbosity(ctx) >= 0) as progress:
+        result = evaluate(config, problems, out=out, progress=progress)
+    if o["as_json"]:
+        click.echo(json.dumps(report.eval_dict(result), indent=2))
+    else:
+        report.console().print(report.eval_table(result))
+
+
+class ProgressBar:
+    """A rich progress bar with accuracy so far and an ETA, only for a human on a TTY."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from edgekv.report import console
+
+        self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                            TimeRemainingColumn(), console=console(stderr=True), transient=True)  # fmt: skip
+        self.bar.start()
+        self.task = self.bar.add_task("", total=None)
+        return self.update
+
+    def update(self, p: Any) -> None:
+        text = f"pass@1 {100 * p.pass_at_1:.1f}% maj@G {100 * p.maj_at_g:.1f}% {p.decode_tps:.1f} tok/s"
+        self.bar.update(self.task, completed=p.done, total=p.total, description=text)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,267 @@
+"""Problem sets for ``edgekv eval``: local JSONL/JSON/CSV files, the built-in ``synth`` generator, and
+named hub datasets.
+
+Named datasets and the file each loader reads (checked against other harnesses' loaders, which
+pin these files; the formats are the repos' own):
+
+============  =========================  =====================================  ==========================
+name          repo (dataset)             file                                   question / answer / id
+============  =========================  =====================================  ==========================
+aime25        math-ai/aime25             test.jsonl                             problem / answer / id
+aime24        Maxwell-Jia/AIME_2024      aime_2024_problems.parquet             Problem / Answer / ID
+math500       HuggingFaceH4/MATH-500     test.jsonl                             problem / answer / unique_id
+gsm8k         openai/gsm8k               main/test-00000-of-00001.parquet       question / answer after ####
+gpqa          Idavidrein/gpqa (gated)    gpqa_diamond.csv                       Question / Correct Answer,
+                                                                                Incorrect Answer 1-3 / Record ID
+============  =========================  =====================================  ==========================
+
+Parquet needs pyarrow (imported only for those files). GPQA's four options are shuffled with a
+fixed seed per problem (``random.Random(f"{seed}:{record id}")``) and the answer is the letter of
+the correct one; its authors ask that examples not be revealed in plain text, so nothing here logs
+a problem's text, only counts and ids. ``limit`` takes the first N problems in file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekv.errors import DatasetError, RuntimeUnavailable, SpecError
+from edgekv.eval.answers import CHOICE_LETTERS, Kind, parse_kind
+from edgekv.eval.synth import generate
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SYNTH_PROBLEMS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem: its question, reference answer (a letter for choice problems) and options."""
+
+    id: str
+    question: str
+    answer: str
+    kind: Kind = Kind.MATH
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HubSource:
+    """Where a named dataset lives on the hub and which fields hold what."""
+
+    repo_id: str
+    filename: str
+    question_field: str
+    answer_field: str
+    id_field: str | None
+    kind: Kind = Kind.MATH
+    gated: bool = False
+
+
+HUB_DATASETS: dict[str, HubSource] = {
+    "aime25": HubSource("math-ai/aime25", "test.jsonl", "problem", "answer", "id"),
+    "aime24": HubSource("Maxwell-Jia/AIME_2024", "aime_2024_problems.parquet", "Problem", "Answer", "ID"),
+    "math500": HubSource("HuggingFaceH4/MATH-500", "test.jsonl", "problem", "answer", "unique_id"),
+    "gsm8k": HubSource("openai/gsm8k", "main/test-00000-of-00001.parquet", "question", "answer", None),
+    "gpqa": HubSource("Idavidrein/gpqa", "gpqa_diamond.csv", "Question", "Correct Answer", "Record ID",
+                      Kind.CHOICE, gated=True),
+}  # fmt: skip
+GPQA_WRONG_FIELDS = ("Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+
+
+# --- reading rows --------------------------------------------------------------------------------
+
+Row = dict[str, Any]
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=line_no) from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=line_no)
+            yield line_no, row
+
+
+def _read_json(path: Path) -> Iterator[tuple[int, Row]]:
+    text = path.read_text(encoding="utf-8")
+    if not text.lstrip().startswith("["):
+        yield from _read_jsonl(path)
+        return
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=e.lineno) from None
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise DatasetError(f"item {i} is a {type(row).__name__}, not an object", path=str(path))
+        yield i, row
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, Row]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise DatasetError("empty CSV file (no header line)", path=str(path))
+        try:
+            for row in reader:
+                if None in row:
+                    raise DatasetError(
+                        f"more values than the {len(reader.fieldnames)} header fields", path=str(path),
+                        line=reader.line_num,
+                    )  # fmt: skip
+                yield reader.line_num, dict(row)
+        except csv.Error as e:
+            raise DatasetError(f"bad CSV: {e}", path=str(path), line=reader.line_num) from None
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[int, Row]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RuntimeUnavailable(
+            f"{path.name} is a parquet file and reading it needs pyarrow", hint="install it with: pip install pyarrow"
+        ) from None
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError: a broken file
+        raise DatasetError(f"bad parquet file: {e}", path=str(path)) from None
+    yield from enumerate(rows, 1)
+
+
+def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
+    """``(line or row number, record)`` for each record of a .jsonl/.json/.csv/.parquet file."""
+    p = Path(path)
+    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+    reader = readers.get(p.suffix.lower())
+    if reader is None:
+        raise DatasetError(f"unknown file type {p.suffix!r}", path=str(p), hint="use .jsonl, .json, .csv or .parquet")
+    return reader(p)
+
+
+# --- rows -> problems --------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _field(row: Row, name: str, *, path: Path, line: int) -> str:
+    if name not in row or row[name] is None:
+        fields = ", ".join(sorted(map(str, row))) or "none"
+        raise DatasetError(
+            f"no field {name!r} (fields: {fields})", path=str(path), line=line,
+            hint="name the right one with question_field= / answer_field=",
+        )  # fmt: skip
+    value = _text(row[name])
+    if not value:
+        raise DatasetError(f"field {name!r} is empty", path=str(path), line=line)
+    return value
+
+
+def gsm8k_gold(solution: str) -> str | None:
+    """GSM8K's reference answer: the number after ``####``, without thousands separators."""
+    if "####" not in solution:
+        return None
+    return solution.rsplit("####", 1)[1].strip().replace(",", "") or None
+
+
+def shuffle_choices(correct: str, wrong: tuple[str, ...], *, key: str, seed: int) -> tuple[tuple[str, ...], str]:
+    """The options in a fixed order per (seed, key), and the letter of the correct one."""
+    options = [correct, *wrong]
+    random.Random(f"{seed}:{key}").shuffle(options)
+    return tuple(options), CHOICE_LETTERS[options.index(correct)]
+
+
+def _problems_from_rows(
+    path: Path, *, question_field: str, answer_field: str, id_field: str | None, kind: Kind, limit: int | None,
+    name: str | None = None, seed: int = 0,
+) -> tuple[Problem, ...]:  # fmt: skip
+    out: list[Problem] = []
+    for index, (line, row) in enumerate(read_rows(path), 1):
+        if limit is not None and len(out) >= limit:
+            break
+        question = _field(row, question_field, path=path, line=line)
+        answer = _field(row, answer_field, path=path, line=line)
+        pid = _field(row, id_field, path=path, line=line) if id_field else f"{name or path.stem}-{index}"
+        choices: tuple[str, ...] = ()
+        if name == "gsm8k":
+            gold = gsm8k_gold(answer)
+            if gold is None:
+                raise DatasetError(f"field {answer_field!r} has no '#### answer'", path=str(path), line=line)
+            answer = gold
+        elif name == "gpqa":
+            wrong = tuple(_field(row, f, path=path, line=line) for f in GPQA_WRONG_FIELDS)
+            choices, answer = shuffle_choices(answer, wrong, key=pid, seed=seed)
+        out.append(Problem(pid, question, answer, kind, choices))
+    return tuple(out)
+
+
+def synth_problems(n: int, *, seed: int = 0) -> tuple[Problem, ...]:
+    """``n`` generated word problems (``edgekv.eval.synth``) as Problems with integer answers."""
+    return tuple(
+        Problem(f"synth-{seed}-{i}", item.question, str(item.answer)) for i, item in enumerate(generate(n, seed=seed))
+    )
+
+
+def load_problems(
+    name_or_path: str | os.PathLike[str],
+    *,
+    limit: int | None = None,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    id_field: str | None = None,
+    kind: Kind | str = Kind.MATH,
+    seed: int = 0,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+) -> tuple[Problem, ...]:
+    """Problems from ``synth``, a named hub dataset (``HUB_DATASETS``) or a local file.
+
+    Field names apply to local files (hub datasets have their own); ``seed`` picks synth's problems
+    and GPQA's option order; ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download.
+    """
+    if limit is not None and limit < 1:
+        raise SpecError(f"limit must be at least 1, got {limit}")
+    name = str(name_or_path)
+    if name == "synth":
+        problems = synth_problems(limit or DEFAULT_SYNTH_PROBLEMS, seed=seed)
+    elif name in HUB_DATASETS:
+        src = HUB_DATASETS[name]
+        from edgekv.hub.datasets import download_dataset_file
+
+        path = download_dataset_file(
+            src.repo_id, src.filename, endpoint=endpoint, cache_dir=cache_dir, token=token, revision=revision
+        )
+        problems = _problems_from_rows(
+            path, question_field=src.question_field, answer_field=src.answer_field, id_field=src.id_field,
+            kind=src.kind, limit=limit, name=name, seed=seed,
+        )  # fmt: skip
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            known = ", ".join(["synth", *HUB_DATASETS])
+            raise DatasetError(f"{name}: no such file and not a known dataset", hint=f"known datasets: {known}")
+        problems = _problems_from_rows(
+            path, question_field=question_field, answer_field=answer_field, id_field=id_field,
+            kind=parse_kind(kind), limit=limit,
+        )  # fmt: skip
+    logger.info("loaded %d problems from %s", len(problems), name)
+    return problems

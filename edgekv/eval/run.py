@@ -1,0 +1,388 @@
+"""``evaluate``: the reasoning accuracy of one configuration, measured the paper's way on llama.cpp.
+
+Problems become chat-template prompts (math: Qwen's instruction "Please reason step by step, and put
+your final answer within \\boxed{}."; choice: the options and a letter in the box), G samples each
+run through ``edgekv.llama.batch.Engine`` under budget forcing, answers are extracted
+(``answers``), grouped by equivalence for majority votes (``equivalence``) and summarised
+(``metrics``). Each problem's line is appended to ``out`` as soon as its samples are done
+(``results``); a rerun with the same settings skips the problems already there.
+
+Budget forcing, the exact injected text: at the budget T a thinking model (one whose vocabulary has
+single ``<think>``/``</think>`` tokens and whose chat template uses them: Qwen3, DeepSeek-R1-Distill)
+gets :data:`THINKING_CUE` (``"\\n</think>"`` + the cue), a model that closed its thinking already or
+has none gets :data:`FINAL_ANSWER_CUE` (``"\\n\\n**Final Answer**\\n\\boxed{"``, the paper's cue), and
+the answer decodes within ``reserve_tokens`` (stopping when the box closes). With ``force_length``
+an early end of thinking (or end of generation) is replaced by :data:`WAIT` ("Wait", as the paper
+and s1 do) until T.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from edgekv.errors import DoesNotFit
+from edgekv.eval.answers import Kind, extract_answer
+from edgekv.eval.datasets import Problem
+from edgekv.eval.equivalence import is_equivalent
+from edgekv.eval.metrics import EvalSummary, ProblemRecord, summarize
+from edgekv.eval.results import SCHEMA, append_line, config_id, open_for_append, read_results
+from edgekv.llama import session
+from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
+from edgekv.llama.records import Measured
+from edgekv.llama.runner import LoadedModel, Sampling, Vocab
+from edgekv.model.gguf_reader import read_spec
+from edgekv.model.quant import KvType
+from edgekv.plan import preflight
+from edgekv.plan.memory import KV_PAD_CELLS, Footprint, RunConfig, pad
+
+log = logging.getLogger(__name__)
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+CHOICE_INSTRUCTION = (
+    "Please reason step by step, and put the letter of the correct option (A, B, C or D) within \\boxed{}."
+)
+FINAL_ANSWER_CUE = "\n\n**Final Answer**\n\\boxed{"  # the paper's cue: "**Final Answer**" then "\boxed{"
+END_THINK = "</think>"
+THINKING_CUE = "\n" + END_THINK + FINAL_ANSWER_CUE
+WAIT = "Wait"  # s1's ignore_str and the paper's replacement for an early end of thinking
+DEFAULT_MAX_SLOTS = 16  # auto slots: at most this many sequences in one context
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    """The settings of one evaluation (the CLI's options, typed)."""
+
+    model_path: str
+    dataset: str = "synth"
+    budget_tokens: int = 8192
+    reserve_tokens: int = 64
+    samples: int = 4
+    type_k: KvType = KvType.Q8_0
+    type_v: KvType = KvType.Q8_0
+    temperature: float = 0.6  # <= 0: greedy
+    top_p: float = 0.95
+    top_k: int = 20
+    seed: int = 0
+    force_length: bool = False
+    thinking: bool | None = None  # None: detect from the vocabulary and chat template
+    vram_bytes: int | None = None
+    n_gpu_layers: int = -1
+    slots: int | None = None  # sequences decoded together; None: as many as fit, up to DEFAULT_MAX_SLOTS
+    n_threads: int | None = None
+    margin_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EvalProgress:
+    """Where a run stands, for a progress bar: problems done (of total), accuracy so far and speed."""
+
+    done: int
+    total: int
+    pass_at_1: float
+    maj_at_g: float
+    decode_tps: float
+    eta_seconds: float | None
+
+
+@dataclass
+class EvalResult:
+    """A finished evaluation: the problem lines, the metrics, memory predicted and measured."""
+
+    config: dict[str, Any]
+    config_id: str
+    problems: list[dict[str, Any]]
+    summary: EvalSummary
+    metrics: dict[str, Any]
+    predicted: Footprint | None  # this run's context (``slots`` sequences); None when nothing ran
+    measured: Measured | None
+    stats: EngineStats = field(default_factory=EngineStats)
+    slots: int = 0
+    n_resumed: int = 0
+    out: Path | None = None
+
+
+Progress = Callable[[EvalProgress], None]
+
+
+def is_thinking_model(vocab: Vocab) -> bool:
+    """``<think>`` and ``</think>`` are single tokens and the chat template uses them (Qwen3, R1-distill)."""
+    if vocab.token_id("<think>") is None or vocab.token_id(END_THINK) is None:
+        return False
+    template = vocab.chat_template() or ""
+    return END_THINK in template or "<think>" in template
+
+
+def user_message(problem: Problem) -> str:
+    """The question with the instruction (and lettered options for a choice problem)."""
+    if problem.kind is Kind.CHOICE:
+        options = "\n".join(f"{letter}) {text}" for letter, text in zip("ABCD", problem.choices, strict=False))
+        return f"{problem.question}\n\n{options}\n\n{CHOICE_INSTRUCTION}"
+    return f"{problem.question}\n{MATH_INSTRUCTION}"
+
+
+def forcing_for(vocab: Vocab, config: EvalConfig, *, thinking: bool) -> Forcing:
+    """The budget-forcing tokens for this model (the module docstring gives the text)."""
+
+    def ids(text: str) -> tuple[int, ...]:
+        return tuple(vocab.tokenize(text, add_special=False, parse_special=True))
+
+    end = vocab.token_id(END_THINK) if thinking else None
+    return Forcing(
+        budget_tokens=config.budget_tokens,
+        reserve_tokens=config.reserve_tokens,
+        cue_tokens=ids(THINKING_CUE if thinking else FINAL_ANSWER_CUE),
+        answer_cue_tokens=ids(FINAL_ANSWER_CUE),
+        end_think_token=end,
+        wait_tokens=ids(WAIT) if config.force_length else (),
+    )
+
+
+def sample_seed(seed: int, problem_index: int, sample: int) -> int:
+    """The sampler seed of one sample: fixed by the run seed and the problem's position, not by batching."""
+    return (seed * 1_000_003 + problem_index * 1009 + sample) & 0xFFFFFFFF
+
+
+def config_dict(config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, memory: dict[str, int]) -> dict[str, Any]:
+    """The schema-1 ``config`` object of the results file."""
+    return {
+        "model": Path(config.model_path).name, "model_path": str(config.model_path),
+        "quant": spec.file_type, "effective_bytes": spec.weights_bytes, "n_params": spec.n_params,
+        "type_k": config.type_k.value, "type_v": config.type_v.value,
+        "budget_tokens": config.budget_tokens, "reserve_tokens": config.reserve_tokens, "samples": config.samples,
+        "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k, "seed": config.seed,
+        "force_length": config.force_length, "thinking": thinking, "dataset": config.dataset,
+        "n_ctx": n_ctx, "memory": memory,
+    }  # fmt: skip
+
+
+def memory_dict(fp: Footprint) -> dict[str, int]:
+    """The prediction as the schema records it; ``paper_total`` is weights + KV, the paper's count."""
+    return {
+        "weights": fp.weights_gpu, "kv": fp.kv_gpu, "compute": fp.compute, "overhead": fp.overhead,
+        "total": fp.gpu_total - fp.margin, "paper_total": fp.weights_gpu + fp.kv_gpu,
+    }  # fmt: skip
+
+
+def metrics_dict(summary: EvalSummary, *, decode_tps: float) -> dict[str, Any]:
+    def est(e: Any) -> dict[str, float]:
+        return {"value": e.value, "low": e.low, "high": e.high}
+
+    return {
+        "n_problems": summary.n_problems, "n_samples": summary.n_samples, "pass_at_1": est(summary.pass_at_1),
+        "maj_at_k": [est(e) for e in summary.maj_at_k], "pass_at_k": [est(e) for e in summary.pass_at_k],
+        "mean_tokens": summary.mean_tokens, "cut_fraction": summary.cut_fraction, "decode_tps": decode_tps,
+    }  # fmt: skip
+
+
+def record_of(row: dict[str, Any], *, kind: Kind) -> ProblemRecord:
+    """A metrics record from a problem line (votes regrouped by equivalence)."""
+    return ProblemRecord.from_samples(
+        row["problem_id"], answers=row["answers"], correct=row["correct"], n_tokens=row["n_tokens"],
+        cut=row["cut"], equivalent=partial(_same, kind=kind),
+    )  # fmt: skip
+
+
+def _same(a: str, b: str, *, kind: Kind) -> bool:
+    return is_equivalent(a, b, kind=kind)
+
+
+def score(problem: Problem, texts: Sequence[str]) -> tuple[list[str | None], list[bool]]:
+    """Each sample's extracted answer and whether it is the reference answer."""
+    answers = [extract_answer(t, kind=problem.kind) for t in texts]
+    correct = [a is not None and is_equivalent(a, problem.answer, kind=problem.kind) for a in answers]
+    return answers, correct
+
+
+def majority_answer(rec: ProblemRecord) -> str | None:
+    """The answer of the largest vote group (ties to the earliest sample), or None if none answered."""
+    labels = [x for x in rec.vote_group if x is not None]
+    if not labels:
+        return None
+    best = min(set(labels), key=lambda x: (-labels.count(x), x))
+    return rec.answers[rec.vote_group.index(best)]
+
+
+def problem_row(
+    problem: Problem, finished: Finished, *, config_id: str, config: dict[str, Any]
+) -> tuple[dict[str, Any], ProblemRecord]:
+    """Score one problem's samples: its schema-1 line and its metrics record."""
+    samples = finished.samples
+    answers, correct = score(problem, [s.text for s in samples])
+    rec = ProblemRecord.from_samples(
+        problem.id, answers=answers, correct=correct, n_tokens=[s.n_sampled for s in samples],
+        cut=[s.cut for s in samples], equivalent=partial(_same, kind=problem.kind),
+    )  # fmt: skip
+    row = {
+        "schema": SCHEMA, "type": "problem", "config_id": config_id, "config": config,
+        "problem_id": problem.id, "gold": problem.answer, "answers": answers, "correct": correct,
+        "majority": majority_answer(rec), "maj_correct": [rec.majority_correct(k) for k in range(1, len(samples) + 1)],
+        "n_tokens": list(rec.n_tokens), "cut": list(rec.cut), "seconds": round(finished.seconds, 3),
+        "finish": [s.finish for s in samples],
+    }  # fmt: skip
+    return row, rec
+
+
+def _choose_slots(config: EvalConfig, spec: Any, n_ctx_seq: int, n_todo: int) -> session.Prepared:
+    """The pre-flight: the most slots (each prompt + T + reserve) that fit, or DoesNotFit at one slot."""
+    top = config.slots or max(1, min(DEFAULT_MAX_SLOTS, n_todo * config.samples))
+    tried: DoesNotFit | None = None
+    s = top
+    while s >= 1:
+        cfg = RunConfig(
+            n_ctx=s * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=s,
+            n_gpu_layers=config.n_gpu_layers, flash_attn=True,
+        )  # fmt: skip
+        try:
+            return session.prepare(
+                config.model_path, cfg, vram_bytes=config.vram_bytes, margin_bytes=config.margin_bytes, spec=spec
+            )
+        except DoesNotFit as e:
+            tried = tried or e
+            if config.slots:  # asked for exactly this many
+                raise
+        s = s // 2 if s > config.samples else s - 1
+    assert tried is not None
+    raise tried
+
+
+def evaluate(
+    config: EvalConfig,
+    problems: Sequence[Problem],
+    *,
+    out: Path | None = None,
+    progress: Progress | None = None,
+    model: LoadedModel | None = None,
+) -> EvalResult:
+    """Evaluate ``problems`` under ``config``; append to ``out`` (resuming it) if given.
+
+    ``model`` is a LoadedModel of ``config.model_path`` to reuse (a sweep opens each file once).
+
+    Raises:
+        DoesNotFit: not even one sample of prompt + budget + reserve fits the memory budget.
+        KvConfigError: the K/V types cannot run on this build.
+    """
+    spec = read_spec(config.model_path)
+    if model is not None:
+        return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress)
+    loaded: list[LoadedModel] = []
+
+    def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
+        loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers))
+        return loaded[-1]
+
+    with LoadedModel(config.model_path, vocab_only=True) as vocab:
+        try:
+            return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress)
+        finally:
+            for m in loaded:
+                m.close()
+
+
+def _evaluate(
+    config: EvalConfig, problems: Sequence[Problem], spec: Any, model: Vocab, open_model: Callable[[], LoadedModel],
+    *, out: Path | None, progress: Progress | None,
+) -> EvalResult:  # fmt: skip
+    thinking = is_thinking_model(model) if config.thinking is None else config.thinking
+    forcing = forcing_for(model, config, thinking=thinking)
+    prompts = [tuple(model.tokenize(model.apply_chat_template([{"role": "user", "content": user_message(p)}])))
+               for p in problems]  # fmt: skip
+    injections = max(len(forcing.cue_tokens), len(forcing.wait_tokens), 1)
+    n_ctx_seq = pad(max(map(len, prompts), default=1) + config.budget_tokens + config.reserve_tokens + injections + 1,
+                    KV_PAD_CELLS)  # fmt: skip
+    g = config.samples
+    gpu = session.device_is_gpu(RunConfig(n_ctx=n_ctx_seq, n_gpu_layers=config.n_gpu_layers))
+    paper_cfg = RunConfig(n_ctx=g * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=g,
+                          n_gpu_layers=config.n_gpu_layers)  # fmt: skip
+    memory = memory_dict(preflight.predict(spec, paper_cfg, gpu=gpu))
+    cfg_dict = config_dict(config, spec, thinking=thinking, n_ctx=n_ctx_seq, memory=memory)
+    cid = config_id(cfg_dict)
+    previous = read_results(out, config_id=cid) if out is not None else None
+    done_rows = dict(previous.problems) if previous else {}
+    todo = [(i, p) for i, p in enumerate(problems) if p.id not in done_rows]
+    by_id = {p.id: p for p in problems}
+    rows: dict[str, dict[str, Any]] = {pid: r for pid, r in done_rows.items() if pid in by_id}
+    records: dict[str, ProblemRecord] = {pid: record_of(r, kind=by_id[pid].kind) for pid, r in rows.items()}
+    n_resumed = len(rows)
+    if n_resumed:
+        log.info("resuming %s: %d of %d problems already done", out, n_resumed, len(problems))
+    stats = EngineStats()
+    predicted: Footprint | None = None
+    measured: Measured | None = None
+    slots = 0
+    fh = None
+    try:
+        if todo:
+            prepared = _choose_slots(config, spec, n_ctx_seq, len(todo))
+            fh = open_for_append(out) if out is not None else None  # after the pre-flight accepted
+            predicted, slots = prepared.footprint, prepared.cfg.n_seq
+            cap = session.open_cap(config.vram_bytes, gpu=prepared.gpu)
+            try:
+                runner = open_model().runner(prepared.cfg, n_threads=config.n_threads)
+            except BaseException:
+                if cap is not None:
+                    cap.release()
+                raise
+            with session.Session(prepared, runner, cap, owns_cap=True) as sess:
+                sampling = Sampling(temperature=max(config.temperature, 0.0), top_p=config.top_p, top_k=config.top_k,
+                                    seed=config.seed, greedy=config.temperature <= 0)  # fmt: skip
+                engine = Engine(runner, sampling=sampling, forcing=forcing)
+                t0 = time.perf_counter()
+
+                def finished(f: Finished) -> None:
+                    index = int(str(f.key))
+                    p = problems[index]
+                    row, rec = problem_row(p, f, config_id=cid, config=cfg_dict)
+                    rows[p.id], records[p.id] = row, rec
+                    if fh is not None:
+                        append_line(fh, row)
+                    if progress is not None:
+                        progress(_progress(records, len(problems), n_resumed, engine.stats, time.perf_counter() - t0))
+
+                requests = (
+                    Request(str(i), prompts[i], tuple(sample_seed(config.seed, i, s) for s in range(g)))
+                    for i, _ in todo
+                )
+                stats = engine.run(requests, on_finished=finished)
+                measured = session.measure(sess)
+        ordered = [rows[p.id] for p in problems if p.id in rows]
+        summary = summarize([records[p.id] for p in problems if p.id in records])
+        metrics = metrics_dict(summary, decode_tps=stats.decode_tps)
+        if out is not None and (todo or not (previous and previous.summaries)):
+            fh = fh or open_for_append(out)
+            append_line(fh, {
+                "schema": SCHEMA, "type": "summary", "config_id": cid, "config": cfg_dict, "metrics": metrics,
+                "measured_memory": measured.as_dict() if measured else None,
+                "predicted_memory": memory_dict(predicted) if predicted else None,
+                "slots": slots, "decode_tps": stats.decode_tps, "engine": asdict(stats),
+            })  # fmt: skip
+    finally:
+        if fh is not None:
+            fh.close()
+    return EvalResult(cfg_dict, cid, ordered, summary, metrics, predicted, measured, stats, slots, n_resumed, out)
+
+
+def _progress(
+    records: dict[str, ProblemRecord], total: int, n_resumed: int, stats: EngineStats, elapsed: float
+) -> EvalProgress:
+    done = len(records)
+    recs = list(records.values())
+    g = recs[0].n_samples
+    pass1 = sum(r.n_correct / g for r in recs) / done
+    maj = sum(r.majority_correct(g) for r in recs) / done
+    new = done - n_resumed
+    eta = elapsed / new * (total - done) if new > 0 else None
+    return EvalProgress(done, total, pass1, maj, stats.decode_tps, eta)
+
+
+PROMPT_ALLOWANCE = 512  # tokens kept for the prompt when a plan's context per sample sets the budget
+
+
+def budget_from_plan(n_ctx_per_sample: int, *, reserve_tokens: int) -> int:
+    """The budget T a plan's context per sample leaves after the prompt allowance and the reserve."""
+    return max(n_ctx_per_sample - PROMPT_ALLOWANCE - reserve_tokens, KV_PAD_CELLS)

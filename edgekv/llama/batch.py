@@ -1,0 +1,428 @@
+"""The batched generation engine: many samples of many prompts in one llama.cpp context.
+
+Slots are llama.cpp sequence ids ``0..n_seq_max-1``; each holds one sample. A prompt is decoded once
+(all but its last token, into one slot) and copied to the other slots of its samples with
+``llama_memory_seq_cp``; then every live slot decodes its next token in ONE ``llama_decode`` per step
+(the prompt's last token too, so each sample gets its own logits row). A finished sample's slot is
+emptied (``llama_memory_seq_rm``) and goes to the next waiting sample at once (continuous batching);
+when none waits, the highest live slot moves down into it (see ``_compact``);
+a later sample of a prompt that is still live in another slot copies that slot and cuts it back to
+the prompt instead of decoding the prompt again.
+
+The cache is not unified (``kv_unified=False``, llama.cpp's default): each slot is its own stream of
+``n_ctx / n_seq_max`` cells, so attention per token costs its own context, not everyone's, and the
+memory model (``plan.fit``: G streams of T cells) is exactly what runs. llama.cpp splits a batch over
+several streams into micro-batches of *consecutive* sequence ids (``split_equal(.., sequential)``), so
+rows are sent sorted by slot, free slots are refilled lowest first and live slots are kept dense.
+
+Budget forcing (:class:`Forcing`), the paper's and s1's: a sample generates up to ``budget_tokens``;
+there ``cue_tokens`` (for a thinking model ``</think>`` and the final-answer cue) are injected and the
+answer is decoded within ``reserve_tokens``. An early end (end-of-generation, or ``</think>`` in a
+thinking model) is replaced by ``wait_tokens`` when they are given (``--force-length``).
+
+Sampling is llama.cpp's sampler chain, one per sample (its own seed, so a sample's tokens do not
+depend on which other samples share the batch), called once per live sample per step in C
+(``llama_sampler_sample``: top-k, top-p, temperature, dist over the full vocabulary). The alternative,
+``numpy_top_k=True``, cuts the top k of all rows' logits with one numpy ``argpartition`` and runs the
+chain on those k candidates (the same tokens, tested); measured on 1 CPU thread it is slower (gemma-3,
+262k vocab: 1.33 vs 0.56 ms per sample; Qwen2.5, 152k: 0.26 vs 0.22 ms), so it is off by default.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekv.errors import KvConfigError
+from edgekv.llama.runner import Runner, Sampling
+
+
+@dataclass(frozen=True, slots=True)
+class Forcing:
+    """What happens at the budget and at an early end (see the module docstring).
+
+    ``budget_tokens`` counts what the model wrote before the cue (sampled tokens and injected
+    ``wait_tokens``). ``cue_tokens`` are injected while thinking (or always, for a model without
+    thinking); ``answer_cue_tokens`` where the model already closed its thinking. No cue: the sample
+    just stops at the budget (``Runner.generate``'s max_tokens).
+    """
+
+    budget_tokens: int
+    reserve_tokens: int = 0
+    cue_tokens: tuple[int, ...] = ()
+    answer_cue_tokens: tuple[int, ...] = ()
+    end_think_token: int | None = None  # </think> of a thinking model
+    wait_tokens: tuple[int, ...] = ()  # replaces an early end (--force-length); empty: the end stands
+    stop_when_boxed: bool = True  # after the cue "\boxed{", stop once the brace closes
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One prompt and the seeds of its samples (one per sample)."""
+
+    key: Hashable
+    prompt: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One finished sample: every token after the prompt (sampled and injected) and its text."""
+
+    tokens: tuple[int, ...]
+    text: str
+    n_sampled: int  # tokens the model sampled (the injected ones not counted)
+    finish: str  # "eog", "boxed" (answer closed after the cue), "reserve", "length" (no cue), "context"
+    cut: bool  # reached the budget (the cue was injected, or it stopped there)
+    injected: tuple[tuple[int, tuple[int, ...]], ...]  # (offset in tokens, tokens injected there)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """All samples of one request, in seed order, and the seconds from its start to its end."""
+
+    key: Hashable
+    samples: tuple[Sample, ...]
+    seconds: float
+
+
+@dataclass
+class EngineStats:
+    """Counts and timings of one :meth:`Engine.run` (time.perf_counter seconds)."""
+
+    n_steps: int = 0
+    n_sampled: int = 0
+    n_prompt_decoded: int = 0
+    prompt_seconds: float = 0.0
+    step_seconds: float = 0.0  # decode + sampling of the steps
+    sample_seconds: float = 0.0  # the sampling part of it
+    max_live: int = 0
+    n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
+
+    @property
+    def decode_tps(self) -> float:
+        """Sampled tokens per second of the decode steps (the aggregate over all slots)."""
+        return self.n_sampled / self.step_seconds if self.step_seconds > 0 else 0.0
+
+
+@dataclass
+class _Slot:
+    request: _Live
+    index: int  # sample index within the request
+    sampler: Any
+    pos: int  # next position to write
+    pending: list[int]  # tokens to decode next step
+    tokens: list[int] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    n_sampled: int = 0
+    n_budget: int = 0  # sampled + wait tokens before the cue
+    thinking_closed: bool = False
+    after_cue: int = -1  # tokens sampled since the cue; -1 = no cue yet
+    depth: int = 1  # open braces after the cue "\boxed{"
+    cut: bool = False
+    injected: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+
+
+@dataclass
+class _Live:
+    request: Request
+    started: float
+    next_index: int = 0
+    done: dict[int, Sample] = field(default_factory=dict)
+    slots: set[int] = field(default_factory=set)
+
+
+FinishCallback = Callable[[Finished], None]
+TokenCallback = Callable[[Hashable, int, int, str], None]  # (request key, sample index, token, text piece)
+
+
+class Engine:
+    """Runs requests through one Runner's context (see the module docstring)."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        sampling: Sampling,
+        forcing: Forcing,
+        numpy_top_k: bool = False,
+        require_fit: bool = True,
+    ) -> None:
+        self.runner = runner
+        self.require_fit = require_fit  # False: a prompt + budget past a slot's context stops at "context"
+        self.sampling = sampling
+        self.forcing = forcing
+        self.greedy = sampling.greedy or sampling.temperature <= 0
+        self.numpy_top_k = bool(numpy_top_k) and not self.greedy
+        if self.numpy_top_k and sampling.top_k <= 0:
+            raise KvConfigError("the numpy top-k path needs top_k > 0")
+        self.n_slots = runner.n_seq_max
+        self.stats = EngineStats()
+        self.keep_cache = False
+        injections = max(len(forcing.cue_tokens), len(forcing.answer_cue_tokens), len(forcing.wait_tokens), 1)
+        self.tokens_per_sample = forcing.budget_tokens + forcing.reserve_tokens + injections + 1
+
+    def check_fits(self, prompt_tokens: int) -> None:
+        """Refuse a prompt whose prompt + budget + reserve would not fit one slot's context."""
+        need = prompt_tokens + self.tokens_per_sample
+        if not self.require_fit:
+            need = prompt_tokens + 1
+        if need > self.runner.n_ctx_seq:
+            raise KvConfigError(
+                f"a prompt of {prompt_tokens} tokens + budget {self.forcing.budget_tokens} + reserve "
+                f"{self.forcing.reserve_tokens} needs {need} cells per sample; each slot holds {self.runner.n_ctx_seq}",
+                hint="a larger context per slot, or a smaller budget",
+            )
+
+    def run(
+        self,
+        requests: Iterable[Request],
+        *,
+        on_finished: FinishCallback,
+        on_token: TokenCallback | None = None,
+        keep_cache: bool = False,
+    ) -> EngineStats:
+        """Generate every request's samples; ``on_finished`` gets each request when its last sample ends.
+
+        ``keep_cache`` keeps what sequence 0 held (and leaves its last sample there) so that a next
+        prompt sharing a prefix decodes only the rest, as a chat's turns do.
+        """
+        self.keep_cache = keep_cache
+        waiting: deque[_Live] = deque()
+        source = iter(requests)
+        slots: list[_Slot | None] = [None] * self.n_slots
+        live: dict[Hashable, _Live] = {}
+        exhausted = False
+        if not keep_cache:
+            self.runner.clear()
+        try:
+            while True:
+                exhausted = self._admit(slots, waiting, live, source, exhausted)
+                if not any(slots):
+                    break
+                self._step(slots, live, on_finished, on_token)
+        finally:
+            for s in slots:
+                if s is not None:
+                    self.runner.free_sampler(s.sampler)
+        return self.stats
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _admit(
+        self,
+        slots: list[_Slot | None],
+        waiting: deque[_Live],
+        live: dict[Hashable, _Live],
+        source: Any,
+        exhausted: bool,
+    ) -> bool:
+        free = [i for i, s in enumerate(slots) if s is None]
+        while free:
+            while not waiting and not exhausted:
+                req = next(source, None)
+                if req is None:
+                    exhausted = True
+                    break
+                self.check_fits(len(req.prompt))
+                if not req.seeds:
+                    raise KvConfigError(f"request {req.key!r} asks for no samples")
+                waiting.append(_Live(req, time.perf_counter()))
+            if not waiting:
+                break
+            lr = waiting[0]
+            n = min(len(lr.request.seeds) - lr.next_index, len(free))
+            group, free = free[:n], free[n:]
+            self._start(lr, group, slots)
+            live[lr.request.key] = lr
+            if lr.next_index >= len(lr.request.seeds):
+                waiting.popleft()
+        return exhausted
+
+    def _start(self, lr: _Live, group: list[int], slots: list[_Slot | None]) -> None:
+        """Put the prompt in the ``group`` slots (all but its last token; that one decodes next step)."""
+        r = self.runner
+        prompt = lr.request.prompt
+        body = len(prompt) - 1
+        sibling = next(iter(lr.slots), None)
+        t0 = time.perf_counter()
+        if sibling is not None:  # the prompt is in a live slot: copy it and cut back to the prompt
+            first = group[0]
+            r.seq_rm(first)
+            r.seq_cp(sibling, first)
+            r.seq_rm(first, body, -1)
+        else:
+            first = group[0]
+            self.stats.n_prompt_decoded += r.prefill(first, prompt[:body])
+        for s in group[1:]:
+            r.seq_rm(s)
+            r.seq_cp(first, s)
+        self.stats.prompt_seconds += time.perf_counter() - t0
+        for s in group:
+            index = lr.next_index
+            lr.next_index += 1
+            seed = lr.request.seeds[index]
+            sampler = r.new_sampler(self.sampling, seed, top_k=not self.numpy_top_k)
+            slots[s] = _Slot(lr, index, sampler, body, [prompt[-1]])
+            lr.slots.add(s)
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _step(
+        self,
+        slots: list[_Slot | None],
+        live: dict[Hashable, _Live],
+        on_finished: FinishCallback,
+        on_token: TokenCallback | None,
+    ) -> None:
+        r = self.runner
+        self._compact(slots)
+        rows: list[tuple[int, int, int, bool]] = []
+        out_row: dict[int, tuple[int, int]] = {}  # slot -> (output row, batch row) of its logits
+        for sid, s in enumerate(slots):  # sorted by slot: llama.cpp splits on gaps in sequence ids
+            if s is None:
+                continue
+            n = len(s.pending)
+            for j, tok in enumerate(s.pending):
+                rows.append((tok, s.pos + j, sid, j == n - 1))
+            s.pos += n
+            s.pending = []
+            out_row[sid] = (len(out_row), len(rows) - 1)
+        self.stats.max_live = max(self.stats.max_live, len(out_row))
+        t0 = time.perf_counter()
+        r.decode_rows(rows)
+        t1 = time.perf_counter()
+        picks = self._sample(slots, out_row)
+        t2 = time.perf_counter()
+        self.stats.n_steps += 1
+        self.stats.step_seconds += t2 - t0
+        self.stats.sample_seconds += t2 - t1
+        for sid, tok in picks.items():
+            s = slots[sid]
+            assert s is not None
+            finish = self._accept(s, tok, on_token)
+            if finish is None and s.pos + len(s.pending) > r.n_ctx_seq:
+                finish = "context"
+            if finish is not None:
+                self._finish(sid, slots, live, finish, on_finished)
+
+    def _compact(self, slots: list[_Slot | None]) -> None:
+        """Move the highest live slots into free lower ones, so live sequence ids stay consecutive.
+
+        llama.cpp splits a batch over several KV streams into micro-batches of consecutive sequence
+        ids: live slots {0, 2, 5} cost three forward passes a step where {0, 1, 2} cost one. A move is
+        one stream copy (``llama_memory_seq_cp``), done before the next decode.
+        """
+        r = self.runner
+        while True:
+            free = next((i for i, s in enumerate(slots) if s is None), None)
+            high = next((i for i in range(len(slots) - 1, -1, -1) if slots[i] is not None), None)
+            if free is None or high is None or high < free:
+                return
+            s = slots[high]
+            assert s is not None
+            r.seq_rm(free)
+            r.seq_cp(high, free)
+            r.seq_rm(high)
+            slots[free], slots[high] = s, None
+            s.request.slots.discard(high)
+            s.request.slots.add(free)
+            self.stats.n_moves += 1
+
+    def _sample(self, slots: list[_Slot | None], out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
+        r = self.runner
+        picks: dict[int, int] = {}
+        if not self.numpy_top_k:
+            for sid, (_, batch_row) in out_row.items():
+                s = slots[sid]
+                assert s is not None
+                picks[sid] = r.sample(s.sampler, batch_row)
+            self.stats.n_sampled += len(picks)
+            return picks
+        import numpy as np
+
+        k = self.sampling.top_k
+        logits = r.logits_rows(len(out_row))
+        top = np.argpartition(logits, -k, axis=1)[:, -k:]
+        top_logits = np.take_along_axis(logits, top, axis=1)
+        order = np.argsort(-top_logits, axis=1, kind="stable")
+        ids = np.take_along_axis(top, order, axis=1)
+        vals = np.take_along_axis(top_logits, order, axis=1)
+        for sid, (row, _) in out_row.items():
+            s = slots[sid]
+            assert s is not None
+            picks[sid] = r.sample_candidates(s.sampler, ids[row].tolist(), vals[row].tolist())
+        self.stats.n_sampled += len(picks)
+        return picks
+
+    def _inject(self, s: _Slot, tokens: Sequence[int]) -> None:
+        s.injected.append((len(s.tokens), tuple(tokens)))
+        s.pending.extend(tokens)
+        for t in tokens:
+            s.tokens.append(t)
+            s.text.append(s.decoder.decode(self.runner.token_bytes(t, special=True)))
+
+    def _accept(self, s: _Slot, tok: int, on_token: TokenCallback | None) -> str | None:
+        """Take one sampled token through budget forcing; returns a finish reason or None."""
+        f = self.forcing
+        eog = self.runner.is_eog(tok)
+        ends_thinking = f.end_think_token is not None and tok == f.end_think_token and not s.thinking_closed
+        if s.after_cue < 0 and (eog or ends_thinking) and f.wait_tokens and s.n_budget < f.budget_tokens:
+            self._inject(s, f.wait_tokens)  # --force-length: an early end becomes "Wait"
+            s.n_budget += len(f.wait_tokens)
+            return None if s.n_budget < f.budget_tokens else self._at_budget(s)
+        if eog:
+            return "eog"
+        s.n_sampled += 1
+        s.tokens.append(tok)
+        piece = s.decoder.decode(self.runner.token_bytes(tok, special=ends_thinking))
+        s.text.append(piece)
+        if on_token is not None:
+            on_token(s.request.request.key, s.index, tok, piece)
+        s.pending.append(tok)
+        if s.after_cue >= 0:
+            s.after_cue += 1
+            if f.stop_when_boxed:
+                s.depth += piece.count("{") - piece.count("}")
+                if s.depth <= 0:
+                    return "boxed"
+            return "reserve" if s.after_cue >= f.reserve_tokens else None
+        if ends_thinking:
+            s.thinking_closed = True
+        s.n_budget += 1
+        return self._at_budget(s) if s.n_budget >= f.budget_tokens else None
+
+    def _at_budget(self, s: _Slot) -> str | None:
+        f = self.forcing
+        s.cut = True
+        cue = f.answer_cue_tokens if s.thinking_closed and f.answer_cue_tokens else f.cue_tokens
+        if not cue or f.reserve_tokens <= 0:
+            return "length"
+        self._inject(s, cue)
+        s.after_cue = 0
+        return None
+
+    def _finish(
+        self, sid: int, slots: list[_Slot | None], live: dict[Hashable, _Live], finish: str, cb: FinishCallback
+    ) -> None:
+        s = slots[sid]
+        assert s is not None
+        slots[sid] = None
+        self.runner.free_sampler(s.sampler)
+        lr = s.request
+        lr.slots.discard(sid)
+        if self.keep_cache and sid == 0:  # what the KV holds: everything but the undecoded pending tokens
+            self.runner.note_cached((lr.request.prompt + tuple(s.tokens))[: s.pos])
+        else:
+            self.runner.seq_rm(sid)
+        text = "".join(s.text) + s.decoder.decode(b"", final=True)
+        lr.done[s.index] = Sample(tuple(s.tokens), text, s.n_sampled, finish, s.cut, tuple(s.injected))
+        if len(lr.done) == len(lr.request.seeds):
+            del live[lr.request.key]
+            samples = tuple(lr.done[i] for i in range(len(lr.request.seeds)))
+            cb(Finished(lr.request.key, samples, time.perf_counter() - lr.started))

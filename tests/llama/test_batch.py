@@ -1,0 +1,121 @@
+"""edgekv.llama.batch on real llama.cpp (CPU) with gemma-3-270m: budget forcing, seeds, batching."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
+from edgekv.llama import runner as runtime
+from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
+from edgekv.plan.memory import RunConfig
+
+THREADS = 1  # robust on a busy 2-core runner
+QUESTIONS = ("What is 2+3?", "Name a primary color.", "What is 7 times 8?")
+
+
+@pytest.fixture(scope="module")
+def model(gemma_gguf: Path) -> Iterator[runtime.LoadedModel]:
+    with runtime.LoadedModel(gemma_gguf) as m:
+        yield m
+
+
+def prompts(model: runtime.LoadedModel) -> list[tuple[int, ...]]:
+    return [tuple(model.tokenize(model.apply_chat_template([{"role": "user", "content": q}]))) for q in QUESTIONS]
+
+
+def run(
+    model: runtime.LoadedModel,
+    requests: list[Request],
+    *,
+    slots: int,
+    forcing: Forcing,
+    sampling: runtime.Sampling,
+    numpy_top_k: bool = False,
+    stats: list[EngineStats] | None = None,
+) -> dict[Hashable, Finished]:
+    done: dict[Hashable, Finished] = {}
+    with model.runner(RunConfig(n_ctx=512 * slots, n_seq=slots), n_threads=THREADS) as r:
+        engine = Engine(r, sampling=sampling, forcing=forcing, numpy_top_k=numpy_top_k)
+        st = engine.run(requests, on_finished=lambda f: done.__setitem__(f.key, f))
+    if stats is not None:
+        stats.append(st)
+    return done
+
+
+GREEDY = runtime.Sampling(greedy=True)
+
+
+def test_cue_tokens_injected_exactly_at_the_budget(model: runtime.LoadedModel) -> None:
+    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
+    # the exact tokens of "\n\n**Final Answer**\n\\boxed{" in gemma-3's vocabulary
+    assert cue == (108, 1018, 17667, 25685, 1018, 107, 236785, 57296, 236782)
+    budget = 6
+    forcing = Forcing(budget_tokens=budget, reserve_tokens=5, cue_tokens=cue)
+    prompt = prompts(model)[0]
+    done = run(model, [Request("q", prompt, (1,))], slots=1, forcing=forcing, sampling=GREEDY)
+    s = done["q"].samples[0]
+    assert s.cut
+    assert s.injected == ((budget, cue),)
+    assert s.tokens[budget : budget + len(cue)] == cue
+    assert "**Final Answer**\n\\boxed{" in s.text
+    assert s.n_sampled == len(s.tokens) - len(cue)
+    assert 1 <= s.n_sampled - budget <= 5 and s.finish in ("boxed", "reserve", "eog")
+
+
+def test_no_cue_stops_at_the_budget(model: runtime.LoadedModel) -> None:
+    done = run(
+        model, [Request("q", prompts(model)[0], (1,))], slots=1, forcing=Forcing(budget_tokens=4), sampling=GREEDY
+    )
+    s = done["q"].samples[0]
+    assert (s.finish, s.cut, s.n_sampled, s.injected) == ("length", True, 4, ())
+
+
+def test_end_of_thinking_gets_the_answer_cue_and_force_length_waits(model: runtime.LoadedModel) -> None:
+    prompt = prompts(model)[0]
+    free = run(model, [Request("q", prompt, (1,))], slots=1, forcing=Forcing(budget_tokens=3), sampling=GREEDY)
+    first = free["q"].samples[0].tokens[0]  # stands in for </think>: greedy writes it first
+    think_cue, answer_cue = (7, 7, 7), (9, 9)
+    forcing = Forcing(budget_tokens=5, reserve_tokens=2, cue_tokens=think_cue, answer_cue_tokens=answer_cue,
+                      end_think_token=first, stop_when_boxed=False)  # fmt: skip
+    s = run(model, [Request("q", prompt, (1,))], slots=1, forcing=forcing, sampling=GREEDY)["q"].samples[0]
+    assert s.tokens[0] == first and s.injected == ((5, answer_cue),)  # thinking closed before the budget
+    wait = tuple(model.tokenize(WAIT, add_special=False))
+    forced = Forcing(budget_tokens=5, reserve_tokens=2, cue_tokens=think_cue, end_think_token=first,
+                     wait_tokens=wait, stop_when_boxed=False)  # fmt: skip
+    s = run(model, [Request("q", prompt, (1,))], slots=1, forcing=forced, sampling=GREEDY)["q"].samples[0]
+    assert s.injected[0] == (0, wait)  # the early end of thinking became "Wait"
+    assert s.injected[-1][1] == think_cue and s.cut
+
+
+def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -> None:
+    hot = runtime.Sampling(temperature=1.0, top_p=1.0, top_k=40)
+    forcing = Forcing(budget_tokens=24)
+    prompt = prompts(model)[1]
+    a = run(model, [Request("q", prompt, (11, 12, 11))], slots=3, forcing=forcing, sampling=hot)["q"].samples
+    b = run(model, [Request("q", prompt, (11, 12, 13))], slots=2, forcing=forcing, sampling=hot)["q"].samples
+    assert a[0].tokens == a[2].tokens == b[0].tokens  # seed 11 in different slots and batches
+    assert a[1].tokens == b[1].tokens
+    assert a[0].tokens != a[1].tokens
+
+
+def test_numpy_top_k_matches_the_full_sampler_chain(model: runtime.LoadedModel) -> None:
+    samp = runtime.Sampling(temperature=0.8, top_p=0.95, top_k=20)
+    req = [Request("q", prompts(model)[2], (5, 6))]
+    full = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, numpy_top_k=False)
+    cut = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, numpy_top_k=True)
+    assert [s.tokens for s in full["q"].samples] == [s.tokens for s in cut["q"].samples]
+
+
+def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> None:
+    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
+    forcing = Forcing(budget_tokens=12, reserve_tokens=4, cue_tokens=cue)
+    reqs = [Request(i, p, (1, 2)) for i, p in enumerate(prompts(model))]
+    stats: list[EngineStats] = []
+    together = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, stats=stats)  # 3 x 2 samples, 4 slots
+    assert stats[0].max_live == 4 and stats[0].n_moves > 0  # slots refilled, and moved down to stay dense
+    for req in reqs:
+        alone = run(model, [req], slots=1, forcing=forcing, sampling=GREEDY)
+        assert [s.tokens for s in together[req.key].samples] == [s.tokens for s in alone[req.key].samples]
