@@ -593,3 +593,22 @@ def _predicted(fp: Footprint) -> dict[str, int | str]:
     from edgekv.llama.records import predicted_dict  # not on pick's path (statistics, csv)
 
     return predicted_dict(fp)
+
+
+def parallel_table(rows: list[dict[str, Any]]) -> Table:
+    """``edgekv bench --parallel``: aggregate and per-sample decode tokens/s per G."""
+    head = rows[0] if rows else {}
+    title = f"edgekv bench --parallel: {head.get('model', '')} on {head.get('device', '?')}"
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in ("KV", "G", "prompt t/s", "decode t/s (all)", "per sample", "sampling", "status"):
+        t.add_column(col, justify="left" if col in ("KV", "status") else "right")
+    for r in rows:
+        ok = r["status"] == "ok"
+        kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
+        t.add_row(
+            kv, str(r["n_seq"]),
+            f"{r['prompt_tps']['median']:.1f}" if ok else "", f"{r['decode_tps']['median']:.1f}" if ok else "",
+            f"{r['per_seq_tps']:.1f}" if ok else "", f"{100 * r['sample_share']:.0f}%" if ok else "",
+            "ok" if ok else "refused",
+        )  # fmt: skip
+    return t

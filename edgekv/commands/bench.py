@@ -74,6 +74,13 @@ def results_table(rows: list[dict[str, Any]], *, title: str) -> Any:
 @click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@click.option(
+    "--parallel",
+    "parallel",
+    metavar="G[,G...]",
+    help="Parallel samples instead: G samples of one shared --n-prompt prompt, --n-gen tokens each, through "
+    "run/eval's generation path with the real sampler (as llama-batched-bench -pps; end tokens ignored).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON list of records.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
 @click.option(
@@ -101,6 +108,7 @@ def command(
     as_json: bool,
     as_csv: bool,
     store: bool,
+    parallel: str | None,
 ) -> None:
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
@@ -113,6 +121,7 @@ def command(
       edgekv bench model.gguf --kv f16,q8_0,q4_0 --ctx 4k,16k --vram 8G
       edgekv bench model.gguf --depth 0,8k --n-gen 64 --reps 3 --json > results.json
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
+      edgekv bench model.gguf --kv q8_0 --parallel 1,4,16 --n-prompt 256 --n-gen 256
     """
     from edgekv.commands.options import input_file, tensor_split_option, verbosity, vram_option
     from edgekv.errors import NothingRan, SpecError
@@ -139,6 +148,9 @@ def command(
     settings = rec.BenchSettings(n_prompt=n_prompt, n_gen=n_gen, reps=reps, n_threads=threads)
     depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
     verbose = verbosity(ctx) >= 2
+    if parallel is not None:
+        _parallel(model, parallel, pairs, base, n_prompt, n_gen, reps, vram_bytes, vram, threads, verbose, as_json)
+        return
     run_args: dict[str, Any] = {
         "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,
     }  # fmt: skip
@@ -214,3 +226,35 @@ def store_speed_samples(rows: list[dict[str, Any]], *, index: int = 0) -> str | 
         f"speed: {len(samples)} decode samples stored for {local.card.name} ({n} in all) in {path}; "
         f"edgekv pick --gpu auto (or --gpu '{local.card.name}') now predicts speed from them"
     )
+
+
+def _parallel(
+    model: str, parallel: str, pairs: list[Any], base: Any, n_prompt: int, n_gen: int, reps: int,
+    vram_bytes: Any, cap_text: str | None, threads: int | None, verbose: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """``--parallel``: one record per (KV pair, G); exit 1 when none ran."""
+    from dataclasses import replace
+
+    from edgekv import report
+    from edgekv.errors import NothingRan, SpecError
+    from edgekv.llama.parallel import bench_parallel
+    from edgekv.units import parse_list
+
+    try:
+        gs = [int(x) for x in parse_list(parallel)]
+    except ValueError:
+        raise SpecError(f"--parallel {parallel!r} is not a list of counts", hint="e.g. --parallel 1,4,16") from None
+    if not gs or min(gs) < 1 or n_prompt < 1 or n_gen < 1:
+        raise SpecError("--parallel needs counts >= 1 and --n-prompt, --n-gen >= 1", hint="e.g. --parallel 1,4,16")
+    rows = []
+    for k, v in pairs:
+        cfg = replace(base, type_k=k, type_v=v, flash_attn=base.flash_attn or v.quantized)
+        rows += [r.as_dict() for r in bench_parallel(model, gs, base=cfg, n_prompt=n_prompt, n_gen=n_gen, reps=reps,
+                                                     vram_bytes=vram_bytes, cap_text=cap_text, n_threads=threads,
+                                                     verbose=verbose)]  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        report.console().print(report.parallel_table(rows))
+    if not any(r["status"] == "ok" for r in rows):
+        raise NothingRan(f"none of the {len(rows)} parallel configuration(s) ran: {rows[0]['reason'] if rows else ''}")

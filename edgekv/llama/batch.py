@@ -58,6 +58,7 @@ class Forcing:
     end_think_token: int | None = None  # </think> of a thinking model
     wait_tokens: tuple[int, ...] = ()  # replaces an early end (--force-length); empty: the end stands
     stop_when_boxed: bool = True  # after the cue "\boxed{", stop once the brace closes
+    ignore_eog: bool = False  # benchmarks: an end-of-generation token is just a token (as llama.cpp's tools do)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +371,7 @@ class Engine:
     def _accept(self, s: _Slot, tok: int, on_token: TokenCallback | None) -> str | None:
         """Take one sampled token through budget forcing; returns a finish reason or None."""
         f = self.forcing
-        eog = self.runner.is_eog(tok)
+        eog = self.runner.is_eog(tok) and not f.ignore_eog
         ends_thinking = f.end_think_token is not None and tok == f.end_think_token and not s.thinking_closed
         if s.after_cue < 0 and (eog or ends_thinking) and f.wait_tokens and s.n_budget < f.budget_tokens:
             self._inject(s, f.wait_tokens)  # --force-length: an early end becomes "Wait"

@@ -200,3 +200,21 @@ def test_run_gpu_name_caps_at_the_cards_memory(gemma_gguf: Path, monkeypatch: py
     r = invoke("run", gemma_gguf, *args)
     assert r.exit_code == 1 and isinstance(r.exception, DoesNotFit), r.output
     assert "2.00 GiB (GeForce GT 1030" in str(r.exception)
+
+
+def test_bench_parallel_runs_the_generation_path(tiny: Path) -> None:
+    """``bench --parallel``: G samples of one prompt through run/eval's engine, every token generated."""
+    r = invoke("bench", tiny, "--kv", "q8_0", "--parallel", "1,3", "--n-prompt", "16", "--n-gen", "8",
+               "--reps", "1", "--threads", "1", "--json", "--no-store")  # fmt: skip
+    assert r.exit_code == 0, (r.output, r.exception)
+    rows = json.loads(r.stdout)
+    assert [(x["n_seq"], x["status"]) for x in rows] == [(1, "ok"), (3, "ok")]
+    for x in rows:
+        assert x["decode_tps"]["median"] > 0 and x["prompt_tps"]["median"] > 0
+        assert abs(x["per_seq_tps"] - x["decode_tps"]["median"] / x["n_seq"]) < 1e-2
+        assert x["n_ctx"] == x["n_seq"] * 256  # 16 + 8 + 1 tokens per sample, padded to 256 cells
+
+
+def test_bench_parallel_bad_counts_are_refused(tiny: Path) -> None:
+    r = invoke("bench", tiny, "--parallel", "x", "--no-store")
+    assert r.exit_code == 1 and "--parallel" in str(r.exception)
