@@ -23,6 +23,7 @@ import click
 @click.option("--prompt-tokens", default="1024", show_default=True, help="Room for the prompt in each context.")
 @click.option("--reserve", default="256", show_default=True, help="Room after the budget for the final answer.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--slots", type=click.IntRange(1, 512), help="Sequences decoded together (default: eval's).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder  [default: ./sweep-DATASET]")
 @click.option("--download", is_flag=True, help="Fetch catalog files not in the hub cache.")
 @click.option("--dry-run", is_flag=True, help="Show the configurations and their order; run nothing.")
@@ -61,7 +62,8 @@ def command(**params: Any) -> None:
     def progress(event: str, i: int, n: int, it: sweep.SweepItem) -> None:
         con.print(f"[{i}/{n}] {event:5} {it.key}")
 
-    sweep.run_sweep(plan, out, sweep.EvalBackend(plan.settings, loader=_open_model), progress=progress)
+    backend = sweep.EvalBackend(plan.settings, loader=_open_model, slots=params.get("slots"))
+    sweep.run_sweep(plan, out, backend, progress=progress)
     click.echo(f"Sweep done: {out}. Next: edgekv frontier {out} --png frontier.png; edgekv calibrate {out}")
 
 

@@ -358,6 +358,7 @@ class EvalBackend:
     settings: SweepSettings
     loader: Callable[[str], AbstractContextManager[Any]] | None = None
     problems: Sequence[Any] | None = None
+    slots: int | None = None  # sequences decoded together (eval's --slots); None: eval's default
 
     def load(self, item: SweepItem) -> AbstractContextManager[Any]:
         if self.loader is None or item.model_path is None:
@@ -376,7 +377,7 @@ class EvalBackend:
         config = EvalConfig(
             model_path=item.model_path, type_k=item.type_k, type_v=item.type_v, budget_tokens=item.budget_tokens,
             reserve_tokens=self.settings.reserve_tokens, samples=item.samples, seed=self.settings.seed,
-            dataset=self.settings.dataset,
+            dataset=self.settings.dataset, slots=self.slots,
         )  # fmt: skip
         evaluate(config, self.problems, out=out, model=model)
 
