@@ -191,10 +191,10 @@ def command(
 
 
 def _print_table(rows: list[dict[str, Any]], records: list[Any], model: str) -> None:
-    from edgekv import report
     from edgekv.llama import records as rec
+    from edgekv.report import common as rcommon
 
-    con = report.console()
+    con = rcommon.console()
     head = rows[0] if rows else {}
     title = f"edgekv bench: {head.get('model', model)} on {head.get('device', '?')}"
     con.print(results_table(rows, title=title))
@@ -235,9 +235,10 @@ def _parallel(
     """``--parallel``: one record per (KV pair, G); exit 1 when none ran."""
     from dataclasses import replace
 
-    from edgekv import report
     from edgekv.errors import NothingRan, SpecError
     from edgekv.llama.parallel import bench_parallel
+    from edgekv.report import common as rcommon
+    from edgekv.report import run as rrun
     from edgekv.units import parse_list
 
     try:
@@ -255,6 +256,6 @@ def _parallel(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        report.console().print(report.parallel_table(rows))
+        rcommon.console().print(rrun.parallel_table(rows))
     if not any(r["status"] == "ok" for r in rows):
         raise NothingRan(f"none of the {len(rows)} parallel configuration(s) ran: {rows[0]['reason'] if rows else ''}")

@@ -34,11 +34,12 @@ def command(
       edgekv calibrate sweep-aime25 --name my-aime --bootstrap 1000 --force
       edgekv pick --vram 8G --profile my-aime
     """
-    from edgekv import report
     from edgekv.eval.calibrate import calibrate, profile_dict
     from edgekv.eval.frontier import Accounting
     from edgekv.eval.profile import write_profile
     from edgekv.eval.scores import read_results
+    from edgekv.report import common as rcommon
+    from edgekv.report import eval as reval
 
     res = read_results(results)
     cal = calibrate(res, accounting=Accounting(accounting), n_bootstrap=bootstrap, seed=seed, tolerance=tolerance)
@@ -48,4 +49,4 @@ def command(
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return
-    report.console().print(report.calibration_table(data, path=path))
+    rcommon.console().print(reval.calibration_table(data, path=path))

@@ -92,10 +92,10 @@ def _fetch_with_bar(plan: DownloadPlan, *, endpoint: str | None, show: bool) -> 
         return hub.fetch(plan, endpoint=endpoint)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from edgekv import report
+    from edgekv.report import common as rcommon
 
     columns = (BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=report.console(stderr=True), transient=True) as bar:
+    with Progress(*columns, console=rcommon.console(stderr=True), transient=True) as bar:
         task = bar.add_task("download", total=plan.n_bytes_to_fetch)
         return hub.fetch(plan, endpoint=endpoint, progress=lambda done, total: bar.update(task, completed=done))
 

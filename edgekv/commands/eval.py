@@ -49,11 +49,12 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
       edgekv eval --plan plan.json --dataset math500 --limit 100 --out results.jsonl
       edgekv eval model.gguf --dataset synth --limit 50 --budget 512 --temperature 0 --json
     """
-    from edgekv import report
     from edgekv.eval.datasets import load_problems
     from edgekv.eval.run import EvalConfig, budget_from_plan, evaluate
     from edgekv.model.quant import KvType
     from edgekv.plan.planfile import read_plan
+    from edgekv.report import common as rcommon
+    from edgekv.report import eval as reval
     from edgekv.units import parse_size, parse_tokens
 
     plan = read_plan(o["plan_path"]) if o["plan_path"] else None
@@ -82,9 +83,9 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     with ProgressBar(enabled=not o["as_json"] and verbosity(ctx) >= 0) as progress:
         result = evaluate(config, problems, out=out, progress=progress)
     if o["as_json"]:
-        click.echo(json.dumps(report.eval_dict(result), indent=2))
+        click.echo(json.dumps(reval.eval_dict(result), indent=2))
     else:
-        report.console().print(report.eval_table(result))
+        rcommon.console().print(reval.eval_table(result))
 
 
 class ProgressBar:
@@ -100,7 +101,7 @@ class ProgressBar:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from edgekv.report import console
+        from edgekv.report.common import console
 
         self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                             TimeRemainingColumn(), console=console(stderr=True), transient=True)  # fmt: skip

@@ -27,14 +27,15 @@ def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: str
       edgekv frontier sweep-aime25 --png frontier.png
       edgekv frontier a.jsonl b.jsonl --all --json
     """
-    from edgekv import report
     from edgekv.eval.sweep import load_frontier
+    from edgekv.report import common as rcommon
+    from edgekv.report import eval as reval
 
     f = load_frontier(results)
     if as_json:
-        click.echo(json.dumps(report.frontier_dict(f), indent=1))
+        click.echo(json.dumps(reval.frontier_dict(f), indent=1))
     else:
-        report.console().print(report.frontier_table(f, all_points=all_points))
+        rcommon.console().print(reval.frontier_table(f, all_points=all_points))
     if png:
         _plot(f, png, e1)
 

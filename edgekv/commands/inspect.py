@@ -10,10 +10,10 @@ import click
 
 def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhead_bytes: int | None) -> dict[str, Any]:
     """The dict behind both the table and --json."""
-    from edgekv import report
     from edgekv.model.quant import DEFAULT_KV_TYPES
     from edgekv.plan.memory import kv_bytes_per_token
     from edgekv.plan.pick import largest_context_by_kv
+    from edgekv.report import model as rmodel
 
     per_token = {k: kv_bytes_per_token(spec, k) for k in DEFAULT_KV_TYPES}
     max_ctx = None
@@ -21,7 +21,7 @@ def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhe
         max_ctx = largest_context_by_kv(
             spec, vram_bytes=vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes
         )
-    return report.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
+    return rmodel.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
 
 
 @click.command("inspect")
@@ -45,8 +45,9 @@ def command(
       edgekv inspect model.gguf --vram 8G --json
       edgekv inspect bartowski/Qwen_Qwen3-8B-GGUF Qwen_Qwen3-8B-Q4_K_M.gguf --remote
     """
-    from edgekv import report
     from edgekv.errors import SpecError
+    from edgekv.report import common as rcommon
+    from edgekv.report import model as rmodel
     from edgekv.units import parse_size
 
     if remote:
@@ -63,11 +64,11 @@ def command(
 
         found = inspect_file(input_file(target, what="GGUF file"))
         if isinstance(found, VocabOnly):
-            vocab = report.vocab_only_dict(found)
+            vocab = rmodel.vocab_only_dict(found)
             if as_json:
                 click.echo(json.dumps(vocab, indent=2))
             else:
-                report.console().print(report.vocab_only_table(vocab))
+                rcommon.console().print(rmodel.vocab_only_table(vocab))
             return
         spec = found
     vram_bytes = parse_size(vram) if vram is not None else None
@@ -77,4 +78,4 @@ def command(
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    report.console().print(report.spec_tables(data, vram_bytes=vram_bytes))
+    rcommon.console().print(rmodel.spec_tables(data, vram_bytes=vram_bytes))

@@ -38,8 +38,9 @@ def command(top: int, as_json: bool, **params: Any) -> None:
       edgekv pick --vram 2.6G --accounting paper --family qwen3
       edgekv pick --vram 8G --profile aime25
     """
-    from edgekv import report
     from edgekv.plan.planfile import pick_dict
+    from edgekv.report import common as rcommon
+    from edgekv.report import pick as rpick
 
     card = resolve_card(params.get("gpu"), params.get("vram"))
     result = run_pick(params, top=top, card=card)
@@ -50,10 +51,10 @@ def command(top: int, as_json: bool, **params: Any) -> None:
             data["profile"] = {"name": params["profile"], "applied": [asdict(a) for a in prof[0]]}
         click.echo(json.dumps(data, indent=2))
         return
-    con = report.console()
-    con.print(report.pick_table(result, width=con.width, notes=card.notes))
+    con = rcommon.console()
+    con.print(rpick.pick_table(result, width=con.width, notes=card.notes))
     if prof is not None:
-        con.print(report.profile_lines(params["profile"], prof[0], result, prof[1]))
+        con.print(rpick.profile_lines(params["profile"], prof[0], result, prof[1]))
 
 
 def _profile(params: dict[str, Any], card: Any) -> tuple[list[Any], Any]:

@@ -80,11 +80,12 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
       edgekv run --plan plan.json --prompt "Prove that sqrt(2) is irrational."
       edgekv run model.gguf --vram 8G --chat
     """
-    from edgekv import report
     from edgekv.llama import runner as runtime
     from edgekv.llama import session
     from edgekv.plan.memory import RunConfig
     from edgekv.plan.planfile import read_plan
+    from edgekv.report import common as rcommon
+    from edgekv.report import run as rrun
     from edgekv.units import format_bytes, parse_size
 
     plan = read_plan(input_file(o["plan_path"], what="plan file")) if o["plan_path"] is not None else None
@@ -165,17 +166,17 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         device = session.device_name(prepared.gpu)
         build = runtime.build_info()
         total = sum(vram_bytes) if isinstance(vram_bytes, list) else vram_bytes
-        data = report.run_dict(prepared, out, model=model, vram_bytes=total, device=device, build=build)
+        data = rrun.run_dict(prepared, out, model=model, vram_bytes=total, device=device, build=build)
         click.echo(json.dumps(data, indent=2))
         return
-    con = report.console(stderr=True)
+    con = rcommon.console(stderr=True)
     for g in out.generations:
         con.print(
             f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
             f"({g.decode_tps:.1f} tokens/s)"
         )
     title = "memory: predicted vs measured"
-    con.print(report.memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title=title))
+    con.print(rrun.memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title=title))
 
 
 def _generate(prepared: Any, prompt: str | None, o: dict[str, Any], samp: Any, *, verbose: bool) -> Any:

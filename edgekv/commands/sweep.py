@@ -43,8 +43,9 @@ def command(**params: Any) -> None:
       edgekv sweep --vram 6G --dataset aime25 --gguf a.gguf,b.gguf --kv q8_0
       edgekv frontier sweep-aime25 --png frontier.png
     """
-    from edgekv import report
     from edgekv.eval import sweep
+    from edgekv.report import common as rcommon
+    from edgekv.report import eval as reval
 
     plan = sweep.plan_sweep(_options(params), _cards(params["vram"]), _settings(params))
     out = Path(params["out_dir"] or f"sweep-{Path(params['dataset']).stem}")
@@ -53,11 +54,11 @@ def command(**params: Any) -> None:
             click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
         else:
             done = frozenset(it.key for it in plan.items if sweep.is_done(out, it))
-            report.console().print(report.sweep_table(plan, done=done))
+            rcommon.console().print(reval.sweep_table(plan, done=done))
         return
     fetch = sweep.hub_fetch if params["download"] else None
     plan = sweep.resolve_models(plan, locate=sweep.hub_locate, fetch=fetch)
-    con = report.console(stderr=True)
+    con = rcommon.console(stderr=True)
 
     def progress(event: str, i: int, n: int, it: sweep.SweepItem) -> None:
         con.print(f"[{i}/{n}] {event:5} {it.key}")

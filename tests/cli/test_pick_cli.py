@@ -134,7 +134,7 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize(
     "name",
     ["units", "model/quant", "model/spec", "plan/memory", "plan/fit", "plan/policy", "plan/catalog", "plan/speed",
-     "plan/timing", "plan/speed_store", "report"],
+     "plan/timing", "plan/speed_store", "report/common", "report/pick"],
 )
 def test_pure_modules_import_nothing_heavy(name: str) -> None:
     roots = {m.split(".")[0] for m in _imports(ROOT / "edgekv" / f"{name}.py")}

@@ -1,0 +1,74 @@
+"""Shared pieces of edgekv's output: units, the memory bar, the console."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from edgekv.plan.memory import Footprint
+from edgekv.units import GIB, format_bytes
+
+if TYPE_CHECKING:  # the pick path does not import eval
+    pass
+
+BAR_WIDTH = 36
+_SEGMENTS = (
+    ("weights", "bold blue", "█"),
+    ("kv", "bold green", "▓"),
+    ("compute", "yellow", "▒"),
+    ("overhead", "magenta", "░"),
+    ("margin", "red", "-"),
+)
+
+
+def gib(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.2f}"
+
+
+def memory_bar(fp: Footprint, vram_bytes: int, *, width: int = BAR_WIDTH) -> Text:
+    """A one-line bar: weights / KV / compute / overhead / margin / free, to scale of the card."""
+    parts = {
+        "weights": fp.weights_gpu, "kv": fp.kv_gpu, "compute": fp.compute,
+        "overhead": fp.overhead, "margin": fp.margin,
+    }  # fmt: skip
+    text = Text()
+    used = 0
+    for key, style, ch in _SEGMENTS:
+        n = round(parts[key] / vram_bytes * width) if vram_bytes else 0
+        n = min(n, width - used)
+        text.append(ch * n, style=style)
+        used += n
+    text.append("·" * (width - used), style="dim")
+    return text
+
+
+def bar_legend() -> Text:
+    t = Text("bar: ")
+    for key, style, ch in _SEGMENTS:
+        t.append(f"{ch} {key}  ", style=style)
+    t.append("· free", style="dim")
+    return t
+
+
+def footprint_line(fp: Footprint) -> str:
+    return (
+        f"weights {format_bytes(fp.weights_gpu)} + KV {format_bytes(fp.kv)} + compute {format_bytes(fp.compute)} "
+        f"({fp.compute_source}) + CUDA overhead {format_bytes(fp.overhead)} + margin {format_bytes(fp.margin)} "
+        f"= {format_bytes(fp.gpu_total)}"
+    )
+
+
+def console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def fmt_const(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name.endswith("bytes"):
+        return format_bytes(value)
+    if name.endswith("tokens"):
+        return f"{int(value)} tokens"
+    return str(value)

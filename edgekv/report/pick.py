@@ -1,0 +1,204 @@
+"""``edgekv pick``'s table, reasons and speed lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from edgekv.plan.planfile import llama_args
+from edgekv.plan.policy import PickResult, Plan
+from edgekv.plan.timing import PlanTime, format_duration
+from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
+from edgekv.units import format_bytes
+
+if TYPE_CHECKING:  # the pick path does not import eval
+    from edgekv.eval.profile import Applied
+
+
+def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = ()) -> Group:
+    """pick's table and its explanation, fitted to ``width`` columns without breaking a model name:
+    at narrow widths the memory bar shrinks, then goes; then the E, total and # columns go, one by one
+    (the bar retried after each)."""
+    vram = result.budget.vram_bytes
+    speed = result.speed
+    wide = width >= 110 + (16 if speed else 0)
+    bar_width = BAR_WIDTH if wide else max(10, min(BAR_WIDTH, width - (62 + (16 if speed else 0))))
+    rows = [_pick_row(i, p, result, wide=wide) for i, p in enumerate(result.plans, 1)]
+    drops: tuple[tuple[str, ...], ...] = ((), ("E GiB",), ("E GiB", "total"), ("E GiB", "total", "#"))
+    for drop, bar in [(d, bar) for d in drops for bar in (*range(bar_width, 7, -2), 0)]:
+        t = _pick_grid(result, rows, vram, drop=drop, bar_width=bar, wide=wide)
+        if Measurement.get(_MEASURE, _MEASURE.options, t).maximum <= width:  # natural width: nothing cut
+            break
+    parts: list[Any] = [t]
+    if any(c.header == "memory" for c in t.columns):
+        parts.append(bar_legend())
+    parts.extend(Text(n) for n in notes)
+    parts.append(speed_line(result))
+    if result.plans:
+        best = result.plans[0]
+        why = Text("Why #1 (", style="bold")
+        why.append(
+            f"{best.option.name} {best.option.quant}, {best.kv_label} KV, {best.n_ctx_seq} tokens x {best.parallel}"
+        )
+        why.append("):", style="bold")
+        parts.append(why)
+        parts.extend(Text(f"  - {r}") for r in best.reasons)
+        parts.append(Text(f"  - memory: {footprint_line(best.footprint)}"))
+        for line in device_lines(best, result):
+            parts.append(Text(f"    {line}"))
+        base = result.baseline
+        if base is not None:
+            parts.append(Text("Uniform 4-bit (the usual default) on this card:", style="bold"))
+            parts.append(
+                Text(
+                    f"  {base.option.name} Q4_K_M, f16 KV: E {gib(base.option.effective_bytes)} GiB, "
+                    f"{base.n_ctx_seq} tokens, total {gib(base.footprint.gpu_total)} GiB"
+                    + (_answer(result.speed.baseline) if result.speed is not None else "")
+                    + ("  (same model as #1)" if base.option.name == best.option.name else "")
+                )
+            )
+            parts.append(Text("  " + baseline_contrast(best, base)))
+        args = llama_args(best)
+        parts.append(Text("llama.cpp settings for #1:", style="bold"))
+        parts.append(Text("  " + args["server_cmd"]))
+        py = ", ".join(f"{k}={v!r}" for k, v in args["python"].items())
+        parts.append(Text(f"  llama_cpp.Llama({py})"))
+        if best.parallel > 1:
+            parts.append(
+                Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
+            )
+    return Group(*parts)
+
+
+_MEASURE = Console(width=1000)
+
+
+def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, str]:
+    fp = p.footprint
+    total = gib(fp.gpu_total)
+    if wide:
+        total = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {total}"
+    row = {
+        "#": str(i), "model": p.option.name,
+        "quant": p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}"),
+        "E GiB": gib(p.option.effective_bytes), "KV": p.kv_label, "tokens x G": f"{p.n_ctx_seq} x {p.parallel}",
+        "total": total,
+    }  # fmt: skip
+    if result.speed is not None:
+        pt = result.speed.plans[i - 1]
+        row["tok/s"] = f"{pt.decode_tps:.0f}" + (f"x{pt.n_seq}" if pt.n_seq > 1 else "")
+        row["answer"] = format_duration(pt.time_to_answer_s)
+    return row
+
+
+def _pick_grid(
+    result: PickResult, rows: list[dict[str, str]], vram: int, *, drop: tuple[str, ...], bar_width: int, wide: bool
+) -> Table:
+    sp = result.speed
+    devs = result.budget.devices
+    if devs:
+        split = ",".join(f"{x:g}" for x in result.budget.tensor_split)
+        card = " + ".join(format_bytes(d.vram_bytes) for d in devs) + f" ({len(devs)} devices, -ts {split})"
+    else:
+        card = f"{format_bytes(vram)} card" if sp is None else f"{sp.card_speed.card.name}, {gib(vram)} GiB"
+    title = f"edgekv pick: {card}, task {result.policy.task.value}"
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    cols: list[tuple[str, str, dict[str, Any]]] = [
+        ("#", "#", {"justify": "right"}), ("model", "model", {"no_wrap": True}), ("quant", "quant", {"no_wrap": True}),
+        ("E GiB", "E GiB", {"justify": "right", "no_wrap": True}), ("KV", "KV", {"no_wrap": True}),
+        ("tokens x G", "tokens x G", {"justify": "right", "no_wrap": True}),
+        ("total", "weights+KV+compute+overhead GiB" if wide else "GiB", {"justify": "right", "no_wrap": True}),
+    ]  # fmt: skip
+    if result.speed is not None:
+        cols += [("tok/s", "tok/s", {"justify": "right", "no_wrap": True}),
+                 ("answer", "answer", {"justify": "right", "no_wrap": True})]  # fmt: skip
+    cols = [c for c in cols if c[0] not in drop]
+    for _key, header, kw in cols:
+        t.add_column(header, **kw)
+    if bar_width:
+        t.add_column("memory", no_wrap=True)
+    for i, row in enumerate(rows):
+        cells: list[Any] = [row[key] for key, _h, _kw in cols]
+        if bar_width:
+            cells.append(memory_bar(result.plans[i].footprint, vram, width=bar_width))
+        t.add_row(*cells)
+    return t
+
+
+def _answer(pt: PlanTime | None) -> str:
+    return f", {pt.decode_tps:.0f} tok/s, answer {format_duration(pt.time_to_answer_s)}" if pt is not None else ""
+
+
+def speed_line(result: PickResult) -> Text:
+    """Where pick's speed comes from, or how to get it."""
+    sp = result.speed
+    if sp is None:
+        return Text("speed: pass --gpu NAME (e.g. --gpu 'RTX 4060') for predicted tokens/s and time to answer")
+    cs = sp.card_speed
+    limit = f"; only plans that answer within {format_duration(sp.max_time_s)}" if sp.max_time_s else ""
+    return Text(
+        f"speed on {cs.card.name} ({cs.card.bandwidth_bytes_per_s / 1e9:.0f} GB/s): tok/s of each sample; answer = "
+        f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}. Constants {cs.source}."
+    )
+
+
+def device_lines(plan: Plan, result: PickResult) -> list[str]:
+    """One line per device of a split: its layers' weights and KV, its compute, overhead, margin."""
+    devs = result.budget.devices
+    if not plan.device_footprints or not devs:
+        return []
+    return [
+        f"{d.name}: {footprint_line(fp)} of {format_bytes(d.vram_bytes)}"
+        for d, fp in zip(devs, plan.device_footprints, strict=True)
+    ]
+
+
+def baseline_contrast(best: Plan, base: Plan) -> str:
+    """One sentence on how #1 spends the card differently from uniform 4-bit."""
+    if best.option.name == base.option.name and best.option.quant == base.option.quant:
+        if best.n_ctx_seq * best.parallel > base.n_ctx_seq:
+            ratio = best.n_ctx_seq * best.parallel / max(base.n_ctx_seq, 1)
+            return f"#1 keeps the model and buys {ratio:.1f}x the tokens with {best.kv_label} KV."
+        return "#1 is the uniform 4-bit plan itself on this card."
+    bits = f"{best.option.quant} weights instead of Q4_K_M"
+    tokens = best.n_ctx_seq * best.parallel
+    ratio = tokens / max(base.n_ctx_seq, 1)
+    more = f"{ratio:.1f}x the tokens" if ratio >= 1.05 else f"{tokens} tokens in all"
+    samples = f" over {best.parallel} samples" if best.parallel > 1 else ""
+    return f"#1 trades {base.option.name} for {best.option.name}: {bits}, {more}{samples} (rules 1-4)."
+
+
+def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None) -> Group:
+    """What ``pick --profile`` took from the profile, and how its #1 differs from the paper's defaults."""
+    lines = [Text(f"Profile {name}:", style="bold")]
+    for a in applied:
+        if a.source == "profile":
+            lines.append(Text(f"  {a.field} = {fmt_const(a.field, a.value)} from the profile "
+                              f"(paper default {fmt_const(a.field, a.default)})"))  # fmt: skip
+        elif a.source == "flag":
+            lines.append(Text(f"  {a.field}: your flag (the profile's value is not used)"))
+        else:
+            lines.append(Text(f"  {a.field} = {fmt_const(a.field, a.value)}: the paper's default"))
+    if default is not None and result.plans and default.plans:
+        mine, paper = result.plans[0], default.plans[0]
+        desc, pdesc = _plan_desc(mine), _plan_desc(paper)
+        same = desc == pdesc
+        lines.append(
+            Text(f"  #1 with the profile: {desc}" + ("  (the same as with the paper's defaults)" if same else ""))
+        )
+        if not same:
+            lines.append(Text(f"  #1 with the paper's defaults: {pdesc}"))
+    return Group(*lines)
+
+
+def _plan_desc(p: Plan) -> str:
+    return f"{p.option.name} {p.option.quant}, {p.kv_label} KV, {p.n_ctx_seq} tokens x {p.parallel}"
+
+
+# -- eval --------------------------------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""``edgekv run`` and ``bench --parallel``: memory predicted vs measured, samples and speed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.table import Table
+
+from edgekv.plan.memory import Footprint
+from edgekv.units import format_bytes
+
+if TYPE_CHECKING:  # the pick path does not import eval
+    pass
+
+
+def memory_rows(fp: Footprint, measured: Any, *, gpu: bool) -> list[tuple[str, int | None, int | None]]:
+    """(part, predicted bytes, measured bytes) rows of the end-of-run memory table."""
+    buffers = measured.model + measured.kv + measured.compute
+    rows: list[tuple[str, int | None, int | None]] = [
+        ("weights", fp.weights_gpu, measured.model),
+        ("KV cache", fp.kv, measured.kv),
+        ("compute", fp.compute, measured.compute),
+    ]
+    if gpu:
+        other = measured.process - buffers if measured.process is not None else None
+        rows.append(("CUDA context + workspace", fp.overhead, other))
+        rows.append(("total (NVML, process)", fp.gpu_total - fp.margin, measured.process))
+    else:
+        rows.append(("llama.cpp buffers", fp.gpu_total - fp.margin, buffers))
+        rows.append(("process peak RSS", None, measured.process))
+    return rows
+
+
+def memory_table(fp: Footprint, measured: Any, *, gpu: bool, title: str) -> Table:
+    """Predicted vs measured memory, part by part."""
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    t.add_column("part")
+    t.add_column("predicted", justify="right")
+    t.add_column("measured", justify="right")
+    for part, pred, meas in memory_rows(fp, measured, gpu=gpu):
+        t.add_row(
+            part, format_bytes(pred) if pred is not None else "", format_bytes(meas) if meas is not None else "n/a"
+        )
+    return t
+
+
+def run_dict(
+    prepared: Any, out: Any, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
+) -> dict[str, Any]:
+    """``edgekv run --json``: the settings, the samples, timings and memory predicted and measured."""
+    from edgekv.llama.records import predicted_dict  # not on pick's path (statistics, csv)
+
+    cfg = prepared.cfg
+    fp = prepared.footprint
+    return {
+        "model": Path(model).name,
+        "path": str(model),
+        "vram_bytes": vram_bytes,
+        "device": device,
+        "gpu": prepared.gpu,
+        "config": {
+            "n_ctx": cfg.n_ctx,
+            "type_k": cfg.type_k.value,
+            "type_v": cfg.type_v.value,
+            "parallel": cfg.n_seq,
+            "n_gpu_layers": cfg.n_gpu_layers,
+            "flash_attn": cfg.flash_attn,
+            "n_ubatch": cfg.n_ubatch,
+        },  # fmt: skip
+        "predicted": predicted_dict(fp),
+        "measured": out.measured.as_dict(),
+        "tensor_split": list(cfg.tensor_split) or None,
+        "predicted_per_device": [
+            {"device": f"GPU {i}", "vram_bytes": prepared.vram_per_device[i]} | predicted_dict(f)
+            for i, f in enumerate(prepared.device_footprints)
+        ]
+        or None,
+        "measured_per_device": list(getattr(out, "measured_per_device", [])) or None,
+        "turns": [
+            {
+                "n_prompt": g.n_prompt,
+                "n_prompt_evaluated": g.n_prompt_evaluated,
+                "prompt_tps": round(g.prompt_tps, 2),
+                "decode_tps": round(g.decode_tps, 2),
+                "samples": [{"text": s.text, "n_tokens": len(s.tokens), "finish": s.finish} for s in g.sequences],
+            }  # fmt: skip
+            for g in out.generations
+        ],
+        "build": dict(build),
+    }
+
+
+# --- sweep / frontier / calibrate ------------------------------------------------------------------
+
+
+def parallel_table(rows: list[dict[str, Any]]) -> Table:
+    """``edgekv bench --parallel``: aggregate and per-sample decode tokens/s per G."""
+    head = rows[0] if rows else {}
+    title = f"edgekv bench --parallel: {head.get('model', '')} on {head.get('device', '?')}"
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in ("KV", "G", "prompt t/s", "decode t/s (all)", "per sample", "sampling", "status"):
+        t.add_column(col, justify="left" if col in ("KV", "status") else "right")
+    for r in rows:
+        ok = r["status"] == "ok"
+        kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
+        t.add_row(
+            kv, str(r["n_seq"]),
+            f"{r['prompt_tps']['median']:.1f}" if ok else "", f"{r['decode_tps']['median']:.1f}" if ok else "",
+            f"{r['per_seq_tps']:.1f}" if ok else "", f"{100 * r['sample_share']:.0f}%" if ok else "",
+            "ok" if ok else "refused",
+        )  # fmt: skip
+    return t
