@@ -20,7 +20,7 @@ from pathlib import Path
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.spec import Task
 from edgekv.plan.pick import catalog_options, pick
-from edgekv.plan.policy import sizes
+from edgekv.plan.plans import sizes
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)

@@ -42,7 +42,7 @@ def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: str
 
 def _plot(f: Any, png: str, e1: str | None) -> None:
     from edgekv.eval.plot import plot_frontier
-    from edgekv.plan.policy import E1_BYTES
+    from edgekv.plan.plans import E1_BYTES
     from edgekv.units import parse_size
 
     path = plot_frontier(f, png, e1_bytes=parse_size(e1) if e1 else E1_BYTES)

@@ -14,7 +14,7 @@ from click.core import ParameterSource
 
 from edgekv.model.quant import DEFAULT_KV_TYPES
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
-from edgekv.plan.policy import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR
+from edgekv.plan.plans import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR
 from edgekv.units import GIB, MIB
 
 if TYPE_CHECKING:

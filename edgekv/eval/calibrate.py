@@ -41,7 +41,7 @@ from edgekv.eval.profile import PAPER_DEFAULTS, resolve
 from edgekv.eval.profile import SCHEMA as PROFILE_SCHEMA
 from edgekv.eval.scores import ConfigResult
 from edgekv.model.quant import KvType
-from edgekv.plan.policy import bits_class
+from edgekv.plan.plans import bits_class
 
 DEFAULT_BOOTSTRAP = 200
 DEFAULT_TOLERANCE = 0.02  # saturation: within 2% of the best budget's accuracy

@@ -12,7 +12,7 @@ from typing import Any
 
 from edgekv.errors import RuntimeUnavailable
 from edgekv.eval.frontier import Accounting, Frontier
-from edgekv.plan.policy import E1_BYTES, bits_class
+from edgekv.plan.plans import E1_BYTES, bits_class
 from edgekv.units import GIB
 
 MARKERS = {3: "o", 2: "D", 1: "s", 0: "^", -1: "v"}  # bits_class -> shape: 8/16, 6, 5, 4, <4 bits

@@ -24,7 +24,7 @@ from typing import Any
 
 from edgekv.errors import ModelFileNotFound, SpecError
 from edgekv.fsutil import incomplete_path
-from edgekv.plan.policy import E1_BYTES, SATURATION_TOKENS
+from edgekv.plan.plans import E1_BYTES, SATURATION_TOKENS
 from edgekv.settings import user_dir
 
 SCHEMA = 1

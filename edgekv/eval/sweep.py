@@ -40,7 +40,8 @@ from edgekv.fsutil import incomplete_path
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.plan.fit import context_cap, footprint_at
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad
-from edgekv.plan.policy import Budget, ModelOption, Policy, fit_terms, max_tokens_per_seq, pick
+from edgekv.plan.plans import Budget, ModelOption, Policy
+from edgekv.plan.policy import fit_terms, max_tokens_per_seq, pick
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from edgekv.hub.names import SHARD_RE, available_quants, choose_files, group_fil
 from edgekv.model.gguf_reader import GGUFHeader, parse_header_growing, read_header, spec_from_header
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import WeightLayout
-from edgekv.plan.policy import ModelOption
+from edgekv.plan.plans import ModelOption
 from edgekv.units import KIB, format_bytes
 
 logger = logging.getLogger("edgekv.hub.download")  # the logger name these messages have always carried

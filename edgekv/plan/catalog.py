@@ -22,7 +22,7 @@ from edgekv.errors import ModelFileNotFound, SpecError
 from edgekv.model.quant import WeightQuant
 from edgekv.model.spec import ModelSpec, from_hf_config
 from edgekv.plan.memory import RunConfig, WeightLayout
-from edgekv.plan.policy import ModelOption
+from edgekv.plan.plans import ModelOption
 
 # Quant levels the catalog sizes for every model (issue #2: at least these).
 CATALOG_QUANTS: tuple[WeightQuant, ...] = (

@@ -20,7 +20,7 @@ from edgekv.plan.catalog import options_from_catalog
 from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
-from edgekv.plan.policy import (
+from edgekv.plan.plans import (
     E1_BYTES,
     E2_BYTES,
     MAX_PARALLEL,
@@ -32,8 +32,8 @@ from edgekv.plan.policy import (
     PickResult,
     Plan,
     Policy,
-    max_tokens_per_seq,
 )
+from edgekv.plan.policy import max_tokens_per_seq
 from edgekv.plan.policy import pick as rank
 from edgekv.plan.timing import CardSpeed, PickSpeed, format_duration, max_tokens_within, time_plan, token_cap
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgekv.errors import PlanFileError
 from edgekv.model.quant import KvType
-from edgekv.plan.policy import Budget, PickResult, Plan
+from edgekv.plan.plans import Budget, PickResult, Plan
 from edgekv.plan.timing import PlanTime
 
 SCHEMA = 1

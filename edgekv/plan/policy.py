@@ -49,195 +49,43 @@ quantization (8-bit first) at every size: ``Policy.eviction`` is "never" and is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan
-from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
-from edgekv.model.spec import ModelSpec, Task
+from edgekv.model.quant import KvType
+from edgekv.model.spec import Task
 from edgekv.plan import devices as multi
 from edgekv.plan.fit import FitTerms, context_cap, footprint_at, kv_costs, largest_tokens_per_seq
 from edgekv.plan.memory import (
-    DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
     Footprint,
     KvCost,
     RunConfig,
-    WeightLayout,
-    compute_bytes_estimate,
     cuda_overhead_bytes,
 )
-from edgekv.units import GIB, format_bytes
+from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan, Policy, sizes
+from edgekv.units import format_bytes
 
 if TYPE_CHECKING:
-    from edgekv.plan.timing import PickSpeed
-
-# Paper constants (arXiv 2510.10964), named and settable through Policy.
-E1_BYTES = round(4.19 * GIB)  # "8-bit 4B": Qwen3-4B at 8 bits, the scale threshold (rule 1, 2)
-E2_BYTES = round(8.94 * GIB)  # Qwen3-8B at 8 bits: second threshold of the KV section (rule 5)
-TOKEN_FLOOR = 4096  # shortest useful reasoning budget (paper budgets: 2k..30k)
-SATURATION_TOKENS = 32768  # accuracy flattens by ~30k (rule 2); Qwen3's recommended output length
-MAX_PARALLEL = 16  # paper's majority voting goes up to G = 16 (rule 4)
-SIMILAR = 0.10  # "similar effective size" band (rule 3 / regime threshold, see module doc)
+    pass
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Every knob of the rule. Defaults are the paper's (see module docstring)."""
-
-    task: Task = Task.MATH
-    e1_bytes: int = E1_BYTES
-    e2_bytes: int = E2_BYTES
-    token_floor: int = TOKEN_FLOOR
-    saturation_tokens: int = SATURATION_TOKENS
-    max_parallel: int = MAX_PARALLEL
-    similar: float = SIMILAR
-    kv_types: tuple[KvType, ...] = DEFAULT_KV_TYPES
-    mixed_kv: bool = False  # also K/V pairs of different types (CUDA needs GGML_CUDA_FA_ALL_QUANTS)
-    allow_offload: bool = False
-    max_offload_slowdown: float = 3.0  # drop partial-offload plans estimated slower than this
-    min_ctx: int = 0  # the user's own floor on T (e.g. a long prompt)
-    n_ubatch: int = 512
-    eviction: str = "never"  # llama.cpp has no R-KV eviction (see module docstring)
-    cap_precision: bool = True  # precision past 8 bits (below E1) or 16 bits adds no capacity (see module doc)
-    # Calibrated by ``edgekv calibrate`` (a profile); the defaults are the paper's rule.
-    flat_precision: bool = False  # 4-bit weights reach this task's frontier: >= 4-bit quants rank alike (rule 3)
-    q4_kv_ok: bool = False  # 4-bit KV reaches this task's frontier: not only a last resort (rule 5)
-    parallel_min_bytes: int = 0  # G > 1 only on cards of at least this much memory (rule 4: from E1 on)
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """The card: VRAM and the non-model terms. ``overhead_bytes`` None = measured CUDA overhead;
-    ``include_compute`` False with overhead 0 and margin 0 is the paper's weights+KV accounting."""
-
-    vram_bytes: int
-    overhead_bytes: int | None = None
-    margin_bytes: int = DEFAULT_MARGIN_BYTES
-    include_compute: bool = True
-    # More than one device (plan/devices.py): each one's cap, and the layer split between them;
-    # ``vram_bytes`` is then their sum, and overhead and margin count once per device.
-    devices: tuple[multi.DeviceBudget, ...] = ()
-    tensor_split: tuple[float, ...] = ()
 
 
-def bits_class(quant: str) -> int:
-    """Weight precision class of a quant name: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
-    q = quant.upper()
-    if q.startswith(("F16", "BF16", "F32", "Q8")):
-        return 3
-    if q.startswith("Q6"):
-        return 2
-    if q.startswith(("Q5", "IQ5")):
-        return 1
-    if q.startswith(("Q4", "IQ4", "MXFP4")):
-        return 0
-    return -1
 
 
-@dataclass(frozen=True)
-class ModelOption:
-    """One model file to consider: a catalog quant, a local GGUF or a remote GGUF's header."""
-
-    name: str
-    quant: str
-    spec: ModelSpec
-    layout: WeightLayout
-    effective_bytes: int
-    family: str = ""
-    repo: str | None = None
-    file: str | None = None
-    path: str | None = None
-    compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1" -> bytes
-    n_params: int = 0
-    sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
-
-    @cached_property
-    def weight_bits(self) -> int:
-        """Nominal weight precision: 32 (F32), 16 (F16/BF16), 8 (Q8*), 0 = below 8 bits."""
-        q = self.quant.upper()
-        if q.startswith("F32"):
-            return 32
-        if q.startswith(("F16", "BF16")):
-            return 16
-        return 8 if q.startswith("Q8") else 0
-
-    @cached_property
-    def bits_class(self) -> int:
-        """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
-        return bits_class(self.quant)
-
-    def compute_bytes(self, cfg: RunConfig) -> tuple[int, str]:
-        """(compute buffer bytes, "measured" | "estimate") for a config (flash attention on)."""
-        key = f"cuda/ub{cfg.n_ubatch}/fa{int(cfg.flash_attn)}"
-        if cfg.flash_attn and key in self.compute:
-            return self.compute[key], "measured"
-        return compute_bytes_estimate(self.spec, cfg), "estimate"
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A ranked configuration, with its memory, regime and reasons."""
-
-    option: ModelOption
-    type_k: KvType
-    type_v: KvType
-    n_ctx_seq: int  # T: tokens per sample (prompt + generation)
-    parallel: int  # G
-    n_gpu_layers: int  # -1 = all
-    footprint: Footprint
-    regime: str
-    reasons: tuple[str, ...] = ()
-    sort_key: tuple[float, ...] = ()
-    offload_slowdown: float = 1.0
-    device_footprints: tuple[Footprint, ...] = ()  # one per device of a split (``footprint`` is their sum)
-    tensor_split: tuple[float, ...] = ()
-
-    @property
-    def n_ctx(self) -> int:
-        """llama.cpp's n_ctx: all sequences together (-c of llama-server)."""
-        return self.n_ctx_seq * self.parallel
-
-    @property
-    def kv_label(self) -> str:
-        return self.type_k.value if self.type_k == self.type_v else f"{self.type_k.value}/{self.type_v.value}"
 
 
-@dataclass(frozen=True)
-class PickResult:
-    """pick()'s answer: the ranked plans, the uniform 4-bit baseline, and what was assumed."""
-
-    plans: list[Plan]
-    baseline: Plan | None
-    policy: Policy
-    budget: Budget
-    n_considered: int
-    enumerated: tuple[Plan, ...] = ()  # every fitting plan, unranked (``pick(plans=...)`` reuses them)
-    speed: PickSpeed | None = None  # the plans timed on a named card (edgekv.plan.timing); None without one
 
 
-def capped_bytes(opt: ModelOption, max_bits: int) -> int:
-    """E of ``opt`` with its weight precision counted as at most ``max_bits`` (8 or 16): its own
-    bytes at or below that precision, else the bytes of its sibling at that precision (Q8_0 for 8,
-    BF16/F16 for 16) when known, else an estimate (Q8_0 is 8.5 bits per weight)."""
-    bits = opt.weight_bits
-    if bits <= max_bits:
-        return opt.effective_bytes
-    names = ("Q8_0",) if max_bits == 8 else ("BF16", "F16")
-    for name in names:
-        if opt.sibling_bytes.get(name):
-            return min(opt.sibling_bytes[name], opt.effective_bytes)
-    return round(opt.effective_bytes * (8.5 if max_bits == 8 else 16) / bits)
 
 
-def sizes(opt: ModelOption, policy: Policy) -> tuple[int, int]:
-    """(E for the regime, capacity below E1). With ``cap_precision``: E counts F32 as 16-bit (the
-    paper's E, params x bits, never goes past 16 bits) and capacity counts anything above 8 bits as
-    8-bit (rule 3); without it, both are the file's weight bytes."""
-    if not policy.cap_precision:
-        return opt.effective_bytes, opt.effective_bytes
-    return capped_bytes(opt, 16), capped_bytes(opt, 8)
+
 
 
 def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:

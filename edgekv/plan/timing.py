@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from edgekv.model.quant import KvType
 from edgekv.plan.card import Card
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, kv_bytes_per_token
-from edgekv.plan.policy import ModelOption, Plan
+from edgekv.plan.plans import ModelOption, Plan
 from edgekv.plan.speed import DEFAULT_SPEED, SpeedModel
 
 PROMPT_TOKENS = 512  # the question: a long competition problem or a code task with context

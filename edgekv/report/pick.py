@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekv.plan.planfile import llama_args
-from edgekv.plan.policy import PickResult, Plan
+from edgekv.plan.plans import PickResult, Plan
 from edgekv.plan.timing import PlanTime, format_duration
 from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes

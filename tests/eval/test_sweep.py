@@ -28,7 +28,8 @@ from edgekv.eval.sweep import (
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import RunConfig
 from edgekv.plan.pick import catalog_options
-from edgekv.plan.policy import Budget, max_tokens_per_seq
+from edgekv.plan.plans import Budget
+from edgekv.plan.policy import max_tokens_per_seq
 from tests.eval.fake_eval import FakeBackend, small_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -94,7 +94,7 @@ def test_paper_table1_16bit_weights(catalog: dict[str, CatalogModel], model: str
 def test_llama_cpp_8bit_thresholds_fall_within_similar(catalog: dict[str, CatalogModel]) -> None:
     """E1/E2 are the paper's GPTQ 8-bit 4B/8B (4.19/8.94 GiB); llama.cpp's Q8_0 of the same models is
     smaller (8-bit embeddings), and ``similar`` is what puts 8-bit 4B in the generation regime."""
-    from edgekv.plan.policy import E1_BYTES, E2_BYTES, SIMILAR
+    from edgekv.plan.plans import E1_BYTES, E2_BYTES, SIMILAR
 
     q8_4b, q8_8b = (_derived_bytes(catalog[m], "Q8_0") for m in ("Qwen3-4B", "Qwen3-8B"))
     assert E1_BYTES * (1 - SIMILAR) <= q8_4b < E1_BYTES

@@ -15,7 +15,8 @@ from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
 from edgekv.plan.pick import catalog_options, pick
-from edgekv.plan.policy import ModelOption, PickResult, Plan, rank_key
+from edgekv.plan.plans import ModelOption, PickResult, Plan
+from edgekv.plan.policy import rank_key
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)

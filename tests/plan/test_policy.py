@@ -15,7 +15,7 @@ from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
 from edgekv.plan import catalog, policy
 from edgekv.plan import pick as library
-from edgekv.plan.policy import E1_BYTES, PickResult, Plan
+from edgekv.plan.plans import E1_BYTES, PickResult, Plan
 from edgekv.units import parse_size
 
 PAPER = {"accounting": "paper"}  # weights + KV only: overhead 0, margin 0, compute not counted
