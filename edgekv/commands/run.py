@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -80,12 +78,11 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
       edgekv run --plan plan.json --prompt "Prove that sqrt(2) is irrational."
       edgekv run model.gguf --vram 8G --chat
     """
+    from edgekv.commands import run_output
     from edgekv.llama import runner as runtime
     from edgekv.llama import session
     from edgekv.plan.memory import RunConfig
     from edgekv.plan.planfile import read_plan
-    from edgekv.report import common as rcommon
-    from edgekv.report import run as rrun
     from edgekv.units import format_bytes, parse_size
 
     plan = read_plan(input_file(o["plan_path"], what="plan file")) if o["plan_path"] is not None else None
@@ -149,68 +146,6 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"], seed=o["seed"], greedy=o["greedy"]
     )
     if not o["as_json"]:
-        kv_text = tk.value if tk == tv else f"{tk.value}/{tv.value}"
-        budget = f"--vram {cap_text}" if vram_bytes else "the free memory"
-        click.echo(
-            f"{Path(model).name}: {prepared.cfg.n_ctx} tokens, {kv_text} KV, {prepared.cfg.n_seq} sample(s), flash "
-            f"attention {'on' if fa else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of {budget}",
-            err=True,
-        )
-        for i, fp in enumerate(prepared.device_footprints):
-            click.echo(
-                f"  GPU {i}: predicted {format_bytes(fp.gpu_total)} of {format_bytes(prepared.vram_per_device[i])}",
-                err=True,
-            )
-    out = _generate(prepared, prompt, o, samp, verbose=verbose)
-    if o["as_json"]:
-        device = session.device_name(prepared.gpu)
-        build = runtime.build_info()
-        total = sum(vram_bytes) if isinstance(vram_bytes, list) else vram_bytes
-        data = rrun.run_dict(prepared, out, model=model, vram_bytes=total, device=device, build=build)
-        click.echo(json.dumps(data, indent=2))
-        return
-    con = rcommon.console(stderr=True)
-    for g in out.generations:
-        con.print(
-            f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
-            f"({g.decode_tps:.1f} tokens/s)"
-        )
-    title = "memory: predicted vs measured"
-    con.print(rrun.memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title=title))
-
-
-def _generate(prepared: Any, prompt: str | None, o: dict[str, Any], samp: Any, *, verbose: bool) -> Any:
-    """Stream sample 1 to stdout (unless --json); print the other samples after it."""
-    from edgekv.llama import session
-
-    quiet = o["as_json"]
-    common: dict[str, Any] = {"max_tokens": o["max_tokens"], "sampling": samp, "n_threads": o["threads"]}
-    if o["chat"]:
-        tty = sys.stdin.isatty()
-
-        def lines() -> Any:
-            while True:
-                if tty:
-                    click.echo("> ", nl=False, err=True)
-                line = sys.stdin.readline()
-                if not line:
-                    return
-                yield line
-
-        return session.run_chat(
-            prepared, lines(), verbose=verbose, **common,
-            on_token=None if quiet else (lambda s, t, p: click.echo(p, nl=False)),
-            on_turn_end=None if quiet else (lambda: click.echo("")),
-        )  # fmt: skip
-
-    def stream(seq: int, _tok: int, piece: str) -> None:
-        if seq == 0 and not quiet:
-            click.echo(piece, nl=False)
-
-    assert prompt is not None
-    out = session.run_prompt(prepared, prompt, raw=o["raw"], verbose=verbose, on_token=stream, **common)
-    if not quiet:
-        click.echo("")
-        for i, s in enumerate(out.generations[0].sequences[1:], start=2):
-            click.echo(f"\n--- sample {i} ---\n{s.text}")
-    return out
+        run_output.header(prepared, model, tk, tv, fa, cap_text=cap_text if vram_bytes else None)
+    out = run_output.generate(prepared, prompt, o, samp, verbose=verbose)
+    run_output.show(prepared, out, model=model, vram_bytes=vram_bytes, as_json=o["as_json"])

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from edgekv.plan.memory import Footprint
-from edgekv.units import format_bytes
+from edgekv.units import MIB, format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
     pass
@@ -111,5 +111,34 @@ def parallel_table(rows: list[dict[str, Any]]) -> Table:
             f"{r['prompt_tps']['median']:.1f}" if ok else "", f"{r['decode_tps']['median']:.1f}" if ok else "",
             f"{r['per_seq_tps']:.1f}" if ok else "", f"{100 * r['sample_share']:.0f}%" if ok else "",
             "ok" if ok else "refused",
+        )  # fmt: skip
+    return t
+
+
+def _fmt_tps(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return ""
+    return f"{stats['median']:.1f} ±{stats['stdev']:.1f}"
+
+
+def _mib(n: Any) -> str:
+    return f"{n / MIB:.2f}" if isinstance(n, int) else "-"
+
+
+def bench_table(rows: list[dict[str, Any]], *, title: str) -> Any:
+    """One row per record: speeds (median ± stdev) and memory in MiB, predicted / measured."""
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col, just in (
+        ("K/V", "left"), ("n_ctx", "right"), ("depth", "right"), ("status", "left"), ("prompt t/s", "right"),
+        ("decode t/s", "right"), ("KV MiB pred/meas", "right"), ("total MiB pred/meas", "right"),
+    ):  # fmt: skip
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        pred, meas = r.get("predicted") or {}, r.get("measured") or {}
+        kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
+        t.add_row(
+            kv, str(r["n_ctx"]), str(r["depth"]), r["status"], _fmt_tps(r.get("prompt_tps")),
+            _fmt_tps(r.get("decode_tps")), f"{_mib(pred.get('kv'))}/{_mib(meas.get('kv'))}",
+            f"{_mib(pred.get('total'))}/{_mib(meas.get('process'))}",
         )  # fmt: skip
     return t

@@ -199,7 +199,7 @@ def test_output_fits_80_columns_with_names_intact(args: tuple[str, ...]) -> None
 
 def test_bench_records_become_speed_samples_pick_refits_from(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """edgekv bench's GPU records (the H200 grid) stored, then pick --gpu auto says it uses them."""
-    from edgekv.commands.bench import store_speed_samples
+    from edgekv.llama.speed_samples import store_speed_samples
 
     rows = [json.loads(x) for x in (ROOT / "bench" / "results" / "gpu_grid.jsonl").read_text().splitlines()]
     assert store_speed_samples([{**r, "gpu": False} for r in rows]) is None  # CPU rows: nothing stored
