@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan, SpecError
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
@@ -35,7 +36,9 @@ from edgekv.plan.plans import (
 )
 from edgekv.plan.policy import max_tokens_per_seq
 from edgekv.plan.policy import pick as rank
-from edgekv.plan.timing import CardSpeed, PickSpeed, format_duration, max_tokens_within, time_plan, token_cap
+
+if TYPE_CHECKING:
+    from edgekv.plan.timing import CardSpeed
 
 DEFAULT_FAMILY = "qwen3"  # the family the paper measured
 DEFAULT_TOP = 5
@@ -138,6 +141,8 @@ def pick(
     if max_time_s is None:
         return timed(rank(options, budget, policy, top=top, plans=plans), card_speed)
     try:
+        from edgekv.plan.timing import format_duration, token_cap
+
         result = rank(options, budget, policy, top=top, token_cap=token_cap(card_speed, max_time_s))
     except NoFeasiblePlan as e:
         rank(options, budget, policy, top=1)  # re-raises when memory alone is the reason
@@ -151,6 +156,8 @@ def pick(
 
 def timed(result: PickResult, cs: CardSpeed, *, max_time_s: float | None = None) -> PickResult:
     """``result`` with its plans timed on ``cs``'s card; under a time limit, reasons say what it cut."""
+    from edgekv.plan.timing import PickSpeed, time_plan
+
     plans = result.plans
     if max_time_s is not None:
         plans = [_time_reasons(p, cs, max_time_s, result.policy) for p in plans]
@@ -163,6 +170,8 @@ def timed(result: PickResult, cs: CardSpeed, *, max_time_s: float | None = None)
 
 def _time_reasons(plan: Plan, cs: CardSpeed, max_time_s: float, policy: Policy) -> Plan:
     """Say so when the time limit, not memory, set the plan's T."""
+    from edgekv.plan.timing import format_duration, max_tokens_within
+
     cfg = RunConfig(n_ctx=plan.n_ctx, type_k=plan.type_k, type_v=plan.type_v, n_seq=plan.parallel,
                     n_gpu_layers=plan.n_gpu_layers)  # fmt: skip
     limit = max_tokens_within(cs, plan.option, cfg, max_time_s)

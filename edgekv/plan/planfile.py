@@ -12,12 +12,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import PlanFileError
 from edgekv.model.quant import KvType
 from edgekv.plan.plans import Budget, PickResult, Plan
-from edgekv.plan.timing import PlanTime
+
+if TYPE_CHECKING:
+    from edgekv.plan.timing import PlanTime
 
 SCHEMA = 1
 MAX_PLAN_FILE_BYTES = 16 << 20  # a plan file is a few KB; refuse to parse something huge

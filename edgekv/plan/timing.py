@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgekv.model.quant import KvType
-from edgekv.plan.card import Card
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, kv_bytes_per_token
 from edgekv.plan.plans import ModelOption, Plan
 from edgekv.plan.speed import DEFAULT_SPEED, SpeedModel
+
+if TYPE_CHECKING:
+    from edgekv.plan.card import Card
 
 PROMPT_TOKENS = 512  # the question: a long competition problem or a code task with context
 HOST_BANDWIDTH_RATIO = 10.0  # GDDR/HBM over system RAM, as policy._offload_slowdown assumes

@@ -13,12 +13,12 @@ from rich.text import Text
 
 from edgekv.plan.planfile import llama_args
 from edgekv.plan.plans import PickResult, Plan
-from edgekv.plan.timing import PlanTime, format_duration
 from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
     from edgekv.eval.profile import Applied
+    from edgekv.plan.timing import PlanTime
 
 
 def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = ()) -> Group:
@@ -93,7 +93,7 @@ def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, s
     if result.speed is not None:
         pt = result.speed.plans[i - 1]
         row["tok/s"] = f"{pt.decode_tps:.0f}" + (f"x{pt.n_seq}" if pt.n_seq > 1 else "")
-        row["answer"] = format_duration(pt.time_to_answer_s)
+        row["answer"] = _duration(pt.time_to_answer_s)
     return row
 
 
@@ -132,7 +132,7 @@ def _pick_grid(
 
 
 def _answer(pt: PlanTime | None) -> str:
-    return f", {pt.decode_tps:.0f} tok/s, answer {format_duration(pt.time_to_answer_s)}" if pt is not None else ""
+    return f", {pt.decode_tps:.0f} tok/s, answer {_duration(pt.time_to_answer_s)}" if pt is not None else ""
 
 
 def speed_line(result: PickResult) -> Text:
@@ -141,7 +141,7 @@ def speed_line(result: PickResult) -> Text:
     if sp is None:
         return Text("speed: pass --gpu NAME (e.g. --gpu 'RTX 4060') for predicted tokens/s and time to answer")
     cs = sp.card_speed
-    limit = f"; only plans that answer within {format_duration(sp.max_time_s)}" if sp.max_time_s else ""
+    limit = f"; only plans that answer within {_duration(sp.max_time_s)}" if sp.max_time_s else ""
     return Text(
         f"speed on {cs.card.name} ({cs.card.bandwidth_bytes_per_s / 1e9:.0f} GB/s): tok/s of each sample; answer = "
         f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}. Constants {cs.source}."
@@ -202,3 +202,9 @@ def _plan_desc(p: Plan) -> str:
 
 
 # -- eval --------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    from edgekv.plan.timing import format_duration  # only with a card: off pick's plain path
+
+    return format_duration(seconds)
