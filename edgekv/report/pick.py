@@ -171,6 +171,8 @@ def baseline_contrast(best: Plan, base: Plan) -> str:
     ratio = tokens / max(base.n_ctx_seq, 1)
     more = f"{ratio:.1f}x the tokens" if ratio >= 1.05 else f"{tokens} tokens in all"
     samples = f" over {best.parallel} samples" if best.parallel > 1 else ""
+    if best.option.name == base.option.name:  # same model, more precise weights
+        return f"#1 keeps {best.option.name} with {bits}: {more}{samples} (rule 3)."
     return f"#1 trades {base.option.name} for {best.option.name}: {bits}, {more}{samples} (rules 1-4)."
 
 

@@ -161,3 +161,10 @@ def test_pick_says_how_it_differs_from_uniform_4bit() -> None:
     assert "#1 trades Qwen3-8B for Qwen3-4B: Q8_0 weights instead of Q4_K_M" in flat
     same = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "4G"]).output.split())
     assert "#1 keeps the model and buys" in same
+
+
+def test_contrast_names_a_trade_only_between_models() -> None:
+    """At 3.5G in the paper's accounting #1 is Qwen3-4B at Q6_K, the baseline Qwen3-4B Q4_K_M."""
+    out = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "3.5G", "--accounting", "paper"]).output.split())
+    assert "trades Qwen3-4B for Qwen3-4B" not in out
+    assert "#1 keeps Qwen3-4B with Q6_K weights instead of Q4_K_M" in out
