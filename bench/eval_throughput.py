@@ -21,6 +21,7 @@ from typing import Any
 
 from edgekv.eval.datasets import synth_problems
 from edgekv.eval.run import FINAL_ANSWER_CUE, user_message
+from edgekv.llama import build
 from edgekv.llama import runner as runtime
 from edgekv.llama.batch import Engine, Forcing, Request
 from edgekv.model.quant import KvType
@@ -119,7 +120,7 @@ def main() -> None:
               "slots": args.slots, "threads": args.threads, "kv": kv.value, "results": res, "sampling": timing,
               "speedup_decode": res["batched"]["decode_tps"] / res["one_at_a_time"]["decode_tps"],
               "speedup_wall": res["batched"]["wall_tps"] / res["one_at_a_time"]["wall_tps"],
-              "build": runtime.build_info()["system_info"]}  # fmt: skip
+              "build": build.build_info()["system_info"]}  # fmt: skip
     if args.json:
         json.dump(record, sys.stdout, indent=2)
         return

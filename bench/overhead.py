@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekv import bench, runtime  # noqa: E402
+from edgekv.llama import bench, build  # noqa: E402
+from edgekv.llama import runner as runtime  # noqa: E402
 from edgekv.plan.memory import RunConfig  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def main() -> int:
         "ratio_median": round(statistics.median(ratios), 4),
         "ratios": [round(r, 4) for r in ratios],
         "target": 0.98,
-        "build": runtime.build_info(),
+        "build": build.build_info(),
     }
     runner.close()
     if args.json:

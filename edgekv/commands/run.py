@@ -79,8 +79,8 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
       edgekv run model.gguf --vram 8G --chat
     """
     from edgekv.commands import run_output
+    from edgekv.llama import build, session
     from edgekv.llama import runner as runtime
-    from edgekv.llama import session
     from edgekv.plan.memory import RunConfig
     from edgekv.plan.planfile import read_plan
     from edgekv.units import format_bytes, parse_size
@@ -132,10 +132,10 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     cfg = RunConfig(
         n_ctx=n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa, tensor_split=split
     )
-    if (ngl != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not runtime.gpu_offload_supported():
+    if (ngl != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not build.gpu_offload_supported():
         click.echo(
             "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
-            f"llama.cpp allocates. For a GPU build:\n  {runtime.CUDA_REINSTALL}",
+            f"llama.cpp allocates. For a GPU build:\n  {build.CUDA_REINSTALL}",
             err=True,
         )
     margin = parse_size(o["margin"], allow_zero=True)

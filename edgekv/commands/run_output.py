@@ -30,14 +30,14 @@ def header(prepared: Any, model: str, tk: Any, tv: Any, fa: bool, *, cap_text: s
 
 def show(prepared: Any, out: Any, *, model: str, vram_bytes: Any, as_json: bool) -> None:
     """--json: one object; else the speeds and the memory table on stderr."""
-    from edgekv.llama import runner as runtime
+    from edgekv.llama import build as lbuild
     from edgekv.llama import session
     from edgekv.report import common as rcommon
     from edgekv.report import run as rrun
 
     if as_json:
         device = session.device_name(prepared.gpu)
-        build = runtime.build_info()
+        build = lbuild.build_info()
         total = sum(vram_bytes) if isinstance(vram_bytes, list) else vram_bytes
         data = rrun.run_dict(prepared, out, model=model, vram_bytes=total, device=device, build=build)
         click.echo(json.dumps(data, indent=2))

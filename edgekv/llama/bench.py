@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.errors import DoesNotFit, KvConfigError, LlamaError
+from edgekv.llama import build
 from edgekv.llama import runner as runtime
 from edgekv.llama import session as sess
 from edgekv.llama.records import BenchRecord, BenchSettings, Stats
@@ -109,7 +110,7 @@ def bench(
     spec = read_spec(p)
     gpu_any = any(sess.device_is_gpu(c) for c in configs)
     common = {
-        "vram_bytes": vram_bytes, "device": sess.device_name(gpu_any), "gpu": gpu_any, "build": runtime.build_info()
+        "vram_bytes": vram_bytes, "device": sess.device_name(gpu_any), "gpu": gpu_any, "build": build.build_info()
     }  # fmt: skip
     total = len(configs) * len(depths)
     done = 0

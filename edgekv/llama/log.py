@@ -24,7 +24,7 @@ _LEVEL_WARN, _LEVEL_ERROR, _LEVEL_CONT = 3, 4, 5
 
 
 def _llama_cpp() -> Any:
-    """llama_cpp, for the log callback; ``runtime._llama`` has imported and initialised it already."""
+    """llama_cpp, for the log callback; ``build.llama_lib`` has imported and initialised it already."""
     import llama_cpp
 
     return llama_cpp

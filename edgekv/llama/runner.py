@@ -3,8 +3,8 @@
 The high-level ``llama_cpp.Llama`` cannot set ``n_seq_max``, so the model and context are made
 with ``llama_model_load_from_file`` / ``llama_init_from_model``. llama.cpp's log is captured with
 ``llama_log_set`` (the callback is kept alive and the previous one restored) and read into
-:class:`LlamaBuffers` (both in ``runtime_log``, re-exported here); a failure becomes
-:class:`LlamaError` whose reason is the log's last error/warning line. ``dry_run`` asks llama.cpp
+:class:`LlamaBuffers` (``edgekv.llama.log``); a failure becomes
+:class:`LlamaError` whose reason is the log's last error/warning line. ``build.dry_run`` asks llama.cpp
 for the buffer sizes without allocating them (``no_alloc`` + ``LLAMA_LOAD_MODE_NONE``), which is
 how the compute buffer is measured cheaply.
 """
@@ -14,189 +14,18 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edgekv.errors import KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
-from edgekv.llama.log import LlamaBuffers, LlamaLog
-from edgekv.model.quant import KvType
+from edgekv.errors import KvConfigError, LlamaError
+from edgekv.llama.build import check_cfg, check_path, context_params, llama_lib, model_params
+from edgekv.llama.log import LlamaLog
 from edgekv.plan.memory import RunConfig
 
 log = logging.getLogger(__name__)
-
-LLAMA_CPP_VERSION = "0.3.36"
-INSTALL_HINT = f"pip install llama-cpp-python=={LLAMA_CPP_VERSION}"
-CUDA_REINSTALL = (
-    f'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python=={LLAMA_CPP_VERSION}'
-)
-# ggml-cuda builds flash-attention kernels only for these K-V pairs unless GGML_CUDA_FA_QUANTS
-# says otherwise (ggml/CMakeLists.txt: "q4_0-q4_0;q8_0-q8_0;f16-f16;bf16-bf16").
-CUDA_FA_DEFAULT_PAIRS = frozenset({("f16", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0"), ("bf16", "bf16")})
-
-
-def _llama() -> Any:
-    """Import llama_cpp (once), or say how to install it."""
-    try:
-        import llama_cpp
-    except ImportError as e:
-        raise RuntimeUnavailable("llama-cpp-python is not installed", hint=INSTALL_HINT) from e
-    if not getattr(_llama, "initialized", False):
-        llama_cpp.llama_backend_init()
-        _llama.initialized = True  # type: ignore[attr-defined]
-    return llama_cpp
-
-
-# -- build facts ------------------------------------------------------------------------------
-
-
-def system_info() -> str:
-    """llama_print_system_info(): the backends and features of this build."""
-    return str(_llama().llama_print_system_info().decode("utf-8", "replace"))
-
-
-def gpu_offload_supported() -> bool:
-    """Whether this llama-cpp-python build can put layers on a GPU."""
-    return bool(_llama().llama_supports_gpu_offload())
-
-
-def is_cuda_build(info: str | None = None) -> bool:
-    return "CUDA :" in (system_info() if info is None else info)
-
-
-def build_info() -> dict[str, str]:
-    """llama-cpp-python version and llama.cpp system info, for benchmark records."""
-    llama_cpp = _llama()
-    return {"llama_cpp_python": str(llama_cpp.__version__), "system_info": system_info().strip()}
-
-
-def cuda_fa_pairs(info: str) -> frozenset[tuple[str, str]] | None:
-    """K-V type pairs with CUDA flash-attention kernels in this build; None = all of them."""
-    if re.search(r"FA_ALL_QUANTS = 1", info):
-        return None
-    m = re.search(r"FA_QUANTS = ([^|]+)\|", info)
-    if not m:
-        return CUDA_FA_DEFAULT_PAIRS
-    text = m.group(1).strip().lower()
-    if text == "all":
-        return None
-    pairs = {("f16", "f16")}  # ggml/cmake/common.cmake always compiles f16-f16
-    for item in re.split(r"[,;]", text):
-        k, _, v = item.strip().partition("-")
-        if k and v:
-            pairs.add((k, v))
-    return frozenset(pairs)
-
-
-def resolve_flash_attn(
-    type_k: KvType, type_v: KvType, flash_attn: bool | None = None, *, info: str | None = None
-) -> bool:
-    """Decide flash attention for a K/V pair, or raise KvConfigError before anything loads.
-
-    ``None`` turns it on (a quantized V cache needs it; it is also llama.cpp's fast path).
-    """
-    fa = True if flash_attn is None else flash_attn
-    if type_v.quantized and not fa:
-        raise KvConfigError(
-            f"a quantized V cache ({type_v.value}) needs flash attention, which --no-flash-attn turns off",
-            hint="drop --no-flash-attn, or keep V at f16 (--type-v f16)",
-        )
-    info = system_info() if info is None else info
-    if fa and is_cuda_build(info):
-        pairs = cuda_fa_pairs(info)
-        if pairs is not None and (type_k.value, type_v.value) not in pairs:
-            have = ", ".join(sorted(f"{k}/{v}" for k, v in pairs))
-            raise KvConfigError(
-                f"this CUDA build has no flash-attention kernel for K {type_k.value} with V {type_v.value} "
-                f"(it has {have})",
-                hint="use the same type for K and V (--kv q8_0), or rebuild llama-cpp-python with "
-                "-DGGML_CUDA_FA_QUANTS=all in CMAKE_ARGS",
-            )
-    return fa
-
-
-# -- loading ----------------------------------------------------------------------------------
-
-
-def _model_params(llama_cpp: Any, cfg: RunConfig, *, dry_run: bool) -> Any:
-    mp = llama_cpp.llama_model_default_params()
-    mp.n_gpu_layers = 999 if cfg.n_gpu_layers < 0 else cfg.n_gpu_layers
-    if len(cfg.tensor_split) > 1:
-        # several devices: llama.cpp's layer split with the plan's shares (plan/devices.py). The
-        # array has llama_max_devices() entries (devices past the plan get 0, so no layers); the
-        # struct keeps it alive (ctypes holds an assigned array in the struct's _objects).
-        n_max = int(llama_cpp.llama_max_devices())
-        if len(cfg.tensor_split) > n_max:
-            raise KvConfigError(f"{len(cfg.tensor_split)} devices, but this llama.cpp build takes at most {n_max}")
-        mp.split_mode = llama_cpp.LLAMA_SPLIT_MODE_LAYER
-        mp.tensor_split = (ctypes.c_float * n_max)(*cfg.tensor_split)
-    elif cfg.n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload():
-        # one device: only the first GPU, as the cap and the plan assume (the default, split mode
-        # LAYER over every visible GPU by free memory, would spread a capped run over a second card)
-        mp.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
-        mp.main_gpu = 0
-    if dry_run:
-        mp.no_alloc = True
-        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE  # without it no_alloc aborts the process
-    return mp
-
-
-def _context_params(llama_cpp: Any, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None) -> Any:
-    cp = llama_cpp.llama_context_default_params()
-    cp.n_ctx = cfg.n_ctx
-    cp.n_ubatch = cfg.n_ubatch
-    cp.n_batch = max(n_batch or cp.n_batch, cfg.n_ubatch)
-    cp.n_seq_max = cfg.n_seq
-    cp.type_k = cfg.type_k.ggml.id
-    cp.type_v = cfg.type_v.ggml.id
-    cp.flash_attn_type = (
-        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if cfg.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    )
-    cp.swa_full = cfg.swa_full
-    cp.kv_unified = cfg.kv_unified
-    cp.offload_kqv = cfg.offload_kqv
-    threads = n_threads or os.cpu_count() or 1
-    cp.n_threads = threads
-    cp.n_threads_batch = threads
-    return cp
-
-
-def _check_path(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileNotFound(f"{p}: no such file", hint="check the path, or fetch it with edgekv download")
-    return p
-
-
-def _check_cfg(cfg: RunConfig) -> None:
-    resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
-    if cfg.n_ctx < 1 or cfg.n_seq < 1:
-        raise KvConfigError(f"n_ctx {cfg.n_ctx} and n_seq {cfg.n_seq} must be positive")
-
-
-def dry_run(
-    path: str | os.PathLike[str], cfg: RunConfig, *, n_batch: int | None = None, verbose: bool = False
-) -> LlamaBuffers:
-    """The buffers a load of ``path`` with ``cfg`` would make, without allocating them (~0.5 s)."""
-    p = _check_path(path)
-    _check_cfg(cfg)
-    llama_cpp = _llama()
-    with LlamaLog(echo=verbose) as cap:
-        model = llama_cpp.llama_model_load_from_file(str(p).encode(), _model_params(llama_cpp, cfg, dry_run=True))
-        if not model:
-            raise LlamaError(f"llama.cpp cannot read {p.name}", reason=cap.last_problem())
-        try:
-            ctx = llama_cpp.llama_init_from_model(model, _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=1))
-            if not ctx:
-                raise LlamaError("llama.cpp cannot create the context", reason=cap.last_problem())
-            llama_cpp.llama_free(ctx)
-        finally:
-            llama_cpp.llama_model_free(model)
-    return cap.buffers(dry_run=True)
-
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
@@ -330,10 +159,10 @@ class Runner(Vocab):
         verbose: bool,
         model: LoadedModel | None = None,
     ) -> None:
-        _check_cfg(cfg)
+        check_cfg(cfg)
         self.path = path
         self.cfg = cfg
-        self._lib = llama_cpp = _llama()
+        self._lib = llama_cpp = llama_lib()
         self._log = LlamaLog(echo=verbose).__enter__()
         self._model: Any = None
         self._owns_model = model is None
@@ -342,13 +171,13 @@ class Runner(Vocab):
         try:
             if model is None:
                 self._model = llama_cpp.llama_model_load_from_file(
-                    str(path).encode(), _model_params(llama_cpp, cfg, dry_run=False)
+                    str(path).encode(), model_params(llama_cpp, cfg, dry_run=False)
                 )
                 if not self._model:
                     raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
             else:
                 self._model = model.handle
-            cp = _context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
+            cp = context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
             self._ctx = llama_cpp.llama_init_from_model(self._model, cp)
             if not self._ctx:
                 raise LlamaError("llama.cpp cannot create the context", reason=self._log.last_problem())
@@ -587,14 +416,14 @@ class LoadedModel(Vocab):
     def __init__(
         self, path: str | os.PathLike[str], *, n_gpu_layers: int = -1, vocab_only: bool = False, verbose: bool = False
     ) -> None:
-        self.path = _check_path(path)
+        self.path = check_path(path)
         self.n_gpu_layers = n_gpu_layers
         self.vocab_only = vocab_only  # tokenizer and chat template only (no weights; no contexts)
-        self._lib = llama_cpp = _llama()
+        self._lib = llama_cpp = llama_lib()
         self._verbose = verbose
         with LlamaLog(echo=verbose) as cap:
             cfg = RunConfig(n_ctx=KV_MIN_CTX, n_gpu_layers=n_gpu_layers)
-            params = _model_params(llama_cpp, cfg, dry_run=False)
+            params = model_params(llama_cpp, cfg, dry_run=False)
             params.vocab_only = vocab_only
             self.handle: Any = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
             if not self.handle:
@@ -638,4 +467,4 @@ def load(
     verbose: bool = False,
 ) -> Runner:
     """Load a GGUF and make its context; raises LlamaError with llama.cpp's reason on failure."""
-    return Runner(_check_path(path), cfg, n_batch=n_batch, n_threads=n_threads, verbose=verbose)
+    return Runner(check_path(path), cfg, n_batch=n_batch, n_threads=n_threads, verbose=verbose)

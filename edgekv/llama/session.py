@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgekv.errors import KvConfigError, RuntimeUnavailable
+from edgekv.llama import build as lbuild
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
 from edgekv.llama.compute_cache import ComputeCache, cache_key
@@ -61,7 +62,7 @@ class Prepared:
 
 def device_is_gpu(cfg: RunConfig) -> bool:
     """Whether this run puts anything on a GPU: a GPU build with layers to offload."""
-    return cfg.n_gpu_layers != 0 and runtime.gpu_offload_supported()
+    return cfg.n_gpu_layers != 0 and lbuild.gpu_offload_supported()
 
 
 def host_memory_bytes() -> int:
@@ -90,11 +91,11 @@ def compute_probe(
         if cfg in seen:
             return seen[cfg]
         if spec is None:
-            spec, build = read_spec(path), runtime.system_info()
+            spec, build = read_spec(path), lbuild.system_info()
         key = cache_key(spec, cfg, build=build, gpu=gpu)
         value = store.get(key)
         if value is None:
-            b = runtime.dry_run(path, cfg, verbose=verbose)
+            b = lbuild.dry_run(path, cfg, verbose=verbose)
             value = (b.compute_device if gpu else b.compute_host) or None
             if value:
                 store.put(key, value)
@@ -128,7 +129,7 @@ def prepare(
         DoesNotFit: the configuration would not fit; nothing was loaded.
         KvConfigError: the K/V types and flash attention cannot run on this build.
     """
-    runtime.resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
+    lbuild.resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
     p = Path(path)
     spec = spec or read_spec(p)
     if vram_bytes is not None and not isinstance(vram_bytes, int):
@@ -169,11 +170,11 @@ def prepare_split(
     """
     n = len(caps)
     shown = ",".join(format_bytes(c) for c in caps)
-    if not runtime.gpu_offload_supported():
+    if not lbuild.gpu_offload_supported():
         raise RuntimeUnavailable(
             f"--vram {shown} names {n} devices, but this llama-cpp-python build has no GPU offload: a CPU run "
             "has one memory",
-            hint=f"give one --vram, or install a CUDA build: {runtime.CUDA_REINSTALL}",
+            hint=f"give one --vram, or install a CUDA build: {lbuild.CUDA_REINSTALL}",
         )
     infos = vram.gpu_infos()
     if infos and len(infos) < n:
@@ -193,7 +194,7 @@ def split_compute_probe(path: Path, n_devices: int, *, verbose: bool = False) ->
     split and the devices); None when the log does not name one buffer per device."""
 
     def probe(cfg: RunConfig) -> tuple[int, ...] | None:
-        b = runtime.dry_run(path, cfg, verbose=verbose)
+        b = lbuild.dry_run(path, cfg, verbose=verbose)
         per = tuple(v for k, v in b.compute.items() if not is_host_buffer(k))
         if len(per) != n_devices:
             log.warning("the dry run logged %d device compute buffers for %d devices", len(per), n_devices)

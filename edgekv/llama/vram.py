@@ -8,7 +8,7 @@
   the reservation. On a CPU build, ``peak_rss_bytes`` (VmHWM) is what there is to measure.
 - ``preflight``: the memory model against the cap, refusing before anything loads.
 
-No llama_cpp here: the compute-buffer probe (runtime.dry_run) is passed in.
+No llama_cpp here: the compute-buffer probe (build.dry_run) is passed in.
 """
 
 from __future__ import annotations

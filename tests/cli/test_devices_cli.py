@@ -112,11 +112,11 @@ def test_split_is_refused_on_a_cpu_build(tiny: Path, verb: str) -> None:
 
 
 def _params(cfg: RunConfig, *, gpu_build: bool) -> Any:
-    from edgekv.llama import runner as runtime
+    from edgekv.llama import build
 
     lib = types.SimpleNamespace(**{k: getattr(llama_cpp, k) for k in dir(llama_cpp) if not k.startswith("__")})
     lib.llama_supports_gpu_offload = lambda: gpu_build
-    return runtime._model_params(lib, cfg, dry_run=False)
+    return build.model_params(lib, cfg, dry_run=False)
 
 
 def test_tensor_split_goes_into_the_model_params() -> None:

@@ -29,12 +29,12 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def no_dry_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any llama.cpp dry run (the expensive compute-buffer probe) fails the test."""
-    from edgekv.llama import runner
+    from edgekv.llama import build
 
     def refuse(*_a: object, **_k: object) -> None:
         raise AssertionError("a dry run happened")
 
-    monkeypatch.setattr(runner, "dry_run", refuse)
+    monkeypatch.setattr(build, "dry_run", refuse)
 
 
 def edgekv(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:

@@ -117,10 +117,10 @@ def test_over_the_cap_is_refused_before_loading(ggufs: dict[str, Path]) -> None:
 
 def test_mixed_kv_pair_needs_the_kernels(ggufs: dict[str, Path]) -> None:
     """Without GGML_CUDA_FA_QUANTS=all a q8_0/q4_0 pair is refused before loading, with the rebuild hint."""
-    from edgekv.llama import runner as runtime
+    from edgekv.llama import build
 
-    info = runtime.system_info()
-    pairs = runtime.cuda_fa_pairs(info)
+    info = build.system_info()
+    pairs = build.cuda_fa_pairs(info)
     r = edgekv("run", str(ggufs["Q4_K_M"]), "--vram", CAP, "--type-k", "q8_0", "--type-v", "q4_0", "--ctx", "4096",
                "--prompt", "hi", "--raw", "--max-tokens", "2", "--json")  # fmt: skip
     if pairs is None or ("q8_0", "q4_0") in pairs:

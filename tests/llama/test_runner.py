@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgekv.errors import DoesNotFit, KvConfigError, LlamaError
-from edgekv.llama import bench, session, vram
+from edgekv.llama import bench, build, session, vram
 from edgekv.llama import log as rlog
 from edgekv.llama import records as rec
 from edgekv.llama import runner as runtime
@@ -86,7 +86,7 @@ def test_gemma_kv_matches_prediction(gemma_gguf: Path, kv: KvType, n_ctx: int, n
 def test_gemma_swa_cache_shrinks_without_swa_full(gemma_gguf: Path) -> None:
     spec = read_spec(gemma_gguf)
     cfg = RunConfig(n_ctx=4096, type_k=KvType.Q8_0, type_v=KvType.Q8_0, swa_full=False)
-    b = runtime.dry_run(gemma_gguf, cfg)
+    b = build.dry_run(gemma_gguf, cfg)
     assert_kv_matches(spec, cfg, b)
     swa = next(c for c in b.kv_caches if c.swa)
     assert swa.cells < 4096
@@ -94,7 +94,7 @@ def test_gemma_swa_cache_shrinks_without_swa_full(gemma_gguf: Path) -> None:
 
 def test_dry_run_matches_real_load(gemma_gguf: Path) -> None:
     cfg = RunConfig(n_ctx=4096, type_k=KvType.Q8_0, type_v=KvType.Q8_0)
-    dry = runtime.dry_run(gemma_gguf, cfg)
+    dry = build.dry_run(gemma_gguf, cfg)
     with runtime.load(gemma_gguf, cfg, n_threads=THREADS) as r:
         real = r.buffers
     assert dry.dry_run and not real.dry_run
@@ -104,7 +104,7 @@ def test_dry_run_matches_real_load(gemma_gguf: Path) -> None:
 
 
 def test_quantized_v_gets_flash_attention(tiny_qwen3: Path) -> None:
-    fa = runtime.resolve_flash_attn(KvType.F16, KvType.Q4_0, None)
+    fa = build.resolve_flash_attn(KvType.F16, KvType.Q4_0, None)
     assert fa is True
     cfg = RunConfig(n_ctx=512, type_k=KvType.F16, type_v=KvType.Q4_0, flash_attn=fa)
     with runtime.load(tiny_qwen3, cfg, n_threads=THREADS) as r:
@@ -119,9 +119,9 @@ def test_quantized_v_without_flash_attention_refused_before_loading(tmp_path: Pa
     with pytest.raises(KvConfigError, match="needs flash attention"):
         runtime.load(not_a_model, cfg)
     with pytest.raises(KvConfigError):
-        runtime.dry_run(not_a_model, cfg)
+        build.dry_run(not_a_model, cfg)
     # quantized K with f16 V runs without flash attention
-    assert runtime.resolve_flash_attn(KvType.Q8_0, KvType.F16, False) is False
+    assert build.resolve_flash_attn(KvType.Q8_0, KvType.F16, False) is False
 
 
 def test_llama_failure_carries_the_log_line(tmp_path: Path) -> None:
@@ -229,10 +229,10 @@ def test_parse_cuda_log() -> None:
 def test_cuda_fa_pairs(info: str, pair: tuple[str, str], ok: bool) -> None:
     k, v = KvType(pair[0]), KvType(pair[1])
     if ok:
-        assert runtime.resolve_flash_attn(k, v, None, info=info)
+        assert build.resolve_flash_attn(k, v, None, info=info)
     else:
         with pytest.raises(KvConfigError, match="flash-attention kernel"):
-            runtime.resolve_flash_attn(k, v, None, info=info)
+            build.resolve_flash_attn(k, v, None, info=info)
 
 
 def test_preflight_auto_ctx_is_the_largest_that_fits(gemma_gguf: Path) -> None:
@@ -315,7 +315,7 @@ def test_prepare_uses_the_measured_compute_buffer(gemma_gguf: Path) -> None:
     cfg = RunConfig(n_ctx=4096, type_k=KvType.Q8_0, type_v=KvType.Q8_0)
     p = session.prepare(gemma_gguf, cfg, vram_bytes=2 << 30)
     assert p.footprint.compute_source == "measured"
-    assert p.footprint.compute == runtime.dry_run(gemma_gguf, cfg).compute_host
+    assert p.footprint.compute == build.dry_run(gemma_gguf, cfg).compute_host
     assert replace(p.cfg) == cfg and not p.gpu
 
 
@@ -327,7 +327,7 @@ def test_compute_probe_uses_the_disk_cache(gemma_gguf: Path, tmp_path: Path, mon
     first = session.compute_probe(gemma_gguf, gpu=False, cache=ComputeCache(tmp_path / "c.json"))(cfg)
     assert first and first > 500 * MIB  # gemma's 262k-token vocab: > 512 MiB of logits
     calls: list[object] = []
-    real = runtime.dry_run
-    monkeypatch.setattr(runtime, "dry_run", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = build.dry_run
+    monkeypatch.setattr(build, "dry_run", lambda *a, **k: calls.append(a) or real(*a, **k))
     again = session.compute_probe(gemma_gguf, gpu=False, cache=ComputeCache(tmp_path / "c.json"))(cfg)
     assert again == first and calls == []
