@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.convert.hparams import SUPPORTED_ARCHITECTURES, load_config
+from edgekv.convert.safetensors import index_tensors
 from edgekv.convert.tensors import (
     OUTTYPES,
     ConvertProgress,
     ProgressFn,
-    _index_tensors,
     _outtype,
     _plan_tensors,
     convert_to_gguf,
@@ -229,7 +229,7 @@ def _estimate_bytes(
     from edgekv.model.quantrules import quantized_types, weights_bytes
     from edgekv.model.spec import TensorInfo
 
-    sources = _index_tensors(ckpt)
+    sources = index_tensors(ckpt)
     config, hf_arch = load_config(ckpt)
     plan = _plan_tensors(sources, config, hf_arch, outtype)
     tok_bytes = sum(p.stat().st_size for p in (ckpt / "tokenizer.json", ckpt / "tokenizer.model") if p.is_file())

@@ -5,9 +5,7 @@ Part of ``edgekv.convert.checkpoint`` (which re-exports the public names); see i
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +19,16 @@ from edgekv.convert.hparams import (
     read_json_object,
 )
 from edgekv.convert.tokenizer import add_vocab
-from edgekv.errors import ConfigFileError, ModelFileNotFound, SafetensorsFileError, SpecError, UnsupportedModel
+from edgekv.errors import ConfigFileError, SafetensorsFileError, SpecError, UnsupportedModel
 from edgekv.fsutil import BeforeRename, disk_full, incomplete_path, is_disk_full
 
 if TYPE_CHECKING:
     import gguf
     from numpy.typing import NDArray
 
+from edgekv.convert.safetensors import Source, index_tensors, read_rows
+
 OUTTYPES = ("F16", "BF16")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CHUNK_BYTES = 32 << 20  # source bytes converted at a time
 
 
@@ -49,172 +48,11 @@ ProgressFn = Callable[[ConvertProgress], None]
 
 
 @dataclass(frozen=True, slots=True)
-class _Source:
-    """A tensor inside a safetensors file: where its bytes are and how to read them."""
-
-    name: str
-    path: Path
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int
-    n_bytes: int
-
-
-_ST_DTYPES = {"F16": ("float16", 2), "BF16": ("uint16", 2), "F32": ("float32", 4), "F64": ("float64", 8)}
-
-
-def _read_safetensors_header(path: Path) -> list[_Source]:
-    """Parse one safetensors header (u64 length + JSON); tensors sorted by name like safe_open.
-
-    Raises:
-        ModelFileNotFound: the file is shorter than its header says (a truncated download).
-        SafetensorsFileError: the header is not a JSON object of tensors whose dtype x shape matches
-            their data offsets, inside the file and not overlapping.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        raw = f.read(8)
-        n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1
-        if n < 2 or n > 100 << 20 or 8 + n > size:
-            raise ModelFileNotFound(f"{path}: not a complete safetensors file", hint="download it again")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, ValueError):
-            raise SafetensorsFileError("header is not JSON", path=str(path), hint="download it again") from None
-    if not isinstance(header, dict):
-        kind = type(header).__name__
-        raise SafetensorsFileError(f"header is a JSON {kind}, not an object", path=str(path), hint="download it again")
-    out = [_source(path, name, meta, 8 + n, size) for name, meta in header.items() if name != "__metadata__"]
-    by_offset = sorted(out, key=lambda t: (t.offset, t.n_bytes))
-    for prev, cur in zip(by_offset, by_offset[1:], strict=False):
-        if cur.offset < prev.offset + prev.n_bytes:
-            raise SafetensorsFileError(
-                f"overlaps {prev.name} (its data ends at {prev.offset + prev.n_bytes - 8 - n})", path=str(path),
-                key=f"{cur.name}.data_offsets", value=[cur.offset - 8 - n, cur.offset - 8 - n + cur.n_bytes],
-                hint="download it again",
-            )  # fmt: skip
-    return sorted(out, key=lambda t: t.name)
-
-
-def _source(path: Path, name: str, meta: Any, data_start: int, size: int) -> _Source:
-    """One header entry, checked: dtype a string, shape non-negative ints, offsets in order, inside the
-    file and exactly dtype x shape bytes apart (a known dtype; others are refused later by name)."""
-
-    def bad(key: str, value: Any, what: str) -> SafetensorsFileError:
-        return SafetensorsFileError(what, path=str(path), key=f"{name}.{key}", value=value, hint="download it again")
-
-    if not isinstance(meta, dict):
-        raise SafetensorsFileError("is not an object", path=str(path), key=name, value=meta, hint="download it again")
-    dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
-    if not isinstance(dtype, str):
-        raise bad("dtype", dtype, "is not a dtype name")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise bad("shape", shape, "is not a list of integers")
-    if any(d < 0 for d in shape):
-        raise bad("shape", shape, "has a negative dimension")
-    if not (isinstance(offsets, list) and len(offsets) == 2) or not all(
-        isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets
-    ):
-        raise bad("data_offsets", offsets, "is not a [begin, end] pair of byte offsets")
-    begin, end = offsets
-    if begin > end:
-        raise bad("data_offsets", offsets, "is reversed (begin after end)")
-    if data_start + end > size:
-        raise ModelFileNotFound(f"{path}: truncated (tensor {name} ends past the file)", hint="download it again")
-    if dtype in _ST_DTYPES:
-        n_elems = 1
-        for d in shape:
-            n_elems *= d
-        want = n_elems * _ST_DTYPES[dtype][1]
-        if want != end - begin:
-            raise bad(
-                "shape", shape, f"is {want} bytes of {dtype}, but data_offsets {offsets} hold {end - begin} bytes"
-            )
-    return _Source(name, path, dtype, tuple(shape), data_start + begin, end - begin)
-
-
-def _weight_files(ckpt: Path) -> list[Path]:
-    """The safetensors files of a checkpoint (from the index if there is one); refuse pickles."""
-    index = ckpt / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = read_json_object(index, SafetensorsFileError).get("weight_map")
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise SafetensorsFileError(
-                "is not an object of tensor -> file names", path=str(index), key="weight_map", value=weight_map,
-                hint="download the index again",
-            )
-        if bad_names := [v for v in weight_map.values() if Path(v).name != v or not v.endswith(".safetensors")]:
-            raise SafetensorsFileError(
-                "names a file outside the checkpoint folder or not a .safetensors file", path=str(index),
-                key="weight_map", value=bad_names[0], hint="download the index again",
-            )  # fmt: skip
-        files = [ckpt / name for name in sorted(set(weight_map.values()))]
-        for f in files:
-            if not f.is_file():
-                raise ModelFileNotFound(f"{f}: shard listed in {index.name} is missing", hint="download it")
-        return files
-    files = sorted(p for p in ckpt.glob("model*.safetensors") if p.is_file())
-    if files:
-        return files
-    pickles = sorted(p.name for p in ckpt.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise UnsupportedModel(
-            f"{ckpt} holds only pickle checkpoints ({', '.join(pickles[:3])}); edgekv reads only safetensors, "
-            "because loading a .bin/.pt/.pth file unpickles it and unpickling can run arbitrary code",
-            hint="use the repository's safetensors files, or convert the pickle in a sandbox you trust",
-        )
-    raise ModelFileNotFound(f"{ckpt}: no model*.safetensors files", hint="download the model's weights")
-
-
-def _index_tensors(ckpt: Path) -> list[_Source]:
-    """Every tensor of the checkpoint, in the reference converter's order (files, then names)."""
-    files = _weight_files(ckpt)
-    tensors = [t for f in files for t in _read_safetensors_header(f)]
-    index = ckpt / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map: dict[str, str] = read_json_object(index, SafetensorsFileError)["weight_map"]
-        missing = sorted(set(weight_map) - {t.name for t in tensors})
-        if missing:
-            shards = sorted({weight_map[n] for n in missing})
-            raise ModelFileNotFound(
-                f"tensors {missing[:3]} are missing from {', '.join(shards)}", hint="download those shards again"
-            )
-    for t in tensors:
-        if t.dtype not in _ST_DTYPES:
-            raise UnsupportedModel(
-                f"tensor {t.name} is {t.dtype}; edgekv converts F16/BF16/F32 checkpoints",
-                hint="dequantize the checkpoint first, or use --converter with llama.cpp's script",
-            )
-    return tensors
-
-
-def _read_rows(src: _Source, start: int, stop: int) -> NDArray[Any]:
-    """Rows [start, stop) of a tensor (first axis), read with a plain file read."""
-    import numpy as np
-
-    dtype, itemsize = _ST_DTYPES[src.dtype]
-    row_elems = 1
-    for d in src.shape[1:]:
-        row_elems *= d
-    out = np.empty((stop - start, *src.shape[1:]) if src.shape else (), dtype=dtype)
-    with src.path.open("rb", buffering=0) as f:
-        f.seek(src.offset + start * row_elems * itemsize)
-        view = memoryview(out.reshape(-1).view(np.uint8).data)
-        got = 0
-        while got < len(view):
-            n = f.readinto(view[got:])
-            if not n:
-                raise ModelFileNotFound(f"{src.path}: truncated while reading {src.name}", hint="download it again")
-            got += n
-    return out
-
-
-@dataclass(frozen=True, slots=True)
 class _Planned:
     """One output tensor: GGUF name, source (None for generated), output type, numpy shape."""
 
     name: str
-    source: _Source | None
+    source: Source | None
     qtype: str  # "F32" | "F16" | "BF16"
     shape: tuple[int, ...]
     permute_heads: int = 0  # llama q/k: the n_head of LlamaModel.permute, 0 = no permutation
@@ -231,7 +69,7 @@ class _Planned:
 _SKIP_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")
 
 
-def _plan_tensors(sources: list[_Source], config: dict[str, Any], hf_arch: str, outtype: str) -> list[_Planned]:
+def _plan_tensors(sources: list[Source], config: dict[str, Any], hf_arch: str, outtype: str) -> list[_Planned]:
     """Names, types and shapes the reference converter gives each tensor (prepare_tensors)."""
     import gguf
 
@@ -298,7 +136,9 @@ def _check_tensors(plan: list[_Planned], config: dict[str, Any], arch: str) -> N
             if name == "token_embd.weight":
                 continue  # some checkpoints name it differently; llama.cpp reports it if it is really absent
             raise SafetensorsFileError(
-                "is missing from the safetensors files (llama.cpp would refuse the GGUF)", path=where, key=name,
+                "is missing from the safetensors files (llama.cpp would refuse the GGUF)",
+                path=where,
+                key=name,
                 hint="download the weights again",
             )
         if t.source is not None and t.shape != shape:
@@ -347,7 +187,7 @@ def _tensor_chunks(t: _Planned) -> Iterator[NDArray[Any]]:
         return
     src = t.source
     if t.permute_heads or len(src.shape) <= 1:
-        a = _read_rows(src, 0, src.shape[0] if src.shape else 1)
+        a = read_rows(src, 0, src.shape[0] if src.shape else 1)
         if t.permute_heads:
             a = _permute(a, t.permute_heads)
         yield _convert_chunk(a, src.dtype, t.qtype)
@@ -355,7 +195,7 @@ def _tensor_chunks(t: _Planned) -> Iterator[NDArray[Any]]:
     row_bytes = max(src.n_bytes // src.shape[0], 1)
     step = max(CHUNK_BYTES // row_bytes, 1)
     for start in range(0, src.shape[0], step):
-        yield _convert_chunk(_read_rows(src, start, min(start + step, src.shape[0])), src.dtype, t.qtype)
+        yield _convert_chunk(read_rows(src, start, min(start + step, src.shape[0])), src.dtype, t.qtype)
 
 
 def _metadata(w: gguf.GGUFWriter, ckpt: Path, model_name: str | None) -> None:
@@ -411,7 +251,7 @@ def convert_to_gguf(
 
     ckpt, out = Path(checkpoint_dir), Path(out_path)
     outtype = _outtype(outtype)
-    sources = _index_tensors(ckpt)  # first: a pickle-only folder is refused before anything else
+    sources = index_tensors(ckpt)  # first: a pickle-only folder is refused before anything else
     config, hf_arch = load_config(ckpt)
     _check_not_reranker(ckpt, config)
     plan = _plan_tensors(sources, config, hf_arch, outtype)
