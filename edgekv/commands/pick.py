@@ -38,7 +38,6 @@ def command(top: int, as_json: bool, **params: Any) -> None:
       edgekv pick --vram 2.6G --accounting paper --family qwen3
       edgekv pick --vram 8G --profile aime25
     """
-    from edgekv.plan.planfile import pick_dict
     from edgekv.report import common as rcommon
     from edgekv.report import pick as rpick
 
@@ -46,6 +45,8 @@ def command(top: int, as_json: bool, **params: Any) -> None:
     result = run_pick(params, top=top, card=card)
     prof = _profile(params, card) if params.get("profile") else None
     if as_json:
+        from edgekv.plan.planfile import pick_dict
+
         data = pick_dict(result, card=card.card)
         if prof is not None:
             data["profile"] = {"name": params["profile"], "applied": [asdict(a) for a in prof[0]]}

@@ -18,7 +18,6 @@ from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
 from edgekv.plan import catalog
 from edgekv.plan.catalog import options_from_catalog
-from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
 from edgekv.plan.plans import (
@@ -38,6 +37,7 @@ from edgekv.plan.policy import max_tokens_per_seq
 from edgekv.plan.policy import pick as rank
 
 if TYPE_CHECKING:
+    from edgekv.plan.devices import DeviceBudget
     from edgekv.plan.timing import CardSpeed
 
 DEFAULT_FAMILY = "qwen3"  # the family the paper measured
@@ -112,8 +112,11 @@ def pick(
     caps = [vram_bytes] if isinstance(vram_bytes, int) else list(vram_bytes)
     if not caps:
         raise SpecError("no device memory given", hint="pass --vram 8G, or --vram 12G,8G for two devices")
-    devs = devices_from_caps(caps, device_names) if len(caps) > 1 else ()
-    if devs:
+    devs: tuple[DeviceBudget, ...] = ()
+    if len(caps) > 1:
+        from edgekv.plan.devices import check_split, default_split, devices_from_caps  # several devices only
+
+        devs = devices_from_caps(caps, device_names)
         split = check_split(tensor_split, len(devs)) if tensor_split is not None else default_split(devs)
     elif tensor_split is not None and len(tensor_split) > 1:
         raise SpecError("--tensor-split needs a --vram per device", hint="e.g. --vram 12G,8G --tensor-split 3,2")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
-from edgekv.plan import devices as multi
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
     Footprint,
@@ -23,6 +22,7 @@ from edgekv.plan.memory import (
 from edgekv.units import GIB
 
 if TYPE_CHECKING:
+    from edgekv.plan import devices as multi
     from edgekv.plan.timing import PickSpeed
 
 # Paper constants (arXiv 2510.10964), named and settable through Policy.

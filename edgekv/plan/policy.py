@@ -55,7 +55,6 @@ from typing import TYPE_CHECKING
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
-from edgekv.plan import devices as multi
 from edgekv.plan.fit import FitTerms, context_cap, footprint_at, kv_costs, largest_tokens_per_seq
 from edgekv.plan.memory import (
     KV_PAD_CELLS,
@@ -68,24 +67,7 @@ from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan, Policy, siz
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:
-    pass
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+    from edgekv.plan import devices as multi
 
 
 def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
@@ -188,7 +170,7 @@ def _offload_plans(
 
 
 def regime(opt: ModelOption, policy: Policy) -> str:
-    """"capacity" below E1 (within ``similar``), else "generation"; E as ``sizes`` counts it."""
+    """ "capacity" below E1 (within ``similar``), else "generation"; E as ``sizes`` counts it."""
     return "generation" if sizes(opt, policy)[0] >= policy.e1_bytes * (1 - policy.similar) else "capacity"
 
 
@@ -376,6 +358,8 @@ def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor:
 def device_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> multi.DeviceTerms:
     """``fit_terms`` for a split: the option's layout, one device's compute buffer for the output
     device's estimate, the per-device overhead and margin."""
+    from edgekv.plan import devices as multi  # several devices only: off the one-card path
+
     full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
     base = opt.compute_bytes(full)[0] if budget.include_compute else None
     return multi.DeviceTerms(
@@ -386,6 +370,8 @@ def device_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> multi.Devi
 
 def _enumerate_multi(options: Iterable[ModelOption], budget: Budget, policy: Policy) -> list[Plan]:
     """``enumerate_plans`` across devices: full offload, every device under its cap."""
+    from edgekv.plan import devices as multi  # several devices only: off the one-card path
+
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
@@ -406,6 +392,8 @@ def _enumerate_multi(options: Iterable[ModelOption], budget: Budget, policy: Pol
 
 
 def _no_plan_multi(options: Sequence[ModelOption], budget: Budget, pol: Policy) -> NoFeasiblePlan:
+    from edgekv.plan import devices as multi  # several devices only: off the one-card path
+
     small_kv = min(pol.kv_types, key=lambda k: k.bits)
     n_tokens = max(pol.min_ctx, KV_PAD_CELLS)
     best: tuple[int, str, list[str]] | None = None
