@@ -9,12 +9,11 @@ or HTTP error is translated once, here, into a HubError that says what to try.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -26,11 +25,7 @@ from huggingface_hub.errors import (
 )
 
 from edgekv.errors import EdgekvError, HubError
-from edgekv.hub.env import hub_cache_dir, is_offline
-
-
-def _endpoint(endpoint: str | None) -> str:
-    return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+from edgekv.hub.env import connection_errors, hub_cache_dir, is_offline, resolve_endpoint
 
 
 @contextmanager
@@ -64,7 +59,7 @@ def _dataset_errors(repo_id: str, filename: str, *, endpoint: str) -> Iterator[N
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         raise HubError(f"the hub refused {what} (HTTP {status})", hint="set HF_TOKEN if it is private") from e
-    except _transport_errors() as e:
+    except connection_errors() as e:
         raise HubError(
             f"cannot reach the hub at {endpoint} ({type(e).__name__})",
             hint="check the connection, or set HF_HUB_OFFLINE=1 to use a cached copy",
@@ -72,11 +67,6 @@ def _dataset_errors(repo_id: str, filename: str, *, endpoint: str) -> Iterator[N
     except (OSError, ValueError) as e:
         raise HubError(f"download of {what} failed: {e}", hint="run the command again") from e
 
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The transport errors of the HTTP library huggingface_hub uses (httpx in 1.x, httpx2 in 2.x)."""
-    mods = [sys.modules.get(name) for name in ("httpx2", "httpx")]
-    return tuple(m.TransportError for m in mods if m is not None)
 
 
 def download_dataset_file(
@@ -89,7 +79,7 @@ def download_dataset_file(
     revision: str | None = None,
 ) -> Path:
     """The local path of ``filename`` in dataset ``repo_id``, downloaded into the cache if needed."""
-    where = _endpoint(endpoint)
+    where = resolve_endpoint(endpoint)
     with _dataset_errors(repo_id, filename, endpoint=where):
         got = hf_hub_download(
             repo_id,
