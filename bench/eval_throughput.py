@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from edgekv.eval.run import FINAL_ANSWER_CUE, user_message
 from edgekv.llama import build
 from edgekv.llama import runner as runtime
 from edgekv.llama.batch import Engine, Forcing, Request
+from edgekv.llama.sampling import Sampling, new_chain, sample_candidates
 from edgekv.model.quant import KvType
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad
 
@@ -38,14 +40,15 @@ def sampler_timing(r: runtime.Runner, prompt: tuple[int, ...], *, reps: int = 15
     for s in range(1, n):
         r.seq_cp(0, s)
     r.decode_rows([(prompt[-1], len(prompt) - 1, s, True) for s in range(n)])
-    samp = runtime.Sampling()
-    full = [r.new_sampler(samp, s) for s in range(n)]
-    cut = [r.new_sampler(samp, s, top_k=False) for s in range(n)]
+    samp = Sampling()
+    lib = r.lib
+    full = [new_chain(lib, samp, s) for s in range(n)]
+    cut = [new_chain(lib, replace(samp, top_k=0), s) for s in range(n)]
     a, b = [], []
     for _ in range(reps):
         t = time.perf_counter()
         for s in range(n):
-            r.sample(full[s], s)
+            lib.llama_sampler_sample(full[s], r.ctx_handle, s)
         a.append((time.perf_counter() - t) / n * 1e3)
         t = time.perf_counter()
         logits = r.logits_rows(n)
@@ -54,10 +57,10 @@ def sampler_timing(r: runtime.Runner, prompt: tuple[int, ...], *, reps: int = 15
         order = np.argsort(-vals, axis=1, kind="stable")
         ids, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
         for s in range(n):
-            r.sample_candidates(cut[s], ids[s].tolist(), vals[s].tolist())
+            sample_candidates(lib, cut[s], ids[s].tolist(), vals[s].tolist())
         b.append((time.perf_counter() - t) / n * 1e3)
     for smpl in full + cut:
-        r.free_sampler(smpl)
+        lib.llama_sampler_free(smpl)
     r.clear()
     return {"full_chain_ms": statistics.median(a), "numpy_top_k_ms": statistics.median(b)}
 
@@ -89,7 +92,7 @@ def main() -> None:
                    for p in qs]  # fmt: skip
         cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False))
         forcing = Forcing(budget_tokens=args.budget, reserve_tokens=args.reserve, cue_tokens=cue)
-        sampling = runtime.Sampling(temperature=0.6, top_p=0.95, top_k=20, seed=args.seed)
+        sampling = Sampling(temperature=0.6, top_p=0.95, top_k=20, seed=args.seed)
         per_slot = pad(max(map(len, prompts)) + args.budget + args.reserve + len(cue) + 1, KV_PAD_CELLS)
         reqs = [Request(i, p, tuple(1000 * i + s for s in range(args.samples))) for i, p in enumerate(prompts)]
 

@@ -80,11 +80,12 @@ def batched_bench(tools: Path, model: Path, *, kv: str, npp: list[int], ntg: lis
     return rows
 
 
-def edgekv_parallel(model: Path, *, kv: str, npp: int, ntg: int, npl: list[int], device: int) -> list[dict[str, Any]]:
+def edgekv_parallel(model: Path, *, kv: str, npp: int, ntg: int, npl: list[int], device: int,
+                    sampler: str) -> list[dict[str, Any]]:  # fmt: skip
     """``edgekv bench --parallel`` with the same prompt and generation lengths (real sampler)."""
     cmd = [
         sys.executable, "-m", "edgekv", "bench", str(model), "--kv", kv, "--parallel", ",".join(map(str, npl)),
-        "--n-prompt", str(npp), "--n-gen", str(ntg), "--reps", "2", "--json",
+        "--n-prompt", str(npp), "--n-gen", str(ntg), "--reps", "2", "--json", "--sampler", sampler,
     ]  # fmt: skip
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(device))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
@@ -105,6 +106,7 @@ def main() -> int:
     ap.add_argument("--kv", default="q8_0")
     ap.add_argument("--device", type=int, default=0)
     ap.add_argument("--edgekv", action="store_true", help="anchor: also run edgekv bench --parallel, print ratios")
+    ap.add_argument("--samplers", default="host,backend", help="anchor --edgekv: edgekv's sampler places to run")
     args = ap.parse_args()
     grid = ANCHOR if args.mode == "anchor" else SPEED
     args.out.mkdir(parents=True, exist_ok=True)
@@ -120,10 +122,11 @@ def main() -> int:
             rows.append({**base, **r})
             print(f"{shape} {quant} pp {r['pp']} tg {r['tg']} G {r['pl']}: S_TG {r['speed_tg']:.1f} t/s", flush=True)
         if args.mode == "anchor" and args.edgekv:
-            mine = edgekv_parallel(model, kv=args.kv, npp=grid["npp"][0], ntg=grid["ntg"][0], npl=grid["npl"],
-                                   device=args.device)  # fmt: skip
-            for r in mine:
-                rows.append({**base, "tool": "edgekv", **r})
+            for place in args.samplers.split(","):
+                mine = edgekv_parallel(model, kv=args.kv, npp=grid["npp"][0], ntg=grid["ntg"][0], npl=grid["npl"],
+                                       device=args.device, sampler=place)  # fmt: skip
+                for r in mine:
+                    rows.append({**base, "tool": "edgekv", **r})
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if args.mode == "anchor" and args.edgekv:
         print_ratios(rows)
@@ -133,8 +136,8 @@ def main() -> int:
 
 def print_ratios(rows: list[dict[str, Any]]) -> None:
     anchor = {(r["shape"], r["pl"]): r["speed_tg"] for r in rows if r["tool"] == "llama-batched-bench"}
-    print("| shape | G | llama-batched-bench S_TG | edgekv | ratio |")
-    print("|---|---|---|---|---|")
+    print("| shape | G | llama-batched-bench S_TG | edgekv sampler | edgekv t/s | ratio | NVML - predicted MiB |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         if r["tool"] != "edgekv" or r.get("status", "ok") != "ok":
             continue
@@ -142,8 +145,11 @@ def print_ratios(rows: list[dict[str, Any]]) -> None:
         ref = anchor.get((r["shape"], g))
         dec = r.get("decode_tps")
         tps = dec.get("median") if isinstance(dec, dict) else dec
+        meas, pred = r.get("measured_bytes"), r.get("predicted_bytes")
+        gap = f"{(meas - pred) / 2**20:+.0f}" if meas is not None and pred is not None else ""
         if ref and tps:
-            print(f"| {r['shape']} {r['quant']} | {g} | {ref:.1f} | {tps:.1f} | {tps / ref:.3f} |")
+            print(f"| {r['shape']} {r['quant']} | {g} | {ref:.1f} | {r.get('sampler', '')} | {tps:.1f} | "
+                  f"{tps / ref:.3f} | {gap} |")  # fmt: skip
 
 
 if __name__ == "__main__":

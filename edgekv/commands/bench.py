@@ -47,6 +47,13 @@ def kv_pairs(text: str) -> list[tuple[Any, Any]]:
     help="Parallel samples instead: G samples of one shared --n-prompt prompt, --n-gen tokens each, through "
     "run/eval's generation path with the real sampler (as llama-batched-bench -pps; end tokens ignored).",
 )
+@click.option(
+    "--sampler",
+    type=click.Choice(["auto", "backend", "host", "numpy"]),
+    default="auto",
+    show_default=True,
+    help="--parallel: where the sampler runs (backend: in llama.cpp's decode graph; auto: backend on a GPU).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON list of records.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
 @click.option(
@@ -75,6 +82,7 @@ def command(
     as_csv: bool,
     store: bool,
     parallel: str | None,
+    sampler: str,
 ) -> None:
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
@@ -117,7 +125,8 @@ def command(
     if parallel is not None:
         from edgekv.commands.bench_parallel import run_parallel
 
-        run_parallel(model, parallel, pairs, base, n_prompt, n_gen, reps, vram_bytes, vram, threads, verbose, as_json)
+        run_parallel(model, parallel, pairs, base, n_prompt, n_gen, reps, vram_bytes, vram, threads, verbose, as_json,
+                     sampler=sampler)  # fmt: skip
         return
     run_args: dict[str, Any] = {
         "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,

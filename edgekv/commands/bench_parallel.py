@@ -10,7 +10,7 @@ import click
 
 def run_parallel(
     model: str, parallel: str, pairs: list[Any], base: Any, n_prompt: int, n_gen: int, reps: int,
-    vram_bytes: Any, cap_text: str | None, threads: int | None, verbose: bool, as_json: bool,
+    vram_bytes: Any, cap_text: str | None, threads: int | None, verbose: bool, as_json: bool, *, sampler: str = "auto",
 ) -> None:  # fmt: skip
     """``--parallel``: one record per (KV pair, G); exit 1 when none ran."""
     from dataclasses import replace
@@ -32,7 +32,7 @@ def run_parallel(
         cfg = replace(base, type_k=k, type_v=v, flash_attn=base.flash_attn or v.quantized)
         rows += [r.as_dict() for r in bench_parallel(model, gs, base=cfg, n_prompt=n_prompt, n_gen=n_gen, reps=reps,
                                                      vram_bytes=vram_bytes, cap_text=cap_text, n_threads=threads,
-                                                     verbose=verbose)]  # fmt: skip
+                                                     verbose=verbose, sampler=sampler)]  # fmt: skip
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:

@@ -25,6 +25,13 @@ from edgekv.commands.options import given, kv_types, plan_model_path, verbosity
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
 @click.option("--vram", metavar="SIZE", help="Memory cap: 8G. Slots are as many as fit it.")
 @click.option("--slots", type=click.IntRange(1, 256), help="Sequences decoded together (default: as many as fit).")
+@click.option(
+    "--sampler",
+    type=click.Choice(["auto", "backend", "host", "numpy"]),
+    default="auto",
+    show_default=True,
+    help="Where the sampler runs: in llama.cpp's decode graph (backend; auto on a GPU) or on the host.",
+)
 @click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="0: greedy.")
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
@@ -76,7 +83,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         model_path=str(model), dataset=o["dataset"], budget_tokens=budget, reserve_tokens=o["reserve"],
         samples=samples, type_k=tk, type_v=tv, temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"],
         seed=o["seed"], force_length=o["force_length"], thinking=o["thinking"], vram_bytes=vram_bytes,
-        n_gpu_layers=ngl, slots=o["slots"], n_threads=o["threads"],
+        n_gpu_layers=ngl, slots=o["slots"], n_threads=o["threads"], sampler=o["sampler"],
     )  # fmt: skip
     problems = load_problems(o["dataset"], limit=o["limit"], seed=o["seed"])
     out = Path(o["out"]) if o["out"] else None

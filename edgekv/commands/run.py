@@ -80,7 +80,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     """
     from edgekv.commands import run_output
     from edgekv.llama import build, session
-    from edgekv.llama import runner as runtime
+    from edgekv.llama.sampling import Sampling
     from edgekv.plan.memory import RunConfig
     from edgekv.plan.planfile import read_plan
     from edgekv.units import format_bytes, parse_size
@@ -142,7 +142,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     prepared = session.prepare(
         model, cfg, vram_bytes=vram_bytes, auto_ctx=auto, margin_bytes=margin, cap_text=cap_text, verbose=verbose
     )
-    samp = runtime.Sampling(
+    samp = Sampling(
         temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"], seed=o["seed"], greedy=o["greedy"]
     )
     if not o["as_json"]:

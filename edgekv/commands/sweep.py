@@ -24,6 +24,14 @@ import click
 @click.option("--reserve", default="256", show_default=True, help="Room after the budget for the final answer.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
 @click.option("--slots", type=click.IntRange(1, 512), help="Sequences decoded together (default: eval's).")
+@click.option(
+    "--sampler",
+    type=click.Choice(["auto", "backend", "host", "numpy"]),
+    default="auto",
+    show_default=True,
+    help="Where the sampler runs: in llama.cpp's decode graph (backend; auto on a GPU) or on the host.",
+)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads of llama.cpp (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder  [default: ./sweep-DATASET]")
 @click.option("--download", is_flag=True, help="Fetch catalog files not in the hub cache.")
 @click.option("--dry-run", is_flag=True, help="Show the configurations and their order; run nothing.")
@@ -63,7 +71,8 @@ def command(**params: Any) -> None:
     def progress(event: str, i: int, n: int, it: sweep.SweepItem) -> None:
         con.print(f"[{i}/{n}] {event:5} {it.key}")
 
-    backend = sweep.EvalBackend(plan.settings, loader=_open_model, slots=params.get("slots"))
+    backend = sweep.EvalBackend(plan.settings, loader=_open_model, slots=params.get("slots"), sampler=params["sampler"],
+                                  n_threads=params["threads"])  # fmt: skip
     sweep.run_sweep(plan, out, backend, progress=progress)
     click.echo(f"Sweep done: {out}. Next: edgekv frontier {out} --png frontier.png; edgekv calibrate {out}")
 

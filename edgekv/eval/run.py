@@ -35,7 +35,9 @@ from edgekv.eval.results import SCHEMA, append_line, config_id, open_for_append,
 from edgekv.llama import session
 from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
 from edgekv.llama.records import Measured
-from edgekv.llama.runner import LoadedModel, Sampling, Vocab
+from edgekv.llama.runner import LoadedModel
+from edgekv.llama.sampling import Sampling
+from edgekv.llama.vocab import Vocab
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.quant import KvType
 from edgekv.plan import preflight
@@ -76,6 +78,7 @@ class EvalConfig:
     slots: int | None = None  # sequences decoded together; None: as many as fit, up to DEFAULT_MAX_SLOTS
     n_threads: int | None = None
     margin_bytes: int = 0
+    sampler: str = "auto"  # where the sampler chains run: auto, backend, host, numpy (edgekv.llama.sampling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +334,7 @@ def _evaluate(
             with session.Session(prepared, runner, cap, owns_cap=True) as sess:
                 sampling = Sampling(temperature=max(config.temperature, 0.0), top_p=config.top_p, top_k=config.top_k,
                                     seed=config.seed, greedy=config.temperature <= 0)  # fmt: skip
-                engine = Engine(runner, sampling=sampling, forcing=forcing)
+                engine = Engine(runner, sampling=sampling, forcing=forcing, sampler=config.sampler)
                 t0 = time.perf_counter()
 
                 def finished(f: Finished) -> None:

@@ -360,6 +360,8 @@ class EvalBackend:
     loader: Callable[[str], AbstractContextManager[Any]] | None = None
     problems: Sequence[Any] | None = None
     slots: int | None = None  # sequences decoded together (eval's --slots); None: eval's default
+    sampler: str = "auto"  # where the sampler chains run (eval's --sampler)
+    n_threads: int | None = None  # llama.cpp's CPU threads (eval's --threads); None: all cores
 
     def load(self, item: SweepItem) -> AbstractContextManager[Any]:
         if self.loader is None or item.model_path is None:
@@ -378,7 +380,8 @@ class EvalBackend:
         config = EvalConfig(
             model_path=item.model_path, type_k=item.type_k, type_v=item.type_v, budget_tokens=item.budget_tokens,
             reserve_tokens=self.settings.reserve_tokens, samples=item.samples, seed=self.settings.seed,
-            dataset=self.settings.dataset, slots=self.slots,
+            dataset=self.settings.dataset, slots=self.slots, sampler=self.sampler,
+            n_threads=self.n_threads,
         )  # fmt: skip
         evaluate(config, self.problems, out=out, model=model)
 

@@ -20,12 +20,8 @@ there ``cue_tokens`` (for a thinking model ``</think>`` and the final-answer cue
 answer is decoded within ``reserve_tokens``. An early end (end-of-generation, or ``</think>`` in a
 thinking model) is replaced by ``wait_tokens`` when they are given (``--force-length``).
 
-Sampling is llama.cpp's sampler chain, one per sample (its own seed, so a sample's tokens do not
-depend on which other samples share the batch), called once per live sample per step in C
-(``llama_sampler_sample``: top-k, top-p, temperature, dist over the full vocabulary). The alternative,
-``numpy_top_k=True``, cuts the top k of all rows' logits with one numpy ``argpartition`` and runs the
-chain on those k candidates (the same tokens, tested); measured on 1 CPU thread it is slower (gemma-3,
-262k vocab: 1.33 vs 0.56 ms per sample; Qwen2.5, 152k: 0.26 vs 0.22 ms), so it is off by default.
+Sampling: one llama.cpp sampler chain per sample (its own seed), on the device with the decode
+(llama.cpp's backend sampling) or on the host; ``edgekv.llama.sampling`` says which and why.
 """
 
 from __future__ import annotations
@@ -38,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekv.errors import KvConfigError
-from edgekv.llama.runner import Runner, Sampling
+from edgekv.llama.runner import Runner
+from edgekv.llama.sampling import Sampling, SlotSamplers
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +100,7 @@ class EngineStats:
     sample_seconds: float = 0.0  # the sampling part of it
     max_live: int = 0
     n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
+    sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
 
     @property
     def decode_tps(self) -> float:
@@ -114,7 +112,6 @@ class EngineStats:
 class _Slot:
     request: _Live
     index: int  # sample index within the request
-    sampler: Any
     pos: int  # next position to write
     pending: list[int]  # tokens to decode next step
     tokens: list[int] = field(default_factory=list)
@@ -151,17 +148,14 @@ class Engine:
         *,
         sampling: Sampling,
         forcing: Forcing,
-        numpy_top_k: bool = False,
+        sampler: str = "auto",
         require_fit: bool = True,
     ) -> None:
         self.runner = runner
         self.require_fit = require_fit  # False: a prompt + budget past a slot's context stops at "context"
         self.sampling = sampling
         self.forcing = forcing
-        self.greedy = sampling.greedy or sampling.temperature <= 0
-        self.numpy_top_k = bool(numpy_top_k) and not self.greedy
-        if self.numpy_top_k and sampling.top_k <= 0:
-            raise KvConfigError("the numpy top-k path needs top_k > 0")
+        self.sampler = sampler  # where the chains run: auto, backend, host, numpy (edgekv.llama.sampling)
         self.n_slots = runner.n_seq_max
         self.stats = EngineStats()
         self.keep_cache = False
@@ -201,6 +195,8 @@ class Engine:
         exhausted = False
         if not keep_cache:
             self.runner.clear()
+        self.samplers = SlotSamplers(self.runner, self.sampling, self.sampler)
+        self.stats.sampler = self.samplers.where
         try:
             while True:
                 exhausted = self._admit(slots, waiting, live, source, exhausted)
@@ -208,9 +204,8 @@ class Engine:
                     break
                 self._step(slots, live, on_finished, on_token)
         finally:
-            for s in slots:
-                if s is not None:
-                    self.runner.free_sampler(s.sampler)
+            self.samplers.close()
+            self.stats.sampler = self.samplers.where
         return self.stats
 
     # -- admission ---------------------------------------------------------------------------
@@ -267,9 +262,8 @@ class Engine:
         for s in group:
             index = lr.next_index
             lr.next_index += 1
-            seed = lr.request.seeds[index]
-            sampler = r.new_sampler(self.sampling, seed, top_k=not self.numpy_top_k)
-            slots[s] = _Slot(lr, index, sampler, body, [prompt[-1]])
+            self.samplers.start(s, lr.request.seeds[index])
+            slots[s] = _Slot(lr, index, body, [prompt[-1]])
             lr.slots.add(s)
 
     # -- one step ----------------------------------------------------------------------------
@@ -298,7 +292,8 @@ class Engine:
         t0 = time.perf_counter()
         r.decode_rows(rows)
         t1 = time.perf_counter()
-        picks = self._sample(slots, out_row)
+        picks = self.samplers.pick(out_row)
+        self.stats.n_sampled += len(picks)
         t2 = time.perf_counter()
         self.stats.n_steps += 1
         self.stats.step_seconds += t2 - t0
@@ -330,36 +325,11 @@ class Engine:
             r.seq_rm(free)
             r.seq_cp(high, free)
             r.seq_rm(high)
+            self.samplers.move(high, free)
             slots[free], slots[high] = s, None
             s.request.slots.discard(high)
             s.request.slots.add(free)
             self.stats.n_moves += 1
-
-    def _sample(self, slots: list[_Slot | None], out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
-        r = self.runner
-        picks: dict[int, int] = {}
-        if not self.numpy_top_k:
-            for sid, (_, batch_row) in out_row.items():
-                s = slots[sid]
-                assert s is not None
-                picks[sid] = r.sample(s.sampler, batch_row)
-            self.stats.n_sampled += len(picks)
-            return picks
-        import numpy as np
-
-        k = self.sampling.top_k
-        logits = r.logits_rows(len(out_row))
-        top = np.argpartition(logits, -k, axis=1)[:, -k:]
-        top_logits = np.take_along_axis(logits, top, axis=1)
-        order = np.argsort(-top_logits, axis=1, kind="stable")
-        ids = np.take_along_axis(top, order, axis=1)
-        vals = np.take_along_axis(top_logits, order, axis=1)
-        for sid, (row, _) in out_row.items():
-            s = slots[sid]
-            assert s is not None
-            picks[sid] = r.sample_candidates(s.sampler, ids[row].tolist(), vals[row].tolist())
-        self.stats.n_sampled += len(picks)
-        return picks
 
     def _inject(self, s: _Slot, tokens: Sequence[int]) -> None:
         s.injected.append((len(s.tokens), tuple(tokens)))
@@ -414,7 +384,7 @@ class Engine:
         s = slots[sid]
         assert s is not None
         slots[sid] = None
-        self.runner.free_sampler(s.sampler)
+        self.samplers.stop(sid)
         lr = s.request
         lr.slots.discard(sid)
         if self.keep_cache and sid == 0:  # what the KV holds: everything but the undecoded pending tokens

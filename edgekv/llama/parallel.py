@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.errors import DoesNotFit
-from edgekv.llama import runner as runtime
 from edgekv.llama import session as sess
 from edgekv.llama.records import Stats
+from edgekv.llama.sampling import Sampling
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad
 
 
@@ -43,6 +43,9 @@ class ParallelRecord:
     sample_share: float | None = None  # sampling / (decode + sampling) of the steps, median over reps
     device: str = ""
     gpu: bool = False
+    sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
+    predicted_bytes: int | None = None  # the memory model's total for the device (the plan's figure)
+    measured_bytes: int | None = None  # the process after the runs: NVML less the reservation, or peak RSS
 
     def as_dict(self) -> dict[str, Any]:
         per_seq = self.decode_tps.median / self.n_seq if self.decode_tps else None
@@ -53,7 +56,8 @@ class ParallelRecord:
             "decode_tps": self.decode_tps.as_dict() if self.decode_tps else None,
             "per_seq_tps": round(per_seq, 3) if per_seq is not None else None,
             "sample_share": round(self.sample_share, 4) if self.sample_share is not None else None,
-            "device": self.device, "gpu": self.gpu,
+            "device": self.device, "gpu": self.gpu, "sampler": self.sampler,
+            "predicted_bytes": self.predicted_bytes, "measured_bytes": self.measured_bytes,
         }  # fmt: skip
 
 
@@ -65,7 +69,8 @@ def bench_parallel(
     n_prompt: int = 256,
     n_gen: int = 256,
     reps: int = 3,
-    sampling: runtime.Sampling | None = None,
+    sampling: Sampling | None = None,
+    sampler: str = "auto",
     vram_bytes: int | Sequence[int] | None = None,
     cap_text: str | None = None,
     n_threads: int | None = None,
@@ -74,7 +79,7 @@ def bench_parallel(
     """For each G: one context of G sequences (T = prompt + n_gen per sample), ``reps`` timed runs."""
     from edgekv.llama.batch import Engine, Forcing, Request
 
-    sampling = sampling or runtime.Sampling()  # the real sampler chain (Qwen3's thinking defaults)
+    sampling = sampling or Sampling()  # the real sampler chain (Qwen3's thinking defaults)
     p = Path(path)
     rng = random.Random(0)
     out: list[ParallelRecord] = []
@@ -90,12 +95,14 @@ def bench_parallel(
         prompt_tps: list[float] = []
         decode_tps: list[float] = []
         shares: list[float] = []
+        place = ""
+        measured: int | None = None
         with sess.open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
             runner = session.runner
             prompt = tuple(rng.randrange(runner.n_vocab // 4, runner.n_vocab) for _ in range(n_prompt))
             forcing = Forcing(budget_tokens=n_gen, ignore_eog=True)
             for rep in range(reps + 1):  # the first run warms up (CUDA graphs, allocations)
-                engine = Engine(runner, sampling=sampling, forcing=forcing, require_fit=False)
+                engine = Engine(runner, sampling=sampling, forcing=forcing, sampler=sampler, require_fit=False)
                 seeds = tuple(sampling.seed + 1000 * rep + s for s in range(g))
                 st = engine.run([Request(0, prompt, seeds)], on_finished=lambda _f: None)
                 if rep == 0:
@@ -103,8 +110,12 @@ def bench_parallel(
                 prompt_tps.append(st.n_prompt_decoded / st.prompt_seconds if st.prompt_seconds > 0 else 0.0)
                 decode_tps.append(st.decode_tps)
                 shares.append(st.sample_seconds / st.step_seconds if st.step_seconds > 0 else 0.0)
+                place = st.sampler
+            measured = sess.measure(session).process
         out.append(ParallelRecord(
             *head, status="ok", prompt_tps=Stats.of(prompt_tps), decode_tps=Stats.of(decode_tps),
-            sample_share=Stats.of(shares).median, device=sess.device_name(prepared.gpu), gpu=prepared.gpu,
+            sample_share=Stats.of(shares).median, sampler=place, device=sess.device_name(prepared.gpu),
+            gpu=prepared.gpu, predicted_bytes=prepared.footprint.gpu_total - prepared.footprint.margin,
+            measured_bytes=measured,
         ))  # fmt: skip
     return out

@@ -11,10 +11,9 @@ how the compute buffer is measured cheaply.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -23,20 +22,11 @@ from typing import Any
 from edgekv.errors import KvConfigError, LlamaError
 from edgekv.llama.build import check_cfg, check_path, context_params, llama_lib, model_params
 from edgekv.llama.log import LlamaLog
+from edgekv.llama.sampling import Sampling
+from edgekv.llama.vocab import Vocab
 from edgekv.plan.memory import RunConfig
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """Sampler settings; the defaults are Qwen3's for thinking mode (its model card)."""
-
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    min_p: float = 0.0
-    seed: int = 0
-    greedy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,79 +61,6 @@ class Generation:
 
 
 TokenCallback = Callable[[int, int, str], None]  # (sequence index, token id, text piece)
-
-
-class Vocab:
-    """Tokenizer and chat template of a loaded model (shared by :class:`Runner` and :class:`LoadedModel`)."""
-
-    _lib: Any
-    _vocab: Any
-    _model: Any
-    _log: LlamaLog
-
-    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        n_max = len(data) + 16
-        buf = (self._lib.llama_token * n_max)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
-        if n < 0:
-            n_max = -n
-            buf = (self._lib.llama_token * n_max)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, add_special, parse_special)
-        if n < 0:
-            raise LlamaError("llama_tokenize failed", reason=self._log.last_problem())
-        return list(buf[:n])
-
-    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        return buf.raw[: max(n, 0)]
-
-    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
-        return b"".join(self.token_bytes(t, special=special) for t in tokens).decode("utf-8", "replace")
-
-    def is_eog(self, token: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
-
-    def chat_template(self) -> str | None:
-        raw = self._lib.llama_model_chat_template(self._model, None)
-        return raw.decode("utf-8", "replace") if raw else None
-
-    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_assistant: bool = True) -> str:
-        """Format a conversation with the model's template (llama.cpp's built-in matcher).
-
-        A model without a template, or with one llama.cpp does not know, gets ChatML.
-        """
-        lib = self._lib
-        arr = (lib.llama_chat_message * len(messages))()
-        keep = []
-        for i, msg in enumerate(messages):
-            role, content = msg["role"].encode(), msg["content"].encode()
-            keep += [role, content]
-            arr[i].role, arr[i].content = role, content
-        tmpl = lib.llama_model_chat_template(self._model, None)
-        if not tmpl:
-            log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it as is)")
-            tmpl = b"chatml"
-        for candidate in (tmpl, b"chatml"):
-            size = 256 + sum(len(x) for x in keep) * 2
-            buf = ctypes.create_string_buffer(size)
-            n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, size)
-            if n > size:
-                buf = ctypes.create_string_buffer(n + 1)
-                n = lib.llama_chat_apply_template(candidate, arr, len(messages), add_assistant, buf, n + 1)
-            if n >= 0:
-                return buf.raw[:n].decode("utf-8", "replace")
-            log.warning("llama.cpp does not know the model's chat template; formatting the prompt as ChatML")
-        raise LlamaError("llama_chat_apply_template failed", reason=self._log.last_problem())
-
-    def token_id(self, text: str) -> int | None:
-        """The id of a special/added token spelled ``text`` (``<think>``), or None if the vocab has none."""
-        ids = self.tokenize(text, add_special=False, parse_special=True)
-        return ids[0] if len(ids) == 1 else None
 
 
 class Runner(Vocab):
@@ -197,6 +114,16 @@ class Runner(Vocab):
         self._batch_cap = max(self.n_batch, self.n_seq_max)
         self._batch = llama_cpp.llama_batch_init(self._batch_cap, 0, 1)
         self._cached: list[int] = []  # tokens of sequence 0 held in the KV cache
+
+    @property
+    def lib(self) -> Any:
+        """The llama_cpp module (its C functions)."""
+        return self._lib
+
+    @property
+    def ctx_handle(self) -> Any:
+        """The llama_context pointer."""
+        return self._ctx
 
     # lifecycle
     def close(self) -> None:
@@ -302,49 +229,6 @@ class Runner(Vocab):
         ptr = self._lib.llama_get_logits(self._ctx)
         return np.ctypeslib.as_array(ptr, shape=(n_rows, self.n_vocab))
 
-    def new_sampler(self, sampling: Sampling, seed: int, *, top_k: bool = True) -> Any:
-        """A llama.cpp sampler chain (free it with :meth:`free_sampler`); ``top_k=False`` leaves the
-        top-k cut out, for candidates already cut (:meth:`sample_candidates`)."""
-        return self._sampler(sampling if top_k else replace(sampling, top_k=0), seed)
-
-    def free_sampler(self, sampler: Any) -> None:
-        self._lib.llama_sampler_free(sampler)
-
-    def sample(self, sampler: Any, row: int) -> int:
-        """Sample from the logits of batch row ``row`` of the last decode (over the full vocabulary)."""
-        return int(self._lib.llama_sampler_sample(sampler, self._ctx, row))
-
-    def sample_candidates(self, sampler: Any, ids: Any, logits: Any) -> int:
-        """Apply ``sampler`` to candidates (token ids and logits, best first) and accept the pick."""
-        lib = self._lib
-        n = len(ids)
-        data = (lib.llama_token_data * n)()
-        for i in range(n):
-            data[i].id = int(ids[i])
-            data[i].logit = float(logits[i])
-            data[i].p = 0.0
-        arr = lib.llama_token_data_array(data, n, -1, True)
-        lib.llama_sampler_apply(sampler, ctypes.byref(arr))
-        tok = int(data[arr.selected].id)
-        lib.llama_sampler_accept(sampler, tok)
-        return tok
-
-    def _sampler(self, sampling: Sampling, seed: int) -> Any:
-        lib = self._lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        if sampling.greedy or sampling.temperature <= 0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
-            return chain
-        if sampling.top_k > 0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(sampling.top_k))
-        if sampling.top_p < 1.0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(sampling.top_p, 1))
-        if sampling.min_p > 0.0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(sampling.min_p, 1))
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(sampling.temperature))
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
-
     def prefill(self, seq: int, tokens: Sequence[int]) -> int:
         """Put ``tokens`` at positions 0.. of ``seq`` without logits; returns how many were decoded.
 
@@ -380,6 +264,7 @@ class Runner(Vocab):
         n_seq: int = 1,
         sampling: Sampling | None = None,
         on_token: TokenCallback | None = None,
+        sampler: str = "auto",
     ) -> Generation:
         """Sample ``n_seq`` continuations of one prompt: the batched engine (``edgekv.llama.batch``)
         with one request, no budget cue, and sequence 0's cache kept for the next prompt.
@@ -398,7 +283,9 @@ class Runner(Vocab):
                 hint="use a larger --ctx or a shorter prompt",
             )
         sampling = sampling or Sampling()
-        engine = Engine(self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), require_fit=False)
+        engine = Engine(
+            self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), sampler=sampler, require_fit=False
+        )
         seeds = tuple(sampling.seed + s for s in range(n_seq))
         done: list[Any] = []
         cb = None if on_token is None else (lambda _key, index, tok, piece: on_token(index, tok, piece))

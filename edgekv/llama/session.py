@@ -23,6 +23,7 @@ from edgekv.llama import vram
 from edgekv.llama.compute_cache import ComputeCache, cache_key
 from edgekv.llama.log import is_host_buffer
 from edgekv.llama.records import Measured
+from edgekv.llama.sampling import Sampling
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
@@ -337,7 +338,7 @@ def run_prompt(
     prompt: str,
     *,
     max_tokens: int,
-    sampling: runtime.Sampling,
+    sampling: Sampling,
     raw: bool = False,
     n_threads: int | None = None,
     verbose: bool = False,
@@ -365,7 +366,7 @@ def run_chat(
     lines: Iterator[str],
     *,
     max_tokens: int,
-    sampling: runtime.Sampling,
+    sampling: Sampling,
     n_threads: int | None = None,
     verbose: bool = False,
     on_token: runtime.TokenCallback | None = None,

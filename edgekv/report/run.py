@@ -99,9 +99,10 @@ def run_dict(
 def parallel_table(rows: list[dict[str, Any]]) -> Table:
     """``edgekv bench --parallel``: aggregate and per-sample decode tokens/s per G."""
     head = rows[0] if rows else {}
-    title = f"edgekv bench --parallel: {head.get('model', '')} on {head.get('device', '?')}"
+    place = next((r.get("sampler") for r in rows if r.get("sampler")), "")
+    title = f"edgekv bench --parallel: {head.get('model', '')} on {head.get('device', '?')}, sampler: {place or '?'}"
     t = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in ("KV", "G", "prompt t/s", "decode t/s (all)", "per sample", "sampling", "status"):
+    for col in ("KV", "G", "prompt t/s", "decode t/s (all)", "per sample", "host sampling", "status"):
         t.add_column(col, justify="left" if col in ("KV", "status") else "right")
     for r in rows:
         ok = r["status"] == "ok"

@@ -10,6 +10,7 @@ import pytest
 from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
 from edgekv.llama import runner as runtime
 from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
+from edgekv.llama.sampling import Sampling
 from edgekv.plan.memory import RunConfig
 
 THREADS = 1  # robust on a busy 2-core runner
@@ -32,20 +33,20 @@ def run(
     *,
     slots: int,
     forcing: Forcing,
-    sampling: runtime.Sampling,
-    numpy_top_k: bool = False,
+    sampling: Sampling,
+    sampler: str = "host",
     stats: list[EngineStats] | None = None,
 ) -> dict[Hashable, Finished]:
     done: dict[Hashable, Finished] = {}
     with model.runner(RunConfig(n_ctx=512 * slots, n_seq=slots), n_threads=THREADS) as r:
-        engine = Engine(r, sampling=sampling, forcing=forcing, numpy_top_k=numpy_top_k)
+        engine = Engine(r, sampling=sampling, forcing=forcing, sampler=sampler)
         st = engine.run(requests, on_finished=lambda f: done.__setitem__(f.key, f))
     if stats is not None:
         stats.append(st)
     return done
 
 
-GREEDY = runtime.Sampling(greedy=True)
+GREEDY = Sampling(greedy=True)
 
 
 def test_cue_tokens_injected_exactly_at_the_budget(model: runtime.LoadedModel) -> None:
@@ -91,7 +92,7 @@ def test_end_of_thinking_gets_the_answer_cue_and_force_length_waits(model: runti
 
 
 def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -> None:
-    hot = runtime.Sampling(temperature=1.0, top_p=1.0, top_k=40)
+    hot = Sampling(temperature=1.0, top_p=1.0, top_k=40)
     forcing = Forcing(budget_tokens=24)
     prompt = prompts(model)[1]
     a = run(model, [Request("q", prompt, (11, 12, 11))], slots=3, forcing=forcing, sampling=hot)["q"].samples
@@ -102,11 +103,38 @@ def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -
 
 
 def test_numpy_top_k_matches_the_full_sampler_chain(model: runtime.LoadedModel) -> None:
-    samp = runtime.Sampling(temperature=0.8, top_p=0.95, top_k=20)
+    samp = Sampling(temperature=0.8, top_p=0.95, top_k=20)
     req = [Request("q", prompts(model)[2], (5, 6))]
-    full = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, numpy_top_k=False)
-    cut = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, numpy_top_k=True)
+    full = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, sampler="host")
+    cut = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, sampler="numpy")
     assert [s.tokens for s in full["q"].samples] == [s.tokens for s in cut["q"].samples]
+
+
+def test_backend_sampling_greedy_matches_the_host(model: runtime.LoadedModel) -> None:
+    """llama.cpp's backend sampling (the chain in the decode graph) picks the host's argmax tokens,
+    with slots refilled and moved (each move re-attaches a cloned chain)."""
+    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
+    forcing = Forcing(budget_tokens=12, reserve_tokens=4, cue_tokens=cue)
+    reqs = [Request(i, p, (1, 2)) for i, p in enumerate(prompts(model))]
+    stats: list[EngineStats] = []
+    host = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, sampler="host")
+    dev = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, sampler="backend", stats=stats)
+    assert stats[0].sampler == "backend" and stats[0].n_moves > 0
+    for r in reqs:
+        assert [s.tokens for s in dev[r.key].samples] == [s.tokens for s in host[r.key].samples]
+
+
+def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) -> None:
+    """On the device path a seed gives the same tokens whatever shares the batch, moves included."""
+    hot = Sampling(temperature=1.0, top_p=0.95, top_k=40)
+    forcing = Forcing(budget_tokens=20)
+    p = prompts(model)
+    busy = run(model, [Request("a", p[0], (3,)), Request("q", p[1], (11, 12, 11))], slots=3, forcing=forcing,
+               sampling=hot, sampler="backend")  # fmt: skip
+    alone = run(model, [Request("q", p[1], (11,))], slots=1, forcing=forcing, sampling=hot, sampler="backend")
+    q = busy["q"].samples
+    assert q[0].tokens == q[2].tokens == alone["q"].samples[0].tokens
+    assert q[0].tokens != q[1].tokens and len(set(q[0].tokens)) > 3
 
 
 def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> None:

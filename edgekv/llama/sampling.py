@@ -1,0 +1,217 @@
+"""Sampling for the batched engine: one llama.cpp sampler chain per sample, run where the logits are.
+
+Every sample has its own chain (top-k, top-p, min-p, temperature, dist with the sample's seed; greedy
+when asked), so its tokens do not depend on which other samples share the batch. Where a chain runs
+is a setting (``where``):
+
+* ``"backend"``: llama.cpp's backend sampling (``llama_set_sampler``, marked EXPERIMENTAL in this
+  llama.cpp). A live slot's chain is attached to its sequence id and becomes part of the decode graph,
+  on the device that holds the output layer; only the sampled token comes back
+  (``llama_get_sampled_token_ith``), so no 152k-logit row is copied to the host or walked there.
+  The dist sampler draws its uniform number on the host, from the chain's own generator, only in a
+  step where its sequence has an output row, so a sample's draws stay its own. A chain is attached
+  when a sample starts, detached when it ends (an attached chain of an empty slot would still run in
+  every step's graph), and moved with a clone (generator state included) when the engine moves a
+  slot down; each change makes llama.cpp re-plan the graph once.
+* ``"host"``: ``llama_sampler_sample`` per live slot per step: the same chain in C over the full
+  vocabulary row that llama.cpp copied back, the rows spread over a few host threads (ctypes
+  releases the GIL; the first row is sampled on the calling thread, since llama.cpp puts the output
+  rows in order on the first read after a decode).
+* ``"numpy"``: one numpy ``argpartition`` cuts the top k of all rows, then the chain (without its
+  top-k) runs on those k candidates: the same tokens as ``"host"`` (tested).
+* ``"auto"`` (the default) is ``"host"``. The device path costs memory that the memory model does
+  not count yet: llama.cpp reserves its compute buffer for the worst case, and with samplers
+  attached the graph holds a second copy of the logits of every output row (``ggml_pad`` of
+  ``t_logits`` in ``build_sampling``): 4 x (n_ubatch + 1) x n_vocab bytes more, 513 MiB for
+  gemma-3's 262k vocabulary and 297 MiB for Qwen's 152k at n_ubatch 512 (measured on the CPU:
+  514.50 -> 1028.52 MiB with 16 chains). A plan sized to the card must not grow by that unasked,
+  so the device path is a choice (``--sampler backend``) until the memory model counts it.
+
+The two device paths draw the same uniform numbers but compute the softmax/cumulative sums in a
+different order, so a seed gives the same tokens within a path, not across paths; results record
+which path ran.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from edgekv.errors import KvConfigError, LlamaError
+
+if TYPE_CHECKING:
+    from edgekv.llama.runner import Runner
+
+log = logging.getLogger(__name__)
+
+SAMPLER_PLACES = ("auto", "backend", "host", "numpy")
+MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampler settings; the defaults are Qwen3's for thinking mode (its model card)."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    seed: int = 0
+    greedy: bool = False
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature <= 0
+
+
+def new_chain(lib: Any, sampling: Sampling, seed: int) -> Any:
+    """A llama.cpp sampler chain for one sample (free it with ``lib.llama_sampler_free``)."""
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    if sampling.is_greedy:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        return chain
+    if sampling.top_k > 0:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(sampling.top_k))
+    if sampling.top_p < 1.0:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(sampling.top_p, 1))
+    if sampling.min_p > 0.0:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(sampling.min_p, 1))
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(sampling.temperature))
+    lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
+
+
+def resolve_place(where: str, sampling: Sampling) -> str:
+    """``"auto"`` made concrete for this runner (see the module docstring)."""
+    if where not in SAMPLER_PLACES:
+        raise KvConfigError(f"unknown sampler place {where!r}", hint="one of " + ", ".join(SAMPLER_PLACES))
+    if where == "numpy":
+        if sampling.is_greedy:
+            return "host"
+        if sampling.top_k <= 0:
+            raise KvConfigError("the numpy top-k path needs top_k > 0", hint="--sampler host or backend")
+    return "host" if where == "auto" else where
+
+
+class SlotSamplers:
+    """The chains of the engine's slots and the one call per step that samples every live slot."""
+
+    def __init__(self, runner: Runner, sampling: Sampling, where: str = "auto") -> None:
+        self.runner = runner
+        self.lib = runner.lib
+        self.sampling = sampling
+        self.where = resolve_place(where, sampling)
+        self._chains: dict[int, Any] = {}
+        self.n_threads = min(MAX_SAMPLER_THREADS, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # slot lifecycle ---------------------------------------------------------------------------
+    def start(self, slot: int, seed: int) -> None:
+        """A new sample in ``slot``, with its own chain seeded by ``seed``."""
+        self.stop(slot)
+        sampling = replace(self.sampling, top_k=0) if self.where == "numpy" else self.sampling
+        chain = new_chain(self.lib, sampling, seed)
+        self._chains[slot] = chain
+        if self.where == "backend" and not self._attach(slot, chain):
+            log.warning("llama.cpp cannot run this sampler chain on the device; sampling on the host")
+            for s in list(self._chains):
+                if s != slot:
+                    self._attach(s, None)
+            self.where = "host"
+
+    def move(self, src: int, dst: int) -> None:
+        """The sample in ``src`` moves to ``dst`` (the engine compacts its slots)."""
+        chain = self._chains.pop(src)
+        self.stop(dst)
+        if self.where == "backend":  # a chain is set up for one sequence once: attach a clone
+            self._attach(src, None)
+            clone = self.lib.llama_sampler_clone(chain)
+            self.lib.llama_sampler_free(chain)
+            chain = clone
+            self._attach(dst, chain)
+        self._chains[dst] = chain
+
+    def stop(self, slot: int) -> None:
+        """The sample in ``slot`` ended: detach and free its chain."""
+        chain = self._chains.pop(slot, None)
+        if chain is None:
+            return
+        if self.where == "backend":
+            self._attach(slot, None)
+        self.lib.llama_sampler_free(chain)
+
+    def close(self) -> None:
+        for slot in list(self._chains):
+            self.stop(slot)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _attach(self, slot: int, chain: Any) -> bool:
+        return bool(self.lib.llama_set_sampler(self.runner.ctx_handle, slot, chain))
+
+    # one step ---------------------------------------------------------------------------------
+    def pick(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """The next token of every live slot; ``out_row``: slot -> (output row, batch row)."""
+        lib, ctx = self.lib, self.runner.ctx_handle
+        picks: dict[int, int] = {}
+        if self.where == "backend":
+            for sid, (_, batch_row) in out_row.items():
+                tok = int(lib.llama_get_sampled_token_ith(ctx, batch_row))
+                if tok < 0:
+                    raise LlamaError(f"llama.cpp sampled no token for sequence {sid}", hint="try --sampler host")
+                lib.llama_sampler_accept(self._chains[sid], tok)  # commits the dist draw (generator state)
+                picks[sid] = tok
+            return picks
+        if self.where == "host":
+            return self._pick_host(out_row)
+        import numpy as np
+
+        k = self.sampling.top_k
+        logits = self.runner.logits_rows(len(out_row))
+        top = np.argpartition(logits, -k, axis=1)[:, -k:]
+        top_logits = np.take_along_axis(logits, top, axis=1)
+        order = np.argsort(-top_logits, axis=1, kind="stable")
+        ids = np.take_along_axis(top, order, axis=1)
+        vals = np.take_along_axis(top_logits, order, axis=1)
+        for sid, (row, _) in out_row.items():
+            picks[sid] = sample_candidates(lib, self._chains[sid], ids[row].tolist(), vals[row].tolist())
+        return picks
+
+    def _pick_host(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
+        lib, ctx, chains = self.lib, self.runner.ctx_handle, self._chains
+        rows = [(sid, chains[sid], batch_row) for sid, (_, batch_row) in out_row.items()]
+
+        def run(part: list[tuple[int, Any, int]]) -> list[tuple[int, int]]:
+            return [(sid, int(lib.llama_sampler_sample(chain, ctx, row))) for sid, chain, row in part]
+
+        picks = dict(run(rows[:1]))  # the first read after a decode reorders llama.cpp's output rows
+        rest = rows[1:]
+        n = min(self.n_threads, len(rest))
+        if n <= 1:
+            picks.update(run(rest))
+            return picks
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="edgekv-sampler")
+        for part in self._pool.map(run, [rest[i::n] for i in range(n)]):
+            picks.update(part)
+        return {sid: picks[sid] for sid in out_row}  # in slot order, as the engine accepts them
+
+
+def sample_candidates(lib: Any, chain: Any, ids: Any, logits: Any) -> int:
+    """Apply ``chain`` to candidates (token ids and logits, best first) and accept the pick."""
+    n = len(ids)
+    data = (lib.llama_token_data * n)()
+    for i in range(n):
+        data[i].id = int(ids[i])
+        data[i].logit = float(logits[i])
+        data[i].p = 0.0
+    arr = lib.llama_token_data_array(data, n, -1, True)
+    lib.llama_sampler_apply(chain, ctypes.byref(arr))
+    tok = int(data[arr.selected].id)
+    lib.llama_sampler_accept(chain, tok)
+    return tok
