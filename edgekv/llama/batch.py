@@ -20,6 +20,10 @@ there ``cue_tokens`` (for a thinking model ``</think>`` and the final-answer cue
 answer is decoded within ``reserve_tokens``. An early end (end-of-generation, or ``</think>`` in a
 thinking model) is replaced by ``wait_tokens`` when they are given (``--force-length``).
 
+A sample's text is made once, when it ends, from its tokens' pieces (cached per model); only a
+streaming caller (``on_token``) gets each piece as it comes. After the cue "\\boxed{" the braces are
+counted in the raw bytes.
+
 Sampling: one llama.cpp sampler chain per sample (its own seed), on the device with the decode
 (llama.cpp's backend sampling) or on the host; ``edgekv.llama.sampling`` says which and why.
 """
@@ -115,7 +119,7 @@ class _Slot:
     pos: int  # next position to write
     pending: list[int]  # tokens to decode next step
     tokens: list[int] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
+    special: set[int] = field(default_factory=set)  # indices in tokens rendered as special (injected, </think>)
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     n_sampled: int = 0
     n_budget: int = 0  # sampled + wait tokens before the cue
@@ -335,8 +339,8 @@ class Engine:
         s.injected.append((len(s.tokens), tuple(tokens)))
         s.pending.extend(tokens)
         for t in tokens:
+            s.special.add(len(s.tokens))
             s.tokens.append(t)
-            s.text.append(s.decoder.decode(self.runner.token_bytes(t, special=True)))
 
     def _accept(self, s: _Slot, tok: int, on_token: TokenCallback | None) -> str | None:
         """Take one sampled token through budget forcing; returns a finish reason or None."""
@@ -350,16 +354,22 @@ class Engine:
         if eog:
             return "eog"
         s.n_sampled += 1
+        if ends_thinking:
+            s.special.add(len(s.tokens))
         s.tokens.append(tok)
-        piece = s.decoder.decode(self.runner.token_bytes(tok, special=ends_thinking))
-        s.text.append(piece)
-        if on_token is not None:
-            on_token(s.request.request.key, s.index, tok, piece)
+        if on_token is not None:  # streaming: decode as it goes (otherwise the text is made once, at the end)
+            on_token(
+                s.request.request.key,
+                s.index,
+                tok,
+                s.decoder.decode(self.runner.token_bytes(tok, special=ends_thinking)),
+            )
         s.pending.append(tok)
         if s.after_cue >= 0:
             s.after_cue += 1
-            if f.stop_when_boxed:
-                s.depth += piece.count("{") - piece.count("}")
+            if f.stop_when_boxed:  # braces are ASCII: never part of a multi-byte UTF-8 sequence
+                raw = self.runner.token_bytes(tok, special=ends_thinking)
+                s.depth += raw.count(b"{") - raw.count(b"}")
                 if s.depth <= 0:
                     return "boxed"
             return "reserve" if s.after_cue >= f.reserve_tokens else None
@@ -391,7 +401,8 @@ class Engine:
             self.runner.note_cached((lr.request.prompt + tuple(s.tokens))[: s.pos])
         else:
             self.runner.seq_rm(sid)
-        text = "".join(s.text) + s.decoder.decode(b"", final=True)
+        tb = self.runner.token_bytes
+        text = b"".join(tb(t, special=i in s.special) for i, t in enumerate(s.tokens)).decode("utf-8", "replace")
         lr.done[s.index] = Sample(tuple(s.tokens), text, s.n_sampled, finish, s.cut, tuple(s.injected))
         if len(lr.done) == len(lr.request.seeds):
             del live[lr.request.key]

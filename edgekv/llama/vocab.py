@@ -20,6 +20,7 @@ class Vocab:
     _vocab: Any
     _model: Any
     _log: LlamaLog
+    _pieces: dict[int, bytes] | None = None  # token_bytes' cache, made on first use (per instance)
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         data = text.encode("utf-8")
@@ -35,6 +36,18 @@ class Vocab:
         return list(buf[:n])
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """A token's bytes (a piece of UTF-8, possibly partial); cached, since generation asks for
+        the same pieces again and again."""
+        pieces = self._pieces
+        if pieces is None:
+            pieces = self._pieces = {}
+        key = token if special else ~token
+        piece = pieces.get(key)
+        if piece is None:
+            piece = pieces[key] = self._token_bytes(token, special)
+        return piece
+
+    def _token_bytes(self, token: int, special: bool) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
