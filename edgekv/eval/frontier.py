@@ -131,11 +131,14 @@ def points(scored: Sequence[PointScores], weights: Mapping[str, float] | None = 
 def pareto(pts: Iterable[Point], accounting: Accounting) -> list[Point]:
     """The frontier: points no other point beats with at most as much memory, by memory ascending.
 
-    A point joins only if its accuracy is strictly above every point of no more memory.
+    A point joins only if its accuracy is strictly above every point of no more memory, and above
+    zero: a configuration that never answers right is no better than running nothing (without this
+    the cheapest configuration measured, however useless, would open every frontier: in the GPU
+    sweep a 0%-accurate gemma-3-270m Q2_K with q4_0 KV made "4-bit KV reaches the frontier" true).
     """
     ordered = sorted(pts, key=lambda p: (p.memory(accounting), -p.accuracy, p.config_id, p.samples))
     out: list[Point] = []
-    best = -1.0
+    best = 0.0
     for p in ordered:
         if p.accuracy > best + 1e-12:
             out.append(p)

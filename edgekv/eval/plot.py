@@ -1,7 +1,10 @@
 """The frontier as a PNG (matplotlib, the ``plot`` extra): accuracy vs memory (log x), both accountings.
 
-One marker per model (colour) and weight precision (shape), budget and G as labels, the Pareto
-line, E1 marked, pick's plans ringed. matplotlib is imported only here, only when called.
+One marker per model (colour) and weight precision (shape), the Pareto line with each of its
+points labelled (budget, G, KV type; the others only as markers, so that a dense sweep stays
+readable), pick's plans ringed and labelled with their cards, E1 marked where it falls inside the
+measured memory range (otherwise the title says where it is). matplotlib is imported only here,
+only when called.
 """
 
 from __future__ import annotations
@@ -51,22 +54,31 @@ def plot_frontier(f: Frontier, path: str | os.PathLike[str], *, e1_bytes: int = 
             ax.scatter(p.memory(acc) / GIB, p.accuracy, color=colors[p.model], marker=MARKERS[bits_class(p.quant)],
                        alpha=0.5 if p.derived else 0.9, label=label)  # fmt: skip
             seen.add(key)
-            ax.annotate(f"{p.label} {p.kv_label}", (p.memory(acc) / GIB, p.accuracy), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
         front = f.on(acc)
         ax.step([p.memory(acc) / GIB for p in front], [p.accuracy for p in front], where="post", color="black",
                 lw=1.2, label="Pareto frontier")  # fmt: skip
+        for p in front:
+            ax.annotate(f"{p.label} {p.kv_label}", (p.memory(acc) / GIB, p.accuracy), fontsize=7,
+                        xytext=(4, 2), textcoords="offset points")  # fmt: skip
         for p in f.points:
-            for m in f.picked(p):
+            cards = sorted({m.vram_bytes for m in f.picked(p)})
+            if cards:
                 ax.scatter(p.memory(acc) / GIB, p.accuracy, s=260, facecolors="none", edgecolors="red", lw=1.5)
-                ax.annotate(f"pick {m.vram_bytes / GIB:g}G", (p.memory(acc) / GIB, p.accuracy), color="red",
-                            fontsize=7, xytext=(6, -10), textcoords="offset points")  # fmt: skip
-        ax.axvline(e1_bytes / GIB, color="gray", ls="--", lw=1)
-        ax.text(e1_bytes / GIB, 0.02, f" E1 = {e1_bytes / GIB:.2f} GiB", color="gray", fontsize=8,
-                transform=ax.get_xaxis_transform())  # fmt: skip
+                text = "pick " + ",".join(f"{c / GIB:g}G" for c in cards)
+                ax.annotate(text, (p.memory(acc) / GIB, p.accuracy), color="red", fontsize=7, xytext=(6, -10),
+                            textcoords="offset points")  # fmt: skip
+        mems = [p.memory(acc) for p in f.points] or [e1_bytes]
+        title = TITLES[acc]
+        if min(mems) / 1.5 <= e1_bytes <= max(mems) * 1.5:
+            ax.axvline(e1_bytes / GIB, color="gray", ls="--", lw=1)
+            ax.text(e1_bytes / GIB, 0.02, f" E1 = {e1_bytes / GIB:.2f} GiB", color="gray", fontsize=8,
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+        else:
+            side = "right" if e1_bytes > max(mems) else "left"
+            title += f" (E1 = {e1_bytes / GIB:.2f} GiB, {side} of every point)"
         ax.set_xscale("log")
         ax.set_xlabel("memory (GiB, log)")
-        ax.set_title(TITLES[acc])
+        ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"accuracy ({f.dataset or 'dataset'}, {f.n_problems} problems)")
     axes[1].legend(fontsize=7, loc="lower right")

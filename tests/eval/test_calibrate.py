@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgekv.eval.calibrate import calibrate, fit_e1, fit_saturation
-from edgekv.eval.frontier import Accounting, point_scores, points
+from edgekv.eval.frontier import Accounting, pareto, point_scores, points
 from edgekv.eval.scores import read_results
 from tests.resultgen import BUDGETS, GIB, KIB, Cfg, scale_rule_accuracy, scale_rule_results, write
 
@@ -51,6 +51,18 @@ def test_four_bit_measured_but_never_on_frontier(tmp_path: Path) -> None:
     extra = [Cfg("C", "Q4_K_M", 2.4, 144 * KIB, 2048, 1)]
     cal = _cal(scale_rule_results(tmp_path / "r.jsonl", extra=extra))
     assert cal.q4_weights.value is False and cal.q4_weights.share == 0.0
+
+
+def test_a_useless_cheapest_config_is_not_on_the_frontier(tmp_path: Path) -> None:
+    # the smallest configuration measured, with 4-bit KV, never right: it must not open the frontier
+    path = scale_rule_results(tmp_path / "r.jsonl")
+    write(path, [Cfg("Z", "Q8_0", 0.2, 20 * KIB, 2048, 1, kv="q4_0")], lambda c, k: 0.0)
+    pts = points(point_scores(read_results([path])))
+    assert min(pts, key=lambda p: p.paper_bytes).model == "Z-Q8_0.gguf"
+    assert "Z-Q8_0.gguf" not in {p.model for p in pareto(pts, Accounting.PAPER)}
+    cal = _cal(path)
+    assert cal.q4_kv.value is False
+    assert cal.e1_bytes.value == round(4.2 * GIB)
 
 
 def test_tokens_never_pay_gives_lower_bound(tmp_path: Path) -> None:
