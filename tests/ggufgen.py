@@ -49,14 +49,14 @@ def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, A
 
 
 def _writer(
-    path: Path, config: dict[str, Any], *, outtype: str, n_expert: int = 0
+    path: Path, config: dict[str, Any], *, outtype: str, n_expert: int = 0, file_type: str | None = None
 ) -> tuple[gguf.GGUFWriter, ArchParams]:
     """A GGUFWriter with the metadata llama.cpp's loader and a minimal SPM vocab need."""
     p = ArchParams.from_config(config)
     a = p.arch
     w = gguf.GGUFWriter(path, a)
     w.add_string(gguf.Keys.General.NAME, f"edgekv-test-{a}")
-    w.add_uint32(gguf.Keys.General.FILE_TYPE, FILE_TYPES[outtype.upper()])
+    w.add_uint32(gguf.Keys.General.FILE_TYPE, FILE_TYPES[(file_type or outtype).upper()])
     w.add_uint32(gguf.Keys.LLM.BLOCK_COUNT.format(arch=a), p.n_layer)
     w.add_uint32(gguf.Keys.LLM.CONTEXT_LENGTH.format(arch=a), p.n_ctx_train)
     w.add_uint32(gguf.Keys.LLM.EMBEDDING_LENGTH.format(arch=a), p.n_embd)
@@ -131,7 +131,7 @@ def write_sparse_gguf(
         p = ArchParams.from_config(config)
         types = quantized_types(tensors, q, arch=p.arch, n_layer=p.n_layer, n_expert=n_expert)
     tmp = path.with_name(path.name + ".incomplete")
-    w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert)
+    w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=q.value if q is not None else None)
     data_bytes = 0
     for t in tensors:
         ty = types[t.name]

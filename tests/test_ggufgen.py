@@ -27,6 +27,7 @@ def test_write_sparse_gguf_with_quant(tmp_path: Path) -> None:
     head = write_sparse_gguf(tmp_path / "head.gguf", config, quant="Q4_K_M", header_only=True)
     headers = [parse_header(p.read_bytes()) for p in (full, head)]
     assert [{t.name: t.type for t in h.tensors} for h in headers] == [want, want]
+    assert all(h.fields["general.file_type"] == 15 for h in headers)  # llama_ftype LLAMA_FTYPE_MOSTLY_Q4_K_M
     assert full.stat().st_size - head.stat().st_size >= sum(t.n_bytes for t in headers[0].tensors)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.gguf", "head.gguf"]  # no .incomplete left
     with pytest.raises(ValueError, match="not both"):
