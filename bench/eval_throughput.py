@@ -24,7 +24,8 @@ from edgekv.eval.datasets import synth_problems
 from edgekv.eval.run import FINAL_ANSWER_CUE, user_message
 from edgekv.llama import build
 from edgekv.llama import runner as runtime
-from edgekv.llama.batch import Engine, Forcing, Request
+from edgekv.llama.batch import Engine
+from edgekv.llama.generation import Forcing, Request
 from edgekv.llama.sampling import Sampling, new_chain, sample_candidates
 from edgekv.model.quant import KvType
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad

@@ -33,7 +33,8 @@ from edgekv.eval.equivalence import is_equivalent
 from edgekv.eval.metrics import EvalSummary, ProblemRecord, summarize
 from edgekv.eval.results import SCHEMA, append_line, config_id, open_for_append, read_results
 from edgekv.llama import session
-from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
+from edgekv.llama.batch import Engine
+from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
 from edgekv.llama.records import Measured
 from edgekv.llama.runner import LoadedModel
 from edgekv.llama.sampling import Sampling

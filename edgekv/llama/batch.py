@@ -38,78 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekv.errors import KvConfigError
+from edgekv.llama.generation import EngineStats, Finished, Forcing, Request, Sample
 from edgekv.llama.runner import Runner
 from edgekv.llama.sampling import Sampling, SlotSamplers
-
-
-@dataclass(frozen=True, slots=True)
-class Forcing:
-    """What happens at the budget and at an early end (see the module docstring).
-
-    ``budget_tokens`` counts what the model wrote before the cue (sampled tokens and injected
-    ``wait_tokens``). ``cue_tokens`` are injected while thinking (or always, for a model without
-    thinking); ``answer_cue_tokens`` where the model already closed its thinking. No cue: the sample
-    just stops at the budget (``Runner.generate``'s max_tokens).
-    """
-
-    budget_tokens: int
-    reserve_tokens: int = 0
-    cue_tokens: tuple[int, ...] = ()
-    answer_cue_tokens: tuple[int, ...] = ()
-    end_think_token: int | None = None  # </think> of a thinking model
-    wait_tokens: tuple[int, ...] = ()  # replaces an early end (--force-length); empty: the end stands
-    stop_when_boxed: bool = True  # after the cue "\boxed{", stop once the brace closes
-    ignore_eog: bool = False  # benchmarks: an end-of-generation token is just a token (as llama.cpp's tools do)
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One prompt and the seeds of its samples (one per sample)."""
-
-    key: Hashable
-    prompt: tuple[int, ...]
-    seeds: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One finished sample: every token after the prompt (sampled and injected) and its text."""
-
-    tokens: tuple[int, ...]
-    text: str
-    n_sampled: int  # tokens the model sampled (the injected ones not counted)
-    finish: str  # "eog", "boxed" (answer closed after the cue), "reserve", "length" (no cue), "context"
-    cut: bool  # reached the budget (the cue was injected, or it stopped there)
-    injected: tuple[tuple[int, tuple[int, ...]], ...]  # (offset in tokens, tokens injected there)
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """All samples of one request, in seed order, and the seconds from its start to its end."""
-
-    key: Hashable
-    samples: tuple[Sample, ...]
-    seconds: float
-
-
-@dataclass
-class EngineStats:
-    """Counts and timings of one :meth:`Engine.run` (time.perf_counter seconds)."""
-
-    n_steps: int = 0
-    n_sampled: int = 0
-    n_prompt_decoded: int = 0
-    prompt_seconds: float = 0.0
-    step_seconds: float = 0.0  # decode + sampling of the steps
-    sample_seconds: float = 0.0  # the sampling part of it
-    max_live: int = 0
-    n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
-    sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
-
-    @property
-    def decode_tps(self) -> float:
-        """Sampled tokens per second of the decode steps (the aggregate over all slots)."""
-        return self.n_sampled / self.step_seconds if self.step_seconds > 0 else 0.0
 
 
 @dataclass

@@ -77,7 +77,8 @@ def bench_parallel(
     verbose: bool = False,
 ) -> list[ParallelRecord]:
     """For each G: one context of G sequences (T = prompt + n_gen per sample), ``reps`` timed runs."""
-    from edgekv.llama.batch import Engine, Forcing, Request
+    from edgekv.llama.batch import Engine
+    from edgekv.llama.generation import Forcing, Request
 
     sampling = sampling or Sampling()  # the real sampler chain (Qwen3's thinking defaults)
     p = Path(path)

@@ -271,7 +271,8 @@ class Runner(Vocab):
 
         Each sequence s samples with seed ``sampling.seed + s``.
         """
-        from edgekv.llama.batch import Engine, Forcing, Request
+        from edgekv.llama.batch import Engine
+        from edgekv.llama.generation import Forcing, Request
 
         if not prompt_tokens:
             raise KvConfigError("the prompt is empty")

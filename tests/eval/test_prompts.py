@@ -22,7 +22,7 @@ from edgekv.eval.run import (
     sample_seed,
     user_message,
 )  # fmt: skip
-from edgekv.llama.batch import Finished, Sample
+from edgekv.llama.generation import Finished, Sample
 
 SPECIAL = {"<think>": 900, "</think>": 901}
 

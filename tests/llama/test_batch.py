@@ -9,7 +9,8 @@ import pytest
 
 from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
 from edgekv.llama import runner as runtime
-from edgekv.llama.batch import Engine, EngineStats, Finished, Forcing, Request
+from edgekv.llama.batch import Engine
+from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
 from edgekv.llama.sampling import Sampling
 from edgekv.plan.memory import RunConfig
 
