@@ -157,6 +157,11 @@ class Plan:
     def kv_label(self) -> str:
         return self.type_k.value if self.type_k == self.type_v else f"{self.type_k.value}/{self.type_v.value}"
 
+    @property
+    def kv_4bit(self) -> bool:
+        """K or V below 8 bits (rule 5: a last resort unless calibrated otherwise)."""
+        return min(self.type_k.bits, self.type_v.bits) < 8
+
 
 @dataclass(frozen=True)
 class PickResult:

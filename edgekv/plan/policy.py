@@ -64,6 +64,7 @@ from edgekv.plan.memory import (
     cuda_overhead_bytes,
 )
 from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan, Policy, sizes
+from edgekv.plan.reasons import plan_reasons
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:
@@ -102,10 +103,6 @@ def _kv_pairs(policy: Policy) -> list[tuple[KvType, KvType]]:
 
 def _kv_rank(k: KvType, v: KvType) -> float:
     return -(k.bits + v.bits)  # less compression ranks higher when all else ties
-
-
-def _is_q4(k: KvType, v: KvType) -> bool:
-    return min(k.bits, v.bits) < 8
 
 
 def _offload_slowdown(opt: ModelOption, ngl: int) -> float:
@@ -179,7 +176,7 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     opt = plan.option
     floor = max(policy.token_floor, policy.min_ctx)
     floor_ok = float(plan.n_ctx_seq >= floor)
-    kv_ok = float(q4_needed or policy.q4_kv_ok or not _is_q4(plan.type_k, plan.type_v))
+    kv_ok = float(q4_needed or policy.q4_kv_ok or not plan.kv_4bit)
     t_eff = float(min(plan.n_ctx_seq, policy.saturation_tokens))
     e16, e8 = (float(x) for x in sizes(opt, policy))
     knowledge = policy.task == Task.KNOWLEDGE
@@ -193,75 +190,6 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
         return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e16, 0.0) + tail
     size = min(e16, float(policy.e2_bytes))
     return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e16) + tail
-
-
-def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: Sequence[Plan]) -> tuple[str, ...]:
-    opt = plan.option
-    e = format_bytes(opt.effective_bytes)
-    e1 = format_bytes(policy.e1_bytes)
-    out: list[str] = []
-    e16, e8 = sizes(opt, policy)
-    if plan.regime == "capacity":
-        out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
-    elif e16 >= policy.e1_bytes:
-        out.append(f"effective size {e} is at or above E1 = {e1}: memory goes to generation length first (rule 2)")
-    else:
-        out.append(
-            f'effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of "8-bit 4B" itself): '
-            "memory goes to generation length first (rule 2)"
-        )
-    if e16 < opt.effective_bytes:
-        out.append(f"{opt.quant} counts as 16-bit ({format_bytes(e16)}): 32-bit weights buy no accuracy over 16-bit")
-    if policy.task == Task.KNOWLEDGE:
-        out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
-    elif plan.regime == "capacity" and e8 < opt.effective_bytes:
-        out.append(
-            f"{policy.task.value}: {opt.quant} weights count as 8-bit ({format_bytes(e8)}) below E1: "
-            "8-bit is best for small models (rule 3)"
-        )
-    elif opt.bits_class >= 3:
-        out.append(
-            f"{policy.task.value}: {opt.quant} keeps 8/16-bit weights; "
-            "4-bit is memory-inefficient for reasoning (rule 3)"
-        )
-    elif opt.bits_class >= 0:
-        out.append(
-            f"{policy.task.value}: {opt.quant} is the most precise quant of a model this size that fits (rule 3)"
-        )
-    for c in capped:
-        if c.option is not opt and c.sort_key < plan.sort_key and c.option.effective_bytes > opt.effective_bytes:
-            ce8 = sizes(c.option, policy)[1]
-            out.append(
-                f"{c.option.name} {c.option.quant} (E {format_bytes(c.option.effective_bytes)}, {c.n_ctx_seq} tokens) "
-                f"counts as its 8-bit size {format_bytes(ce8)} below E1: "
-                f"{c.option.weight_bits}-bit weights buy a small model nothing over 8-bit (rule 3)"
-            )
-    sat = policy.saturation_tokens
-    if plan.n_ctx_seq >= sat:
-        out.append(f"{plan.n_ctx_seq} tokens per sample reach saturation ({sat}) (rule 2)")
-    else:
-        out.append(f"{plan.n_ctx_seq} tokens per sample, below saturation ({sat}): the card is full")
-    if plan.type_v.quantized or plan.type_k.quantized:
-        alt = best_alt.get(plan.option.name + plan.option.quant)
-        more = (
-            f"; f16 KV would leave {alt.n_ctx_seq} tokens" if alt is not None and alt.n_ctx_seq < plan.n_ctx_seq else ""
-        )
-        if _is_q4(plan.type_k, plan.type_v):
-            out.append(
-                f"4-bit KV ({plan.kv_label}) only because nothing else reaches {policy.token_floor} tokens (rule 5)"
-            )
-        else:
-            out.append(f"8-bit KV ({plan.kv_label}) is the compression of choice (rule 5){more}")
-    if plan.parallel > 1:
-        out.append(
-            f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)"
-        )
-    if plan.n_gpu_layers >= 0:
-        out.append(
-            f"partial offload: {plan.n_gpu_layers}/{opt.spec.n_layer + 1} layers on the GPU; "
-            f"decode about {plan.offload_slowdown:.1f}x slower (weights read from system RAM each token)"
-        )
-    return tuple(out)
 
 
 def pick(
@@ -294,7 +222,7 @@ def pick(
         plans = [p for p in plans if p.n_ctx_seq >= pol.min_ctx]
     if not plans:
         raise _no_plan(options, budget, pol, floor)
-    q4_needed = not any(p.n_ctx_seq >= floor and not _is_q4(p.type_k, p.type_v) for p in plans)
+    q4_needed = not any(p.n_ctx_seq >= floor and not p.kv_4bit for p in plans)
     f16_best: dict[str, Plan] = {}
     for p in plans:
         if p.type_k == KvType.F16 and p.type_v == KvType.F16 and p.parallel == 1:
@@ -307,11 +235,11 @@ def pick(
     # options whose capacity below E1 is counted at 8 bits (said in the reasons of the plans above them)
     capped = [p for p in best.values() if p.regime == "capacity" and sizes(p.option, pol)[1] < p.option.effective_bytes]
     top_plans = list(best.values())[:top] if top > 0 else list(best.values())
-    top_plans = [replace(p, reasons=_reasons(p, pol, f16_best, capped)) for p in top_plans]
+    top_plans = [replace(p, reasons=plan_reasons(p, pol, f16_best, capped)) for p in top_plans]
     base = uniform_4bit_baseline(plans)
     if base is not None:
         base = replace(base, regime=regime(base.option, pol), sort_key=rank_key(base, pol, q4_needed=q4_needed))
-        base = replace(base, reasons=_reasons(base, pol, f16_best, capped))
+        base = replace(base, reasons=plan_reasons(base, pol, f16_best, capped))
     return PickResult(top_plans, base, pol, budget, len(plans), enumerated)
 
 
