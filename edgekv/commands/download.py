@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekv.commands.options import pick_options
+from edgekv.commands.pick_options import pick_options
 
 if TYPE_CHECKING:
     from edgekv.hub.download import DownloadPlan, DownloadResult
@@ -58,7 +58,7 @@ def command(
     if vram or pick_params.get("gpu"):
         if quant or filename:
             raise SpecError("--vram picks the file itself", hint="drop --quant/--file, or drop --vram")
-        from edgekv.commands.options import top_plan_for_download
+        from edgekv.commands.pick_params import top_plan_for_download
 
         params = dict(click.get_current_context().params)
         if repo_id and not params.get("repo"):

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from edgekv.commands.card_options import gpu_option
 from edgekv.commands.options import (
     context_option,
     given,
-    gpu_option,
     input_file,
     kv_types,
     plan_model_path,
@@ -107,7 +107,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         parallel = plan.parallel if not given(ctx, "parallel") and plan.parallel else parallel
         ngl = plan.n_gpu_layers if not given(ctx, "ngl") and plan.n_gpu_layers is not None else ngl
     if o["gpu"] and o["vram"] is None:  # the named card's memory as the cap (--vram still wins)
-        from edgekv.commands.options import resolve_card
+        from edgekv.commands.card_options import resolve_card
 
         card = resolve_card(o["gpu"])
         if card.card is not None and isinstance(card.vram_bytes, int):
