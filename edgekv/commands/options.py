@@ -40,6 +40,18 @@ def tensor_split_option(text: str) -> list[float]:
     return split
 
 
+def kv_pairs(text: str) -> list[tuple[Any, Any]]:
+    """'f16,q8_0,q8_0/f16' -> [(f16, f16), (q8_0, q8_0), (q8_0, f16)] (K/V for a mixed pair)."""
+    from edgekv.model.quant import KvType
+    from edgekv.units import parse_list
+
+    out = []
+    for item in parse_list(text):
+        k, _, v = item.partition("/")
+        out.append((KvType.parse(k), KvType.parse(v or k)))
+    return out
+
+
 def kv_types(kv: str | None, type_k: str | None, type_v: str | None, *, default: Any = None) -> tuple[Any, Any]:
     """(K, V) KvTypes from --kv or --type-k/--type-v (``default``, else f16, where nothing is said)."""
     from edgekv.model.quant import KvType
