@@ -75,7 +75,8 @@ def command(
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
       edgekv bench model.gguf --kv q8_0 --parallel 1,4,16 --n-prompt 256 --n-gen 256
     """
-    from edgekv.commands.options import input_file, kv_pairs, tensor_split_option, verbosity, vram_option
+    from edgekv.commands.card_options import vram_option
+    from edgekv.commands.options import input_file, kv_pairs, tensor_split_option, verbosity
     from edgekv.errors import NothingRan, SpecError
     from edgekv.llama import bench
     from edgekv.llama import records as rec

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from edgekv.commands.options import vram_option
-
 if TYPE_CHECKING:
     from edgekv.plan.card import Card, LocalGpu
 
@@ -103,3 +101,16 @@ def _nvml_total() -> int | None:
 
     info = gpu_info()
     return info.total_bytes if info is not None else None
+
+
+def vram_option(text: str) -> int | list[int]:
+    """--vram: one size (8G), or one per device (12G,8G)."""
+    from edgekv.errors import SpecError
+    from edgekv.units import parse_list, parse_size
+
+    if not text.strip():
+        parse_size(text)  # raises: "cannot read '' as a memory size"
+    sizes = [parse_size(x) for x in parse_list(text)]
+    if not sizes:
+        raise SpecError(f"--vram {text!r} names no size", hint="e.g. --vram 8G or --vram 12G,8G")
+    return sizes[0] if len(sizes) == 1 else sizes

@@ -1,7 +1,7 @@
 """Argument parsing shared by the commands (pick, download, run, bench, eval, sweep, inspect, convert).
 
 Parsing only: each helper turns CLI strings into the typed values the library takes, checks an
-input path, or finds the GGUF a plan file names. The card (--gpu/--vram) is in ``card_options``,
+input path, or finds the GGUF a plan file names. The card (--gpu, --vram) is in ``card_options``,
 pick's options in ``pick_options`` and ``pick_params``.
 """
 
@@ -11,19 +11,6 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
-
-
-def vram_option(text: str) -> int | list[int]:
-    """--vram: one size (8G), or one per device (12G,8G)."""
-    from edgekv.errors import SpecError
-    from edgekv.units import parse_list, parse_size
-
-    if not text.strip():
-        parse_size(text)  # raises: "cannot read '' as a memory size"
-    sizes = [parse_size(x) for x in parse_list(text)]
-    if not sizes:
-        raise SpecError(f"--vram {text!r} names no size", hint="e.g. --vram 8G or --vram 12G,8G")
-    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def tensor_split_option(text: str) -> list[float]:

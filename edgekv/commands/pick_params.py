@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edgekv.commands.card_options import CardChoice, resolve_card
-from edgekv.commands.options import input_file, tensor_split_option
 
 if TYPE_CHECKING:
     from edgekv.plan.card import Card
@@ -43,6 +42,8 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
     if cs is not None:
         kwargs["card_speed"] = cs
     if params.get("tensor_split"):
+        from edgekv.commands.options import tensor_split_option
+
         kwargs["tensor_split"] = tensor_split_option(params["tensor_split"])
     if params.get("task"):
         kwargs["task"] = Task(params["task"])
@@ -78,6 +79,8 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
         for key, value in policy_fields(prof, accounting=kwargs.get("accounting", "runtime")).items():
             kwargs.setdefault(key, value)
     if params.get("gguf_path") is not None:
+        from edgekv.commands.options import input_file
+
         kwargs["gguf_path"] = input_file(params["gguf_path"], what="GGUF file")
     elif params.get("repo") is not None:
         from edgekv.hub.remote import options_from_repo

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import context_option, given, input_file, plan_model_path, tensor_split_option, vram_option
+from edgekv.commands.card_options import resolve_card, vram_option
+from edgekv.commands.options import context_option, given, input_file, plan_model_path, tensor_split_option
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,6 @@ def run_settings(ctx: click.Context, model: str | None, o: dict[str, Any]) -> Ru
         parallel = plan.parallel if not given(ctx, "parallel") and plan.parallel else parallel
         ngl = plan.n_gpu_layers if not given(ctx, "ngl") and plan.n_gpu_layers is not None else ngl
     if o["gpu"] and o["vram"] is None:  # the named card's memory as the cap (--vram still wins)
-        from edgekv.commands.card_options import resolve_card
-
         card = resolve_card(o["gpu"])
         if card.card is not None and isinstance(card.vram_bytes, int):
             vram_bytes, cap_text = card.vram_bytes, f"{format_bytes(card.vram_bytes)} ({card.card.name})"
