@@ -50,7 +50,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
@@ -61,20 +60,10 @@ from edgekv.plan.memory import (
     Footprint,
     KvCost,
     RunConfig,
-    cuda_overhead_bytes,
 )
 from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan, Policy, sizes
 from edgekv.plan.reasons import plan_reasons
 from edgekv.units import format_bytes
-
-if TYPE_CHECKING:
-    from edgekv.plan import devices as multi
-
-
-def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
-    if budget.overhead_bytes is not None:
-        return budget.overhead_bytes
-    return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
 
 
 def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
@@ -82,7 +71,7 @@ def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
     # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
     full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
     compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
-    return FitTerms(opt.layout, compute, source, _overhead(budget, opt, cfg), budget.margin_bytes)
+    return FitTerms(opt.layout, compute, source, budget.overhead_for(opt, cfg), budget.margin_bytes)
 
 
 def max_tokens_per_seq(
@@ -92,13 +81,6 @@ def max_tokens_per_seq(
     return largest_tokens_per_seq(
         opt.spec, cfg, have_bytes=budget.vram_bytes, terms=fit_terms(opt, cfg, budget), cap_tokens=cap, costs=costs
     )
-
-
-def _kv_pairs(policy: Policy) -> list[tuple[KvType, KvType]]:
-    pairs = [(k, k) for k in policy.kv_types]
-    if policy.mixed_kv:
-        pairs += [(k, v) for k in policy.kv_types for v in policy.kv_types if k != v]
-    return pairs
 
 
 def _kv_rank(k: KvType, v: KvType) -> float:
@@ -123,11 +105,13 @@ def enumerate_plans(
 ) -> list[Plan]:
     """Every (option, KV pair, G[, offload]) with its largest fitting T (unranked), T <= ``token_cap``."""
     if len(budget.devices) > 1:
-        return _enumerate_multi(options, budget, policy)
+        from edgekv.plan.split_plans import enumerate_split_plans  # several devices only
+
+        return enumerate_split_plans(options, budget, policy)
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
-        for k, v in _kv_pairs(policy):
+        for k, v in policy.kv_pairs():
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
             big = sizes(opt, policy)[0] >= policy.e1_bytes and budget.vram_bytes >= policy.parallel_min_bytes
             max_g = policy.max_parallel if big else 1
@@ -257,7 +241,9 @@ def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
 
 def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor: int) -> NoFeasiblePlan:
     if options and len(budget.devices) > 1:
-        return _no_plan_multi(options, budget, pol)
+        from edgekv.plan.split_plans import no_split_plan  # several devices only
+
+        return no_split_plan(options, budget, pol)
     if not options:
         return NoFeasiblePlan(
             "no model to consider (check --family/--model)", need_bytes=0, have_bytes=budget.vram_bytes
@@ -277,69 +263,4 @@ def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor:
         need_bytes=n_bytes,
         have_bytes=budget.vram_bytes,
         hint="try --allow-offload, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
-    )
-
-
-# -- more than one device (plan/devices.py) --------------------------------------------------
-
-
-def device_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> multi.DeviceTerms:
-    """``fit_terms`` for a split: the option's layout, one device's compute buffer for the output
-    device's estimate, the per-device overhead and margin."""
-    from edgekv.plan import devices as multi  # several devices only: off the one-card path
-
-    full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
-    base = opt.compute_bytes(full)[0] if budget.include_compute else None
-    return multi.DeviceTerms(
-        budget.tensor_split, opt.layout, None, base, _overhead(budget, opt, cfg), budget.margin_bytes,
-        budget.include_compute,
-    )  # fmt: skip
-
-
-def _enumerate_multi(options: Iterable[ModelOption], budget: Budget, policy: Policy) -> list[Plan]:
-    """``enumerate_plans`` across devices: full offload, every device under its cap."""
-    from edgekv.plan import devices as multi  # several devices only: off the one-card path
-
-    plans: list[Plan] = []
-    for opt in options:
-        cap = context_cap(opt.spec)
-        for k, v in _kv_pairs(policy):
-            base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
-            max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
-            for g in range(1, max_g + 1):
-                cfg = replace(base, n_seq=g, tensor_split=budget.tensor_split)
-                terms = device_terms(opt, cfg, budget)
-                t, fps = multi.largest_tokens_multi(opt.spec, cfg, budget.devices, terms, cap_tokens=cap)
-                if fps is None or (g > 1 and t < policy.saturation_tokens):
-                    break
-                fp = multi.combined(fps, layout=opt.layout)
-                plans.append(
-                    Plan(opt, k, v, t, g, -1, fp, "", device_footprints=tuple(fps), tensor_split=cfg.tensor_split)
-                )
-    return plans
-
-
-def _no_plan_multi(options: Sequence[ModelOption], budget: Budget, pol: Policy) -> NoFeasiblePlan:
-    from edgekv.plan import devices as multi  # several devices only: off the one-card path
-
-    small_kv = min(pol.kv_types, key=lambda k: k.bits)
-    n_tokens = max(pol.min_ctx, KV_PAD_CELLS)
-    best: tuple[int, str, list[str]] | None = None
-    for opt in options:
-        cfg = RunConfig(n_ctx=n_tokens, type_k=small_kv, type_v=small_kv, n_ubatch=pol.n_ubatch)
-        cfg = replace(cfg, tensor_split=budget.tensor_split)
-        fps = multi.multi_footprint(opt.spec, cfg, device_terms(opt, cfg, budget))
-        over = sum(max(f.gpu_total - d.vram_bytes, 0) for f, d in zip(fps, budget.devices, strict=True))
-        if best is None or over < best[0]:
-            best = (over, f"{opt.name} {opt.quant}", multi.shortfalls(fps, budget.devices))
-    assert best is not None
-    over, label, short = best
-    caps = " + ".join(format_bytes(d.vram_bytes) for d in budget.devices)
-    split = ",".join(f"{x:g}" for x in budget.tensor_split)
-    return NoFeasiblePlan(
-        f"nothing fits {caps} split {split}: the smallest option, {label} at {n_tokens} tokens with "
-        f"{small_kv.value} KV: " + "; ".join(short),
-        need_bytes=budget.vram_bytes + over,
-        have_bytes=budget.vram_bytes,
-        hint="try another --tensor-split, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
     )
