@@ -14,7 +14,7 @@ from edgekv.model.quantrules import quantized_types
 llama_cpp: Any = pytest.importorskip("llama_cpp")
 
 from tests.ggufgen import tiny_config, write_sparse_gguf, write_tiny_gguf  # noqa: E402
-from tests.model.test_quantrules import _generate  # noqa: E402
+from tests.model.test_quantrules import generate_logits  # noqa: E402
 
 
 def test_write_sparse_gguf_with_quant(tmp_path: Path) -> None:
@@ -34,12 +34,12 @@ def test_write_sparse_gguf_with_quant(tmp_path: Path) -> None:
         write_sparse_gguf(tmp_path / "x.gguf", config, outtype="BF16", quant="Q8_0")
 
 
-
 def test_tiny_gguf_generates_same_logits_at_every_outtype(tmp_path: Path) -> None:
     """write_tiny_gguf writes real data: F32, F16 and BF16 files of one seed give close logits."""
     config = tiny_config("Qwen2ForCausalLM")
     runs = {
-        o: _generate(write_tiny_gguf(tmp_path / f"{o}.gguf", config, outtype=o, seed=1)) for o in ("F32", "F16", "BF16")
+        o: generate_logits(write_tiny_gguf(tmp_path / f"{o}.gguf", config, outtype=o, seed=1))
+        for o in ("F32", "F16", "BF16")
     }
     for outtype in ("F16", "BF16"):
         assert max(abs(a - b) for a, b in zip(runs["F32"], runs[outtype], strict=True)) < 0.02

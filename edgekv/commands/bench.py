@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from typing import Any
 
 import click
-
-
-def kv_pairs(text: str) -> list[tuple[Any, Any]]:
-    """'f16,q8_0,q8_0/f16' -> [(f16, f16), (q8_0, q8_0), (q8_0, f16)] (K/V for a mixed pair)."""
-    from edgekv.model.quant import KvType
-    from edgekv.units import parse_list
-
-    out = []
-    for item in parse_list(text):
-        k, _, v = item.partition("/")
-        out.append((KvType.parse(k), KvType.parse(v or k)))
-    return out
 
 
 @click.command("bench")
@@ -97,7 +83,8 @@ def command(
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
       edgekv bench model.gguf --kv q8_0 --parallel 1,4,16 --n-prompt 256 --n-gen 256
     """
-    from edgekv.commands.options import input_file, tensor_split_option, verbosity, vram_option
+    from edgekv.commands.card_options import vram_option
+    from edgekv.commands.options import input_file, kv_pairs, tensor_split_option, verbosity
     from edgekv.errors import NothingRan, SpecError
     from edgekv.llama import bench
     from edgekv.llama import records as rec
@@ -156,29 +143,14 @@ def command(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif as_csv:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rec.CSV_COLUMNS), extrasaction="ignore")
-        w.writeheader()
-        for row in rows:
-            w.writerow(rec.flat(row))
-        click.echo(buf.getvalue(), nl=False)
+        click.echo(rec.csv_text(rows), nl=False)
     else:
-        _print_table(rows, records, model)
+        from edgekv.report import common as rcommon
+        from edgekv.report import run as rrun
+
+        con = rcommon.console()
+        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records)):
+            con.print(part)
     if not any(r["status"] == "ok" for r in rows):
         reasons = sorted({str(r.get("reason")) for r in rows if r.get("reason")})
         raise NothingRan(f"none of the {len(configs)} configuration(s) ran" + (f": {reasons[0]}" if reasons else ""))
-
-
-def _print_table(rows: list[dict[str, Any]], records: list[Any], model: str) -> None:
-    from edgekv.llama import records as rec
-    from edgekv.report import common as rcommon
-    from edgekv.report import run as rrun
-
-    con = rcommon.console()
-    head = rows[0] if rows else {}
-    title = f"edgekv bench: {head.get('model', model)} on {head.get('device', '?')}"
-    con.print(rrun.bench_table(rows, title=title))
-    for r in rows:
-        if r["status"] != "ok" and r.get("reason"):
-            con.print(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
-    con.print(rec.summary(records))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekv.commands.options import pick_options
+from edgekv.commands.pick_options import pick_options
 
 if TYPE_CHECKING:
     from edgekv.hub.download import DownloadPlan, DownloadResult
@@ -58,7 +57,7 @@ def command(
     if vram or pick_params.get("gpu"):
         if quant or filename:
             raise SpecError("--vram picks the file itself", hint="drop --quant/--file, or drop --vram")
-        from edgekv.commands.options import top_plan_for_download
+        from edgekv.commands.pick_params import top_plan_for_download
 
         params = dict(click.get_current_context().params)
         if repo_id and not params.get("repo"):
@@ -79,7 +78,9 @@ def command(
         _show(plan, None, vram=vram, as_json=as_json)
         return
     if not as_json:
-        click.echo(_summary(plan))
+        from edgekv.report import download as rdownload
+
+        click.echo(rdownload.summary(plan))
     result = _fetch_with_bar(plan, endpoint=endpoint, show=not as_json and sys.stderr.isatty())
     _show(plan, result, vram=vram, as_json=as_json)
 
@@ -100,57 +101,16 @@ def _fetch_with_bar(plan: DownloadPlan, *, endpoint: str | None, show: bool) -> 
         return hub.fetch(plan, endpoint=endpoint, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _summary(plan: DownloadPlan) -> str:
-    from edgekv.units import format_bytes
-
-    names = plan.files[0].filename + (f" (+{len(plan.files) - 1} shards)" if len(plan.files) > 1 else "")
-    free = f", {format_bytes(plan.free_bytes)} free" if plan.free_bytes is not None else ""
-    return (
-        f"{plan.repo_id} @ {(plan.commit or plan.revision)[:8]}: {names}, {format_bytes(plan.n_bytes)} "
-        f"({format_bytes(plan.n_bytes_to_fetch)} to fetch{free})"
-    )
-
-
-def _run_command(plan: DownloadPlan, vram: str | None) -> str:
-    return f"edgekv run {shlex.quote(str(plan.path))} --vram {vram or '8G'}"
-
-
 def _show(plan: DownloadPlan, result: DownloadResult | None, *, vram: str | None, as_json: bool) -> None:
-    from edgekv.units import format_bytes
+    from edgekv.report import download as rdownload
 
     if as_json:
-        data = {
-            "repo": plan.repo_id,
-            "revision": plan.revision,
-            "commit": plan.commit,
-            "files": [
-                {
-                    "filename": f.filename,
-                    "quant": f.quant,
-                    "n_bytes": f.n_bytes,
-                    "sha256": f.sha256,
-                    "cached": cached,
-                    "path": str(p),
-                }
-                for f, cached, p in zip(plan.files, plan.cached, plan.local_paths, strict=True)
-            ],  # fmt: skip
-            "n_bytes": plan.n_bytes,
-            "n_bytes_to_fetch": plan.n_bytes_to_fetch,
-            "free_bytes": plan.free_bytes,
-            "from_cache": plan.from_cache,
-            "dry_run": result is None,
-            "path": str(plan.path),
-            "run_command": _run_command(plan, vram),
-        }
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(rdownload.download_dict(plan, result, vram=vram), indent=2))
         return
     if result is None:
-        click.echo(_summary(plan))
-        for f, cached in zip(plan.files, plan.cached, strict=True):
-            size = format_bytes(f.n_bytes) if f.n_bytes is not None else "size unknown"
-            click.echo(f"  {f.filename}  {size}{'  (cached)' if cached else ''}")
-        click.echo(f"Would download to: {plan.path}")
+        for line in rdownload.dry_run_lines(plan):
+            click.echo(line)
     else:
         click.echo(f"Downloaded: {result.path}" if result.n_bytes_fetched else f"Already cached: {result.path}")
     hint = "" if vram else "   (use your card's memory for --vram)"
-    click.echo(f"Run it:     {_run_command(plan, vram)}{hint}")
+    click.echo(f"Run it:     {rdownload.run_command(plan, vram)}{hint}")

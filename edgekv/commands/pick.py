@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import pick_options, resolve_card, run_pick
+from edgekv.commands.card_options import resolve_card
+from edgekv.commands.pick_options import pick_options
+from edgekv.commands.pick_params import run_pick
 
 
 @click.command("pick")

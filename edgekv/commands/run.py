@@ -7,17 +7,9 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import (
-    context_option,
-    given,
-    gpu_option,
-    input_file,
-    kv_types,
-    plan_model_path,
-    tensor_split_option,
-    verbosity,
-    vram_option,
-)
+from edgekv.commands.card_options import gpu_option
+from edgekv.commands.options import input_file, kv_types, verbosity
+from edgekv.commands.run_settings import run_settings
 
 
 @click.command("run")
@@ -82,36 +74,10 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     from edgekv.llama import build, session
     from edgekv.llama.sampling import Sampling
     from edgekv.plan.memory import RunConfig
-    from edgekv.plan.planfile import read_plan
-    from edgekv.units import format_bytes, parse_size
+    from edgekv.units import parse_size
 
-    plan = read_plan(input_file(o["plan_path"], what="plan file")) if o["plan_path"] is not None else None
-    vram_bytes = vram_option(o["vram"]) if o["vram"] is not None else None
-    split = tuple(tensor_split_option(o["tensor_split"])) if o["tensor_split"] else ()
-    cap_text = o["vram"]
-    n_ctx, auto = context_option(o["ctx_text"])
-    parallel, ngl, plan_kv = o["parallel"], o["ngl"], None
-    if plan is not None:
-        model = model or plan_model_path(plan)
-        if not given(ctx, "vram") and plan.vram_per_device:
-            vram_bytes = list(plan.vram_per_device)
-            cap_text = ",".join(format_bytes(c) for c in plan.vram_per_device) + " (from the plan)"
-        elif not given(ctx, "vram") and plan.vram_bytes:
-            vram_bytes, cap_text = plan.vram_bytes, f"{format_bytes(plan.vram_bytes)} (from the plan)"
-        if not split and plan.tensor_split and isinstance(vram_bytes, list):
-            split = plan.tensor_split
-        if all(o[k] is None for k in ("kv", "type_k", "type_v")) and plan.type_k and plan.type_v:
-            plan_kv = (plan.type_k, plan.type_v)
-        if not given(ctx, "ctx_text") and plan.n_ctx:
-            n_ctx, auto = plan.n_ctx, False
-        parallel = plan.parallel if not given(ctx, "parallel") and plan.parallel else parallel
-        ngl = plan.n_gpu_layers if not given(ctx, "ngl") and plan.n_gpu_layers is not None else ngl
-    if o["gpu"] and o["vram"] is None:  # the named card's memory as the cap (--vram still wins)
-        from edgekv.commands.options import resolve_card
-
-        card = resolve_card(o["gpu"])
-        if card.card is not None and isinstance(card.vram_bytes, int):
-            vram_bytes, cap_text = card.vram_bytes, f"{format_bytes(card.vram_bytes)} ({card.card.name})"
+    s = run_settings(ctx, model, o)
+    model, vram_bytes, cap_text, parallel, ngl = s.model, s.vram_bytes, s.cap_text, s.parallel, s.ngl
     if not model:
         raise click.UsageError("give MODEL.gguf or --plan plan.json")
     input_file(model)
@@ -125,12 +91,12 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
             raise click.UsageError("give --prompt TEXT, --chat, or a prompt on stdin")
         prompt = sys.stdin.read()
     verbose = verbosity(ctx) >= 2
-    tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=plan_kv)
+    tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=s.plan_kv)
     fa = o["flash_attn"] is not False  # on unless turned off; session.prepare checks the pair before anything loads
-    if split and not isinstance(vram_bytes, list):
+    if s.split and not isinstance(vram_bytes, list):
         raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
     cfg = RunConfig(
-        n_ctx=n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa, tensor_split=split
+        n_ctx=s.n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa, tensor_split=s.split
     )
     if (ngl != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not build.gpu_offload_supported():
         click.echo(
@@ -140,7 +106,7 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         )
     margin = parse_size(o["margin"], allow_zero=True)
     prepared = session.prepare(
-        model, cfg, vram_bytes=vram_bytes, auto_ctx=auto, margin_bytes=margin, cap_text=cap_text, verbose=verbose
+        model, cfg, vram_bytes=vram_bytes, auto_ctx=s.auto_ctx, margin_bytes=margin, cap_text=cap_text, verbose=verbose
     )
     samp = Sampling(
         temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"], seed=o["seed"], greedy=o["greedy"]

@@ -5,7 +5,7 @@ TextModel, ``conversion/llama.py`` LlamaModel, ``conversion/qwen.py`` Qwen2Model
 vendored by llama-cpp-python 0.3.36) on gguf-py, safetensors headers and numpy: same tensor names,
 order, types and bytes (q/k rows permuted for the llama arch), same metadata keys, same tokenizer
 (BPE pre-tokenizer chosen by the hash of ``get_vocab_base_pre``'s text, or SentencePiece).
-``tests/io/test_convert_reference.py`` checks it bit for bit against the reference converter.
+``tests/convert/test_convert_reference.py`` checks it bit for bit against the reference converter.
 
 Tensors stream one at a time, in row chunks read with plain file reads (not mmap, so the page
 cache is not charged to us), converted and written straight into the GGUF, so peak memory is
@@ -14,16 +14,15 @@ about one q/k matrix plus a chunk, not the checkpoint. Only safetensors are read
 ``NAME.incomplete`` and renamed when complete; ``manifest.json`` records every finished file,
 so a killed run leaves no partial GGUF and a rerun reuses what is done.
 
-This module runs the ladder (convert_checkpoint: manifest, reuse, disk check) and re-exports the
-rest: convert_hparams (config.json, hyperparameter keys), convert_tokenizer (vocab, pre-tokenizer,
-special tokens), convert_tensors (safetensors reading, tensor plan, the f16/bf16 GGUF) and
-convert_quantize (llama_model_quantize, imatrix).
+This module runs the ladder (convert_checkpoint: reuse, size estimate, disk check); the rest is
+in ``hparams`` (config.json, hyperparameter keys), ``tokenizer`` (vocab, pre-tokenizer, special
+tokens), ``safetensors`` (reading and checking the files), ``tensors`` (tensor plan, the f16/bf16
+GGUF), ``manifest`` (manifest.json: each file's numbers and recipe) and ``edgekv.llama.quantize``
+(llama_model_quantize, imatrix).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -36,14 +35,23 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.convert.hparams import SUPPORTED_ARCHITECTURES, load_config
+from edgekv.convert.manifest import (
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    OutputFile,
+    file_numbers,
+    fingerprint,
+    load_manifest,
+    write_manifest,
+)
 from edgekv.convert.safetensors import index_tensors
 from edgekv.convert.tensors import (
     OUTTYPES,
     ConvertProgress,
     ProgressFn,
-    _outtype,
-    _plan_tensors,
     convert_to_gguf,
+    parse_outtype,
+    plan_tensors,
 )
 from edgekv.errors import (
     DiskFull,
@@ -53,15 +61,13 @@ from edgekv.errors import (
     RuntimeUnavailable,
     SpecError,
 )
-from edgekv.fsutil import INCOMPLETE, BeforeRename, disk_full, incomplete_path, is_disk_full
+from edgekv.fsutil import INCOMPLETE, BeforeRename, incomplete_path
 from edgekv.llama.quantize import Imatrix, load_imatrix, quantize_gguf
-from edgekv.model.quant import KvType, WeightQuant
+from edgekv.model.quant import WeightQuant
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUANTS: tuple[WeightQuant, ...] = tuple(WeightQuant(q) for q in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"))
-MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA = 1
 HEADER_SLACK_BYTES = 1 << 20
 
 # Metadata keys in which edgekv's f16 output may differ from the reference converter's, and why
@@ -73,33 +79,7 @@ REFERENCE_IGNORED_KEYS: dict[str, str] = {
 }
 
 
-# --------------------------------------------------------------------------- public value types
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    """One written (or reused) GGUF and the numbers pick/inspect need, as the manifest has them."""
-
-    name: str
-    path: Path
-    quant: str
-    sha256: str
-    file_bytes: int
-    weights_bytes: int
-    tensor_type_bytes: dict[str, int]
-    kv_bytes_per_token: dict[str, int]
-    reused: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "quant": self.quant,
-            "sha256": self.sha256,
-            "file_bytes": self.file_bytes,
-            "weights_bytes": self.weights_bytes,
-            "tensor_type_bytes": dict(self.tensor_type_bytes),
-            "kv_bytes_per_token": dict(self.kv_bytes_per_token),
-        }
+# --------------------------------------------------------------------------- the result
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,63 +143,12 @@ def _reference_convert(
 # --------------------------------------------------------------------------- the ladder
 
 
-def _file_numbers(path: Path, quant: str, *, final: Path | None = None, reused: bool = False) -> OutputFile:
-    """sha256, sizes, tensor-type mix and KV bytes/token of a written GGUF (for the manifest).
-
-    ``final``: the name ``path`` (a finished NAME.incomplete) is about to be renamed to."""
-    from edgekv.model.gguf_reader import read_spec
-    from edgekv.plan.memory import kv_bytes_per_token
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(8 << 20):
-            h.update(block)
-    spec = read_spec(path)
-    kv = {k.value: kv_bytes_per_token(spec, k) for k in (KvType.F16, KvType.Q8_0, KvType.Q4_0)}
-    final = final or path
-    return OutputFile(
-        final.name, final, quant, h.hexdigest(), path.stat().st_size, spec.weights_bytes,
-        spec.tensor_type_bytes(), kv, reused,
-    )  # fmt: skip
-
-
 def _default_model_name(ckpt: Path) -> str:
     """The checkpoint folder's name; for a hub cache snapshot (models--org--name/snapshots/<sha>) the repo's."""
     ckpt = ckpt.resolve()
     if re.fullmatch(r"[0-9a-f]{40}", ckpt.name) and ckpt.parent.name == "snapshots":
         return ckpt.parent.parent.name.split("--")[-1]
     return ckpt.name
-
-
-def _fingerprint(ckpt: Path, *, outtype: str, converter: Path | None, model_name: str) -> str:
-    """Identifies the source of a conversion: config, weights and tokenizer (name, size, mtime)."""
-    h = hashlib.sha256(f"{outtype}|{converter}|{model_name}".encode())
-    for p in sorted(ckpt.iterdir()):
-        if p.suffix in (".json", ".safetensors", ".model", ".txt", ".jinja") and p.is_file():
-            st = p.stat()
-            h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
-
-
-def _load_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + INCOMPLETE)
-    text = json.dumps(data, indent=2) + "\n"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(e):
-            raise disk_full(path, need_bytes=len(text.encode()), written_bytes=None, cause=str(e)) from e
-        raise
 
 
 def _estimate_bytes(
@@ -231,7 +160,7 @@ def _estimate_bytes(
 
     sources = index_tensors(ckpt)
     config, hf_arch = load_config(ckpt)
-    plan = _plan_tensors(sources, config, hf_arch, outtype)
+    plan = plan_tensors(sources, config, hf_arch, outtype)
     tok_bytes = sum(p.stat().st_size for p in (ckpt / "tokenizer.json", ckpt / "tokenizer.model") if p.is_file())
     header = tok_bytes + HEADER_SLACK_BYTES
     base = header + sum(-(-t.n_bytes // 32) * 32 for t in plan)
@@ -304,7 +233,7 @@ def convert_checkpoint(
     ckpt = Path(checkpoint_dir)
     if not ckpt.is_dir():
         raise ModelFileNotFound(f"{ckpt}: no such checkpoint folder", hint="pass a folder with config.json")
-    base_type = _outtype(outtype)
+    base_type = parse_outtype(outtype)
     ladder = list(dict.fromkeys(q if isinstance(q, WeightQuant) else WeightQuant.parse(q) for q in quants))
     if any(q.value in OUTTYPES for q in ladder):
         raise SpecError("F16/BF16 is the conversion step, not a quant", hint="use --outtype for it")
@@ -314,7 +243,7 @@ def convert_checkpoint(
     im = load_imatrix(imatrix) if imatrix is not None else None
     base_est, quant_est = _estimate_bytes(ckpt, ladder, outtype=base_type, has_imatrix=im is not None)
 
-    fp = _fingerprint(ckpt, outtype=base_type, converter=conv, model_name=name)
+    fp = fingerprint(ckpt, outtype=base_type, converter=conv, model_name=name)
     imatrix_sig = f"{im.path.name}:{im.path.stat().st_size}" if im is not None else None
     steps = [(base_type, out / f"{name}-{base_type}.gguf", base_est)]
     steps += [(q.value, out / f"{name}-{q.value}.gguf", quant_est[q.value]) for q in ladder]
@@ -322,7 +251,7 @@ def convert_checkpoint(
 
     _make_outdir(out)
     manifest_path = out / MANIFEST_NAME
-    old = _load_manifest(manifest_path)
+    old = load_manifest(manifest_path)
     old_files = {f["name"]: f for f in old.get("files", [])} if old.get("fingerprint") == fp else {}
     if manifest_path.exists() and not force and old.get("fingerprint") != fp:
         raise OutputExists(f"{manifest_path} belongs to another conversion", hint="pass --force or another --outdir")
@@ -357,11 +286,11 @@ def convert_checkpoint(
         manifest["files"] = [{**x.as_dict(), "recipe": recipe[x.quant]} for x in files]
         done = {x.name for x in files}
         manifest["files"] += [v for k, v in old_files.items() if k not in done and (out / k).is_file()]
-        _write_json(manifest_path, manifest)
+        write_manifest(manifest_path, manifest)
 
     for i, (quant, path, est) in enumerate(steps):
         if reuse[quant]:
-            f = _file_numbers(path, quant, reused=True)
+            f = file_numbers(path, quant, reused=True)
             if f.sha256 != old_files[path.name]["sha256"]:
                 raise OutputExists(f"{path} changed since it was written", hint="pass --force to rebuild it")
         else:
@@ -370,7 +299,7 @@ def convert_checkpoint(
             def record(tmp: Path, quant: str = quant, path: Path = path, finished: list[OutputFile] = finished) -> None:
                 # Recorded before the rename: a kill after it leaves a file whose sha256 the manifest
                 # already has, so the rerun reuses it instead of asking for --force.
-                finished.append(_file_numbers(tmp, quant, final=path))
+                finished.append(file_numbers(tmp, quant, final=path))
                 save(finished)
 
             hooks: dict[str, Any] = {"before_rename": record, "progress": progress}

@@ -1,7 +1,7 @@
 """config.json and the GGUF hyperparameter keys of a checkpoint, as llama.cpp's converter writes them.
 
 TextModel.set_gguf_parameters plus LlamaModel's / Qwen2Model's additions, sentence-transformers
-pooling and Llama 3 rope factors. Part of ``edgekv.convert.checkpoint`` (which re-exports the public names).
+pooling and Llama 3 rope factors. Part of the conversion ``edgekv.convert.checkpoint`` runs.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # checkpoints edgekv never unpickles
 
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """A tensor inside a safetensors file: where its bytes are and how to read them."""

@@ -1,6 +1,6 @@
 """The f16/bf16 GGUF of a checkpoint: safetensors reading, tensor names/types/permutes, GGUF writing.
 
-Part of ``edgekv.convert.checkpoint`` (which re-exports the public names); see its docstring for how tensors stream.
+Part of the conversion ``edgekv.convert.checkpoint`` runs; see its docstring for how tensors stream.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ ProgressFn = Callable[[ConvertProgress], None]
 
 
 @dataclass(frozen=True, slots=True)
-class _Planned:
+class PlannedTensor:
     """One output tensor: GGUF name, source (None for generated), output type, numpy shape."""
 
     name: str
@@ -69,17 +69,17 @@ class _Planned:
 _SKIP_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")
 
 
-def _plan_tensors(sources: list[Source], config: dict[str, Any], hf_arch: str, outtype: str) -> list[_Planned]:
+def plan_tensors(sources: list[Source], config: dict[str, Any], hf_arch: str, outtype: str) -> list[PlannedTensor]:
     """Names, types and shapes the reference converter gives each tensor (prepare_tensors)."""
     import gguf
 
     arch = SUPPORTED_ARCHITECTURES[hf_arch]
     tmap = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), config["num_hidden_layers"])
     n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
-    plan: list[_Planned] = []
+    plan: list[PlannedTensor] = []
     if arch == "llama" and (factors := llama3_rope_factors(config)) is not None:
         rope_name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
-        plan.append(_Planned(rope_name, None, "F32", tuple(factors.shape), data=factors))
+        plan.append(PlannedTensor(rope_name, None, "F32", tuple(factors.shape), data=factors))
     for src in sources:
         hf_name = src.name.replace("language_model.", "")
         if arch == "llama":
@@ -99,7 +99,7 @@ def _plan_tensors(sources: list[Source], config: dict[str, Any], hf_arch: str, o
             qtype = "F32"  # 1-D tensors, norms and biases stay F32 (prepare_tensors)
         else:
             qtype = outtype
-        plan.append(_Planned(name, src, qtype, src.shape, permute))
+        plan.append(PlannedTensor(name, src, qtype, src.shape, permute))
     _check_tensors(plan, config, arch)
     return plan
 
@@ -125,7 +125,7 @@ def expected_shapes(config: dict[str, Any], arch: str) -> dict[str, tuple[int, .
     return out
 
 
-def _check_tensors(plan: list[_Planned], config: dict[str, Any], arch: str) -> None:
+def _check_tensors(plan: list[PlannedTensor], config: dict[str, Any], arch: str) -> None:
     """Every tensor llama.cpp needs is there with the shape the config implies (it would refuse the GGUF)."""
     have = {t.name: t for t in plan}
     sources = [t.source for t in plan if t.source is not None]
@@ -180,7 +180,7 @@ def _convert_chunk(a: NDArray[Any], src_dtype: str, qtype: str) -> NDArray[Any]:
     return np.asarray(gguf.quants.quantize(_to_f32(a, src_dtype), gguf.GGMLQuantizationType.BF16))
 
 
-def _tensor_chunks(t: _Planned) -> Iterator[NDArray[Any]]:
+def _tensor_chunks(t: PlannedTensor) -> Iterator[NDArray[Any]]:
     """The output bytes of one tensor, a few tens of MB at a time."""
     if t.source is None:
         yield t.data
@@ -250,11 +250,11 @@ def convert_to_gguf(
     import gguf
 
     ckpt, out = Path(checkpoint_dir), Path(out_path)
-    outtype = _outtype(outtype)
+    outtype = parse_outtype(outtype)
     sources = index_tensors(ckpt)  # first: a pickle-only folder is refused before anything else
     config, hf_arch = load_config(ckpt)
     _check_not_reranker(ckpt, config)
-    plan = _plan_tensors(sources, config, hf_arch, outtype)
+    plan = plan_tensors(sources, config, hf_arch, outtype)
     ftype = gguf.LlamaFileType.MOSTLY_F16 if outtype == "F16" else gguf.LlamaFileType.MOSTLY_BF16
     w = gguf.GGUFWriter(path=None, arch=SUPPORTED_ARCHITECTURES[hf_arch])
     import numpy as np
@@ -305,7 +305,8 @@ def convert_to_gguf(
     return out
 
 
-def _outtype(outtype: str) -> str:
+def parse_outtype(outtype: str) -> str:
+    """--outtype as "F16" or "BF16" (any case); SpecError for anything else."""
     value = outtype.strip().upper()
     if value not in OUTTYPES:
         raise SpecError(f"unknown --outtype {outtype!r}", hint="use f16 or bf16")

@@ -1,7 +1,6 @@
 """The tokenizer of a checkpoint in GGUF: vocab (BPE or SentencePiece), pre-tokenizer, special tokens.
 
-The chat template comes with gguf.SpecialVocab. Part of ``edgekv.convert.checkpoint`` (which re-exports the
-public names).
+The chat template comes with gguf.SpecialVocab. Part of the conversion ``edgekv.convert.checkpoint`` runs.
 """
 
 from __future__ import annotations

@@ -134,4 +134,3 @@ def extract_answer(text: str, *, kind: Kind | str) -> str | None:
     if parse_kind(kind) is Kind.CHOICE:
         return _extract_choice(text)
     return _extract_math(text)
-

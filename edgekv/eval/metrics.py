@@ -149,9 +149,7 @@ def _bootstrap(values: Sequence[float], draws: list[list[int]]) -> tuple[float, 
     return lo, hi
 
 
-def summarize(
-    records: Sequence[ProblemRecord], *, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0
-) -> EvalSummary:
+def summarize(records: Sequence[ProblemRecord], *, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> EvalSummary:
     """pass@1, maj@k and pass@k for k = 1..G with 95 % intervals, mean tokens and the cut fraction."""
     if not records:
         raise SpecError("no problems to summarize")

@@ -68,7 +68,6 @@ def _dataset_errors(repo_id: str, filename: str, *, endpoint: str) -> Iterator[N
         raise HubError(f"download of {what} failed: {e}", hint="run the command again") from e
 
 
-
 def download_dataset_file(
     repo_id: str,
     filename: str,

@@ -186,5 +186,3 @@ def dry_run(
         finally:
             llama_cpp.llama_model_free(model)
     return cap.buffers(dry_run=True)
-
-

@@ -1,11 +1,13 @@
 """Benchmark records: settings, timing statistics, measured memory, and their dict/CSV forms.
 
 Split from ``bench``, which re-exports every name here. Plain data and formatting, no llama.cpp:
-``BenchRecord.as_dict`` is the ``--json`` schema and ``CSV_COLUMNS`` + :func:`flat` the CSV one.
+``BenchRecord.as_dict`` is the ``--json`` schema and ``CSV_COLUMNS`` + :func:`flat` the CSV one (:func:`csv_text`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import statistics
@@ -133,6 +135,16 @@ def flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif not isinstance(v, list):
             out[f"{prefix}{k}"] = v
     return out
+
+
+def csv_text(rows: Iterable[dict[str, Any]]) -> str:
+    """``bench --csv``: a header of CSV_COLUMNS, then one flattened row per record (other keys dropped)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow(flat(row))
+    return buf.getvalue()
 
 
 def summary(records: Sequence[BenchRecord]) -> str:

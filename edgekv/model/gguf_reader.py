@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.errors import GGUFError, GGUFRuleError, ModelFileNotFound, SpecError, VocabOnlyModel
+from edgekv.model.gguf_spec import from_gguf_fields
 from edgekv.model.quant import ggml_type
-from edgekv.model.spec import ModelSpec, TensorInfo, from_gguf_fields
+from edgekv.model.spec import ModelSpec, TensorInfo
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32  # gguf.GGUF_DEFAULT_ALIGNMENT

@@ -3,20 +3,19 @@
 ``llama_model_quantize`` does not give every tensor the file type's base type: it keeps norms in
 F32, bumps attn_v/ffn_down of some layers (``use_more_bits``), puts output/token_embd in Q6_K and
 falls back to a 32-block type when a row is not a multiple of 256. This module reproduces that
-choice tensor by tensor, so the weight bytes of any quant can be summed without the file.
-``tests/io/test_quantrules.py`` checks it against llama.cpp's own dry run (``params.dry_run``).
+choice tensor by tensor, so the weight bytes of any quant can be summed without the file; the
+per-category branches of llama_tensor_get_type_impl are in ``quantmix``.
+``tests/model/test_quantrules.py`` checks it against llama.cpp's own dry run (``params.dry_run``).
 Mirrors the source vendored by llama-cpp-python 0.3.36. Stdlib only.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from edgekv.errors import SpecError, UnsupportedModel
 from edgekv.model.quant import GGML_TYPES, WeightQuant, tensor_bytes
+from edgekv.model.quantmix import BLK_RE, MixState, mixture_type
 from edgekv.model.spec import TensorInfo
 
 __all__ = [
@@ -55,27 +54,6 @@ _FALLBACK = {
     "Q2_K": "Q4_0", "Q3_K": "Q4_0", "TQ1_0": "Q4_0", "TQ2_0": "Q4_0",
     "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
 }  # fmt: skip
-_IQ_LOW = ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M")  # the 2-bit-and-below branch
-_BLK_RE = re.compile(r"blk\.([+-]?\d+)")
-
-
-@dataclass(slots=True)
-class _State:
-    """quantize_state_impl: the model facts and the running counters."""
-
-    ftype: str
-    arch: str
-    n_gqa: int
-    n_expert: int
-    is_70b: bool
-    has_imatrix: bool
-    has_tied_embeddings: bool
-    n_attention_wv: int
-    n_layer: int  # n_ffn_down = n_ffn_gate = n_ffn_up = hparams.n_layer_all
-    i_attention_wv: int = 0
-    i_ffn_down: int = 0
-    i_ffn_gate: int = 0
-    i_ffn_up: int = 0
 
 
 def tensor_category(name: str) -> str:
@@ -131,180 +109,13 @@ def tensor_type_fallback(tensor: TensorInfo, target: str) -> str:
     return out if ncols % GGML_TYPES[out].block_size == 0 else "F16"
 
 
-def _use_more_bits(i_layer: int, n_layers: int) -> bool:
-    """The use_more_bits lambda of llama_tensor_get_type_impl (math.fmod: C's % keeps the sign)."""
-    return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or math.fmod(i_layer - n_layers // 8, 3) == 2
-
-
-def _layer_info(qs: _State, i_layer: int, name: str) -> int:
-    """layer_info: with experts the layer comes from the name, else from the counter."""
-    if max(1, qs.n_expert) > 1:
-        m = _BLK_RE.match(name)
-        if m is None:
-            raise SpecError(f"Failed to determine layer for tensor {name}")
-        i_layer = int(m.group(1))
-        if not 0 <= i_layer < qs.n_layer:
-            raise SpecError(f"Bad layer {i_layer} for tensor {name}. Must be in [0, {qs.n_layer})")
-    return i_layer
-
-
-def _output_type(qs: _State, new_type: str, tensor: TensorInfo) -> str:
-    """The OUTPUT (and tied TOKEN_EMBD) branch of llama_tensor_get_type_impl."""
-    if qs.arch == "falcon" or tensor.shape[0] % GGML_TYPES[new_type].block_size != 0:
-        return "Q8_0"
-    if qs.ftype in ("IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"):
-        return "Q5_K"
-    return new_type if new_type == "Q8_0" else "Q6_K"
-
-
-def _iq_low_type(qs: _State, new_type: str, cat: str) -> str:
-    """The IQ2_XXS/IQ2_XS/IQ2_S/IQ2_M/IQ1_S/IQ1_M branch of llama_tensor_get_type_impl."""
-    ft, iq2sm = qs.ftype, qs.ftype in ("IQ2_S", "IQ2_M")
-    if cat in ("ATTENTION_V", "ATTENTION_QKV", "ATTENTION_KV_B"):
-        if qs.n_gqa >= 4 or qs.n_expert >= 4:
-            new_type = "Q4_K"
-        else:
-            new_type = "IQ3_S" if iq2sm else "Q2_K"
-        qs.i_attention_wv += 1
-    elif qs.n_expert == 8 and cat == "ATTENTION_K":
-        new_type = "Q4_K"
-    elif cat == "FFN_DOWN":
-        if qs.i_ffn_down < qs.n_layer // 8:
-            new_type = "IQ3_S" if iq2sm else "Q2_K"
-        qs.i_ffn_down += 1
-    elif cat == "ATTENTION_OUTPUT":
-        if qs.n_expert == 8:
-            new_type = "Q5_K"
-        elif ft in ("IQ1_S", "IQ1_M"):
-            new_type = "IQ2_XXS"
-        elif iq2sm:
-            new_type = "IQ3_S"
-    return new_type
-
-
-def _attn_v_type(qs: _State, new_type: str) -> str:
-    """The attn_v/attn_qkv/attn_kv_b branch of llama_tensor_get_type_impl."""
-    ft, gqa4 = qs.ftype, qs.n_gqa >= 4
-    if ft == "Q2_K":
-        new_type = "Q4_K" if gqa4 else "Q3_K"
-    elif ft == "Q2_K_S" and gqa4:
-        new_type = "Q4_K"
-    elif ft == "IQ3_XXS":
-        new_type = "Q4_K" if gqa4 else ("IQ3_S" if not qs.has_imatrix else "IQ3_XXS")
-    elif ft in ("IQ3_XS", "IQ3_S") and gqa4:
-        new_type = "Q4_K"
-    elif ft == "IQ3_M":
-        new_type = "Q4_K"
-    elif ft == "Q3_K_M":
-        new_type = "Q5_K" if qs.i_attention_wv < 2 else "Q4_K"
-    elif ft == "Q3_K_L":
-        new_type = "Q5_K"
-    elif ft in ("IQ4_NL", "IQ4_XS") and gqa4:
-        new_type = "Q5_K"
-    elif ft in ("Q4_K_M", "Q5_K_M") and _use_more_bits(qs.i_attention_wv, qs.n_attention_wv):
-        new_type = "Q6_K"
-    elif ft == "Q4_K_S" and qs.i_attention_wv < 4:
-        new_type = "Q5_K"
-    if qs.is_70b and new_type in ("Q3_K", "Q4_K"):
-        new_type = "Q5_K"  # 70B: 8 heads share attn_v, so more bits cost little
-    if qs.n_expert == 8:
-        new_type = "Q8_0"
-    qs.i_attention_wv += 1
-    return new_type
-
-
-def _ffn_down_type(qs: _State, new_type: str, name: str) -> str:
-    """The ffn_down branch of llama_tensor_get_type_impl."""
-    ft, falcon = qs.ftype, qs.arch == "falcon"
-    i, n = _layer_info(qs, qs.i_ffn_down, name), qs.n_layer
-    if ft == "Q2_K":
-        new_type = "Q3_K"
-    elif ft == "Q2_K_S":
-        if i < n // 8:
-            new_type = "Q4_K"
-    elif ft == "IQ3_XXS" and not qs.has_imatrix:
-        new_type = "Q4_K" if i < n // 8 else "Q3_K"
-    elif ft == "Q3_K_M":
-        if i < n // 16:
-            new_type = "Q5_K"
-        else:
-            new_type = "Q4_K" if not falcon or _use_more_bits(i, n) else "Q3_K"
-    elif ft == "IQ3_M" and (i < n // 8 or (qs.n_expert == 8 and _use_more_bits(i, n))):
-        new_type = "Q4_K"
-    elif ft == "Q3_K_L":
-        new_type = "Q4_K" if falcon else "Q5_K"
-    elif ft == "Q4_K_M":
-        if falcon:
-            new_type = "Q6_K" if i < n // 16 else ("Q5_K" if _use_more_bits(i, n) else "Q4_K")
-        elif _use_more_bits(i, n):
-            new_type = "Q6_K"
-    elif i < n // 8 and ft in ("IQ4_NL", "IQ4_XS") and not qs.has_imatrix:
-        new_type = "Q5_K"
-    elif ft == "Q5_K_M" and _use_more_bits(i, n):
-        new_type = "Q6_K"
-    elif ft == "Q4_K_S" and not falcon and i < n // 8:
-        new_type = "Q5_K"
-    elif ft in ("Q4_0", "Q5_0") and qs.has_imatrix and i < n // 8:
-        new_type = "Q4_1" if ft == "Q4_0" else "Q5_1"
-    qs.i_ffn_down += 1
-    return new_type
-
-
-def _attn_output_type(qs: _State, new_type: str) -> str:
-    """The attn_output branch of llama_tensor_get_type_impl."""
-    ft = qs.ftype
-    if qs.arch == "falcon":
-        return "Q4_K" if ft == "Q3_K_L" else new_type
-    if qs.n_expert == 8:
-        bump = ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M",
-                "IQ3_S", "IQ3_M", "IQ4_XS")  # fmt: skip
-        return "Q5_K" if ft in bump else new_type
-    table = {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K", "IQ3_M": "Q4_K"}
-    return table.get(ft, new_type)
-
-
-def _get_type_impl(qs: _State, new_type: str, tensor: TensorInfo, cat: str) -> str:
-    """llama_tensor_get_type_impl: the mixture's choice for one tensor (updates the counters)."""
-    ft = qs.ftype
-    if cat == "OUTPUT" or (qs.has_tied_embeddings and cat == "TOKEN_EMBD"):
-        return _output_type(qs, new_type, tensor)
-    if cat == "TOKEN_EMBD":
-        if ft in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
-            return "Q2_K"
-        return "IQ3_S" if ft in ("IQ2_S", "IQ2_M", "IQ3_XXS") else new_type
-    if ft in _IQ_LOW:
-        return _iq_low_type(qs, new_type, cat)
-    if cat in ("ATTENTION_V", "ATTENTION_QKV", "ATTENTION_KV_B"):
-        return _attn_v_type(qs, new_type)
-    if cat == "ATTENTION_K":
-        if qs.n_expert == 8:
-            return "Q8_0"
-        return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, new_type)
-    if cat == "ATTENTION_Q":
-        return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, new_type)
-    if cat == "FFN_DOWN":
-        return _ffn_down_type(qs, new_type, tensor.name)
-    if cat == "ATTENTION_OUTPUT":
-        return _attn_output_type(qs, new_type)
-    if cat in ("FFN_GATE", "FFN_UP"):
-        counter = qs.i_ffn_gate if cat == "FFN_GATE" else qs.i_ffn_up
-        i, n = _layer_info(qs, counter, tensor.name), qs.n_layer
-        if ft == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
-            new_type = "IQ3_XXS"
-        if cat == "FFN_GATE":
-            qs.i_ffn_gate += 1
-        else:
-            qs.i_ffn_up += 1
-    return new_type
-
-
-def _get_type(qs: _State, tensor: TensorInfo, default_type: str) -> str:
+def _get_type(qs: MixState, tensor: TensorInfo, default_type: str) -> str:
     """llama_tensor_get_type with default params (no overrides, not pure)."""
     if not tensor_allows_quantization(tensor):
         return tensor.type
     if default_type in _UNQUANTIZED:
         return default_type
-    new_type = _get_type_impl(qs, default_type, tensor, tensor_category(tensor.name))
+    new_type = mixture_type(qs, default_type, tensor, tensor_category(tensor.name))
     return tensor_type_fallback(tensor, new_type)
 
 
@@ -319,7 +130,7 @@ def _requires_imatrix(name: str, dst_type: str, ftype: str) -> bool:
 
 def _weight_order(name: str) -> tuple[int, str]:
     """llama_model_loader::weight_name_comparer: layer number (-1 outside blocks), then name."""
-    m = _BLK_RE.match(name)
+    m = BLK_RE.match(name)
     return (int(m.group(1)) if m else -1, name)
 
 
@@ -366,7 +177,7 @@ def quantized_types(
         n_head, n_head_kv = _gqa_from_shapes(tensors)
     ordered = sorted(tensors, key=lambda t: _weight_order(t.name))
     cats = [tensor_category(t.name) for t in ordered]  # init_quantize_state_counters
-    qs = _State(
+    qs = MixState(
         ftype=quant.value,
         arch=arch,
         n_gqa=n_head // n_head_kv if n_head_kv else 0,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,11 +140,11 @@ def pick(
         options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)
     if card_speed is None:
         return rank(options, budget, policy, top=top, plans=plans)
+    from edgekv.plan.timing import format_duration, timed, token_cap  # only with a card
+
     if max_time_s is None:
         return timed(rank(options, budget, policy, top=top, plans=plans), card_speed)
     try:
-        from edgekv.plan.timing import format_duration, token_cap
-
         result = rank(options, budget, policy, top=top, token_cap=token_cap(card_speed, max_time_s))
     except NoFeasiblePlan as e:
         rank(options, budget, policy, top=1)  # re-raises when memory alone is the reason
@@ -155,39 +154,6 @@ def pick(
             need_bytes=e.need_bytes, have_bytes=e.have_bytes, hint="raise --max-time",
         ) from None  # fmt: skip
     return timed(result, card_speed, max_time_s=max_time_s)
-
-
-def timed(result: PickResult, cs: CardSpeed, *, max_time_s: float | None = None) -> PickResult:
-    """``result`` with its plans timed on ``cs``'s card; under a time limit, reasons say what it cut."""
-    from edgekv.plan.timing import PickSpeed, time_plan
-
-    plans = result.plans
-    if max_time_s is not None:
-        plans = [_time_reasons(p, cs, max_time_s, result.policy) for p in plans]
-    speed = PickSpeed(
-        cs, tuple(time_plan(cs, p) for p in plans),
-        time_plan(cs, result.baseline) if result.baseline is not None else None, max_time_s,
-    )  # fmt: skip
-    return replace(result, plans=plans, speed=speed)
-
-
-def _time_reasons(plan: Plan, cs: CardSpeed, max_time_s: float, policy: Policy) -> Plan:
-    """Say so when the time limit, not memory, set the plan's T."""
-    from edgekv.plan.timing import format_duration, max_tokens_within
-
-    cfg = RunConfig(n_ctx=plan.n_ctx, type_k=plan.type_k, type_v=plan.type_v, n_seq=plan.parallel,
-                    n_gpu_layers=plan.n_gpu_layers)  # fmt: skip
-    limit = max_tokens_within(cs, plan.option, cfg, max_time_s)
-    if plan.n_ctx_seq < limit:
-        return plan  # memory was the bound
-    within = f"the most that answers within {format_duration(max_time_s)} on {cs.card.name}"
-    reasons = [r.replace("the card is full", within) for r in plan.reasons]
-    if not any(within in r for r in reasons):
-        reasons.append(f"{plan.n_ctx_seq} tokens per sample: {within}")
-    floor = max(policy.token_floor, policy.min_ctx)
-    if plan.n_ctx_seq < floor:
-        reasons.append(f"below the {floor}-token floor: the time limit leaves no room for a longer answer")
-    return replace(plan, reasons=tuple(reasons))
 
 
 def catalog_options(

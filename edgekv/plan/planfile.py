@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import PlanFileError
 from edgekv.model.quant import KvType
+from edgekv.plan.llama_settings import llama_args
 from edgekv.plan.plans import Budget, PickResult, Plan
 
 if TYPE_CHECKING:
@@ -25,41 +26,6 @@ SCHEMA = 1
 MAX_PLAN_FILE_BYTES = 16 << 20  # a plan file is a few KB; refuse to parse something huge
 # huggingface_hub's repo id rule: namespace/name, letters, digits, '-', '_', '.', no '--' or '..'
 REPO_ID = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-
-
-def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
-    """The exact llama.cpp settings: llama-server flags and llama_cpp.Llama keyword arguments."""
-    opt = plan.option
-    model_flags = (
-        ["-m", opt.path]
-        if opt.path
-        else (["-hfr", opt.repo, "-hff", opt.file] if opt.repo and opt.file else ["-m", f"{opt.name}-{opt.quant}.gguf"])
-    )
-    ngl = "999" if plan.n_gpu_layers < 0 else str(plan.n_gpu_layers)
-    server = [
-        "llama-server", *model_flags, "-ngl", ngl, "-c", str(plan.n_ctx), "-np", str(plan.parallel),
-        "-fa", "on", "-ctk", plan.type_k.value, "-ctv", plan.type_v.value, "-ub", str(n_ubatch),
-    ]  # fmt: skip
-    if plan.tensor_split:  # llama.cpp's layer split across the devices (plan/devices.py)
-        server += ["-sm", "layer", "-ts", split_text(plan.tensor_split)]
-    python: dict[str, Any] = {
-        "model_path": opt.path or opt.file or f"{opt.name}-{opt.quant}.gguf",
-        "n_gpu_layers": plan.n_gpu_layers,
-        "n_ctx": plan.n_ctx,
-        "n_ubatch": n_ubatch,
-        "flash_attn": True,
-        "type_k": plan.type_k.ggml.id,
-        "type_v": plan.type_v.ggml.id,
-    }
-    if plan.tensor_split:
-        python["split_mode"] = 1  # llama_cpp.LLAMA_SPLIT_MODE_LAYER
-        python["tensor_split"] = list(plan.tensor_split)
-    return {"server": server, "server_cmd": " ".join(server), "python": python, "n_seq_max": plan.parallel}
-
-
-def split_text(tensor_split: tuple[float, ...]) -> str:
-    """llama.cpp's ``-ts`` value: 12,8 or 2.5,1."""
-    return ",".join(f"{x:g}" for x in tensor_split)
 
 
 def _device_memory(plan: Plan, budget: Budget | None) -> list[dict[str, Any]]:

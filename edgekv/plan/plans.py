@@ -18,6 +18,7 @@ from edgekv.plan.memory import (
     RunConfig,
     WeightLayout,
     compute_bytes_estimate,
+    cuda_overhead_bytes,
 )
 from edgekv.units import GIB
 
@@ -60,6 +61,13 @@ class Policy:
     q4_kv_ok: bool = False  # 4-bit KV reaches this task's frontier: not only a last resort (rule 5)
     parallel_min_bytes: int = 0  # G > 1 only on cards of at least this much memory (rule 4: from E1 on)
 
+    def kv_pairs(self) -> list[tuple[KvType, KvType]]:
+        """The (K, V) types considered: each of ``kv_types`` for both, and with ``mixed_kv`` every mixed pair."""
+        pairs = [(k, k) for k in self.kv_types]
+        if self.mixed_kv:
+            pairs += [(k, v) for k in self.kv_types for v in self.kv_types if k != v]
+        return pairs
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -74,6 +82,12 @@ class Budget:
     # ``vram_bytes`` is then their sum, and overhead and margin count once per device.
     devices: tuple[multi.DeviceBudget, ...] = ()
     tensor_split: tuple[float, ...] = ()
+
+    def overhead_for(self, opt: ModelOption, cfg: RunConfig) -> int:
+        """The CUDA overhead to count: ``overhead_bytes``, else the measured one for ``opt``'s weights."""
+        if self.overhead_bytes is not None:
+            return self.overhead_bytes
+        return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
 
 
 def bits_class(quant: str) -> int:
@@ -156,6 +170,11 @@ class Plan:
     @property
     def kv_label(self) -> str:
         return self.type_k.value if self.type_k == self.type_v else f"{self.type_k.value}/{self.type_v.value}"
+
+    @property
+    def kv_4bit(self) -> bool:
+        """K or V below 8 bits (rule 5: a last resort unless calibrated otherwise)."""
+        return min(self.type_k.bits, self.type_v.bits) < 8
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
@@ -61,19 +60,10 @@ from edgekv.plan.memory import (
     Footprint,
     KvCost,
     RunConfig,
-    cuda_overhead_bytes,
 )
 from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan, Policy, sizes
+from edgekv.plan.reasons import plan_reasons
 from edgekv.units import format_bytes
-
-if TYPE_CHECKING:
-    from edgekv.plan import devices as multi
-
-
-def _overhead(budget: Budget, opt: ModelOption, cfg: RunConfig) -> int:
-    if budget.overhead_bytes is not None:
-        return budget.overhead_bytes
-    return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
 
 
 def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
@@ -81,7 +71,7 @@ def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
     # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
     full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
     compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
-    return FitTerms(opt.layout, compute, source, _overhead(budget, opt, cfg), budget.margin_bytes)
+    return FitTerms(opt.layout, compute, source, budget.overhead_for(opt, cfg), budget.margin_bytes)
 
 
 def max_tokens_per_seq(
@@ -93,19 +83,8 @@ def max_tokens_per_seq(
     )
 
 
-def _kv_pairs(policy: Policy) -> list[tuple[KvType, KvType]]:
-    pairs = [(k, k) for k in policy.kv_types]
-    if policy.mixed_kv:
-        pairs += [(k, v) for k in policy.kv_types for v in policy.kv_types if k != v]
-    return pairs
-
-
 def _kv_rank(k: KvType, v: KvType) -> float:
     return -(k.bits + v.bits)  # less compression ranks higher when all else ties
-
-
-def _is_q4(k: KvType, v: KvType) -> bool:
-    return min(k.bits, v.bits) < 8
 
 
 def _offload_slowdown(opt: ModelOption, ngl: int) -> float:
@@ -126,11 +105,13 @@ def enumerate_plans(
 ) -> list[Plan]:
     """Every (option, KV pair, G[, offload]) with its largest fitting T (unranked), T <= ``token_cap``."""
     if len(budget.devices) > 1:
-        return _enumerate_multi(options, budget, policy)
+        from edgekv.plan.split_plans import enumerate_split_plans  # several devices only
+
+        return enumerate_split_plans(options, budget, policy)
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
-        for k, v in _kv_pairs(policy):
+        for k, v in policy.kv_pairs():
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
             big = sizes(opt, policy)[0] >= policy.e1_bytes and budget.vram_bytes >= policy.parallel_min_bytes
             max_g = policy.max_parallel if big else 1
@@ -179,7 +160,7 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     opt = plan.option
     floor = max(policy.token_floor, policy.min_ctx)
     floor_ok = float(plan.n_ctx_seq >= floor)
-    kv_ok = float(q4_needed or policy.q4_kv_ok or not _is_q4(plan.type_k, plan.type_v))
+    kv_ok = float(q4_needed or policy.q4_kv_ok or not plan.kv_4bit)
     t_eff = float(min(plan.n_ctx_seq, policy.saturation_tokens))
     e16, e8 = (float(x) for x in sizes(opt, policy))
     knowledge = policy.task == Task.KNOWLEDGE
@@ -193,75 +174,6 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
         return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e16, 0.0) + tail
     size = min(e16, float(policy.e2_bytes))
     return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e16) + tail
-
-
-def _reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: Sequence[Plan]) -> tuple[str, ...]:
-    opt = plan.option
-    e = format_bytes(opt.effective_bytes)
-    e1 = format_bytes(policy.e1_bytes)
-    out: list[str] = []
-    e16, e8 = sizes(opt, policy)
-    if plan.regime == "capacity":
-        out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
-    elif e16 >= policy.e1_bytes:
-        out.append(f"effective size {e} is at or above E1 = {e1}: memory goes to generation length first (rule 2)")
-    else:
-        out.append(
-            f'effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of "8-bit 4B" itself): '
-            "memory goes to generation length first (rule 2)"
-        )
-    if e16 < opt.effective_bytes:
-        out.append(f"{opt.quant} counts as 16-bit ({format_bytes(e16)}): 32-bit weights buy no accuracy over 16-bit")
-    if policy.task == Task.KNOWLEDGE:
-        out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
-    elif plan.regime == "capacity" and e8 < opt.effective_bytes:
-        out.append(
-            f"{policy.task.value}: {opt.quant} weights count as 8-bit ({format_bytes(e8)}) below E1: "
-            "8-bit is best for small models (rule 3)"
-        )
-    elif opt.bits_class >= 3:
-        out.append(
-            f"{policy.task.value}: {opt.quant} keeps 8/16-bit weights; "
-            "4-bit is memory-inefficient for reasoning (rule 3)"
-        )
-    elif opt.bits_class >= 0:
-        out.append(
-            f"{policy.task.value}: {opt.quant} is the most precise quant of a model this size that fits (rule 3)"
-        )
-    for c in capped:
-        if c.option is not opt and c.sort_key < plan.sort_key and c.option.effective_bytes > opt.effective_bytes:
-            ce8 = sizes(c.option, policy)[1]
-            out.append(
-                f"{c.option.name} {c.option.quant} (E {format_bytes(c.option.effective_bytes)}, {c.n_ctx_seq} tokens) "
-                f"counts as its 8-bit size {format_bytes(ce8)} below E1: "
-                f"{c.option.weight_bits}-bit weights buy a small model nothing over 8-bit (rule 3)"
-            )
-    sat = policy.saturation_tokens
-    if plan.n_ctx_seq >= sat:
-        out.append(f"{plan.n_ctx_seq} tokens per sample reach saturation ({sat}) (rule 2)")
-    else:
-        out.append(f"{plan.n_ctx_seq} tokens per sample, below saturation ({sat}): the card is full")
-    if plan.type_v.quantized or plan.type_k.quantized:
-        alt = best_alt.get(plan.option.name + plan.option.quant)
-        more = (
-            f"; f16 KV would leave {alt.n_ctx_seq} tokens" if alt is not None and alt.n_ctx_seq < plan.n_ctx_seq else ""
-        )
-        if _is_q4(plan.type_k, plan.type_v):
-            out.append(
-                f"4-bit KV ({plan.kv_label}) only because nothing else reaches {policy.token_floor} tokens (rule 5)"
-            )
-        else:
-            out.append(f"8-bit KV ({plan.kv_label}) is the compression of choice (rule 5){more}")
-    if plan.parallel > 1:
-        out.append(
-            f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)"
-        )
-    if plan.n_gpu_layers >= 0:
-        out.append(
-            f"partial offload: {plan.n_gpu_layers}/{opt.spec.n_layer + 1} layers on the GPU; "
-            f"decode about {plan.offload_slowdown:.1f}x slower (weights read from system RAM each token)"
-        )
-    return tuple(out)
 
 
 def pick(
@@ -294,7 +206,7 @@ def pick(
         plans = [p for p in plans if p.n_ctx_seq >= pol.min_ctx]
     if not plans:
         raise _no_plan(options, budget, pol, floor)
-    q4_needed = not any(p.n_ctx_seq >= floor and not _is_q4(p.type_k, p.type_v) for p in plans)
+    q4_needed = not any(p.n_ctx_seq >= floor and not p.kv_4bit for p in plans)
     f16_best: dict[str, Plan] = {}
     for p in plans:
         if p.type_k == KvType.F16 and p.type_v == KvType.F16 and p.parallel == 1:
@@ -307,11 +219,11 @@ def pick(
     # options whose capacity below E1 is counted at 8 bits (said in the reasons of the plans above them)
     capped = [p for p in best.values() if p.regime == "capacity" and sizes(p.option, pol)[1] < p.option.effective_bytes]
     top_plans = list(best.values())[:top] if top > 0 else list(best.values())
-    top_plans = [replace(p, reasons=_reasons(p, pol, f16_best, capped)) for p in top_plans]
+    top_plans = [replace(p, reasons=plan_reasons(p, pol, f16_best, capped)) for p in top_plans]
     base = uniform_4bit_baseline(plans)
     if base is not None:
         base = replace(base, regime=regime(base.option, pol), sort_key=rank_key(base, pol, q4_needed=q4_needed))
-        base = replace(base, reasons=_reasons(base, pol, f16_best, capped))
+        base = replace(base, reasons=plan_reasons(base, pol, f16_best, capped))
     return PickResult(top_plans, base, pol, budget, len(plans), enumerated)
 
 
@@ -329,7 +241,9 @@ def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
 
 def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor: int) -> NoFeasiblePlan:
     if options and len(budget.devices) > 1:
-        return _no_plan_multi(options, budget, pol)
+        from edgekv.plan.split_plans import no_split_plan  # several devices only
+
+        return no_split_plan(options, budget, pol)
     if not options:
         return NoFeasiblePlan(
             "no model to consider (check --family/--model)", need_bytes=0, have_bytes=budget.vram_bytes
@@ -349,69 +263,4 @@ def _no_plan(options: Sequence[ModelOption], budget: Budget, pol: Policy, floor:
         need_bytes=n_bytes,
         have_bytes=budget.vram_bytes,
         hint="try --allow-offload, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
-    )
-
-
-# -- more than one device (plan/devices.py) --------------------------------------------------
-
-
-def device_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> multi.DeviceTerms:
-    """``fit_terms`` for a split: the option's layout, one device's compute buffer for the output
-    device's estimate, the per-device overhead and margin."""
-    from edgekv.plan import devices as multi  # several devices only: off the one-card path
-
-    full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
-    base = opt.compute_bytes(full)[0] if budget.include_compute else None
-    return multi.DeviceTerms(
-        budget.tensor_split, opt.layout, None, base, _overhead(budget, opt, cfg), budget.margin_bytes,
-        budget.include_compute,
-    )  # fmt: skip
-
-
-def _enumerate_multi(options: Iterable[ModelOption], budget: Budget, policy: Policy) -> list[Plan]:
-    """``enumerate_plans`` across devices: full offload, every device under its cap."""
-    from edgekv.plan import devices as multi  # several devices only: off the one-card path
-
-    plans: list[Plan] = []
-    for opt in options:
-        cap = context_cap(opt.spec)
-        for k, v in _kv_pairs(policy):
-            base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
-            max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
-            for g in range(1, max_g + 1):
-                cfg = replace(base, n_seq=g, tensor_split=budget.tensor_split)
-                terms = device_terms(opt, cfg, budget)
-                t, fps = multi.largest_tokens_multi(opt.spec, cfg, budget.devices, terms, cap_tokens=cap)
-                if fps is None or (g > 1 and t < policy.saturation_tokens):
-                    break
-                fp = multi.combined(fps, layout=opt.layout)
-                plans.append(
-                    Plan(opt, k, v, t, g, -1, fp, "", device_footprints=tuple(fps), tensor_split=cfg.tensor_split)
-                )
-    return plans
-
-
-def _no_plan_multi(options: Sequence[ModelOption], budget: Budget, pol: Policy) -> NoFeasiblePlan:
-    from edgekv.plan import devices as multi  # several devices only: off the one-card path
-
-    small_kv = min(pol.kv_types, key=lambda k: k.bits)
-    n_tokens = max(pol.min_ctx, KV_PAD_CELLS)
-    best: tuple[int, str, list[str]] | None = None
-    for opt in options:
-        cfg = RunConfig(n_ctx=n_tokens, type_k=small_kv, type_v=small_kv, n_ubatch=pol.n_ubatch)
-        cfg = replace(cfg, tensor_split=budget.tensor_split)
-        fps = multi.multi_footprint(opt.spec, cfg, device_terms(opt, cfg, budget))
-        over = sum(max(f.gpu_total - d.vram_bytes, 0) for f, d in zip(fps, budget.devices, strict=True))
-        if best is None or over < best[0]:
-            best = (over, f"{opt.name} {opt.quant}", multi.shortfalls(fps, budget.devices))
-    assert best is not None
-    over, label, short = best
-    caps = " + ".join(format_bytes(d.vram_bytes) for d in budget.devices)
-    split = ",".join(f"{x:g}" for x in budget.tensor_split)
-    return NoFeasiblePlan(
-        f"nothing fits {caps} split {split}: the smallest option, {label} at {n_tokens} tokens with "
-        f"{small_kv.value} KV: " + "; ".join(short),
-        need_bytes=budget.vram_bytes + over,
-        have_bytes=budget.vram_bytes,
-        hint="try another --tensor-split, a smaller --margin/--overhead, a lower --min-ctx or a smaller model family",
     )

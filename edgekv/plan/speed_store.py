@@ -2,7 +2,8 @@
 
 ``edgekv bench`` records (its ``--json`` dicts) become :class:`edgekv.plan.speed.DecodeSample` rows with
 the card's bandwidth added; :func:`user_speed_model` refits :data:`edgekv.plan.speed.DEFAULT_SPEED`
-on them once there are enough. speed.py stays pure; the file I/O lives here.
+on them once there are enough; :func:`card_speed` pairs a named card with it (pick --gpu). speed.py stays
+pure; the file I/O lives here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, fit
+from edgekv.plan.timing import CardSpeed
 from edgekv.settings import user_dir
+
+if TYPE_CHECKING:
+    from edgekv.plan.card import Card
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +106,12 @@ def user_speed_model_n(
     if len(samples) < MIN_SAMPLES:
         return base, 0
     return fit(samples, base=base), len(samples)
+
+
+def card_speed(card: Card) -> CardSpeed | None:
+    """The card with the speed model: refit on the user's own bench samples of it when there are
+    enough, else the published-numbers fit. None when the card's bandwidth is unknown."""
+    if card.bandwidth_bytes_per_s <= 0:
+        return None
+    model, n = user_speed_model_n(bandwidth_bytes_per_s=card.bandwidth_bytes_per_s)
+    return CardSpeed(card, model, n_user_samples=n)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edgekv.model.quant import KvType
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, kv_bytes_per_token
-from edgekv.plan.plans import ModelOption, Plan
+from edgekv.plan.plans import ModelOption, PickResult, Plan, Policy
 from edgekv.plan.speed import DEFAULT_SPEED, SpeedModel
 
 if TYPE_CHECKING:
@@ -174,6 +174,35 @@ def token_cap(cs: CardSpeed, max_time_s: float) -> Callable[[ModelOption, RunCon
         return max_tokens_within(cs, opt, cfg, max_time_s)
 
     return cap
+
+
+def timed(result: PickResult, cs: CardSpeed, *, max_time_s: float | None = None) -> PickResult:
+    """``result`` with its plans timed on ``cs``'s card; under a time limit, reasons say what it cut."""
+    plans = result.plans
+    if max_time_s is not None:
+        plans = [_time_reasons(p, cs, max_time_s, result.policy) for p in plans]
+    speed = PickSpeed(
+        cs, tuple(time_plan(cs, p) for p in plans),
+        time_plan(cs, result.baseline) if result.baseline is not None else None, max_time_s,
+    )  # fmt: skip
+    return replace(result, plans=plans, speed=speed)
+
+
+def _time_reasons(plan: Plan, cs: CardSpeed, max_time_s: float, policy: Policy) -> Plan:
+    """Say so when the time limit, not memory, set the plan's T."""
+    cfg = RunConfig(n_ctx=plan.n_ctx, type_k=plan.type_k, type_v=plan.type_v, n_seq=plan.parallel,
+                    n_gpu_layers=plan.n_gpu_layers)  # fmt: skip
+    limit = max_tokens_within(cs, plan.option, cfg, max_time_s)
+    if plan.n_ctx_seq < limit:
+        return plan  # memory was the bound
+    within = f"the most that answers within {format_duration(max_time_s)} on {cs.card.name}"
+    reasons = [r.replace("the card is full", within) for r in plan.reasons]
+    if not any(within in r for r in reasons):
+        reasons.append(f"{plan.n_ctx_seq} tokens per sample: {within}")
+    floor = max(policy.token_floor, policy.min_ctx)
+    if plan.n_ctx_seq < floor:
+        reasons.append(f"below the {floor}-token floor: the time limit leaves no room for a longer answer")
+    return replace(plan, reasons=tuple(reasons))
 
 
 def format_duration(seconds: float) -> str:

@@ -11,6 +11,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from edgekv.plan.llama_settings import llama_args
 from edgekv.plan.plans import PickResult, Plan
 from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes
@@ -63,8 +64,6 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
                 )
             )
             parts.append(Text("  " + baseline_contrast(best, base)))
-        from edgekv.plan.planfile import llama_args  # the settings block only
-
         args = llama_args(best)
         parts.append(Text("llama.cpp settings for #1:", style="bold"))
         parts.append(Text("  " + args["server_cmd"]))

@@ -143,3 +143,16 @@ def bench_table(rows: list[dict[str, Any]], *, title: str) -> Any:
             f"{_mib(pred.get('total'))}/{_mib(meas.get('process'))}",
         )  # fmt: skip
     return t
+
+
+def bench_report(rows: list[dict[str, Any]], *, model: str, summary: str) -> list[Any]:
+    """``edgekv bench``'s output, in order: the table, a line per configuration that did not run
+    (with why), and ``summary`` (``llama.records.summary``)."""
+    head = rows[0] if rows else {}
+    title = f"edgekv bench: {head.get('model', model)} on {head.get('device', '?')}"
+    out: list[Any] = [bench_table(rows, title=title)]
+    for r in rows:
+        if r["status"] != "ok" and r.get("reason"):
+            out.append(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
+    out.append(summary)
+    return out

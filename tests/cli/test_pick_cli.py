@@ -114,6 +114,22 @@ def test_pick_imports_nothing_heavy() -> None:
     assert json.loads(proc.stdout[: proc.stdout.rindex("MODULES ")])["plans"]
 
 
+def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
+    """``pick --vram 8G`` (no --json, --gpu, split or --gguf) loads no plan-file, GGUF-header,
+    multi-device, timing or general option-parsing module: each would cost its import (and, with no
+    bytecode cache, its compile) on every run."""
+    code = _GUARD.replace(", '--json'", "")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("MODULES ")))
+    assert "edgekv.plan.policy" in modules
+    unused = {
+        "edgekv.plan.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
+        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.plan.speed_store", "edgekv.commands.options",
+    }  # fmt: skip
+    assert not modules & unused
+
+
 def _imports(path: Path) -> set[str]:
     """Every module a file imports, anywhere in it (relative imports resolved within edgekv)."""
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
@@ -133,8 +149,28 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["units", "model/quant", "model/spec", "plan/memory", "plan/fit", "plan/policy", "plan/catalog", "plan/speed",
-     "plan/timing", "plan/speed_store", "report/common", "report/pick"],
+    [
+        "units",
+        "model/quant",
+        "model/spec",
+        "model/gguf_spec",
+        "plan/memory",
+        "plan/fit",
+        "plan/policy",
+        "plan/reasons",
+        "plan/split_plans",
+        "plan/llama_settings",
+        "plan/catalog",
+        "plan/speed",
+        "plan/timing",
+        "plan/speed_store",
+        "report/common",
+        "report/pick",
+        "commands/card_options",
+        "commands/pick_options",
+        "commands/pick_params",
+        "commands/pick",
+    ],
 )
 def test_pure_modules_import_nothing_heavy(name: str) -> None:
     roots = {m.split(".")[0] for m in _imports(ROOT / "edgekv" / f"{name}.py")}

@@ -69,8 +69,14 @@ def _compare(ours: Path, ref: Path) -> None:
 
 @pytest.mark.parametrize(
     ("arch", "outtype"),
-    [("qwen3", "f16"), ("qwen3", "bf16"), ("qwen2", "f16"), ("llama", "f16"), ("llama3-rope", "bf16"),
-     ("mistral-sharded", "f16")],
+    [
+        ("qwen3", "f16"),
+        ("qwen3", "bf16"),
+        ("qwen2", "f16"),
+        ("llama", "f16"),
+        ("llama3-rope", "bf16"),
+        ("mistral-sharded", "f16"),
+    ],
 )
 def test_matches_reference_converter(arch: str, outtype: str, tmp_path: Path) -> None:
     script = _reference_script()

@@ -84,7 +84,7 @@ def test_tensor_bytes(qtype: str, shape: tuple[int, ...], n_bytes: int) -> None:
     assert tensor_bytes(qtype, shape) == n_bytes
 
 
-# The GGUF keys edgekv reads in spec.from_gguf_fields, spelled as literals there: each must be
+# The GGUF keys edgekv reads in gguf_spec.from_gguf_fields, spelled as literals there: each must be
 # the gguf.Keys template llama.cpp's converters write.
 @pytest.mark.parametrize(
     ("ours", "template"),
@@ -112,11 +112,12 @@ def test_gguf_key_templates(ours: str, template: str) -> None:
 
 
 def test_spec_reads_only_known_key_templates() -> None:
-    """Every key literal in spec.py / gguf_io.py is one of gguf.Keys' templates."""
+    """Every key literal in spec.py / gguf_spec.py / gguf_reader.py is one of gguf.Keys' templates."""
     import re
     from pathlib import Path
 
     import edgekv.model.gguf_reader
+    import edgekv.model.gguf_spec
     import edgekv.model.spec
 
     templates = {
@@ -124,7 +125,7 @@ def test_spec_reads_only_known_key_templates() -> None:
         for v in vars(ns).values() if isinstance(v, str)
     }  # fmt: skip
     found: set[str] = set()
-    for mod in (edgekv.model.spec, edgekv.model.gguf_reader):
+    for mod in (edgekv.model.spec, edgekv.model.gguf_spec, edgekv.model.gguf_reader):
         src = Path(mod.__file__ or "").read_text()
         found |= set(re.findall(r'"((?:\{arch\}|general|tokenizer)\.[a-z_.]+)"', src))
     assert found and found <= templates, found - templates

@@ -200,10 +200,10 @@ def test_real_quantize_matches_rules_and_generates(tmp_path: Path) -> None:
         assert rc == 0, "".join(log)[-2000:]
         got = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
         assert got == quantized_types(tensors, quant, arch="qwen3", n_layer=3)
-    _generate(tmp_path / "Q4_K_M.gguf")
+    generate_logits(tmp_path / "Q4_K_M.gguf")
 
 
-def _generate(path: Path, *, zeros: bool = False) -> list[float]:
+def generate_logits(path: Path, *, zeros: bool = False) -> list[float]:
     """Load with llama_cpp.Llama, evaluate a prompt; return the finite next-token logits."""
     with captured_log():
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=1, logits_all=True, verbose=False)
@@ -220,7 +220,7 @@ def _generate(path: Path, *, zeros: bool = False) -> list[float]:
 @pytest.mark.parametrize("arch", ["Qwen3ForCausalLM", "Qwen2ForCausalLM", "LlamaForCausalLM"])
 def test_sparse_tiny_gguf_loads_and_runs(arch: str, tmp_path: Path) -> None:
     """A sparse file is a real model (of zeros): llama.cpp allocates, reads and evaluates it."""
-    _generate(write_sparse_gguf(tmp_path / "m.gguf", tiny_config(arch)), zeros=True)
+    generate_logits(write_sparse_gguf(tmp_path / "m.gguf", tiny_config(arch)), zeros=True)
 
 
 @pytest.mark.parametrize("name", list(CATALOG))
