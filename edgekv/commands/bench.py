@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from edgekv.commands.options import sampler_option
+
 
 @click.command("bench")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -33,13 +35,7 @@ import click
     help="Parallel samples instead: G samples of one shared --n-prompt prompt, --n-gen tokens each, through "
     "run/eval's generation path with the real sampler (as llama-batched-bench -pps; end tokens ignored).",
 )
-@click.option(
-    "--sampler",
-    type=click.Choice(["auto", "backend", "host", "numpy"]),
-    default="auto",
-    show_default=True,
-    help="--parallel: where the sampler runs (backend: in llama.cpp's decode graph; auto: backend on a GPU).",
-)
+@sampler_option
 @click.option("--json", "as_json", is_flag=True, help="JSON list of records.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
 @click.option(
@@ -118,21 +114,11 @@ def command(
     run_args: dict[str, Any] = {
         "depths": depth_list, "settings": settings, "vram_bytes": vram_bytes, "cap_text": vram, "verbose": verbose,
     }  # fmt: skip
+    from edgekv.report import common as rcommon
+
     show_bar = sys.stderr.isatty() and not (as_json or as_csv)
-    if show_bar:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-        ) as bar:
-            task = bar.add_task("bench", total=len(configs) * len(depth_list))
-
-            def progress(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=label)
-
-            records = bench.bench(model, configs, progress=progress, **run_args)
-    else:
-        records = bench.bench(model, configs, **run_args)
+    with rcommon.step_bar("bench", len(configs) * len(depth_list), show=show_bar) as progress:
+        records = bench.bench(model, configs, progress=progress, **run_args)
     rows = [r.as_dict() for r in records]
     if store:
         from edgekv.llama.speed_samples import store_speed_samples
@@ -145,7 +131,6 @@ def command(
     elif as_csv:
         click.echo(rec.csv_text(rows), nl=False)
     else:
-        from edgekv.report import common as rcommon
         from edgekv.report import run as rrun
 
         con = rcommon.console()

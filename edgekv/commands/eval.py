@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from edgekv.commands.options import given, kv_types, plan_model_path, verbosity
+from edgekv.commands.options import given, kv_types, plan_model_path, sampler_option, verbosity
 
 
 @click.command("eval")
@@ -25,13 +25,7 @@ from edgekv.commands.options import given, kv_types, plan_model_path, verbosity
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
 @click.option("--vram", metavar="SIZE", help="Memory cap: 8G. Slots are as many as fit it.")
 @click.option("--slots", type=click.IntRange(1, 256), help="Sequences decoded together (default: as many as fit).")
-@click.option(
-    "--sampler",
-    type=click.Choice(["auto", "backend", "host", "numpy"]),
-    default="auto",
-    show_default=True,
-    help="Where the sampler runs: in llama.cpp's decode graph (backend; auto on a GPU) or on the host.",
-)
+@sampler_option
 @click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="0: greedy.")
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))

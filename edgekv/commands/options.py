@@ -102,3 +102,13 @@ def context_option(text: str | int) -> tuple[int, bool]:
     if n_ctx < 1:
         raise SpecError(f"--ctx {text} is not a positive token count", hint="e.g. --ctx 16k, or --ctx auto")
     return n_ctx, False
+
+
+sampler_option = click.option(
+    "--sampler",
+    type=click.Choice(["auto", "host", "backend", "numpy"]),
+    default="auto",
+    show_default=True,
+    help="Where the sampler chains run: host threads (auto), backend (in llama.cpp's decode graph: faster on a "
+    "GPU, 4 x (n_ubatch + 1) x n_vocab bytes more compute buffer than the plan counts) or numpy.",
+)

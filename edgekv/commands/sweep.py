@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from edgekv.commands.options import sampler_option
+
 
 @click.command("sweep")
 @click.option("--vram", required=True, help="Cards to sweep, comma-separated: 4G,6G,8G.")
@@ -24,13 +26,7 @@ import click
 @click.option("--reserve", default="256", show_default=True, help="Room after the budget for the final answer.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
 @click.option("--slots", type=click.IntRange(1, 512), help="Sequences decoded together (default: eval's).")
-@click.option(
-    "--sampler",
-    type=click.Choice(["auto", "backend", "host", "numpy"]),
-    default="auto",
-    show_default=True,
-    help="Where the sampler runs: in llama.cpp's decode graph (backend; auto on a GPU) or on the host.",
-)
+@sampler_option
 @click.option("--threads", type=click.IntRange(1), help="CPU threads of llama.cpp (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder  [default: ./sweep-DATASET]")
 @click.option("--download", is_flag=True, help="Fetch catalog files not in the hub cache.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -72,3 +74,22 @@ def fmt_const(name: str, value: Any) -> str:
     if name.endswith("tokens"):
         return f"{int(value)} tokens"
     return str(value)
+
+
+@contextmanager
+def step_bar(label: str, total: int, *, show: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A transient progress bar on stderr; yields its update (done, total, label), or None if not shown."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        task = bar.add_task(label, total=total)
+
+        def update(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        yield update
