@@ -12,6 +12,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from edgekv.llama.sampling import SAMPLER_PLACES
+
 
 def tensor_split_option(text: str) -> list[float]:
     """--tensor-split 3,2 -> [3.0, 2.0] (llama.cpp's -ts: shares, normalised by llama.cpp)."""
@@ -106,7 +108,7 @@ def context_option(text: str | int) -> tuple[int, bool]:
 
 sampler_option = click.option(
     "--sampler",
-    type=click.Choice(["auto", "host", "backend", "numpy"]),
+    type=click.Choice(SAMPLER_PLACES),
     default="auto",
     show_default=True,
     help="Where the sampler chains run: host threads (auto), backend (in llama.cpp's decode graph: faster on a "

@@ -264,7 +264,6 @@ class Runner(Vocab):
         n_seq: int = 1,
         sampling: Sampling | None = None,
         on_token: TokenCallback | None = None,
-        sampler: str = "auto",
     ) -> Generation:
         """Sample ``n_seq`` continuations of one prompt: the batched engine (``edgekv.llama.batch``)
         with one request, no budget cue, and sequence 0's cache kept for the next prompt.
@@ -284,9 +283,7 @@ class Runner(Vocab):
                 hint="use a larger --ctx or a shorter prompt",
             )
         sampling = sampling or Sampling()
-        engine = Engine(
-            self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), sampler=sampler, require_fit=False
-        )
+        engine = Engine(self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), require_fit=False)
         seeds = tuple(sampling.seed + s for s in range(n_seq))
         done: list[Any] = []
         cb = None if on_token is None else (lambda _key, index, tok, piece: on_token(index, tok, piece))

@@ -36,7 +36,6 @@ which path ran.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -46,8 +45,6 @@ from edgekv.errors import KvConfigError, LlamaError
 
 if TYPE_CHECKING:
     from edgekv.llama.runner import Runner
-
-log = logging.getLogger(__name__)
 
 SAMPLER_PLACES = ("auto", "backend", "host", "numpy")
 MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
@@ -123,12 +120,8 @@ class SlotSamplers:
         sampling = replace(self.sampling, top_k=0) if self.where == "numpy" else self.sampling
         chain = new_chain(self.lib, sampling, seed)
         self._chains[slot] = chain
-        if self.where == "backend" and not self._attach(slot, chain):
-            log.warning("llama.cpp cannot run this sampler chain on the device; sampling on the host")
-            for s in list(self._chains):
-                if s != slot:
-                    self._attach(s, None)
-            self.where = "host"
+        if self.where == "backend" and not self._attach(slot, chain):  # llama.cpp refuses only a tensor split
+            raise LlamaError("llama.cpp cannot run the sampler chain in the decode graph", hint="--sampler host")
 
     def move(self, src: int, dst: int) -> None:
         """The sample in ``src`` moves to ``dst`` (the engine compacts its slots)."""

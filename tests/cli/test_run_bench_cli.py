@@ -213,6 +213,8 @@ def test_bench_parallel_runs_the_generation_path(tiny: Path) -> None:
         assert x["decode_tps"]["median"] > 0 and x["prompt_tps"]["median"] > 0
         assert abs(x["per_seq_tps"] - x["decode_tps"]["median"] / x["n_seq"]) < 1e-2
         assert x["n_ctx"] == x["n_seq"] * 256  # 16 + 8 + 1 tokens per sample, padded to 256 cells
+        assert x["sampler"] == "host"  # --sampler auto on a CPU
+        assert x["predicted_bytes"] > 0 and x["measured_bytes"] > 0  # the memory model's total; peak RSS on a CPU
 
 
 def test_bench_parallel_bad_counts_are_refused(tiny: Path) -> None:
