@@ -9,7 +9,6 @@ one line with its type (exit 1); a traceback only with ``EDGEKV_DEBUG=1``.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from typing import Any
@@ -67,12 +66,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       edgekv download --vram 8G
       edgekv run model.gguf --vram 8G --kv q8_0 --prompt "2+2?"
     """
-    level = (
-        logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
-    )
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from edgekv.logconfig import configure
+
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = -1 if quiet else verbose
+    configure(ctx.obj["verbosity"])  # applied when something first logs (plain pick never does)
 
 
 DEBUG_ENV = "EDGEKV_DEBUG"

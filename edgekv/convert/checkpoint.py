@@ -23,7 +23,6 @@ GGUF), ``manifest`` (manifest.json: each file's numbers and recipe) and ``edgekv
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -63,9 +62,10 @@ from edgekv.errors import (
 )
 from edgekv.fsutil import INCOMPLETE, BeforeRename, incomplete_path
 from edgekv.llama.quantize import Imatrix, load_imatrix, quantize_gguf
+from edgekv.logconfig import get_logger
 from edgekv.model.quant import WeightQuant
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_QUANTS: tuple[WeightQuant, ...] = tuple(WeightQuant(q) for q in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"))
 HEADER_SLACK_BYTES = 1 << 20

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import random
 from collections.abc import Iterator
@@ -36,8 +35,9 @@ from typing import Any
 from edgekv.errors import DatasetError, RuntimeUnavailable, SpecError
 from edgekv.eval.answers import CHOICE_LETTERS, Kind, parse_kind
 from edgekv.eval.synth import generate
+from edgekv.logconfig import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_SYNTH_PROBLEMS = 100
 

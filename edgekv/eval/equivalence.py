@@ -35,8 +35,9 @@ from typing import IO, Any
 
 from edgekv.errors import RuntimeUnavailable
 from edgekv.eval.answers import Kind, parse_kind
+from edgekv.logconfig import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0  # math-verify's own default per verify() call
 STARTUP_TIMEOUT_S = 120.0  # starting the worker and importing sympy/antlr4; not part of timeout_s

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,12 +24,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgekv.errors import DatasetError
+from edgekv.logconfig import get_logger
 
 SCHEMA = 1
 # derived or local: a prediction, the context the prompts needed, where the file is on this machine
 NOT_HASHED = ("memory", "n_ctx", "model_path")
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def config_id(config: Mapping[str, Any]) -> str:

@@ -18,7 +18,6 @@ and s1 do) until T.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,12 +38,13 @@ from edgekv.llama.records import Measured
 from edgekv.llama.runner import LoadedModel
 from edgekv.llama.sampling import Sampling
 from edgekv.llama.vocab import Vocab
+from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.quant import KvType
 from edgekv.plan import preflight
 from edgekv.plan.memory import KV_PAD_CELLS, Footprint, RunConfig, pad
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = (

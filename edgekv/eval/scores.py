@@ -10,7 +10,6 @@ A killed run can leave a torn last line: a line that is not JSON is skipped (log
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.errors import SpecError
+from edgekv.logconfig import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 SCHEMA = 1
 

@@ -25,7 +25,6 @@ only when it runs.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -37,13 +36,14 @@ from typing import Any, Protocol
 from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, SpecError
 from edgekv.eval.frontier import Frontier, PickMark, frontier
 from edgekv.fsutil import incomplete_path
+from edgekv.logconfig import get_logger
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.plan.fit import context_cap, footprint_at
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad
 from edgekv.plan.plans import Budget, ModelOption, Policy
 from edgekv.plan.policy import fit_terms, max_tokens_per_seq, pick
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_BUDGETS = (2048, 4096, 8192, 16384)
 DEFAULT_SAMPLES = (1, 4)

@@ -18,7 +18,6 @@ listings) and hub_remote (remote header inspection).
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -36,9 +35,10 @@ from edgekv.hub.names import (
     HubFile,
     choose_files,
 )
+from edgekv.logconfig import get_logger
 from edgekv.units import MIB, format_bytes
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 Progress = Callable[[int, int], None]
 """Download progress callback: (bytes done, bytes to fetch) over all files of a download."""

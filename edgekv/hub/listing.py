@@ -5,7 +5,6 @@ Re-exported by ``edgekv.hub.download``.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from huggingface_hub.file_download import repo_folder_name
 from edgekv.errors import HubError
 from edgekv.hub.env import API_TIMEOUT_S, connection_errors, hub_cache_dir, hub_errors, is_offline, resolve_endpoint
 from edgekv.hub.names import HubFile, quant_of
+from edgekv.logconfig import get_logger
 
-logger = logging.getLogger("edgekv.hub.download")  # the logger name these messages have always carried
+logger = get_logger("edgekv.hub.download")  # the logger name these messages have always carried
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")

@@ -5,7 +5,6 @@ Re-exported by ``edgekv.hub.download``.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -20,13 +19,14 @@ from edgekv.errors import GGUFError, HubError, ModelFileNotFound
 from edgekv.hub.env import API_TIMEOUT_S, hub_cache_dir, hub_errors, is_offline, resolve_endpoint
 from edgekv.hub.listing import list_gguf_files
 from edgekv.hub.names import SHARD_RE, available_quants, choose_files, group_files, normalize_quant, shard_names
+from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import GGUFHeader, parse_header_growing, read_header, spec_from_header
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import WeightLayout
 from edgekv.plan.plans import ModelOption
 from edgekv.units import KIB, format_bytes
 
-logger = logging.getLogger("edgekv.hub.download")  # the logger name these messages have always carried
+logger = get_logger("edgekv.hub.download")  # the logger name these messages have always carried
 
 SPLIT_NO = "split.no"  # gguf.Keys.Split.LLM_KV_SPLIT_NO (llama.cpp gguf-split)
 SPLIT_COUNT = "split.count"  # gguf.Keys.Split.LLM_KV_SPLIT_COUNT

@@ -8,7 +8,6 @@ stops. Tokens are random (seeded), as llama-bench's are.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import time
@@ -22,12 +21,13 @@ from edgekv.llama import build
 from edgekv.llama import runner as runtime
 from edgekv.llama import session as sess
 from edgekv.llama.records import BenchRecord, BenchSettings, Stats
+from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
 from edgekv.plan.memory import Footprint, RunConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
 

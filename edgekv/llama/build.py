@@ -4,7 +4,6 @@ the dry run that measures buffers without allocating them. The runner and sessio
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import re
 from pathlib import Path
@@ -12,10 +11,11 @@ from typing import Any
 
 from edgekv.errors import KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
 from edgekv.llama.log import LlamaBuffers, LlamaLog
+from edgekv.logconfig import get_logger
 from edgekv.model.quant import KvType
 from edgekv.plan.memory import RunConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 LLAMA_CPP_VERSION = "0.3.36"

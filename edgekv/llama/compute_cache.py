@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
 
+from edgekv.logconfig import get_logger
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import RunConfig
 from edgekv.settings import user_dir
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 CACHE_FILE = "compute-buffers.json"
 
 

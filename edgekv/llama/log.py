@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekv.logconfig import get_logger
 from edgekv.units import MIB
 
-llama_log = logging.getLogger("edgekv.llama")  # llama.cpp's own lines, shown with -vv
+llama_log = get_logger("edgekv.llama")  # llama.cpp's own lines, shown with -vv
 
 # enum ggml_log_level (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues a line)
 _GGML_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}

@@ -6,7 +6,6 @@ The only place besides the runner that calls llama.cpp; ``edgekv.convert`` build
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import re
 import struct
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import LlamaError, ModelFileNotFound, RuntimeUnavailable, SpecError
 from edgekv.fsutil import BeforeRename, disk_full, incomplete_path
+from edgekv.logconfig import get_logger
 from edgekv.model.quant import WeightQuant
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # fails (ENOSPC, EFBIG) surfaces only as this what() in its log ("basic_ios::clear: iostream error").
 _WRITE_FAILED = "iostream error"
 
-logger = logging.getLogger("edgekv.convert.checkpoint")  # the logger name these messages have always carried
+logger = get_logger("edgekv.convert.checkpoint")  # the logger name these messages have always carried
 
 
 @dataclass(frozen=True, slots=True)

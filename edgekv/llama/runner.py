@@ -11,7 +11,6 @@ how the compute buffer is measured cheaply.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -24,9 +23,10 @@ from edgekv.llama.build import check_cfg, check_path, context_params, llama_lib,
 from edgekv.llama.log import LlamaLog
 from edgekv.llama.sampling import Sampling
 from edgekv.llama.vocab import Vocab
+from edgekv.logconfig import get_logger
 from edgekv.plan.memory import RunConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ llama.cpp allocated and what the process holds (NVML on a GPU, peak RSS on a CPU
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import re
@@ -24,6 +23,7 @@ from edgekv.llama.compute_cache import ComputeCache, cache_key
 from edgekv.llama.log import is_host_buffer
 from edgekv.llama.records import Measured
 from edgekv.llama.sampling import Sampling
+from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
@@ -31,7 +31,7 @@ from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.memory import Footprint, RunConfig
 from edgekv.units import format_bytes
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgekv.errors import LlamaError
 from edgekv.llama.log import LlamaLog
+from edgekv.logconfig import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Vocab:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import glob
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import RuntimeUnavailable
+from edgekv.logconfig import get_logger
 from edgekv.plan.memory import CUDA_CONTEXT_BYTES, pad
 from edgekv.units import MIB, format_bytes
 
 if TYPE_CHECKING:
     from edgekv.plan.card import LocalGpu
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 NVML_HINT = "pip install nvidia-ml-py"
 CUDA_ALLOC_GRANULARITY = 2 * MIB  # what NVML shows a cudaMalloc as: rounded up to 2 MiB pages

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from edgekv.errors import ModelFileNotFound, SpecError
@@ -31,16 +30,18 @@ CATALOG_QUANTS: tuple[WeightQuant, ...] = (
 )  # fmt: skip
 
 
-def models_dir() -> Path:
+def models_dir() -> str:
     """``EDGEKV_MODELS`` if set, else the ``models/`` folder next to the package (a checkout or an
-    editable install), else ``<prefix>/share/edgekv/models`` (where a wheel install puts it)."""
+    editable install), else ``<prefix>/share/edgekv/models`` (where a wheel install puts it).
+
+    A plain path string: ``edgekv pick`` stays off :mod:`pathlib` (and the urllib it loads)."""
     env = os.environ.get("EDGEKV_MODELS")
     if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "models"
-    if beside.is_dir():
+        return env
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
+    if os.path.isdir(beside):
         return beside
-    return Path(sys.prefix) / "share" / "edgekv" / "models"
+    return os.path.join(sys.prefix, "share", "edgekv", "models")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +113,19 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
         raise SpecError(f"catalog file {source} is malformed: {e!r}") from None
 
 
-def load_catalog(directory: Path | None = None) -> list[CatalogModel]:
+def load_catalog(directory: str | os.PathLike[str] | None = None) -> list[CatalogModel]:
     """Every model in the catalog folder, sorted by parameter count."""
-    d = directory or models_dir()
-    if not d.is_dir():
+    d = os.fspath(directory or models_dir())
+    if not os.path.isdir(d):
         raise ModelFileNotFound(f"model catalog folder {d} not found", hint="set EDGEKV_MODELS to the models/ folder")
-    out = [_parse(json.loads(p.read_text()), str(p)) for p in sorted(d.glob("*.json"))]
+    paths = sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".json"))
+    out = [_parse(json.loads(_read(p)), p) for p in paths]
     return sorted(out, key=lambda m: (m.n_params, m.name))
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def select(

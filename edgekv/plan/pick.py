@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan, SpecError
@@ -190,7 +189,8 @@ def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
 def spec_option(spec: ModelSpec, *, path: str | None = None) -> ModelOption:
     """A ModelOption sized from a spec's own tensors."""
     return ModelOption(
-        name=Path(path).stem if path else spec.name, quant=spec.file_type or "?", spec=spec,
+        name=os.path.splitext(os.path.basename(os.fspath(path)))[0] if path else spec.name,  # the file's stem
+        quant=spec.file_type or "?", spec=spec,
         layout=WeightLayout.from_spec(spec), effective_bytes=spec.weights_bytes, path=path, n_params=spec.n_params,
     )  # fmt: skip
 

@@ -9,12 +9,12 @@ pure; the file I/O lives here.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekv.logconfig import get_logger
 from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, fit
 from edgekv.plan.timing import CardSpeed
 from edgekv.settings import user_dir
@@ -22,7 +22,7 @@ from edgekv.settings import user_dir
 if TYPE_CHECKING:
     from edgekv.plan.card import Card
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MIN_SAMPLES = 3  # fewer: keep the published-card constants
 

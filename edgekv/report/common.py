@@ -63,7 +63,7 @@ def footprint_line(fp: Footprint) -> str:
 
 
 def console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)  # text is data: no :name: emoji
 
 
 def fmt_const(name: str, value: Any) -> str:

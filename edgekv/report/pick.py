@@ -76,7 +76,7 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
     return Group(*parts)
 
 
-_MEASURE = Console(width=1000)
+_MEASURE = Console(width=1000, emoji=False)
 
 
 def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, str]:

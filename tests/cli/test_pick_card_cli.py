@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,6 +180,25 @@ def test_own_bench_samples_refit_the_speed(tmp_path: Path) -> None:
     other = json.loads(invoke("--gpu", "RTX 4070", "--vram", "8G", "--json")[1])
     assert other["speed"]["user_samples"] == 0  # another card's bandwidth: published constants
     assert mine < 30
+
+
+def test_a_warning_reaches_stderr_with_its_level_and_logger_and_q_silences_it(tmp_path: Path) -> None:
+    """The CLI's logging set-up is applied only when something logs (plain pick never imports
+    logging): a skipped line of the speed store still prints as ``WARNING <logger>: ...``."""
+    store = tmp_path / "speed" / "decode.jsonl"
+    store.parent.mkdir(parents=True)
+    store.write_text("not json\n")
+    env = {**os.environ, "EDGEKV_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def stderr(*flags: str) -> str:
+        cmd = [sys.executable, "-m", "edgekv", *flags, "pick", "--gpu", "RTX 4060", "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["plans"]
+        return proc.stderr
+
+    assert f"WARNING edgekv.plan.speed_store: {store}:1: skipped" in stderr()
+    assert "skipped" not in stderr("-q")
 
 
 @pytest.mark.parametrize("args", [("--vram", "8G"), ("--gpu", "RTX 4060"), ("--gpu", "RTX 4060", "--family", "all"),

@@ -116,8 +116,8 @@ def test_pick_imports_nothing_heavy() -> None:
 
 def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     """``pick --vram 8G`` (no --json, --gpu, split or --gguf) loads no plan-file, GGUF-header,
-    multi-device, timing or general option-parsing module: each would cost its import (and, with no
-    bytecode cache, its compile) on every run."""
+    multi-device, timing or general option-parsing module, nor logging or pathlib: each would cost
+    its import (and, with no bytecode cache, its compile) on every run."""
     code = _GUARD.replace(", '--json'", "")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -126,6 +126,7 @@ def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     unused = {
         "edgekv.plan.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
         "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.plan.speed_store", "edgekv.commands.options",
+        "logging", "pathlib",
     }  # fmt: skip
     assert not modules & unused
 
