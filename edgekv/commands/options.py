@@ -111,6 +111,7 @@ sampler_option = click.option(
     type=click.Choice(SAMPLER_PLACES),
     default="auto",
     show_default=True,
-    help="Where the sampler chains run: host threads (auto), backend (in llama.cpp's decode graph: faster on a "
-    "GPU, 4 x (n_ubatch + 1) x n_vocab bytes more compute buffer than the plan counts) or numpy.",
+    help="Where the sampler chains run: host threads (auto); backend (in llama.cpp's decode graph) or split "
+    "(top-k in the graph, the rest on the host), both faster on a GPU and 4 x (n_ubatch + 1) x n_vocab bytes more "
+    "compute buffer than the plan counts; or numpy.",
 )

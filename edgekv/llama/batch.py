@@ -94,6 +94,7 @@ class Engine:
         self.n_slots = runner.n_seq_max
         self.stats = EngineStats()
         self.keep_cache = False
+        self._callback_seconds = 0.0  # on_finished's time within the current step
         injections = max(len(forcing.cue_tokens), len(forcing.answer_cue_tokens), len(forcing.wait_tokens), 1)
         self.tokens_per_sample = forcing.budget_tokens + forcing.reserve_tokens + injections + 1
 
@@ -211,6 +212,8 @@ class Engine:
         on_token: TokenCallback | None,
     ) -> None:
         r = self.runner
+        st = self.stats
+        t0 = time.perf_counter()
         self._compact(slots)
         rows: list[tuple[int, int, int, bool]] = []
         out_row: dict[int, tuple[int, int]] = {}  # slot -> (output row, batch row) of its logits
@@ -223,16 +226,15 @@ class Engine:
             s.pos += n
             s.pending = []
             out_row[sid] = (len(out_row), len(rows) - 1)
-        self.stats.max_live = max(self.stats.max_live, len(out_row))
-        t0 = time.perf_counter()
-        r.decode_rows(rows)
+        st.max_live = max(st.max_live, len(out_row))
         t1 = time.perf_counter()
-        picks = self.samplers.pick(out_row)
-        self.stats.n_sampled += len(picks)
+        r.decode_rows(rows)  # returns once the graph is queued on a GPU
         t2 = time.perf_counter()
-        self.stats.n_steps += 1
-        self.stats.step_seconds += t2 - t0
-        self.stats.sample_seconds += t2 - t1
+        r.synchronize()
+        t3 = time.perf_counter()
+        picks = self.samplers.pick(out_row)
+        t4 = time.perf_counter()
+        st.n_sampled += len(picks)
         for sid, tok in picks.items():
             s = slots[sid]
             assert s is not None
@@ -241,6 +243,15 @@ class Engine:
                 finish = "context"
             if finish is not None:
                 self._finish(sid, slots, live, finish, on_finished)
+        t5 = time.perf_counter() - self._callback_seconds
+        self._callback_seconds = 0.0
+        st.n_steps += 1
+        st.step_seconds += t5 - t0
+        st.build_seconds += t1 - t0
+        st.submit_seconds += t2 - t1
+        st.wait_seconds += t3 - t2
+        st.sample_seconds += t4 - t3
+        st.accept_seconds += t5 - t4
 
     def _compact(self, slots: list[_Slot | None]) -> None:
         """Move the highest live slots into free lower ones, so live sequence ids stay consecutive.
@@ -338,4 +349,6 @@ class Engine:
         if len(lr.done) == len(lr.request.seeds):
             del live[lr.request.key]
             samples = tuple(lr.done[i] for i in range(len(lr.request.seeds)))
-            cb(Finished(lr.request.key, samples, time.perf_counter() - lr.started))
+            t0 = time.perf_counter()
+            cb(Finished(lr.request.key, samples, t0 - lr.started))
+            self._callback_seconds += time.perf_counter() - t0  # the caller's time, not the step's

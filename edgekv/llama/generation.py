@@ -65,11 +65,21 @@ class EngineStats:
     n_sampled: int = 0
     n_prompt_decoded: int = 0
     prompt_seconds: float = 0.0
-    step_seconds: float = 0.0  # decode + sampling of the steps
-    sample_seconds: float = 0.0  # the sampling part of it
+    step_seconds: float = 0.0  # the whole of the decode steps (the sum of the five parts below)
+    build_seconds: float = 0.0  # slot moves and the batch's rows (Python)
+    submit_seconds: float = 0.0  # filling the llama_batch and llama_decode's own CPU work (it returns early)
+    wait_seconds: float = 0.0  # llama_synchronize: the device finishing the step's graph
+    sample_seconds: float = 0.0  # picking every live slot's token (host chains, or reading the backend's)
+    accept_seconds: float = 0.0  # budget forcing, stop checks, finished samples' text (Python)
     max_live: int = 0
     n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
     sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
+
+    def step_parts_ms(self) -> dict[str, float]:
+        """Milliseconds per decode step, by part (what is not ``wait`` is edgekv's, or the host sampler's)."""
+        n = max(self.n_steps, 1)
+        parts = ("build", "submit", "wait", "sample", "accept")
+        return {k: round(1000 * getattr(self, f"{k}_seconds") / n, 4) for k in parts}
 
     @property
     def decode_tps(self) -> float:

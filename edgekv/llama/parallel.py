@@ -3,10 +3,11 @@
 The same engine as ``run`` and ``eval`` (``edgekv.llama.batch``: the prompt decoded once and copied
 to the G sequences, one batch of G tokens per step, llama.cpp's sampler chain per sample), timed
 the way llama-batched-bench times ``-pps`` (a shared prompt): prompt tokens/s of the shared prompt,
-and aggregate decode tokens/s = G x n_gen / the time of the decode steps. End-of-generation
-tokens are ignored, as llama.cpp's tools do (a zero-weight model would otherwise end within a
-few steps). Per-sample tokens/s is the aggregate over G; ``sample_share`` is the part of the step
-time spent sampling (what is not llama.cpp's decode).
+and aggregate decode tokens/s = G x n_gen / the whole time of the decode steps (building the batch,
+llama_decode, waiting for the device, sampling, budget forcing: all of it). End-of-generation tokens
+are ignored, as llama.cpp's tools do (a zero-weight model would otherwise end within a few steps).
+Per-sample tokens/s is the aggregate over G; ``step_ms`` splits a step into its parts (build,
+submit, wait, sample, accept: ``EngineStats``), ``sample_share`` is sampling's part of it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class ParallelRecord:
     reason: str | None = None
     prompt_tps: Stats | None = None
     decode_tps: Stats | None = None  # aggregate over the G samples
-    sample_share: float | None = None  # sampling / (decode + sampling) of the steps, median over reps
+    sample_share: float | None = None  # picking the tokens / the whole step, median over reps
+    step_ms: dict[str, float] | None = None  # ms per step by part (EngineStats.step_parts_ms), median over reps
     device: str = ""
     gpu: bool = False
     sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
@@ -56,6 +58,7 @@ class ParallelRecord:
             "decode_tps": self.decode_tps.as_dict() if self.decode_tps else None,
             "per_seq_tps": round(per_seq, 3) if per_seq is not None else None,
             "sample_share": round(self.sample_share, 4) if self.sample_share is not None else None,
+            "step_ms": self.step_ms,
             "device": self.device, "gpu": self.gpu, "sampler": self.sampler,
             "predicted_bytes": self.predicted_bytes, "measured_bytes": self.measured_bytes,
         }  # fmt: skip
@@ -96,6 +99,7 @@ def bench_parallel(
         prompt_tps: list[float] = []
         decode_tps: list[float] = []
         shares: list[float] = []
+        parts: list[dict[str, float]] = []
         place = ""
         measured: int | None = None
         with sess.open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
@@ -111,11 +115,14 @@ def bench_parallel(
                 prompt_tps.append(st.n_prompt_decoded / st.prompt_seconds if st.prompt_seconds > 0 else 0.0)
                 decode_tps.append(st.decode_tps)
                 shares.append(st.sample_seconds / st.step_seconds if st.step_seconds > 0 else 0.0)
+                parts.append(st.step_parts_ms())
                 place = st.sampler
             measured = sess.measure(session).process
         out.append(ParallelRecord(
             *head, status="ok", prompt_tps=Stats.of(prompt_tps), decode_tps=Stats.of(decode_tps),
-            sample_share=Stats.of(shares).median, sampler=place, device=sess.device_name(prepared.gpu),
+            sample_share=Stats.of(shares).median, sampler=place,
+            step_ms={k: round(Stats.of([p[k] for p in parts]).median, 4) for k in parts[0]},
+            device=sess.device_name(prepared.gpu),
             gpu=prepared.gpu, predicted_bytes=prepared.footprint.gpu_total - prepared.footprint.margin,
             measured_bytes=measured,
         ))  # fmt: skip

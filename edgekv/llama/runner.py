@@ -160,6 +160,7 @@ class Runner(Vocab):
         return bool(self._lib.llama_memory_seq_rm(self._mem, seq, n_tokens, -1))
 
     def synchronize(self) -> None:
+        """Wait for the last decode's graph (``llama_decode`` returns once it is queued on a GPU)."""
         self._lib.llama_synchronize(self._ctx)
 
     def _fill(self, items: Sequence[tuple[int, int, int, bool]]) -> None:

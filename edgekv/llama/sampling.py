@@ -18,15 +18,21 @@ is a setting (``where``):
   half the cores, each given >= 300k logits; ctypes releases the GIL; the first row is sampled on
   the calling thread, since llama.cpp puts the output rows in order on the first read after a
   decode).
+* ``"split"``: the top-k cut on the device, the rest of the chain on the host. Each live slot gets a
+  device chain of top-k alone (a few graph nodes per sequence, where the whole chain is some
+  twenty); only its k candidates and their logits come back (``llama_get_sampled_candidates_ith``,
+  no 152k-logit row is copied), and the host runs the sample's full chain on those k (the top-k
+  there keeps them all): the same tokens as ``"host"`` for a seed (tested). Greedy runs as
+  ``"backend"``. Its memory cost is the device path's (below).
 * ``"numpy"``: one numpy ``argpartition`` cuts the top k of all rows, then the chain (without its
   top-k) runs on those k candidates: the same tokens as ``"host"`` (tested).
-* ``"auto"`` (the default) is ``"host"``. The device path costs memory that the memory model does
+* ``"auto"`` (the default) is ``"host"``. The device paths cost memory that the memory model does
   not count yet: llama.cpp reserves its compute buffer for the worst case, and with samplers
   attached the graph holds a second copy of the logits of every output row (``ggml_pad`` of
   ``t_logits`` in ``build_sampling``): 4 x (n_ubatch + 1) x n_vocab bytes more, 513 MiB for
   gemma-3's 262k vocabulary and 297 MiB for Qwen's 152k at n_ubatch 512 (measured on the CPU:
   514.50 -> 1028.52 MiB with 16 chains). A plan sized to the card must not grow by that unasked,
-  so the device path is a choice (``--sampler backend``) until the memory model counts it.
+  so the device paths are a choice (``--sampler backend|split``) until the memory model counts it.
 
 The two device paths draw the same uniform numbers but compute the softmax/cumulative sums in a
 different order, so a seed gives the same tokens within a path, not across paths; results record
@@ -46,7 +52,8 @@ from edgekv.errors import KvConfigError, LlamaError
 if TYPE_CHECKING:
     from edgekv.llama.runner import Runner
 
-SAMPLER_PLACES = ("auto", "backend", "host", "numpy")
+SAMPLER_PLACES = ("auto", "backend", "split", "host", "numpy")
+DEVICE_PLACES = ("backend", "split")  # chains attached to the decode graph
 MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
 # Logits per sampling thread: a thread's wake-up and hand-back cost ~0.05-0.4 ms (more on a busy
 # machine), a row of 150k logits ~0.2 ms in llama.cpp's chain; below this much work per thread the
@@ -92,11 +99,11 @@ def resolve_place(where: str, sampling: Sampling) -> str:
     """``"auto"`` made concrete for this runner (see the module docstring)."""
     if where not in SAMPLER_PLACES:
         raise KvConfigError(f"unknown sampler place {where!r}", hint="one of " + ", ".join(SAMPLER_PLACES))
-    if where == "numpy":
+    if where in ("numpy", "split"):
         if sampling.is_greedy:
-            return "host"
+            return "host" if where == "numpy" else "backend"
         if sampling.top_k <= 0:
-            raise KvConfigError("the numpy top-k path needs top_k > 0", hint="--sampler host or backend")
+            raise KvConfigError(f"the {where} path cuts the top k first: it needs top_k > 0", hint="--sampler host")
     return "host" if where == "auto" else where
 
 
@@ -108,7 +115,8 @@ class SlotSamplers:
         self.lib = runner.lib
         self.sampling = sampling
         self.where = resolve_place(where, sampling)
-        self._chains: dict[int, Any] = {}
+        self._chains: dict[int, Any] = {}  # each slot's full chain (on the device for "backend")
+        self._device: dict[int, Any] = {}  # "split": each slot's device chain (top-k alone)
         # half the cores: on a 2-core box threads never paid (gemma-3, G = 4: 1.8 vs 1.6 ms a step)
         self.n_threads = min(MAX_SAMPLER_THREADS, (os.cpu_count() or 1) // 2)
         self._pool: ThreadPoolExecutor | None = None
@@ -120,19 +128,25 @@ class SlotSamplers:
         sampling = replace(self.sampling, top_k=0) if self.where == "numpy" else self.sampling
         chain = new_chain(self.lib, sampling, seed)
         self._chains[slot] = chain
-        if self.where == "backend" and not self._attach(slot, chain):  # llama.cpp refuses only a tensor split
+        device = None
+        if self.where == "split":
+            device = self.lib.llama_sampler_chain_init(self.lib.llama_sampler_chain_default_params())
+            self.lib.llama_sampler_chain_add(device, self.lib.llama_sampler_init_top_k(self.sampling.top_k))
+            self._device[slot] = device
+        elif self.where == "backend":
+            device = chain
+        if device is not None and not self._attach(slot, device):  # llama.cpp refuses only a tensor split
             raise LlamaError("llama.cpp cannot run the sampler chain in the decode graph", hint="--sampler host")
 
     def move(self, src: int, dst: int) -> None:
         """The sample in ``src`` moves to ``dst`` (the engine compacts its slots)."""
         chain = self._chains.pop(src)
+        device = self._device.pop(src, None)
         self.stop(dst)
         if self.where == "backend":  # a chain is set up for one sequence once: attach a clone
-            self._attach(src, None)
-            clone = self.lib.llama_sampler_clone(chain)
-            self.lib.llama_sampler_free(chain)
-            chain = clone
-            self._attach(dst, chain)
+            chain = self._reattach(src, dst, chain)
+        elif device is not None:
+            self._device[dst] = self._reattach(src, dst, device)
         self._chains[dst] = chain
 
     def stop(self, slot: int) -> None:
@@ -140,8 +154,11 @@ class SlotSamplers:
         chain = self._chains.pop(slot, None)
         if chain is None:
             return
-        if self.where == "backend":
+        if self.where in DEVICE_PLACES:
             self._attach(slot, None)
+        device = self._device.pop(slot, None)
+        if device is not None:
+            self.lib.llama_sampler_free(device)
         self.lib.llama_sampler_free(chain)
 
     def close(self) -> None:
@@ -153,6 +170,14 @@ class SlotSamplers:
 
     def _attach(self, slot: int, chain: Any) -> bool:
         return bool(self.lib.llama_set_sampler(self.runner.ctx_handle, slot, chain))
+
+    def _reattach(self, src: int, dst: int, chain: Any) -> Any:
+        """Detach ``chain`` from ``src``, attach a clone of it (its state too) to ``dst``; the clone."""
+        self._attach(src, None)
+        clone = self.lib.llama_sampler_clone(chain)
+        self.lib.llama_sampler_free(chain)
+        self._attach(dst, clone)
+        return clone
 
     # one step ---------------------------------------------------------------------------------
     def pick(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
@@ -171,6 +196,17 @@ class SlotSamplers:
             return self._pick_host(out_row)
         import numpy as np
 
+        if self.where == "split":
+            for sid, (_, batch_row) in out_row.items():
+                n = int(lib.llama_get_sampled_candidates_count_ith(ctx, batch_row))
+                if n <= 0 or int(lib.llama_get_sampled_logits_count_ith(ctx, batch_row)) != n:
+                    raise LlamaError(
+                        f"llama.cpp returned no top-k candidates for sequence {sid}", hint="--sampler host"
+                    )
+                ids = np.ctypeslib.as_array(lib.llama_get_sampled_candidates_ith(ctx, batch_row), shape=(n,))
+                logits = np.ctypeslib.as_array(lib.llama_get_sampled_logits_ith(ctx, batch_row), shape=(n,))
+                picks[sid] = sample_candidates(lib, self._chains[sid], ids, logits, ordered=False)
+            return picks
         k = self.sampling.top_k
         logits = self.runner.logits_rows(len(out_row))
         top = np.argpartition(logits, -k, axis=1)[:, -k:]
@@ -179,7 +215,7 @@ class SlotSamplers:
         ids = np.take_along_axis(top, order, axis=1)
         vals = np.take_along_axis(top_logits, order, axis=1)
         for sid, (row, _) in out_row.items():
-            picks[sid] = sample_candidates(lib, self._chains[sid], ids[row].tolist(), vals[row].tolist())
+            picks[sid] = sample_candidates(lib, self._chains[sid], ids[row], vals[row])
         return picks
 
     def _pick_host(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
@@ -202,16 +238,22 @@ class SlotSamplers:
         return {sid: picks[sid] for sid in out_row}  # in slot order, as the engine accepts them
 
 
-def sample_candidates(lib: Any, chain: Any, ids: Any, logits: Any) -> int:
-    """Apply ``chain`` to candidates (token ids and logits, best first) and accept the pick."""
+def sample_candidates(lib: Any, chain: Any, ids: Any, logits: Any, *, ordered: bool = True) -> int:
+    """Apply ``chain`` to candidates and accept the pick.
+
+    ``ids``/``logits``: sequences of the same length (numpy arrays, lists, or ctypes pointers when
+    ``n`` is given through a slice); ``ordered``: best first. The ``llama_token_data`` rows are
+    written through one numpy view (a Python loop over 20 fields x 3 cost ~20 us a row).
+    """
+    import numpy as np
+
     n = len(ids)
     data = (lib.llama_token_data * n)()
-    for i in range(n):
-        data[i].id = int(ids[i])
-        data[i].logit = float(logits[i])
-        data[i].p = 0.0
-    arr = lib.llama_token_data_array(data, n, -1, True)
+    view = np.frombuffer(data, dtype=np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]), count=n)
+    view["id"] = ids
+    view["logit"] = logits
+    arr = lib.llama_token_data_array(data, n, -1, ordered)
     lib.llama_sampler_apply(chain, ctypes.byref(arr))
-    tok = int(data[arr.selected].id)
+    tok = int(view["id"][arr.selected])
     lib.llama_sampler_accept(chain, tok)
     return tok

@@ -97,21 +97,27 @@ def run_dict(
 
 
 def parallel_table(rows: list[dict[str, Any]]) -> Table:
-    """``edgekv bench --parallel``: aggregate and per-sample decode tokens/s per G."""
+    """``edgekv bench --parallel``: prompt and decode tokens/s per G (all samples, and each), and a
+    decode step by part: ``decode`` is llama.cpp's (llama_decode and the wait for the device),
+    ``sample`` picking the G tokens, ``edgekv`` the batch and budget forcing around them."""
     head = rows[0] if rows else {}
     place = next((r.get("sampler") for r in rows if r.get("sampler")), "")
     title = f"edgekv bench --parallel: {head.get('model', '')} on {head.get('device', '?')}, sampler: {place or '?'}"
-    t = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in ("KV", "G", "prompt t/s", "decode t/s (all)", "per sample", "host sampling", "status"):
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # 80 columns
+    for col in ("KV", "G", "pp t/s", "tg t/s", "t/s each", "ms/step", "decode", "sample", "edgekv", "status"):
         t.add_column(col, justify="left" if col in ("KV", "status") else "right")
     for r in rows:
         ok = r["status"] == "ok"
         kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
+        ms = r.get("step_ms") or {}
+        parts = ["", "", "", ""]
+        if ok and ms:
+            decode, ours = ms["submit"] + ms["wait"], ms["build"] + ms["accept"]
+            parts = [f"{sum(ms.values()):.2f}", f"{decode:.2f}", f"{ms['sample']:.2f}", f"{ours:.2f}"]
         t.add_row(
             kv, str(r["n_seq"]),
             f"{r['prompt_tps']['median']:.1f}" if ok else "", f"{r['decode_tps']['median']:.1f}" if ok else "",
-            f"{r['per_seq_tps']:.1f}" if ok else "", f"{100 * r['sample_share']:.0f}%" if ok else "",
-            "ok" if ok else "refused",
+            f"{r['per_seq_tps']:.1f}" if ok else "", *parts, "ok" if ok else "refused",
         )  # fmt: skip
     return t
 

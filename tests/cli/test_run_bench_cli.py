@@ -215,6 +215,13 @@ def test_bench_parallel_runs_the_generation_path(tiny: Path) -> None:
         assert x["n_ctx"] == x["n_seq"] * 256  # 16 + 8 + 1 tokens per sample, padded to 256 cells
         assert x["sampler"] == "host"  # --sampler auto on a CPU
         assert x["predicted_bytes"] > 0 and x["measured_bytes"] > 0  # the memory model's total; peak RSS on a CPU
+        ms = x["step_ms"]  # a step by part; the parts make up the whole that decode t/s divides by
+        assert set(ms) == {"build", "submit", "wait", "sample", "accept"} and min(ms.values()) >= 0
+        assert ms["submit"] > ms["build"]  # on a CPU llama_decode computes the step itself
+        whole = x["n_seq"] * 1000 / sum(ms.values())  # one sampled token per sample per step
+        assert abs(whole - x["decode_tps"]["median"]) < 0.01 * whole
+    assert "ms/step" in invoke("bench", tiny, "--parallel", "2", "--n-prompt", "16", "--n-gen", "4", "--reps", "1",
+                               "--threads", "1", "--no-store").output  # fmt: skip
 
 
 def test_bench_parallel_bad_counts_are_refused(tiny: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekv.errors import KvConfigError
 from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
 from edgekv.llama import runner as runtime
 from edgekv.llama.batch import Engine
@@ -136,6 +137,29 @@ def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) 
     q = busy["q"].samples
     assert q[0].tokens == q[2].tokens == alone["q"].samples[0].tokens
     assert q[0].tokens != q[1].tokens and len(set(q[0].tokens)) > 3
+
+
+def test_split_sampling_gives_the_hosts_tokens_for_a_seed(model: runtime.LoadedModel) -> None:
+    """``split``: top-k in the decode graph, the rest of each sample's chain on the host over the k
+    candidates: the same tokens as the whole chain on the host, with slots refilled and moved."""
+    hot = Sampling(temperature=0.8, top_p=0.95, top_k=20)
+    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
+    forcing = Forcing(budget_tokens=12, reserve_tokens=6, cue_tokens=cue)  # answers end at different steps
+    reqs = [Request(i, p, (5, 6, 7)) for i, p in enumerate(prompts(model))]
+    stats: list[EngineStats] = []
+    host = run(model, reqs, slots=4, forcing=forcing, sampling=hot, sampler="host")
+    split = run(model, reqs, slots=4, forcing=forcing, sampling=hot, sampler="split", stats=stats)
+    assert stats[0].sampler == "split" and stats[0].n_moves > 0
+    for r in reqs:
+        assert [s.tokens for s in split[r.key].samples] == [s.tokens for s in host[r.key].samples]
+        assert len(set(split[r.key].samples[0].tokens)) > 3  # really sampled, not one token repeated
+
+
+def test_split_and_numpy_need_a_top_k(model: runtime.LoadedModel) -> None:
+    for place in ("split", "numpy"):
+        with pytest.raises(KvConfigError, match="top_k > 0"):
+            run(model, [Request("q", prompts(model)[0], (1,))], slots=1, forcing=Forcing(budget_tokens=2),
+                sampling=Sampling(top_k=0), sampler=place)  # fmt: skip
 
 
 def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> None:
