@@ -107,12 +107,13 @@ def main() -> int:
     ap.add_argument("--device", type=int, default=0)
     ap.add_argument("--edgekv", action="store_true", help="anchor: also run edgekv bench --parallel, print ratios")
     ap.add_argument("--samplers", default="host,backend", help="anchor --edgekv: edgekv's sampler places to run")
+    ap.add_argument("--shapes", help="only these shapes (comma-separated, e.g. qwen3-4b:Q8_0)")
     args = ap.parse_args()
     grid = ANCHOR if args.mode == "anchor" else SPEED
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"batched_{args.mode}.jsonl"
     rows: list[dict[str, Any]] = []
-    for item in grid["shapes"]:
+    for item in args.shapes.split(",") if args.shapes else grid["shapes"]:
         shape, quant = item.split(":")
         model = model_file(shape, quant, args.workdir)
         base = {"tool": "llama-batched-bench", "mode": args.mode, "shape": shape, "quant": quant, "kv": args.kv,
@@ -136,8 +137,11 @@ def main() -> int:
 
 def print_ratios(rows: list[dict[str, Any]]) -> None:
     anchor = {(r["shape"], r["pl"]): r["speed_tg"] for r in rows if r["tool"] == "llama-batched-bench"}
-    print("| shape | G | llama-batched-bench S_TG | edgekv sampler | edgekv t/s | ratio | NVML - predicted MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| shape | G | llama-batched-bench S_TG | edgekv sampler | edgekv t/s | ratio | NVML - predicted MiB |"
+        " edgekv ms/step: decode, sample, edgekv |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["tool"] != "edgekv" or r.get("status", "ok") != "ok":
             continue
@@ -147,9 +151,12 @@ def print_ratios(rows: list[dict[str, Any]]) -> None:
         tps = dec.get("median") if isinstance(dec, dict) else dec
         meas, pred = r.get("measured_bytes"), r.get("predicted_bytes")
         gap = f"{(meas - pred) / 2**20:+.0f}" if meas is not None and pred is not None else ""
+        ms = r.get("step_ms") or {}
+        parts = (f"{ms['submit'] + ms['wait']:.2f}, {ms['sample']:.2f}, {ms['build'] + ms['accept']:.2f}"
+                 if ms else "")  # fmt: skip
         if ref and tps:
             print(f"| {r['shape']} {r['quant']} | {g} | {ref:.1f} | {r.get('sampler', '')} | {tps:.1f} | "
-                  f"{tps / ref:.3f} | {gap} |")  # fmt: skip
+                  f"{tps / ref:.3f} | {gap} | {parts} |")  # fmt: skip
 
 
 if __name__ == "__main__":
