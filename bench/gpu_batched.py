@@ -82,12 +82,21 @@ def batched_bench(tools: Path, model: Path, *, kv: str, npp: list[int], ntg: lis
 
 def edgekv_parallel(model: Path, *, kv: str, npp: int, ntg: int, npl: list[int], device: int,
                     sampler: str) -> list[dict[str, Any]]:  # fmt: skip
-    """``edgekv bench --parallel`` with the same prompt and generation lengths (real sampler)."""
+    """``edgekv bench --parallel`` with the same prompt and generation lengths (real sampler).
+
+    ``sampler``: a place (host, backend, split), optionally ``place:T:S`` with llama.cpp's CPU
+    threads T (``--threads``) and host sampling threads S (``EDGEKV_SAMPLER_THREADS``).
+    """
+    place, *rest = sampler.split(":")
     cmd = [
         sys.executable, "-m", "edgekv", "bench", str(model), "--kv", kv, "--parallel", ",".join(map(str, npl)),
-        "--n-prompt", str(npp), "--n-gen", str(ntg), "--reps", "2", "--json", "--sampler", sampler,
+        "--n-prompt", str(npp), "--n-gen", str(ntg), "--reps", "2", "--json", "--sampler", place,
     ]  # fmt: skip
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(device))
+    if rest and rest[0]:
+        cmd += ["--threads", rest[0]]
+    if len(rest) > 1 and rest[1]:
+        env["EDGEKV_SAMPLER_THREADS"] = rest[1]
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     if r.returncode != 0:
@@ -127,7 +136,7 @@ def main() -> int:
                 mine = edgekv_parallel(model, kv=args.kv, npp=grid["npp"][0], ntg=grid["ntg"][0], npl=grid["npl"],
                                        device=args.device, sampler=place)  # fmt: skip
                 for r in mine:
-                    rows.append({**base, "tool": "edgekv", **r})
+                    rows.append({**base, "tool": "edgekv", "config": place, **r})
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if args.mode == "anchor" and args.edgekv:
         print_ratios(rows)
@@ -155,7 +164,8 @@ def print_ratios(rows: list[dict[str, Any]]) -> None:
         parts = (f"{ms['submit'] + ms['wait']:.2f}, {ms['sample']:.2f}, {ms['build'] + ms['accept']:.2f}"
                  if ms else "")  # fmt: skip
         if ref and tps:
-            print(f"| {r['shape']} {r['quant']} | {g} | {ref:.1f} | {r.get('sampler', '')} | {tps:.1f} | "
+            how = r.get("config") or r.get("sampler", "")
+            print(f"| {r['shape']} {r['quant']} | {g} | {ref:.1f} | {how} | {tps:.1f} | "
                   f"{tps / ref:.3f} | {gap} | {parts} |")  # fmt: skip
 
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 SAMPLER_PLACES = ("auto", "backend", "split", "host", "numpy")
 DEVICE_PLACES = ("backend", "split")  # chains attached to the decode graph
+THREADS_ENV = "EDGEKV_SAMPLER_THREADS"  # host sampling threads, overriding the default below
 MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
 # Logits per sampling thread: a thread's wake-up and hand-back cost ~0.05-0.4 ms (more on a busy
 # machine), a row of 150k logits ~0.2 ms in llama.cpp's chain; below this much work per thread the
@@ -119,6 +120,8 @@ class SlotSamplers:
         self._device: dict[int, Any] = {}  # "split": each slot's device chain (top-k alone)
         # half the cores: on a 2-core box threads never paid (gemma-3, G = 4: 1.8 vs 1.6 ms a step)
         self.n_threads = min(MAX_SAMPLER_THREADS, (os.cpu_count() or 1) // 2)
+        if os.environ.get(THREADS_ENV, "").isdigit():  # a benchmark's setting (bench/gpu_batched.py)
+            self.n_threads = int(os.environ[THREADS_ENV])
         self._pool: ThreadPoolExecutor | None = None
 
     # slot lifecycle ---------------------------------------------------------------------------
