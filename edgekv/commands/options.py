@@ -112,6 +112,6 @@ sampler_option = click.option(
     default="auto",
     show_default=True,
     help="Where the sampler chains run: host threads (auto); backend (in llama.cpp's decode graph) or split "
-    "(top-k in the graph, the rest on the host), both faster on a GPU and 4 x (n_ubatch + 1) x n_vocab bytes more "
-    "compute buffer than the plan counts; or numpy.",
+    "(top-k in the graph, the rest on the host), both faster on a GPU for 4 x (n_ubatch + 1) x n_vocab bytes more "
+    "compute buffer (counted in the pre-flight; 297 MiB for Qwen3); or numpy.",
 )

@@ -36,7 +36,7 @@ from edgekv.llama.batch import Engine
 from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
 from edgekv.llama.records import Measured
 from edgekv.llama.runner import LoadedModel
-from edgekv.llama.sampling import Sampling
+from edgekv.llama.sampling import DEVICE_PLACES, Sampling
 from edgekv.llama.vocab import Vocab
 from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
@@ -240,7 +240,7 @@ def _choose_slots(config: EvalConfig, spec: Any, n_ctx_seq: int, n_todo: int) ->
     while s >= 1:
         cfg = RunConfig(
             n_ctx=s * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=s,
-            n_gpu_layers=config.n_gpu_layers, flash_attn=True,
+            n_gpu_layers=config.n_gpu_layers, flash_attn=True, device_sampling=config.sampler in DEVICE_PLACES,
         )  # fmt: skip
         try:
             return session.prepare(

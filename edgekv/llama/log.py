@@ -164,7 +164,7 @@ def parse_buffers(lines: Sequence[str], *, dry_run: bool = False) -> LlamaBuffer
         elif m := _RE_KV_BUF.search(line):
             add(kv, m[1], m[2])
         elif m := _RE_COMPUTE.search(line):
-            add(compute, m[1], m[2])
+            compute[m[1]] = round(float(m[2]) * MIB)  # a later reserve (samplers attached) replaces it
         elif m := _RE_OUTPUT.search(line):
             add(output, m[1], m[2])
         elif m := _RE_KV_KIND.search(line):

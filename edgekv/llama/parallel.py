@@ -22,7 +22,7 @@ from typing import Any
 from edgekv.errors import DoesNotFit
 from edgekv.llama import session as sess
 from edgekv.llama.records import Stats
-from edgekv.llama.sampling import Sampling
+from edgekv.llama.sampling import DEVICE_PLACES, Sampling
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad
 
 
@@ -89,7 +89,7 @@ def bench_parallel(
     out: list[ParallelRecord] = []
     for g in n_seqs:
         per_seq = pad(n_prompt + n_gen + 1, KV_PAD_CELLS)
-        cfg = replace(base, n_seq=g, n_ctx=per_seq * g)
+        cfg = replace(base, n_seq=g, n_ctx=per_seq * g, device_sampling=sampler in DEVICE_PLACES)
         head = (p.name, g, n_prompt, n_gen, cfg.type_k.value, cfg.type_v.value, cfg.n_ctx)
         try:
             prepared = sess.prepare(p, cfg, vram_bytes=vram_bytes, cap_text=cap_text, verbose=verbose)

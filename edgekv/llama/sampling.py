@@ -26,13 +26,14 @@ is a setting (``where``):
   ``"backend"``. Its memory cost is the device path's (below).
 * ``"numpy"``: one numpy ``argpartition`` cuts the top k of all rows, then the chain (without its
   top-k) runs on those k candidates: the same tokens as ``"host"`` (tested).
-* ``"auto"`` (the default) is ``"host"``. The device paths cost memory that the memory model does
-  not count yet: llama.cpp reserves its compute buffer for the worst case, and with samplers
-  attached the graph holds a second copy of the logits of every output row (``ggml_pad`` of
-  ``t_logits`` in ``build_sampling``): 4 x (n_ubatch + 1) x n_vocab bytes more, 513 MiB for
-  gemma-3's 262k vocabulary and 297 MiB for Qwen's 152k at n_ubatch 512 (measured on the CPU:
-  514.50 -> 1028.52 MiB with 16 chains). A plan sized to the card must not grow by that unasked,
-  so the device paths are a choice (``--sampler backend|split``) until the memory model counts it.
+* ``"auto"`` (the default) is ``"host"``. The device paths cost memory: llama.cpp reserves its
+  compute buffer for the worst case, and with samplers attached the graph holds a second copy of
+  the logits of every output row (``ggml_pad`` of ``t_logits`` in ``build_sampling``):
+  4 x (n_ubatch + 1) x n_vocab bytes more, 513 MiB for gemma-3's 262k vocabulary and 297 MiB for
+  Qwen's 152k at n_ubatch 512. The memory model counts it when they are chosen
+  (``RunConfig.device_sampling``, ``memory.sampling_buffer_bytes``: ``bench --parallel`` and
+  ``eval``'s pre-flight size for it; equal to llama.cpp's log, tested), but a plan made for a card
+  would give those bytes to the answer's tokens, so they are a choice (``--sampler backend|split``).
 
 The two device paths draw the same uniform numbers but compute the softmax/cumulative sums in a
 different order, so a seed gives the same tokens within a path, not across paths; results record

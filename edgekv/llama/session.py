@@ -20,7 +20,7 @@ from edgekv.llama import build as lbuild
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
 from edgekv.llama.compute_cache import ComputeCache, cache_key
-from edgekv.llama.log import is_host_buffer
+from edgekv.llama.log import is_host_buffer, parse_buffers
 from edgekv.llama.records import Measured
 from edgekv.llama.sampling import Sampling
 from edgekv.logconfig import get_logger
@@ -267,8 +267,9 @@ def open_run(
 
 
 def measure(session: Session) -> Measured:
-    """Buffers from llama.cpp's log and the process's memory, now."""
-    b = session.runner.buffers
+    """Buffers from llama.cpp's log and the process's memory, now (the compute buffer as llama.cpp
+    last re-planned it: attaching backend samplers grows it)."""
+    b = parse_buffers(session.runner.log_lines())
     if session.prepared.gpu:
         model, compute = b.model_device, b.compute_device
         kv = sum(v for k, v in b.kv.items() if not is_host_buffer(k)) or b.kv_total

@@ -55,12 +55,14 @@ class RunConfig:
     # llama_model_params.tensor_split: each device's share of the layers (split_mode LAYER);
     # () = one device (split_mode NONE on a GPU build). See plan/devices.py.
     tensor_split: tuple[float, ...] = ()
+    # llama.cpp's backend samplers attached (edgekv --sampler backend|split): see sampling_buffer_bytes
+    device_sampling: bool = False
 
     def with_ctx(self, n_ctx: int) -> RunConfig:
         # positional construction: several times faster than dataclasses.replace (pick calls it often)
         return RunConfig(
             n_ctx, self.type_k, self.type_v, self.n_seq, self.n_gpu_layers, self.n_ubatch, self.flash_attn,
-            self.swa_full, self.kv_unified, self.offload_kqv, self.tensor_split,
+            self.swa_full, self.kv_unified, self.offload_kqv, self.tensor_split, self.device_sampling,
         )  # fmt: skip
 
 
@@ -271,6 +273,20 @@ class Footprint:
         }
 
 
+def sampling_buffer_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
+    """What llama.cpp's backend sampling adds to the compute buffer (0 without it).
+
+    With samplers attached, llama.cpp's worst-case graph (n_ubatch tokens, each an output) pads a
+    copy of the logits by one row (``ggml_pad`` of ``t_logits`` in ``build_sampling``):
+    4 x (n_ubatch + 1) x n_vocab bytes, 297 MiB at Qwen3's 152k vocabulary. Measured: gemma-3's
+    262k, 514.50 -> 1027.50 MiB on the CPU (llama.cpp's log, tested); Qwen3 shapes on the H200,
+    NVML +308 to +326 MiB over a prediction without it where the host sampler measured +10 to +12.
+    """
+    if not cfg.device_sampling:
+        return 0
+    return 4 * (min(cfg.n_ubatch, cfg.n_ctx) + 1) * spec.n_vocab
+
+
 def cuda_overhead_bytes(*, float_weights: bool, flash_attn: bool = True) -> int:
     """CUDA context + first-prompt workspace, measured on the H200 (see the constants above)."""
     extra = CUDA_FIRST_PROMPT_F16_BYTES if (float_weights or not flash_attn) else CUDA_FIRST_PROMPT_BYTES
@@ -308,6 +324,7 @@ def footprint(
         kv_host = kv - kv_bytes(spec, cfg, first_layer=start).total if start else 0
     source = compute_source or ("measured" if compute_bytes is not None else "estimate")
     compute = compute_bytes if compute_bytes is not None else compute_bytes_estimate(spec, cfg)
+    compute += sampling_buffer_bytes(spec, cfg)
     if overhead_bytes is None:
         overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)
     overhead = overhead_bytes

@@ -10,10 +10,12 @@ import pytest
 from edgekv.errors import KvConfigError
 from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
 from edgekv.llama import runner as runtime
+from edgekv.llama import session
 from edgekv.llama.batch import Engine
 from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
 from edgekv.llama.sampling import Sampling
 from edgekv.plan.memory import RunConfig
+from edgekv.units import MIB
 
 THREADS = 1  # robust on a busy 2-core runner
 QUESTIONS = ("What is 2+3?", "Name a primary color.", "What is 7 times 8?")
@@ -153,6 +155,23 @@ def test_split_sampling_gives_the_hosts_tokens_for_a_seed(model: runtime.LoadedM
     for r in reqs:
         assert [s.tokens for s in split[r.key].samples] == [s.tokens for s in host[r.key].samples]
         assert len(set(split[r.key].samples[0].tokens)) > 3  # really sampled, not one token repeated
+
+
+def test_device_sampling_compute_buffer_is_predicted(gemma_gguf: Path, model: runtime.LoadedModel) -> None:
+    """With samplers in the decode graph llama.cpp re-plans its compute buffer (a padded copy of the
+    logits); the memory model's compute for ``device_sampling`` is what llama.cpp logs then, and
+    without it what llama.cpp logs at load."""
+    prompt = prompts(model)[0]
+    for n_ctx, place, device in ((1024, "split", True), (256, "split", True), (1024, "host", False)):
+        cfg = RunConfig(n_ctx=n_ctx, n_seq=n_ctx // 512 or 1, device_sampling=device)  # 256: under n_ubatch
+        prepared = session.prepare(gemma_gguf, cfg, vram_bytes=None)
+        with session.open_run(prepared, n_threads=THREADS) as s:
+            engine = Engine(s.runner, sampling=Sampling(), forcing=Forcing(budget_tokens=2), sampler=place)
+            engine.run([Request("q", prompt, (1, 2))], on_finished=lambda _f: None)
+            measured = session.measure(s).compute
+        assert abs(measured - prepared.footprint.compute) <= 0.01 * MIB, (place, measured, prepared.footprint.compute)
+        if n_ctx == 1024 and device:
+            assert measured > 1000 * MIB  # gemma-3's 262k vocabulary: 514.50 MiB at load, twice that attached
 
 
 def test_split_and_numpy_need_a_top_k(model: runtime.LoadedModel) -> None:
