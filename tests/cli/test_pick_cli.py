@@ -92,6 +92,7 @@ def test_pick_json_paper_accounting() -> None:
 
 _GUARD = """
 import json, sys
+BEFORE = sorted(sys.modules)  # what the interpreter and site (an editable install's finder) loaded
 sys.argv = ['edgekv', 'pick', '--vram', '8G', '--json']
 from edgekv.cli import main
 try:
@@ -99,6 +100,7 @@ try:
 except SystemExit as e:
     if e.code not in (0, None):
         raise
+print('BEFORE ' + json.dumps(BEFORE))
 print('MODULES ' + json.dumps(sorted(sys.modules)))
 """
 
@@ -111,7 +113,7 @@ def test_pick_imports_nothing_heavy() -> None:
     modules = set(json.loads(last.removeprefix("MODULES ")))
     assert "edgekv.plan.policy" in modules and "edgekv.commands.pick" in modules  # the guard saw pick run
     assert not {m.split(".")[0] for m in modules} & HEAVY
-    assert json.loads(proc.stdout[: proc.stdout.rindex("MODULES ")])["plans"]
+    assert json.loads(proc.stdout[: proc.stdout.rindex("BEFORE ")])["plans"]
 
 
 def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
@@ -121,7 +123,9 @@ def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     code = _GUARD.replace(", '--json'", "")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    modules = set(json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("MODULES ")))
+    *_, before_line, modules_line = proc.stdout.strip().splitlines()
+    before = set(json.loads(before_line.removeprefix("BEFORE ")))
+    modules = set(json.loads(modules_line.removeprefix("MODULES "))) - before  # what pick itself loaded
     assert "edgekv.plan.policy" in modules
     unused = {
         "edgekv.plan.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
