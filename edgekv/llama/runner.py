@@ -20,7 +20,7 @@ from typing import Any
 
 from edgekv.errors import KvConfigError, LlamaError
 from edgekv.llama.build import check_cfg, check_path, context_params, llama_lib, model_params
-from edgekv.llama.log import LlamaLog
+from edgekv.llama.log import LlamaBuffers, LlamaLog
 from edgekv.llama.sampling import Sampling
 from edgekv.llama.vocab import Vocab
 from edgekv.logconfig import get_logger
@@ -147,6 +147,11 @@ class Runner(Vocab):
 
     def log_lines(self) -> list[str]:
         return self._log.text()
+
+    def current_buffers(self) -> LlamaBuffers:
+        """``buffers`` with the compute buffers as llama.cpp last re-planned them (attaching backend
+        samplers grows them); the weights and KV are what the load logged."""
+        return replace(self.buffers, compute=self._log.buffers().compute)
 
     # decoding
     def clear(self) -> None:

@@ -121,8 +121,11 @@ class SlotSamplers:
         self._device: dict[int, Any] = {}  # "split": each slot's device chain (top-k alone)
         # half the cores: on a 2-core box threads never paid (gemma-3, G = 4: 1.8 vs 1.6 ms a step)
         self.n_threads = min(MAX_SAMPLER_THREADS, (os.cpu_count() or 1) // 2)
-        if os.environ.get(THREADS_ENV, "").isdigit():  # a benchmark's setting (bench/gpu_batched.py)
-            self.n_threads = int(os.environ[THREADS_ENV])
+        threads = os.environ.get(THREADS_ENV)  # a benchmark's setting (bench/gpu_batched.py)
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise KvConfigError(f"{THREADS_ENV}={threads!r} is not a thread count", hint="a whole number >= 1")
+            self.n_threads = int(threads)
         self._pool: ThreadPoolExecutor | None = None
 
     # slot lifecycle ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from edgekv.llama import build as lbuild
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
 from edgekv.llama.compute_cache import ComputeCache, cache_key
-from edgekv.llama.log import is_host_buffer, parse_buffers
+from edgekv.llama.log import is_host_buffer
 from edgekv.llama.records import Measured
 from edgekv.llama.sampling import Sampling
 from edgekv.logconfig import get_logger
@@ -269,7 +269,7 @@ def open_run(
 def measure(session: Session) -> Measured:
     """Buffers from llama.cpp's log and the process's memory, now (the compute buffer as llama.cpp
     last re-planned it: attaching backend samplers grows it)."""
-    b = parse_buffers(session.runner.log_lines())
+    b = session.runner.current_buffers()
     if session.prepared.gpu:
         model, compute = b.model_device, b.compute_device
         kv = sum(v for k, v in b.kv.items() if not is_host_buffer(k)) or b.kv_total
@@ -294,7 +294,7 @@ def measure(session: Session) -> Measured:
 def measure_devices(session: Session) -> list[dict[str, int | str | None]]:
     """Per device of a layer split: llama.cpp's buffers on it (the log's CUDA0, CUDA1, ...) and
     NVML's figure for this process there, less that device's reservation."""
-    b = session.runner.buffers
+    b = session.runner.current_buffers()
     out: list[dict[str, int | str | None]] = []
     for i in range(len(session.prepared.vram_per_device)):
         name = f"CUDA{i}"

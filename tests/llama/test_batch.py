@@ -114,18 +114,27 @@ def test_numpy_top_k_matches_the_full_sampler_chain(model: runtime.LoadedModel) 
     assert [s.tokens for s in full["q"].samples] == [s.tokens for s in cut["q"].samples]
 
 
+def matches_host(
+    model: runtime.LoadedModel, sampling: Sampling, place: str, *, seeds: tuple[int, ...], reserve: int
+) -> dict[Hashable, Finished]:
+    """Every problem's samples on ``place`` are the host chain's (answers cued at a budget of 12 end at
+    different steps, so slots are refilled and moved); returns ``place``'s results."""
+    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
+    forcing = Forcing(budget_tokens=12, reserve_tokens=reserve, cue_tokens=cue)
+    reqs = [Request(i, p, seeds) for i, p in enumerate(prompts(model))]
+    stats: list[EngineStats] = []
+    host = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler="host")
+    dev = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler=place, stats=stats)
+    assert stats[0].sampler == place and stats[0].n_moves > 0
+    for r in reqs:
+        assert [s.tokens for s in dev[r.key].samples] == [s.tokens for s in host[r.key].samples]
+    return dev
+
+
 def test_backend_sampling_greedy_matches_the_host(model: runtime.LoadedModel) -> None:
     """llama.cpp's backend sampling (the chain in the decode graph) picks the host's argmax tokens,
     with slots refilled and moved (each move re-attaches a cloned chain)."""
-    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
-    forcing = Forcing(budget_tokens=12, reserve_tokens=4, cue_tokens=cue)
-    reqs = [Request(i, p, (1, 2)) for i, p in enumerate(prompts(model))]
-    stats: list[EngineStats] = []
-    host = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, sampler="host")
-    dev = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, sampler="backend", stats=stats)
-    assert stats[0].sampler == "backend" and stats[0].n_moves > 0
-    for r in reqs:
-        assert [s.tokens for s in dev[r.key].samples] == [s.tokens for s in host[r.key].samples]
+    matches_host(model, GREEDY, "backend", seeds=(1, 2), reserve=4)
 
 
 def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) -> None:
@@ -144,17 +153,9 @@ def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) 
 def test_split_sampling_gives_the_hosts_tokens_for_a_seed(model: runtime.LoadedModel) -> None:
     """``split``: top-k in the decode graph, the rest of each sample's chain on the host over the k
     candidates: the same tokens as the whole chain on the host, with slots refilled and moved."""
-    hot = Sampling(temperature=0.8, top_p=0.95, top_k=20)
-    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
-    forcing = Forcing(budget_tokens=12, reserve_tokens=6, cue_tokens=cue)  # answers end at different steps
-    reqs = [Request(i, p, (5, 6, 7)) for i, p in enumerate(prompts(model))]
-    stats: list[EngineStats] = []
-    host = run(model, reqs, slots=4, forcing=forcing, sampling=hot, sampler="host")
-    split = run(model, reqs, slots=4, forcing=forcing, sampling=hot, sampler="split", stats=stats)
-    assert stats[0].sampler == "split" and stats[0].n_moves > 0
-    for r in reqs:
-        assert [s.tokens for s in split[r.key].samples] == [s.tokens for s in host[r.key].samples]
-        assert len(set(split[r.key].samples[0].tokens)) > 3  # really sampled, not one token repeated
+    split = matches_host(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "split", seeds=(5, 6, 7), reserve=6)
+    for done in split.values():
+        assert len(set(done.samples[0].tokens)) > 3  # really sampled, not one token repeated
 
 
 def test_device_sampling_compute_buffer_is_predicted(gemma_gguf: Path, model: runtime.LoadedModel) -> None:
@@ -172,6 +173,24 @@ def test_device_sampling_compute_buffer_is_predicted(gemma_gguf: Path, model: ru
         assert abs(measured - prepared.footprint.compute) <= 0.01 * MIB, (place, measured, prepared.footprint.compute)
         if n_ctx == 1024 and device:
             assert measured > 1000 * MIB  # gemma-3's 262k vocabulary: 514.50 MiB at load, twice that attached
+
+
+def test_measure_keeps_a_shared_models_weights(gemma_gguf: Path, model: runtime.LoadedModel) -> None:
+    """A runner of a loaded model (as eval opens one) logs no weights itself; measure still has them."""
+    prepared = session.prepare(gemma_gguf, RunConfig(n_ctx=512), vram_bytes=None)
+    with session.Session(prepared, model.runner(prepared.cfg, n_threads=THREADS), None) as s:
+        measured = session.measure(s)
+    assert measured.model == model.buffers.model_host > 200 * MIB  # gemma-3-270m Q4_K_M: ~240 MiB of weights
+
+
+def test_sampler_threads_setting(model: runtime.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    req = [Request("q", prompts(model)[0], (1, 2))]
+    monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "2")
+    two = run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY)
+    assert len(two["q"].samples) == 2
+    monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "many")
+    with pytest.raises(KvConfigError, match="EDGEKV_SAMPLER_THREADS='many' is not a thread count"):
+        run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY)
 
 
 def test_split_and_numpy_need_a_top_k(model: runtime.LoadedModel) -> None:
