@@ -13,19 +13,20 @@ is a setting (``where``):
   when a sample starts, detached when it ends (an attached chain of an empty slot would still run in
   every step's graph), and moved with a clone (generator state included) when the engine moves a
   slot down; each change makes llama.cpp re-plan the graph once.
-* ``"host"``: ``llama_sampler_sample`` per live slot per step: the same chain in C over the full
-  vocabulary row that llama.cpp copied back, the rows spread over up to 8 host threads (at most
-  half the cores, each given >= 300k logits; ctypes releases the GIL; the first row is sampled on
-  the calling thread, since llama.cpp puts the output rows in order on the first read after a
-  decode).
-* ``"split"``: the top-k cut on the device, the rest of the chain on the host. Each live slot gets a
-  device chain of top-k alone (a few graph nodes per sequence, where the whole chain is some
-  twenty); only its k candidates and their logits come back (``llama_get_sampled_candidates_ith``,
-  no 152k-logit row is copied), and the host runs the sample's full chain on those k (the top-k
-  there keeps them all): the same tokens as ``"host"`` for a seed (tested). Greedy runs as
-  ``"backend"``. Its memory cost is the device path's (below).
-* ``"numpy"``: one numpy ``argpartition`` cuts the top k of all rows, then the chain (without its
-  top-k) runs on those k candidates: the same tokens as ``"host"`` (tested).
+* ``"host"`` (the default, ``"auto"``): the top k of every live row cut in one vectorised numpy pass
+  over the logits llama.cpp copied back (``top_k_candidates``: the max of each of ~2.4k groups of 64
+  logits, the k best groups, the k best of their members: exact, every row at once), then each
+  sample's llama.cpp chain (top-k, top-p, min-p, temperature, dist with its seed) over those k
+  candidates, written into one preallocated ``llama_token_data`` buffer: the same tokens as the
+  chain over the whole row (tested), in ~0.02-0.05 ms a row where ``"full"`` takes 0.15-0.25 ms.
+  Greedy is one ``argmax`` over all rows (llama.cpp's greedy: the first maximum). Without a top-k
+  (``top_k <= 0``) the chain needs the whole row: ``"full"``.
+* ``"full"``: ``llama_sampler_sample`` per live slot per step: the chain in C over the full
+  vocabulary row (it fills 152k candidates and asks llama.cpp for the row, the sampled token and
+  the candidates, each a device synchronisation), the rows spread over up to 8 host threads (at
+  most half the cores, each given >= 300k logits; ctypes releases the GIL; the first row is
+  sampled on the calling thread, since llama.cpp puts the output rows in order on the first read
+  after a decode). The reference the others are tested against.
 * ``"auto"`` (the default) is ``"host"``. The device paths cost memory: llama.cpp reserves its
   compute buffer for the worst case, and with samplers attached the graph holds a second copy of
   the logits of every output row (``ggml_pad`` of ``t_logits`` in ``build_sampling``):
@@ -45,7 +46,7 @@ from __future__ import annotations
 import ctypes
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import KvConfigError, LlamaError
@@ -53,15 +54,16 @@ from edgekv.errors import KvConfigError, LlamaError
 if TYPE_CHECKING:
     from edgekv.llama.runner import Runner
 
-SAMPLER_PLACES = ("auto", "backend", "split", "host", "numpy")
+SAMPLER_PLACES = ("auto", "host", "full", "backend", "split")
 DEVICE_PLACES = ("backend", "split")  # chains attached to the decode graph
-THREADS_ENV = "EDGEKV_SAMPLER_THREADS"  # host sampling threads, overriding the default below
+THREADS_ENV = "EDGEKV_SAMPLER_THREADS"  # "full" sampling threads, overriding the default below
 MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
 # Logits per sampling thread: a thread's wake-up and hand-back cost ~0.05-0.4 ms (more on a busy
 # machine), a row of 150k logits ~0.2 ms in llama.cpp's chain; below this much work per thread the
 # rows are sampled on the calling thread (a 16-row step of a 512-token vocabulary went from
 # 0.2 to 2.4 ms with 8 threads on a busy 2-core box).
 LOGITS_PER_THREAD = 300_000
+CUT_ROWS_PER_THREAD = 4  # "host": rows a part gets at least (a thread's hand-off costs ~0.05 ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +103,77 @@ def resolve_place(where: str, sampling: Sampling) -> str:
     """``"auto"`` made concrete for this runner (see the module docstring)."""
     if where not in SAMPLER_PLACES:
         raise KvConfigError(f"unknown sampler place {where!r}", hint="one of " + ", ".join(SAMPLER_PLACES))
-    if where in ("numpy", "split"):
+    if where == "split":
         if sampling.is_greedy:
-            return "host" if where == "numpy" else "backend"
+            return "backend"
         if sampling.top_k <= 0:
-            raise KvConfigError(f"the {where} path cuts the top k first: it needs top_k > 0", hint="--sampler host")
-    return "host" if where == "auto" else where
+            raise KvConfigError("the split path cuts the top k first: it needs top_k > 0", hint="--sampler host")
+    if where in ("auto", "host"):
+        return "host" if sampling.is_greedy or sampling.top_k > 0 else "full"
+    return where
+
+
+# top_k_candidates: logits are folded into GROUP_ROWS x (n_vocab // GROUP_ROWS) and each column's max
+# kept; 64 measured fastest of 32/64/128 (gemma-3 and Qwen vocabularies, 1 to 16 rows).
+GROUP_ROWS = 64
+_TOKEN_DATA = [("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]  # llama_token_data
+
+
+def candidates_width(n_vocab: int, k: int) -> int:
+    """How many candidates ``top_k_candidates`` gives a row of ``n_vocab`` logits."""
+    w = n_vocab // GROUP_ROWS
+    return n_vocab if w < 4 * k else k * GROUP_ROWS + n_vocab - w * GROUP_ROWS
+
+
+def top_k_candidates(logits: Any, k: int) -> tuple[Any, Any]:
+    """Candidates of every row of ``logits`` (n, n_vocab) that include its ``k`` largest logits:
+    (ids, values), each (n, m) with k <= m, in no order. The sampler chain's own top-k (in C, over
+    m ~ 64 k candidates instead of the whole row) then makes the exact cut.
+
+    One vectorised pass over the logits: the vocabulary is split into groups of ``GROUP_ROWS``
+    tokens (``j, j + w, j + 2w, ...`` for ``w = n_vocab // GROUP_ROWS``, so the group maxima are one
+    reduction over rows of ``w``); the candidates are the members of the k groups with the largest
+    maxima, and the vocabulary's tail past ``GROUP_ROWS * w``. Why they hold the top k: the k kept
+    maxima are k distinct logits, and every logit outside the kept groups is at most the smallest
+    of them, so it cannot displace any of the k best (a tie at the k-th value may keep other tied
+    tokens; llama.cpp's own top-k breaks ties in no defined order either). A small vocabulary
+    (under 4 k groups) is passed whole.
+    """
+    import numpy as np
+
+    n, n_vocab = logits.shape
+    w = n_vocab // GROUP_ROWS
+    if w < 4 * k:
+        return np.broadcast_to(np.arange(n_vocab, dtype=np.int32), (n, n_vocab)), logits
+    main = w * GROUP_ROWS
+    maxima = logits[:, :main].reshape(n, GROUP_ROWS, w).max(axis=1)
+    best = np.argpartition(maxima, w - k, axis=1)[:, w - k :]  # (n, k) group columns
+    ids = (np.arange(0, main, w, dtype=np.int32)[None, :, None] + best[:, None, :].astype(np.int32)).reshape(n, -1)
+    if main < n_vocab:
+        tail = np.broadcast_to(np.arange(main, n_vocab, dtype=np.int32), (n, n_vocab - main))
+        ids = np.concatenate([ids, tail], axis=1)
+    return ids, np.take_along_axis(logits, ids, axis=1)
+
+
+class _CandidateRows:
+    """One ``llama_token_data`` buffer of ``rows`` x ``k`` candidates and a ``llama_token_data_array``
+    per row pointing into it, made once per engine run (a ctypes array per row per step cost ~20 us)."""
+
+    def __init__(self, lib: Any, rows: int, k: int) -> None:
+        import numpy as np
+
+        self.k = k
+        self.data = (lib.llama_token_data * (rows * k))()
+        self.view = np.frombuffer(self.data, dtype=np.dtype(_TOKEN_DATA), count=rows * k).reshape(rows, k)
+        base, size = ctypes.addressof(self.data), ctypes.sizeof(lib.llama_token_data)
+        ptr = ctypes.POINTER(lib.llama_token_data)
+        self.arrays = [
+            lib.llama_token_data_array(ctypes.cast(base + i * k * size, ptr), k, -1, True) for i in range(rows)
+        ]
+        self.refs = [ctypes.byref(a) for a in self.arrays]
+
+    def parts(self) -> tuple[list[Any], list[Any], int]:
+        return self.arrays, self.refs, self.k
 
 
 class SlotSamplers:
@@ -119,21 +186,30 @@ class SlotSamplers:
         self.where = resolve_place(where, sampling)
         self._chains: dict[int, Any] = {}  # each slot's full chain (on the device for "backend")
         self._device: dict[int, Any] = {}  # "split": each slot's device chain (top-k alone)
-        # half the cores: on a 2-core box threads never paid (gemma-3, G = 4: 1.8 vs 1.6 ms a step)
+        # "full": half the cores: on a 2-core box threads never paid (gemma-3, G = 4: 1.8 vs 1.6 ms a step)
         self.n_threads = min(MAX_SAMPLER_THREADS, (os.cpu_count() or 1) // 2)
-        threads = os.environ.get(THREADS_ENV)  # a benchmark's setting (bench/gpu_batched.py)
+        # "host": the cut on the calling thread; in parts on threads only when asked (H200 host, Qwen3-4B
+        # shape, 16 rows: 1.00 ms a step on one thread, 1.95 ms in 4 parts: the logits are read from
+        # memory once either way, and the hand-offs cost more than the parts save).
+        self.cut_threads = 1
+        threads = os.environ.get(THREADS_ENV)  # a benchmark's setting (bench/gpu_batched.py): sets both
         if threads:
             if not threads.isdigit() or int(threads) < 1:
                 raise KvConfigError(f"{THREADS_ENV}={threads!r} is not a thread count", hint="a whole number >= 1")
-            self.n_threads = int(threads)
+            self.n_threads = self.cut_threads = int(threads)
         self._pool: ThreadPoolExecutor | None = None
+        self._rows: _CandidateRows | None = None  # "host": the candidates' buffer
+        # "host" samples a single row with the full chain where llama.cpp decodes on the CPU: the decode
+        # leaves the caches cold and the cut's dozen numpy calls then cost more than the C chain over
+        # the row (one row on the 2-core box: Qwen's vocabulary 0.36 vs 0.24 ms, gemma-3's 0.40 vs 0.38;
+        # 4 rows: 0.55 vs 0.84, 0.65 vs 1.62). Both give the same tokens.
+        self.cut_min_rows = 1 if runner.on_gpu else 2
 
     # slot lifecycle ---------------------------------------------------------------------------
     def start(self, slot: int, seed: int) -> None:
         """A new sample in ``slot``, with its own chain seeded by ``seed``."""
         self.stop(slot)
-        sampling = replace(self.sampling, top_k=0) if self.where == "numpy" else self.sampling
-        chain = new_chain(self.lib, sampling, seed)
+        chain = new_chain(self.lib, self.sampling, seed)
         self._chains[slot] = chain
         device = None
         if self.where == "split":
@@ -199,33 +275,68 @@ class SlotSamplers:
                 lib.llama_sampler_accept(self._chains[sid], tok)  # commits the dist draw (generator state)
                 picks[sid] = tok
             return picks
+        if self.where == "full":
+            return self._pick_full(out_row)
         if self.where == "host":
             return self._pick_host(out_row)
         import numpy as np
 
-        if self.where == "split":
-            for sid, (_, batch_row) in out_row.items():
-                n = int(lib.llama_get_sampled_candidates_count_ith(ctx, batch_row))
-                if n <= 0 or int(lib.llama_get_sampled_logits_count_ith(ctx, batch_row)) != n:
-                    raise LlamaError(
-                        f"llama.cpp returned no top-k candidates for sequence {sid}", hint="--sampler host"
-                    )
-                ids = np.ctypeslib.as_array(lib.llama_get_sampled_candidates_ith(ctx, batch_row), shape=(n,))
-                logits = np.ctypeslib.as_array(lib.llama_get_sampled_logits_ith(ctx, batch_row), shape=(n,))
-                picks[sid] = sample_candidates(lib, self._chains[sid], ids, logits, ordered=False)
-            return picks
-        k = self.sampling.top_k
-        logits = self.runner.logits_rows(len(out_row))
-        top = np.argpartition(logits, -k, axis=1)[:, -k:]
-        top_logits = np.take_along_axis(logits, top, axis=1)
-        order = np.argsort(-top_logits, axis=1, kind="stable")
-        ids = np.take_along_axis(top, order, axis=1)
-        vals = np.take_along_axis(top_logits, order, axis=1)
-        for sid, (row, _) in out_row.items():
-            picks[sid] = sample_candidates(lib, self._chains[sid], ids[row], vals[row])
+        for sid, (_, batch_row) in out_row.items():  # split
+            n = int(lib.llama_get_sampled_candidates_count_ith(ctx, batch_row))
+            if n <= 0 or int(lib.llama_get_sampled_logits_count_ith(ctx, batch_row)) != n:
+                raise LlamaError(f"llama.cpp returned no top-k candidates for sequence {sid}", hint="--sampler host")
+            ids = np.ctypeslib.as_array(lib.llama_get_sampled_candidates_ith(ctx, batch_row), shape=(n,))
+            logits = np.ctypeslib.as_array(lib.llama_get_sampled_logits_ith(ctx, batch_row), shape=(n,))
+            picks[sid] = sample_candidates(lib, self._chains[sid], ids, logits, ordered=False)
         return picks
 
     def _pick_host(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """The top-k candidates of every row (``top_k_candidates``), then each sample's chain (whose
+        top-k makes the exact cut) on its row's; rows in ``cut_threads`` contiguous parts at once."""
+        import numpy as np
+
+        logits = self.runner.logits_rows(len(out_row))  # output rows are in slot order (also for _pick_full)
+        if self.sampling.is_greedy:
+            best = np.argmax(logits, axis=1).tolist()
+            return {sid: best[row] for sid, (row, _) in out_row.items()}
+        n = len(out_row)
+        if n < self.cut_min_rows:
+            return self._pick_full(out_row)
+        m = candidates_width(self.runner.n_vocab, self.sampling.top_k)
+        if self._rows is None or len(self._rows.arrays) < n or self._rows.k != m:
+            self._rows = _CandidateRows(self.lib, max(n, len(self._chains)), m)
+        by_row = [sid for sid, _ in sorted(out_row.items(), key=lambda item: item[1][0])]
+        parts = min(self.cut_threads, n // CUT_ROWS_PER_THREAD)
+        if parts <= 1:
+            return dict(self._cut(logits, by_row, 0, n))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(self.n_threads, self.cut_threads), thread_name_prefix="edgekv-sampler")
+        bounds = [n * i // parts for i in range(parts + 1)]
+        picks: dict[int, int] = {}
+        for part in self._pool.map(lambda i: self._cut(logits, by_row, bounds[i], bounds[i + 1]), range(parts)):
+            picks.update(part)
+        return {sid: picks[sid] for sid in out_row}
+
+    def _cut(self, logits: Any, by_row: list[int], a: int, b: int) -> list[tuple[int, int]]:
+        """Rows ``a:b``: their candidates into the buffer, then each row's chain (the C calls and numpy's
+        passes release the GIL, so parts run side by side)."""
+        rows = self._rows
+        assert rows is not None
+        ids, vals = top_k_candidates(logits[a:b], self.sampling.top_k)
+        rows.view["id"][a:b] = ids
+        rows.view["logit"][a:b] = vals
+        apply, accept, arrays, refs, m = self.lib.llama_sampler_apply, self.lib.llama_sampler_accept, *rows.parts()
+        out = []
+        for row in range(a, b):
+            arr, chain = arrays[row], self._chains[by_row[row]]
+            arr.size, arr.selected, arr.sorted = m, -1, False
+            apply(chain, refs[row])
+            tok = arr.data[arr.selected].id
+            accept(chain, tok)
+            out.append((by_row[row], tok))
+        return out
+
+    def _pick_full(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
         lib, ctx, chains = self.lib, self.runner.ctx_handle, self._chains
         rows = [(sid, chains[sid], batch_row) for sid, (_, batch_row) in out_row.items()]
 

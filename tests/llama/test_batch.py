@@ -106,35 +106,38 @@ def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -
     assert a[0].tokens != a[1].tokens
 
 
-def test_numpy_top_k_matches_the_full_sampler_chain(model: runtime.LoadedModel) -> None:
-    samp = Sampling(temperature=0.8, top_p=0.95, top_k=20)
-    req = [Request("q", prompts(model)[2], (5, 6))]
-    full = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, sampler="host")
-    cut = run(model, req, slots=2, forcing=Forcing(budget_tokens=16), sampling=samp, sampler="numpy")
-    assert [s.tokens for s in full["q"].samples] == [s.tokens for s in cut["q"].samples]
+def test_host_cut_gives_the_full_chains_tokens(model: runtime.LoadedModel) -> None:
+    """``host`` (the default): the numpy top-k cut of all rows, then each chain on its k candidates:
+    the same tokens as llama.cpp's chain over the whole 262k-logit row, refills and moves included."""
+    cut = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "host", seeds=(5, 6, 7), reserve=6)
+    for done in cut.values():
+        assert len(set(done.samples[0].tokens)) > 3  # really sampled, not one token repeated
+    matches_full(model, Sampling(temperature=1.5, top_p=1.0, top_k=40, min_p=0.05), "host", seeds=(8, 9, 10), reserve=6)
+    matches_full(model, GREEDY, "host", seeds=(1, 2), reserve=4)
 
 
-def matches_host(
+def matches_full(
     model: runtime.LoadedModel, sampling: Sampling, place: str, *, seeds: tuple[int, ...], reserve: int
 ) -> dict[Hashable, Finished]:
-    """Every problem's samples on ``place`` are the host chain's (answers cued at a budget of 12 end at
-    different steps, so slots are refilled and moved); returns ``place``'s results."""
+    """Every problem's samples on ``place`` are those of llama.cpp's chain over the whole row (answers
+    cued at a budget of 12 end at different steps, so slots are refilled and moved); returns
+    ``place``'s results."""
     cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
     forcing = Forcing(budget_tokens=12, reserve_tokens=reserve, cue_tokens=cue)
     reqs = [Request(i, p, seeds) for i, p in enumerate(prompts(model))]
     stats: list[EngineStats] = []
-    host = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler="host")
+    full = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler="full")
     dev = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler=place, stats=stats)
     assert stats[0].sampler == place and stats[0].n_moves > 0
     for r in reqs:
-        assert [s.tokens for s in dev[r.key].samples] == [s.tokens for s in host[r.key].samples]
+        assert [s.tokens for s in dev[r.key].samples] == [s.tokens for s in full[r.key].samples]
     return dev
 
 
 def test_backend_sampling_greedy_matches_the_host(model: runtime.LoadedModel) -> None:
     """llama.cpp's backend sampling (the chain in the decode graph) picks the host's argmax tokens,
     with slots refilled and moved (each move re-attaches a cloned chain)."""
-    matches_host(model, GREEDY, "backend", seeds=(1, 2), reserve=4)
+    matches_full(model, GREEDY, "backend", seeds=(1, 2), reserve=4)
 
 
 def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) -> None:
@@ -153,7 +156,7 @@ def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) 
 def test_split_sampling_gives_the_hosts_tokens_for_a_seed(model: runtime.LoadedModel) -> None:
     """``split``: top-k in the decode graph, the rest of each sample's chain on the host over the k
     candidates: the same tokens as the whole chain on the host, with slots refilled and moved."""
-    split = matches_host(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "split", seeds=(5, 6, 7), reserve=6)
+    split = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "split", seeds=(5, 6, 7), reserve=6)
     for done in split.values():
         assert len(set(done.samples[0].tokens)) > 3  # really sampled, not one token repeated
 
@@ -186,18 +189,20 @@ def test_measure_keeps_a_shared_models_weights(gemma_gguf: Path, model: runtime.
 def test_sampler_threads_setting(model: runtime.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
     req = [Request("q", prompts(model)[0], (1, 2))]
     monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "2")
-    two = run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY)
+    two = run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY, sampler="full")
     assert len(two["q"].samples) == 2
     monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "many")
     with pytest.raises(KvConfigError, match="EDGEKV_SAMPLER_THREADS='many' is not a thread count"):
-        run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY)
+        run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY, sampler="full")
 
 
-def test_split_and_numpy_need_a_top_k(model: runtime.LoadedModel) -> None:
-    for place in ("split", "numpy"):
-        with pytest.raises(KvConfigError, match="top_k > 0"):
-            run(model, [Request("q", prompts(model)[0], (1,))], slots=1, forcing=Forcing(budget_tokens=2),
-                sampling=Sampling(top_k=0), sampler=place)  # fmt: skip
+def test_split_needs_a_top_k_and_host_without_one_runs_the_full_chain(model: runtime.LoadedModel) -> None:
+    req, forcing, no_k = [Request("q", prompts(model)[0], (1,))], Forcing(budget_tokens=2), Sampling(top_k=0)
+    with pytest.raises(KvConfigError, match="top_k > 0"):
+        run(model, req, slots=1, forcing=forcing, sampling=no_k, sampler="split")
+    stats: list[EngineStats] = []
+    run(model, req, slots=1, forcing=forcing, sampling=no_k, sampler="host", stats=stats)
+    assert stats[0].sampler == "full"
 
 
 def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> None:
@@ -210,3 +215,16 @@ def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> Non
     for req in reqs:
         alone = run(model, [req], slots=1, forcing=forcing, sampling=GREEDY)
         assert [s.tokens for s in together[req.key].samples] == [s.tokens for s in alone[req.key].samples]
+
+
+def test_host_cut_in_parts_on_threads_gives_the_same_tokens(
+    model: runtime.LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut of 8 rows in two parts side by side (as on a GPU run) samples what the full chain does."""
+    samp = Sampling(temperature=0.8, top_p=0.95, top_k=20)
+    req = [Request("q", prompts(model)[2], tuple(range(20, 28)))]
+    full = run(model, req, slots=8, forcing=Forcing(budget_tokens=10), sampling=samp, sampler="full")
+    monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "2")
+    parts = run(model, req, slots=8, forcing=Forcing(budget_tokens=10), sampling=samp, sampler="host")
+    assert [s.tokens for s in parts["q"].samples] == [s.tokens for s in full["q"].samples]
+    assert len({s.tokens for s in parts["q"].samples}) > 4  # eight seeds, really different samples
