@@ -6,6 +6,9 @@ with each ``--sampler`` place. Prints the median aggregate decode tokens/s of ea
 this tree to the earlier one (> 1: faster now).
 
     python bench/parallel_cpu.py [--against 94f6b0a] [--rounds 3] [--samplers host,backend]
+
+The order of the runs rotates from round to round; the table gives the ratio of the medians and the
+median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -59,10 +62,12 @@ def main() -> int:
                        capture_output=True)  # fmt: skip
         try:
             runs: dict[str, list[dict[int, float]]] = {"before": [], **{p: [] for p in places}}
-            for i in range(args.rounds):
-                runs["before"].append(bench(old, model, args, None))
-                for p in places:
-                    runs[p].append(bench(ROOT, model, args, p))
+            names = ["before", *places]
+            for i in range(args.rounds):  # the order rotates each round (the first run of a round gained ~5%)
+                for name in names[i % len(names) :] + names[: i % len(names)]:
+                    runs[name].append(
+                        bench(old, model, args, None) if name == "before" else bench(ROOT, model, args, name)
+                    )
                 print(f"round {i + 1}: " + "; ".join(f"{k} {v[-1]}" for k, v in runs.items()), flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
@@ -70,10 +75,20 @@ def main() -> int:
     med = {k: {g: statistics.median(r[g] for r in v) for g in gs} for k, v in runs.items()}
     print(f"\ngemma-3-270m, q8_0 KV, {args.n_prompt}-token prompt, {args.n_gen} tokens per sample, "
           f"{args.threads} threads, median of {args.rounds} interleaved rounds (decode t/s, all samples)")  # fmt: skip
-    print("| G | before (" + args.against + ") | " + " | ".join(f"now, {p} | ratio" for p in places) + " |")
-    print("|---|---|" + "---|---|" * len(places))
+    print(
+        "| G | before ("
+        + args.against
+        + ") | "
+        + " | ".join(f"now, {p} | ratio | per-round ratio" for p in places)
+        + " |"
+    )
+    print("|---|---|" + "---|---|---|" * len(places))
     for g in gs:
-        cells = " | ".join(f"{med[p][g]:.1f} | {med[p][g] / med['before'][g]:.2f}" for p in places)
+        cells = " | ".join(
+            f"{med[p][g]:.1f} | {med[p][g] / med['before'][g]:.2f} | "
+            f"{statistics.median(a[g] / b[g] for a, b in zip(runs[p], runs['before'], strict=True)):.2f}"
+            for p in places
+        )
         print(f"| {g} | {med['before'][g]:.1f} | {cells} |")
     return 0
 

@@ -79,7 +79,7 @@ class EvalConfig:
     slots: int | None = None  # sequences decoded together; None: as many as fit, up to DEFAULT_MAX_SLOTS
     n_threads: int | None = None
     margin_bytes: int = 0
-    sampler: str = "auto"  # where the sampler chains run: auto, backend, host, numpy (edgekv.llama.sampling)
+    sampler: str = "auto"  # where the sampler chains run: auto, host, full, backend, split (edgekv.llama.sampling)
 
 
 @dataclass(frozen=True, slots=True)

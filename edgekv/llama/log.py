@@ -21,7 +21,7 @@ llama_log = get_logger("edgekv.llama")  # llama.cpp's own lines, shown with -vv
 
 # enum ggml_log_level (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues a line)
 _GGML_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_LEVEL_WARN, _LEVEL_ERROR, _LEVEL_CONT = 3, 4, 5
+_LEVEL_DEBUG, _LEVEL_WARN, _LEVEL_ERROR, _LEVEL_CONT = 1, 3, 4, 5
 
 
 def _llama_cpp() -> Any:
@@ -179,7 +179,10 @@ def parse_buffers(lines: Sequence[str], *, dry_run: bool = False) -> LlamaBuffer
 class LlamaLog:
     """Capture llama.cpp's log while open; restore the previous callback on close.
 
-    ``echo`` forwards each line to the ``edgekv.llama`` logger (shown with -vv).
+    ``echo`` forwards each line to the ``edgekv.llama`` logger (shown with -vv). ``keep_debug``:
+    whether DEBUG lines are kept (a runner stops keeping them once its context is made: on a CUDA
+    build every decode step logs one, "CUDA Graph id N reused", which would grow the list by a line
+    a step for the runner's life; the lines edgekv parses are INFO).
     """
 
     def __init__(self, *, echo: bool = False) -> None:
@@ -189,6 +192,7 @@ class LlamaLog:
         self._level = 2
         self._callback: Any = None
         self._previous: tuple[Any, Any] | None = None
+        self.keep_debug = True
 
     def _on_log(self, level: int, text: bytes | None, _user_data: Any) -> None:
         if level != _LEVEL_CONT:
@@ -196,6 +200,8 @@ class LlamaLog:
                 self._emit(self._partial)
                 self._partial = ""
             self._level = level
+        if self._level == _LEVEL_DEBUG and not (self.keep_debug or self.echo):
+            return
         chunk = self._partial + (text or b"").decode("utf-8", "replace")
         *complete, self._partial = chunk.split("\n")
         for line in complete:

@@ -102,6 +102,7 @@ class Runner(Vocab):
             self.close()
             raise
         self.buffers = self._log.buffers()
+        self._log.keep_debug = False  # decode steps log DEBUG lines (see LlamaLog)
         if model is not None:  # the weights were logged when the shared model loaded
             self.buffers = replace(self.buffers, model=model.buffers.model)
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)

@@ -228,3 +228,14 @@ def test_host_cut_in_parts_on_threads_gives_the_same_tokens(
     parts = run(model, req, slots=8, forcing=Forcing(budget_tokens=10), sampling=samp, sampler="host")
     assert [s.tokens for s in parts["q"].samples] == [s.tokens for s in full["q"].samples]
     assert len({s.tokens for s in parts["q"].samples}) > 4  # eight seeds, really different samples
+
+
+def test_a_runner_stops_keeping_llama_cpps_debug_lines_after_load(model: runtime.LoadedModel) -> None:
+    """Decoding logs DEBUG lines (a re-planned graph here; on CUDA builds one every step): a long eval
+    must not keep them all. What edgekv parses (buffer sizes, problems) is INFO or above."""
+    with model.runner(RunConfig(n_ctx=512 * 4, n_seq=4), n_threads=THREADS) as r:
+        before = r.log_lines()
+        engine = Engine(r, sampling=GREEDY, forcing=Forcing(budget_tokens=8))
+        engine.run([Request("q", prompts(model)[0], (1, 2, 3, 4))], on_finished=lambda _f: None)
+        assert r.log_lines() == before
+        assert r.current_buffers().compute == r.buffers.compute  # still read from the INFO lines
