@@ -63,7 +63,7 @@ def main() -> int:
         try:
             runs: dict[str, list[dict[int, float]]] = {"before": [], **{p: [] for p in places}}
             names = ["before", *places]
-            for i in range(args.rounds):  # the order rotates each round (the first run of a round gained ~5%)
+            for i in range(args.rounds):  # the order rotates: on this box a run's speed depends on its place
                 for name in names[i % len(names) :] + names[: i % len(names)]:
                     runs[name].append(
                         bench(old, model, args, None) if name == "before" else bench(ROOT, model, args, name)

@@ -33,6 +33,7 @@ from edgekv.eval.metrics import EvalSummary, ProblemRecord, summarize
 from edgekv.eval.results import SCHEMA, append_line, config_id, open_for_append, read_results
 from edgekv.llama import session
 from edgekv.llama.batch import Engine
+from edgekv.llama.build import device_is_gpu
 from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
 from edgekv.llama.records import Measured
 from edgekv.llama.runner import LoadedModel
@@ -300,7 +301,7 @@ def _evaluate(
     n_ctx_seq = pad(max(map(len, prompts), default=1) + config.budget_tokens + config.reserve_tokens + injections + 1,
                     KV_PAD_CELLS)  # fmt: skip
     g = config.samples
-    gpu = session.device_is_gpu(RunConfig(n_ctx=n_ctx_seq, n_gpu_layers=config.n_gpu_layers))
+    gpu = device_is_gpu(RunConfig(n_ctx=n_ctx_seq, n_gpu_layers=config.n_gpu_layers))
     paper_cfg = RunConfig(n_ctx=g * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=g,
                           n_gpu_layers=config.n_gpu_layers)  # fmt: skip
     memory = memory_dict(preflight.predict(spec, paper_cfg, gpu=gpu))

@@ -108,7 +108,7 @@ def bench(
     settings = settings or BenchSettings()
     p = Path(path)
     spec = read_spec(p)
-    gpu_any = any(sess.device_is_gpu(c) for c in configs)
+    gpu_any = any(build.device_is_gpu(c) for c in configs)
     common = {
         "vram_bytes": vram_bytes, "device": sess.device_name(gpu_any), "gpu": gpu_any, "build": build.build_info()
     }  # fmt: skip
@@ -129,12 +129,12 @@ def bench(
                 progress(done, total, label)
             try:
                 prepared = sess.prepare(
-                    p, cfg, vram_bytes=vram_bytes, spec=spec, compute=probes[sess.device_is_gpu(cfg)],
+                    p, cfg, vram_bytes=vram_bytes, spec=spec, compute=probes[build.device_is_gpu(cfg)],
                     cap_text=cap_text, verbose=verbose,
                 )  # fmt: skip
             except (DoesNotFit, KvConfigError) as e:
                 have = e.have_bytes if isinstance(e, DoesNotFit) else None
-                fp = None if split else _safe_predict(spec, cfg, probes[sess.device_is_gpu(cfg)], have_bytes=have)
+                fp = None if split else _safe_predict(spec, cfg, probes[build.device_is_gpu(cfg)], have_bytes=have)
                 for d in depths:
                     rec(cfg, d, "refused", reason=str(e), predicted=fp)
                 done += len(depths)
@@ -181,14 +181,14 @@ def _safe_predict(
 
     Where it is over ``have_bytes`` even without a compute buffer, the formula stands in for the dry
     run, which would allocate host memory by n_ctx (``--ctx 100m``) for a configuration already refused."""
-    gpu = sess.device_is_gpu(cfg)
+    gpu = build.device_is_gpu(cfg)
     if have_bytes is not None and preflight.predict(spec, cfg, gpu=gpu, compute_bytes=0).gpu_total > have_bytes:
         return preflight.predict(spec, cfg, gpu=gpu, compute_bytes=None)
     try:
         c = probe(cfg)
     except (LlamaError, KvConfigError):
         return None
-    return preflight.predict(spec, cfg, gpu=sess.device_is_gpu(cfg), compute_bytes=c)
+    return preflight.predict(spec, cfg, gpu=build.device_is_gpu(cfg), compute_bytes=c)
 
 
 def _reset_peak_rss() -> None:

@@ -53,6 +53,11 @@ def gpu_offload_supported() -> bool:
     return bool(llama_lib().llama_supports_gpu_offload())
 
 
+def device_is_gpu(cfg: RunConfig) -> bool:
+    """Whether this run puts anything on a GPU: a GPU build with layers to offload."""
+    return cfg.n_gpu_layers != 0 and gpu_offload_supported()
+
+
 def is_cuda_build(info: str | None = None) -> bool:
     return "CUDA :" in (system_info() if info is None else info)
 

@@ -122,11 +122,6 @@ class Runner(Vocab):
         return self._lib
 
     @property
-    def on_gpu(self) -> bool:
-        """Whether llama.cpp decodes on a GPU (a GPU build and layers offloaded)."""
-        return bool(self._lib.llama_supports_gpu_offload()) and self.cfg.n_gpu_layers != 0
-
-    @property
     def ctx_handle(self) -> Any:
         """The llama_context pointer."""
         return self._ctx

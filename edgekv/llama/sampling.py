@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import KvConfigError, LlamaError
+from edgekv.llama.build import device_is_gpu
 
 if TYPE_CHECKING:
     from edgekv.llama.runner import Runner
@@ -174,9 +175,6 @@ class _CandidateRows:
         ]
         self.refs = [ctypes.byref(a) for a in self.arrays]
 
-    def parts(self) -> tuple[list[Any], list[Any], int]:
-        return self.arrays, self.refs, self.k
-
 
 class SlotSamplers:
     """The chains of the engine's slots and the one call per step that samples every live slot."""
@@ -205,7 +203,7 @@ class SlotSamplers:
         # leaves the caches cold and the cut's dozen numpy calls then cost more than the C chain over
         # the row (one row on the 2-core box: Qwen's vocabulary 0.36 vs 0.24 ms, gemma-3's 0.40 vs 0.38;
         # 4 rows: 0.55 vs 0.84, 0.65 vs 1.62). Both give the same tokens.
-        self.cut_min_rows = 1 if runner.on_gpu else 2
+        self.cut_min_rows = 1 if device_is_gpu(runner.cfg) else 2
 
     # slot lifecycle ---------------------------------------------------------------------------
     def start(self, slot: int, seed: int) -> None:
@@ -252,6 +250,11 @@ class SlotSamplers:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(self.n_threads, self.cut_threads), thread_name_prefix="edgekv-sampler")
+        return self._pool
 
     def _attach(self, slot: int, chain: Any) -> bool:
         return bool(self.lib.llama_set_sampler(self.runner.ctx_handle, slot, chain))
@@ -311,11 +314,9 @@ class SlotSamplers:
         parts = min(self.cut_threads, n // CUT_ROWS_PER_THREAD)
         if parts <= 1:
             return dict(self._cut(logits, by_row, 0, n))
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max(self.n_threads, self.cut_threads), thread_name_prefix="edgekv-sampler")
         bounds = [n * i // parts for i in range(parts + 1)]
         picks: dict[int, int] = {}
-        for part in self._pool.map(lambda i: self._cut(logits, by_row, bounds[i], bounds[i + 1]), range(parts)):
+        for part in self._executor().map(lambda i: self._cut(logits, by_row, bounds[i], bounds[i + 1]), range(parts)):
             picks.update(part)
         return {sid: picks[sid] for sid in out_row}
 
@@ -327,7 +328,8 @@ class SlotSamplers:
         ids, vals = top_k_candidates(logits[a:b], self.sampling.top_k)
         rows.view["id"][a:b] = ids
         rows.view["logit"][a:b] = vals
-        apply, accept, arrays, refs, m = self.lib.llama_sampler_apply, self.lib.llama_sampler_accept, *rows.parts()
+        apply, accept = self.lib.llama_sampler_apply, self.lib.llama_sampler_accept
+        arrays, refs, m = rows.arrays, rows.refs, rows.k
         out = []
         for row in range(a, b):
             arr, chain = arrays[row], self._chains[by_row[row]]
@@ -351,9 +353,7 @@ class SlotSamplers:
         if n <= 1:
             picks.update(run(rest))
             return picks
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="edgekv-sampler")
-        for part in self._pool.map(run, [rest[i::n] for i in range(n)]):
+        for part in self._executor().map(run, [rest[i::n] for i in range(n)]):
             picks.update(part)
         return {sid: picks[sid] for sid in out_row}  # in slot order, as the engine accepts them
 

@@ -19,6 +19,7 @@ from edgekv.errors import KvConfigError, RuntimeUnavailable
 from edgekv.llama import build as lbuild
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
+from edgekv.llama.build import device_is_gpu
 from edgekv.llama.compute_cache import ComputeCache, cache_key
 from edgekv.llama.log import is_host_buffer
 from edgekv.llama.records import Measured
@@ -59,11 +60,6 @@ class Prepared:
     @property
     def device_footprints(self) -> tuple[Footprint, ...]:
         return self.check.device_footprints
-
-
-def device_is_gpu(cfg: RunConfig) -> bool:
-    """Whether this run puts anything on a GPU: a GPU build with layers to offload."""
-    return cfg.n_gpu_layers != 0 and lbuild.gpu_offload_supported()
 
 
 def host_memory_bytes() -> int:
