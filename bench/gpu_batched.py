@@ -3,7 +3,8 @@
 - ``anchor`` (parallel samples at llama.cpp's speed): a shared 256-token prompt, 256 generated
   tokens per sample, G = 1, 2, 4, 8, 16, q8_0 KV, flash attention, for the Qwen3-4B Q8_0 and
   Qwen3-8B Q4_K_M shapes. With ``--edgekv`` the same settings run through ``edgekv bench
-  --parallel`` in the same process tree, and the ratio edgekv / llama.cpp is printed per G.
+  --parallel`` in the same process tree, alternating with llama-batched-bench per G (before and
+  after edgekv's run: the anchor is their mean), and the ratio edgekv / llama.cpp is printed per G.
 - ``speed`` (predicted decode speed): Qwen3-4B/8B/14B shapes x Q8_0/Q4_K_M x depth (128, 8192
   tokens per sequence) x G (1, 4), q8_0 KV, not shared prompts: llama.cpp's S_TG, the weights
   and KV bytes per token of each, for ``bench/speed_check.py`` to compare with plan.speed.
@@ -127,16 +128,13 @@ def main() -> int:
         model = model_file(shape, quant, args.workdir)
         base = {"tool": "llama-batched-bench", "mode": args.mode, "shape": shape, "quant": quant, "kv": args.kv,
                 **sizes(model, args.kv)}  # fmt: skip
+        if args.mode == "anchor" and args.edgekv:
+            rows += alternate(args, grid, model, base, shape, quant)
+            continue
         for r in batched_bench(args.tools, model, kv=args.kv, npp=grid["npp"], ntg=grid["ntg"], npl=grid["npl"],
                                shared=args.mode == "anchor", device=args.device):  # fmt: skip
             rows.append({**base, **r})
             print(f"{shape} {quant} pp {r['pp']} tg {r['tg']} G {r['pl']}: S_TG {r['speed_tg']:.1f} t/s", flush=True)
-        if args.mode == "anchor" and args.edgekv:
-            for place in args.samplers.split(","):
-                mine = edgekv_parallel(model, kv=args.kv, npp=grid["npp"][0], ntg=grid["ntg"][0], npl=grid["npl"],
-                                       device=args.device, sampler=place)  # fmt: skip
-                for r in mine:
-                    rows.append({**base, "tool": "edgekv", "config": place, **r})
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if args.mode == "anchor" and args.edgekv:
         print_ratios(rows)
@@ -144,8 +142,38 @@ def main() -> int:
     return 0
 
 
+def alternate(args: argparse.Namespace, grid: dict[str, Any], model: Path, base: dict[str, Any], shape: str,
+              quant: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Per G: llama-batched-bench, edgekv with each sampler place, llama-batched-bench again; the
+    anchor is the mean of the two llama.cpp runs. Both tools then run in the same state of the GPU:
+    run one after the other over minutes of load, edgekv's G = 16 (run last) measured 0.5 ms a step
+    slower than in a run of its own (bench/results/gpu/decode_gap_probe.txt)."""
+    rows: list[dict[str, Any]] = []
+
+    def llama_cpp(g: int, turn: str) -> None:
+        for r in batched_bench(args.tools, model, kv=args.kv, npp=grid["npp"], ntg=grid["ntg"], npl=[g],
+                               shared=True, device=args.device):  # fmt: skip
+            rows.append({**base, **r, "turn": turn})
+            print(f"{shape} {quant} G {g} ({turn}): llama-batched-bench S_TG {r['speed_tg']:.1f} t/s", flush=True)
+
+    for g in grid["npl"]:
+        llama_cpp(g, "before")
+        for place in args.samplers.split(","):
+            for r in edgekv_parallel(model, kv=args.kv, npp=grid["npp"][0], ntg=grid["ntg"][0], npl=[g],
+                                     device=args.device, sampler=place):  # fmt: skip
+                rows.append({**base, "tool": "edgekv", "config": place, **r})
+                dec = r.get("decode_tps") or {}
+                print(f"{shape} {quant} G {g}: edgekv {place} {dec.get('median', 0):.1f} t/s", flush=True)
+        llama_cpp(g, "after")
+    return rows
+
+
 def print_ratios(rows: list[dict[str, Any]]) -> None:
-    anchor = {(r["shape"], r["pl"]): r["speed_tg"] for r in rows if r["tool"] == "llama-batched-bench"}
+    runs: dict[tuple[str, int], list[float]] = {}
+    for r in rows:
+        if r["tool"] == "llama-batched-bench":
+            runs.setdefault((r["shape"], r["pl"]), []).append(r["speed_tg"])
+    anchor = {key: sum(v) / len(v) for key, v in runs.items()}  # the mean of the runs around edgekv's
     print(
         "| shape | G | llama-batched-bench S_TG | edgekv sampler | edgekv t/s | ratio | NVML - predicted MiB |"
         " edgekv ms/step: decode, sample, edgekv |"
