@@ -90,7 +90,7 @@ class Engine:
         self.require_fit = require_fit  # False: a prompt + budget past a slot's context stops at "context"
         self.sampling = sampling
         self.forcing = forcing
-        self.sampler = sampler  # where the chains run: auto, backend, host, numpy (edgekv.llama.sampling)
+        self.sampler = sampler  # where the chains run: auto, host, full, backend, split (edgekv.llama.sampling)
         self.n_slots = runner.n_seq_max
         self.stats = EngineStats()
         self.keep_cache = False

@@ -19,7 +19,6 @@ from edgekv.errors import KvConfigError, RuntimeUnavailable
 from edgekv.llama import build as lbuild
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
-from edgekv.llama.build import device_is_gpu
 from edgekv.llama.compute_cache import ComputeCache, cache_key
 from edgekv.llama.log import is_host_buffer
 from edgekv.llama.records import Measured
@@ -134,7 +133,7 @@ def prepare(
         if len(caps) > 1:
             return prepare_split(p, cfg, caps, spec=spec, auto_ctx=auto_ctx, probe=probe, margin_bytes=margin_bytes)
         vram_bytes = caps[0] if caps else None
-    gpu = device_is_gpu(cfg)
+    gpu = lbuild.device_is_gpu(cfg)
     if gpu:
         have = vram.usable_bytes(vram_bytes) if vram_bytes else _gpu_free()
     else:
