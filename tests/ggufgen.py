@@ -154,11 +154,19 @@ def write_sparse_gguf(
 def write_tiny_gguf(
     path: str | os.PathLike[str], config: dict[str, Any], *, outtype: str = "F16", seed: int = 0
 ) -> Path:
-    """A GGUF of ``config`` with random weights (N(0, 0.02); norms 1), for tiny configs."""
+    """A GGUF of ``config`` with random weights (N(0, 0.02); norms 1), for tiny configs.
+
+    The row of the end-of-sequence token (id 2) in the layer that makes the logits (``output``, or the
+    tied ``token_embd``) is zero, so its logit is exactly 0 for any input while the 20th-best of the
+    other ~500 random logits is well above 0: greedy and top-k 20 never end a sample, on any CPU, and
+    tests of lengths do not depend on what the random model writes.
+    """
     path = Path(path)
     w, _ = _writer(path, config, outtype=outtype)
     rng = np.random.default_rng(seed)
-    for t in gguf_tensors(config, outtype=outtype):
+    tensors = gguf_tensors(config, outtype=outtype)
+    logits_layer = "output.weight" if any(t.name == "output.weight" for t in tensors) else "token_embd.weight"
+    for t in tensors:
         shape = tuple(reversed(t.shape))
         if t.name.endswith("_norm.weight"):
             data = np.ones(shape, dtype=np.float32)
@@ -166,6 +174,8 @@ def write_tiny_gguf(
             data = np.ones(shape, dtype=np.float32)
         else:
             data = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+            if t.name == logits_layer:
+                data[2] = 0.0  # the EOS_ID below: never the greedy or a top-k token
         qtype = _qtype(t)
         w.add_tensor(t.name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
     w.write_header_to_file()

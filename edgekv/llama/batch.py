@@ -46,6 +46,7 @@ from edgekv.llama.sampling import Sampling, SlotSamplers
 @dataclass
 class _Slot:
     request: _Live
+    forcing: Forcing
     index: int  # sample index within the request
     pos: int  # next position to write
     pending: list[int]  # tokens to decode next step
@@ -68,6 +69,12 @@ class _Live:
     next_index: int = 0
     done: dict[int, Sample] = field(default_factory=dict)
     slots: set[int] = field(default_factory=set)
+
+
+def tokens_per_sample(forcing: Forcing) -> int:
+    """Cells one sample may write after its prompt: budget, the longest injection, reserve, and one."""
+    injections = max(len(forcing.cue_tokens), len(forcing.answer_cue_tokens), len(forcing.wait_tokens), 1)
+    return forcing.budget_tokens + forcing.reserve_tokens + injections + 1
 
 
 FinishCallback = Callable[[Finished], None]
@@ -95,18 +102,18 @@ class Engine:
         self.stats = EngineStats()
         self.keep_cache = False
         self._callback_seconds = 0.0  # on_finished's time within the current step
-        injections = max(len(forcing.cue_tokens), len(forcing.answer_cue_tokens), len(forcing.wait_tokens), 1)
-        self.tokens_per_sample = forcing.budget_tokens + forcing.reserve_tokens + injections + 1
+        self.tokens_per_sample = tokens_per_sample(forcing)
 
-    def check_fits(self, prompt_tokens: int) -> None:
+    def check_fits(self, prompt_tokens: int, forcing: Forcing | None = None) -> None:
         """Refuse a prompt whose prompt + budget + reserve would not fit one slot's context."""
-        need = prompt_tokens + self.tokens_per_sample
+        f = forcing or self.forcing
+        need = prompt_tokens + tokens_per_sample(f)
         if not self.require_fit:
             need = prompt_tokens + 1
         if need > self.runner.n_ctx_seq:
             raise KvConfigError(
-                f"a prompt of {prompt_tokens} tokens + budget {self.forcing.budget_tokens} + reserve "
-                f"{self.forcing.reserve_tokens} needs {need} cells per sample; each slot holds {self.runner.n_ctx_seq}",
+                f"a prompt of {prompt_tokens} tokens + budget {f.budget_tokens} + reserve "
+                f"{f.reserve_tokens} needs {need} cells per sample; each slot holds {self.runner.n_ctx_seq}",
                 hint="a larger context per slot, or a smaller budget",
             )
 
@@ -161,7 +168,7 @@ class Engine:
                 if req is None:
                     exhausted = True
                     break
-                self.check_fits(len(req.prompt))
+                self.check_fits(len(req.prompt), req.forcing)
                 if not req.seeds:
                     raise KvConfigError(f"request {req.key!r} asks for no samples")
                 waiting.append(_Live(req, time.perf_counter()))
@@ -199,7 +206,7 @@ class Engine:
             index = lr.next_index
             lr.next_index += 1
             self.samplers.start(s, lr.request.seeds[index])
-            slots[s] = _Slot(lr, index, body, [prompt[-1]])
+            slots[s] = _Slot(lr, lr.request.forcing or self.forcing, index, body, [prompt[-1]])
             lr.slots.add(s)
 
     # -- one step ----------------------------------------------------------------------------
@@ -286,7 +293,7 @@ class Engine:
 
     def _accept(self, s: _Slot, tok: int, on_token: TokenCallback | None) -> str | None:
         """Take one sampled token through budget forcing; returns a finish reason or None."""
-        f = self.forcing
+        f = s.forcing
         eog = self.runner.is_eog(tok) and not f.ignore_eog
         ends_thinking = f.end_think_token is not None and tok == f.end_think_token and not s.thinking_closed
         if s.after_cue < 0 and (eog or ends_thinking) and f.wait_tokens and s.n_budget < f.budget_tokens:
@@ -321,7 +328,7 @@ class Engine:
         return self._at_budget(s) if s.n_budget >= f.budget_tokens else None
 
     def _at_budget(self, s: _Slot) -> str | None:
-        f = self.forcing
+        f = s.forcing
         s.cut = True
         cue = f.answer_cue_tokens if s.thinking_closed and f.answer_cue_tokens else f.cue_tokens
         if not cue or f.reserve_tokens <= 0:

@@ -29,11 +29,16 @@ class Forcing:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One prompt and the seeds of its samples (one per sample)."""
+    """One prompt and the seeds of its samples (one per sample).
+
+    ``forcing`` overrides the engine's budget forcing for this request's samples (a server's
+    per-request budget and token limit; tests that need samples to end at set steps).
+    """
 
     key: Hashable
     prompt: tuple[int, ...]
     seeds: tuple[int, ...]
+    forcing: Forcing | None = None
 
 
 @dataclass(frozen=True, slots=True)

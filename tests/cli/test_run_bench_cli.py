@@ -56,7 +56,9 @@ def test_run_gemma_measures_what_it_predicts(gemma_gguf: Path, kv: str) -> None:
     assert meas["process"] > meas["model"] // 2 and meas["process_source"] == "rss"
     (turn,) = d["turns"]
     (sample,) = turn["samples"]
-    assert sample["n_tokens"] == 6 and sample["finish"] == "length"
+    # gemma may end its answer within 6 tokens on some CPU: what holds for any tokens
+    assert sample["finish"] in ("length", "eog") and (sample["finish"] == "length") == (sample["n_tokens"] == 6)
+    assert 0 <= sample["n_tokens"] <= 6
     assert d["build"]["llama_cpp_python"] == "0.3.36"
 
 

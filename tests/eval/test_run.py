@@ -76,10 +76,17 @@ def test_config_id_ignores_memory_and_context() -> None:
 def test_qwen_coder_solves_synth_problems_with_boxed_answers(qwen_coder_gguf: Path, tmp_path: Path) -> None:
     cfg = EvalConfig(model_path=str(qwen_coder_gguf), budget_tokens=256, reserve_tokens=16, samples=2,
                      temperature=0.0, n_threads=1)  # fmt: skip
-    res = evaluate(cfg, synth_problems(4), out=tmp_path / "q.jsonl")
+    problems = synth_problems(4)
+    res = evaluate(cfg, problems, out=tmp_path / "q.jsonl")
     assert res.config["quant"] == "Q4_K_M" and res.config["thinking"] is False
+    # what holds for any tokens: each answer is graded against the gold by an independent check
+    gold = {q.id: q.answer for q in problems}
+    for p in res.problems:
+        for answer, correct in zip(p["answers"], p["correct"], strict=True):
+            assert correct == (answer is not None and answer.strip() == str(gold[p["problem_id"]]))
+    # the model's own quality (this real 0.5B model boxes its GSM8K-style answers): a smoke check,
+    # slow-marked, that the whole path can score a right answer at all
     assert res.metrics["pass_at_1"]["value"] > 0
-    assert all(a is not None for p in res.problems for a in p["answers"])
 
 
 def test_preflight_refuses_before_loading_the_weights(gemma_gguf: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT
 from edgekv.llama import runner as runtime
 from edgekv.llama import session
 from edgekv.llama.batch import Engine
-from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
+from edgekv.llama.generation import EngineStats, Finished, Forcing, Request, Sample
 from edgekv.llama.sampling import Sampling
 from edgekv.plan.memory import RunConfig
 from edgekv.units import MIB
@@ -58,7 +58,7 @@ def test_cue_tokens_injected_exactly_at_the_budget(model: runtime.LoadedModel) -
     # the exact tokens of "\n\n**Final Answer**\n\\boxed{" in gemma-3's vocabulary
     assert cue == (108, 1018, 17667, 25685, 1018, 107, 236785, 57296, 236782)
     budget = 6
-    forcing = Forcing(budget_tokens=budget, reserve_tokens=5, cue_tokens=cue)
+    forcing = Forcing(budget_tokens=budget, reserve_tokens=5, cue_tokens=cue, ignore_eog=True)
     prompt = prompts(model)[0]
     done = run(model, [Request("q", prompt, (1,))], slots=1, forcing=forcing, sampling=GREEDY)
     s = done["q"].samples[0]
@@ -67,12 +67,16 @@ def test_cue_tokens_injected_exactly_at_the_budget(model: runtime.LoadedModel) -
     assert s.tokens[budget : budget + len(cue)] == cue
     assert "**Final Answer**\n\\boxed{" in s.text
     assert s.n_sampled == len(s.tokens) - len(cue)
-    assert 1 <= s.n_sampled - budget <= 5 and s.finish in ("boxed", "reserve", "eog")
+    assert 1 <= s.n_sampled - budget <= 5 and s.finish in ("boxed", "reserve")
 
 
 def test_no_cue_stops_at_the_budget(model: runtime.LoadedModel) -> None:
     done = run(
-        model, [Request("q", prompts(model)[0], (1,))], slots=1, forcing=Forcing(budget_tokens=4), sampling=GREEDY
+        model,
+        [Request("q", prompts(model)[0], (1,))],
+        slots=1,
+        forcing=Forcing(budget_tokens=4, ignore_eog=True),
+        sampling=GREEDY,
     )
     s = done["q"].samples[0]
     assert (s.finish, s.cut, s.n_sampled, s.injected) == ("length", True, 4, ())
@@ -80,16 +84,17 @@ def test_no_cue_stops_at_the_budget(model: runtime.LoadedModel) -> None:
 
 def test_end_of_thinking_gets_the_answer_cue_and_force_length_waits(model: runtime.LoadedModel) -> None:
     prompt = prompts(model)[0]
-    free = run(model, [Request("q", prompt, (1,))], slots=1, forcing=Forcing(budget_tokens=3), sampling=GREEDY)
+    free = run(model, [Request("q", prompt, (1,))], slots=1, forcing=Forcing(budget_tokens=3, ignore_eog=True),
+               sampling=GREEDY)  # fmt: skip
     first = free["q"].samples[0].tokens[0]  # stands in for </think>: greedy writes it first
     think_cue, answer_cue = (7, 7, 7), (9, 9)
     forcing = Forcing(budget_tokens=5, reserve_tokens=2, cue_tokens=think_cue, answer_cue_tokens=answer_cue,
-                      end_think_token=first, stop_when_boxed=False)  # fmt: skip
+                      end_think_token=first, stop_when_boxed=False, ignore_eog=True)  # fmt: skip
     s = run(model, [Request("q", prompt, (1,))], slots=1, forcing=forcing, sampling=GREEDY)["q"].samples[0]
     assert s.tokens[0] == first and s.injected == ((5, answer_cue),)  # thinking closed before the budget
     wait = tuple(model.tokenize(WAIT, add_special=False))
     forced = Forcing(budget_tokens=5, reserve_tokens=2, cue_tokens=think_cue, end_think_token=first,
-                     wait_tokens=wait, stop_when_boxed=False)  # fmt: skip
+                     wait_tokens=wait, stop_when_boxed=False, ignore_eog=True)  # fmt: skip
     s = run(model, [Request("q", prompt, (1,))], slots=1, forcing=forced, sampling=GREEDY)["q"].samples[0]
     assert s.injected[0] == (0, wait)  # the early end of thinking became "Wait"
     assert s.injected[-1][1] == think_cue and s.cut
@@ -97,7 +102,7 @@ def test_end_of_thinking_gets_the_answer_cue_and_force_length_waits(model: runti
 
 def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -> None:
     hot = Sampling(temperature=1.0, top_p=1.0, top_k=40)
-    forcing = Forcing(budget_tokens=24)
+    forcing = Forcing(budget_tokens=24, ignore_eog=True)
     prompt = prompts(model)[1]
     a = run(model, [Request("q", prompt, (11, 12, 11))], slots=3, forcing=forcing, sampling=hot)["q"].samples
     b = run(model, [Request("q", prompt, (11, 12, 13))], slots=2, forcing=forcing, sampling=hot)["q"].samples
@@ -109,41 +114,74 @@ def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -
 def test_host_cut_gives_the_full_chains_tokens(model: runtime.LoadedModel) -> None:
     """``host`` (the default): the numpy top-k cut of all rows, then each chain on its k candidates:
     the same tokens as llama.cpp's chain over the whole 262k-logit row, refills and moves included."""
-    cut = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "host", seeds=(5, 6, 7), reserve=6)
-    for done in cut.values():
-        assert len(set(done.samples[0].tokens)) > 3  # really sampled, not one token repeated
-    matches_full(model, Sampling(temperature=1.5, top_p=1.0, top_k=40, min_p=0.05), "host", seeds=(8, 9, 10), reserve=6)
-    matches_full(model, GREEDY, "host", seeds=(1, 2), reserve=4)
+    cut = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "host", seeds=(5, 6))
+    assert len(set(sampled(cut["long"].samples[0]))) > 3  # really sampled, not one token repeated
+    matches_full(model, Sampling(temperature=1.5, top_p=1.0, top_k=40, min_p=0.05), "host", seeds=(8, 9))
+    matches_full(model, GREEDY, "host", seeds=(1, 2))
+
+
+def sampled(s: Sample) -> list[int]:
+    """The tokens the model sampled (what budget forcing injected left out)."""
+    skip = {off + i for off, toks in s.injected for i in range(len(toks))}
+    return [t for i, t in enumerate(s.tokens) if i not in skip]
+
+
+RESERVE = 6
+OWN = Forcing(budget_tokens=2)  # the engine's forcing where every request brings its own
+SHORT, MID, LONG = 4, 8, 40  # budgets: every sample of SHORT/MID ends before any of LONG can
+
+
+def staggered(model: runtime.LoadedModel, seeds: tuple[int, int]) -> list[Request]:
+    """Requests whose samples end at set steps whatever the model writes, on 4 slots.
+
+    An end of generation is just a token (``ignore_eog``) and a closed ``\boxed{}`` does not stop a
+    sample, so every sample of budget b ends exactly b + RESERVE steps after it starts: "short"
+    (2 samples) takes slots 0-1 and ends at step 10, "long" takes slots 2-3 and ends at step 46,
+    "mid" waits, refills slot 0 at step 10 and ends at step 24. Then nothing waits, and "long"
+    moves down from slots 2-3: one move when "short" leaves slot 1 free, one when "mid" leaves 0.
+    """
+    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
+    p = prompts(model)
+
+    def forcing(budget: int) -> Forcing:
+        return Forcing(budget_tokens=budget, reserve_tokens=RESERVE, cue_tokens=cue, ignore_eog=True,
+                       stop_when_boxed=False)  # fmt: skip
+
+    return [
+        Request("short", p[0], seeds, forcing(SHORT)),
+        Request("long", p[1], seeds, forcing(LONG)),
+        Request("mid", p[2], seeds[:1], forcing(MID)),
+    ]
 
 
 def matches_full(
-    model: runtime.LoadedModel, sampling: Sampling, place: str, *, seeds: tuple[int, ...], reserve: int
+    model: runtime.LoadedModel, sampling: Sampling, place: str, *, seeds: tuple[int, int]
 ) -> dict[Hashable, Finished]:
-    """Every problem's samples on ``place`` are those of llama.cpp's chain over the whole row (answers
-    cued at a budget of 12 end at different steps, so slots are refilled and moved); returns
-    ``place``'s results."""
-    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
-    forcing = Forcing(budget_tokens=12, reserve_tokens=reserve, cue_tokens=cue)
-    reqs = [Request(i, p, seeds) for i, p in enumerate(prompts(model))]
+    """Every request's samples on ``place`` are those of llama.cpp's chain over the whole row, with
+    slots refilled and moved (by construction: :func:`staggered`); returns ``place``'s results."""
+    reqs = staggered(model, seeds)
     stats: list[EngineStats] = []
-    full = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler="full")
-    dev = run(model, reqs, slots=4, forcing=forcing, sampling=sampling, sampler=place, stats=stats)
-    assert stats[0].sampler == place and stats[0].n_moves > 0
+    full = run(model, reqs, slots=4, forcing=OWN, sampling=sampling, sampler="full", stats=stats)
+    dev = run(model, reqs, slots=4, forcing=OWN, sampling=sampling, sampler=place, stats=stats)
+    for st in stats:
+        assert st.max_live == 4 and st.n_moves == 2  # the two "long" samples moved down from slots 2-3
+    assert stats[1].sampler == place
     for r in reqs:
         assert [s.tokens for s in dev[r.key].samples] == [s.tokens for s in full[r.key].samples]
+        assert all(s.cut for s in dev[r.key].samples)
     return dev
 
 
 def test_backend_sampling_greedy_matches_the_host(model: runtime.LoadedModel) -> None:
     """llama.cpp's backend sampling (the chain in the decode graph) picks the host's argmax tokens,
     with slots refilled and moved (each move re-attaches a cloned chain)."""
-    matches_full(model, GREEDY, "backend", seeds=(1, 2), reserve=4)
+    matches_full(model, GREEDY, "backend", seeds=(1, 2))
 
 
 def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) -> None:
     """On the device path a seed gives the same tokens whatever shares the batch, moves included."""
     hot = Sampling(temperature=1.0, top_p=0.95, top_k=40)
-    forcing = Forcing(budget_tokens=20)
+    forcing = Forcing(budget_tokens=20, ignore_eog=True)
     p = prompts(model)
     busy = run(model, [Request("a", p[0], (3,)), Request("q", p[1], (11, 12, 11))], slots=3, forcing=forcing,
                sampling=hot, sampler="backend")  # fmt: skip
@@ -156,9 +194,8 @@ def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) 
 def test_split_sampling_gives_the_hosts_tokens_for_a_seed(model: runtime.LoadedModel) -> None:
     """``split``: top-k in the decode graph, the rest of each sample's chain on the host over the k
     candidates: the same tokens as the whole chain on the host, with slots refilled and moved."""
-    split = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "split", seeds=(5, 6, 7), reserve=6)
-    for done in split.values():
-        assert len(set(done.samples[0].tokens)) > 3  # really sampled, not one token repeated
+    split = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "split", seeds=(5, 6))
+    assert len(set(sampled(split["long"].samples[0]))) > 3  # really sampled, not one token repeated
 
 
 def test_device_sampling_compute_buffer_is_predicted(gemma_gguf: Path, model: runtime.LoadedModel) -> None:
@@ -206,26 +243,38 @@ def test_split_needs_a_top_k_and_host_without_one_runs_the_full_chain(model: run
 
 
 def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> None:
-    cue = tuple(model.tokenize(FINAL_ANSWER_CUE, add_special=False, parse_special=True))
-    forcing = Forcing(budget_tokens=12, reserve_tokens=4, cue_tokens=cue)
-    reqs = [Request(i, p, (1, 2)) for i, p in enumerate(prompts(model))]
+    reqs = staggered(model, (1, 2))
     stats: list[EngineStats] = []
-    together = run(model, reqs, slots=4, forcing=forcing, sampling=GREEDY, stats=stats)  # 3 x 2 samples, 4 slots
-    assert stats[0].max_live == 4 and stats[0].n_moves > 0  # slots refilled, and moved down to stay dense
+    together = run(model, reqs, slots=4, forcing=OWN, sampling=GREEDY, stats=stats)  # 5 samples, 4 slots
+    assert stats[0].max_live == 4 and stats[0].n_moves == 2  # a slot refilled, and "long" moved down to stay dense
     for req in reqs:
-        alone = run(model, [req], slots=1, forcing=forcing, sampling=GREEDY)
+        alone = run(model, [req], slots=1, forcing=OWN, sampling=GREEDY)
         assert [s.tokens for s in together[req.key].samples] == [s.tokens for s in alone[req.key].samples]
+
+
+def test_a_request_keeps_its_own_forcing(model: runtime.LoadedModel) -> None:
+    """Per-request budgets: each sample is cut at its own request's budget, whatever the engine's."""
+    reqs = staggered(model, (1, 2))
+    done = run(model, reqs, slots=4, forcing=OWN, sampling=GREEDY)
+    for req, budget in zip(reqs, (SHORT, LONG, MID), strict=True):
+        for s in done[req.key].samples:
+            assert s.cut and s.injected[0][0] == budget and len(sampled(s)) == budget + RESERVE
+            assert s.finish == "reserve"
+    with pytest.raises(KvConfigError, match="budget 600"):
+        run(model, [Request("q", reqs[0].prompt, (1,), Forcing(budget_tokens=600))], slots=1,
+            forcing=OWN, sampling=GREEDY)  # fmt: skip
 
 
 def test_host_cut_in_parts_on_threads_gives_the_same_tokens(
     model: runtime.LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cut of 8 rows in two parts side by side (as on a GPU run) samples what the full chain does."""
-    samp = Sampling(temperature=0.8, top_p=0.95, top_k=20)
+    samp = Sampling(temperature=5.0, top_p=1.0, top_k=20)  # near-flat over 20: 8 seeds give 8 different samples
     req = [Request("q", prompts(model)[2], tuple(range(20, 28)))]
-    full = run(model, req, slots=8, forcing=Forcing(budget_tokens=10), sampling=samp, sampler="full")
+    forcing = Forcing(budget_tokens=10, ignore_eog=True)
+    full = run(model, req, slots=8, forcing=forcing, sampling=samp, sampler="full")
     monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "2")
-    parts = run(model, req, slots=8, forcing=Forcing(budget_tokens=10), sampling=samp, sampler="host")
+    parts = run(model, req, slots=8, forcing=forcing, sampling=samp, sampler="host")
     assert [s.tokens for s in parts["q"].samples] == [s.tokens for s in full["q"].samples]
     assert len({s.tokens for s in parts["q"].samples}) > 4  # eight seeds, really different samples
 
