@@ -89,7 +89,7 @@ def test_named_files_and_modules_exist(page: Path) -> None:
                 continue
             if not re.search(r"[*<>]", span[m.end() : m.end() + 1]) and not (ROOT / path).exists():
                 missing.append(path)
-    for module in re.findall(r"python -m (edgekv[\w.]*)", text):
+    for module in re.findall(r"python -m (edgekv(?:\.\w+)*)", text):
         base = ROOT / module.replace(".", "/")
         if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
             missing.append(f"python -m {module}")
