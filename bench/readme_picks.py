@@ -1,9 +1,9 @@
-"""Regenerate (``--write``) or check (default) the README's "Picks for common cards" outputs.
+"""Regenerate (``--write``) or check (default) the ``edgekv pick`` outputs in README.md and docs/picks.md.
 
-Each ``#### `edgekv pick ...` `` heading is followed by the command's real output at 110
-columns; this script runs every such command and replaces or compares the block.
+Each ``## `edgekv pick ...` `` heading (levels 2-4) is followed by the command's real output at
+110 columns; this script runs every such command and replaces or compares the block.
 
-Usage: python bench/readme_picks.py [--write]
+Usage: python bench/readme_picks.py [--write]   (tests/test_readme.py runs the check)
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(#### `(edgekv pick[^`]*)`\n\n```\n)(.*?)(```)", re.S)
+BLOCK = re.compile(r"^(#{2,4} `(edgekv pick[^`]*)`\n\n```\n)(.*?)(```)", re.S | re.M)
+PAGES = ("README.md", "docs/picks.md")
 COLUMNS = 110
 
 
@@ -34,23 +35,31 @@ def render(command: str) -> str:
 
 def main() -> int:
     write = "--write" in sys.argv[1:]
-    readme = ROOT / "README.md"
-    text = readme.read_text()
     stale: list[str] = []
+    checked = 0
+    for name in PAGES:
+        page = ROOT / name
+        text = page.read_text()
 
-    def sub(m: re.Match[str]) -> str:
-        got = render(m.group(2))
-        if normalize(m.group(3)) != got:
-            stale.append(m.group(2))
-        return m.group(1) + got + m.group(4)
+        def sub(m: re.Match[str], name: str = name) -> str:
+            got = render(m.group(2))
+            if normalize(m.group(3)) != got:
+                stale.append(f"{name}: {m.group(2)}")
+            return m.group(1) + got + m.group(4)
 
-    new = BLOCK.sub(sub, text)
+        new, n = BLOCK.subn(sub, text)
+        if n == 0:
+            print(f"{name}: no edgekv pick output found")
+            return 1
+        checked += n
+        if write:
+            page.write_text(new)
     if write:
-        readme.write_text(new)
-        print(f"rewrote {len(stale)} block(s): {', '.join(stale) or 'none changed'}")
+        print(f"rewrote {len(stale)} of {checked} block(s): {', '.join(stale) or 'none changed'}")
         return 0
     for cmd in stale:
-        print(f"stale README output: {cmd} (run python bench/readme_picks.py --write)")
+        print(f"stale output: {cmd} (run python bench/readme_picks.py --write)")
+    print(f"checked {checked} edgekv pick output(s)")
     return 1 if stale else 0
 
 

@@ -71,7 +71,7 @@ DEFAULT_QUANTS: tuple[WeightQuant, ...] = tuple(WeightQuant(q) for q in ("Q8_0",
 HEADER_SLACK_BYTES = 1 << 20
 
 # Metadata keys in which edgekv's f16 output may differ from the reference converter's, and why
-# (README_CONVERT.md repeats this list). The reference test compares every other key exactly.
+# (docs/convert.md repeats this list). The reference test compares every other key exactly.
 REFERENCE_IGNORED_KEYS: dict[str, str] = {
     "tokenizer.ggml.normalizer_lowercase": "newer gguf-py key (BERT-style lowercasing); absent from "
     "gguf 0.19.0's GGUFWriter and unused by the Qwen/Llama/Mistral tokenizers edgekv converts",

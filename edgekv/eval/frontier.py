@@ -10,7 +10,7 @@ result sets. Each configuration run with G samples gives one point per G' in {1,
   larger G of the same model file, KV type and budget fits any card.
 * The memory of a G' point is the run's with the KV cache scaled by G'/G: llama.cpp gives every
   sequence its own stream of the same padded size, so the KV bytes are exactly linear in G; the
-  compute buffer with flash attention does not depend on the context (README, memory model).
+  compute buffer with flash attention does not depend on the context (docs/memory.md).
 
 Accountings: ``paper`` = weights + KV (what the paper plots), ``runtime`` = the whole process
 (weights + KV + compute + CUDA overhead + margin, as ``edgekv pick`` counts it).
