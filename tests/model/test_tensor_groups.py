@@ -214,6 +214,21 @@ def test_impossible_expert_keys(over: dict[str, Any], message: str) -> None:
         from_gguf_fields(_moe_fields(**over), [])
 
 
+def test_shared_experts_and_expert_width_from_the_header() -> None:
+    """Shared-expert keys are read as written; without expert_feed_forward_length the width is the rows
+    of blk.0's ffn_up_exps (ne1), which llama.cpp's n_ff / n_expert_used must equal to load the file."""
+    from edgekv.model.gguf_spec import from_gguf_fields
+    from edgekv.model.spec import TensorInfo
+
+    shared = {"qwen3moe.expert_shared_count": 1, "qwen3moe.expert_shared_feed_forward_length": 1408}
+    spec = from_gguf_fields(_moe_fields(**shared, **{"qwen3moe.expert_feed_forward_length": 512}), [])
+    got = (spec.n_expert, spec.n_expert_used, spec.n_ff_exp, spec.n_expert_shared, spec.n_ff_shexp)
+    assert got == (8, 2, 512, 1, 1408)
+    up = TensorInfo("blk.0.ffn_up_exps.weight", "F16", (256, 384, 8))
+    assert from_gguf_fields(_moe_fields(), [up]).n_ff_exp == 384
+    assert from_gguf_fields(_moe_fields(**{"qwen3moe.expert_used_count": [2, 4]}), []).n_expert_used == 4
+
+
 def test_impossible_expert_keys_in_a_file(tmp_path: Path) -> None:
     """A file whose header routes more experts than it has: one GGUFError naming the file and the key."""
     path = tmp_path / "bad.gguf"
