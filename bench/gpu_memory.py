@@ -96,6 +96,8 @@ def dry_run(path: Path, *, n_ctx: int, flash_attn: bool, type_kv: int = 1, n_uba
 def part_compute(out_dir: Path) -> None:
     rows = []
     for m in load_catalog():
+        if m.spec.is_moe:  # MoE compute buffers belong with their expert placement (issue 24), not measured here
+            continue
         path = write_sparse_quant(SHAPES / f"{m.name}-Q4_K_M.gguf", m.config, "Q4_K_M")
         for fa in (True, False):
             for n_ctx in (4096, 32768) if fa else (4096, 16384, 32768):

@@ -27,7 +27,12 @@ _N_BYTES = 256
 
 
 def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, Any]:
-    """A small HF config (hidden 256, 2 layers, 4 heads, 2 KV heads, head_dim 64, vocab 512)."""
+    """A small HF config (hidden 256, 2 layers, 4 heads, 2 KV heads, head_dim 64, vocab 512).
+
+    MoE architectures get experts of width 256: Qwen3MoeForCausalLM 8 experts (2 used), GptOssForCausalLM
+    4 experts (2 used), sliding window 128 on even layers, attention biases and MXFP4 experts (as the
+    published gpt-oss checkpoints are).
+    """
     config: dict[str, Any] = {
         "architectures": [arch],
         "hidden_size": 256,
@@ -42,7 +47,14 @@ def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, A
         "rope_theta": 1000000.0,
         "tie_word_embeddings": arch == "Qwen3ForCausalLM",
     }
-    if arch != "Qwen3ForCausalLM":
+    if arch == "Qwen3MoeForCausalLM":
+        config.update(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=256, tie_word_embeddings=False)
+    elif arch == "GptOssForCausalLM":
+        config.update(
+            num_local_experts=4, num_experts_per_tok=2, intermediate_size=256, sliding_window=128,
+            attention_bias=True, tie_word_embeddings=False, quantization_config={"quant_method": "mxfp4"},
+        )  # fmt: skip
+    elif arch != "Qwen3ForCausalLM":
         del config["head_dim"]  # derived as hidden_size // num_attention_heads
     config.update(overrides)
     return config
@@ -70,9 +82,15 @@ def _writer(
     w.add_uint32(gguf.Keys.Rope.DIMENSION_COUNT.format(arch=a), p.head_dim)
     if a == "llama":
         w.add_uint32(gguf.Keys.LLM.VOCAB_SIZE.format(arch=a), p.n_vocab)
-    if n_expert:
+    if p.n_expert:  # a MoE config: the keys llama.cpp's converter writes for it
+        w.add_uint32(gguf.Keys.LLM.EXPERT_COUNT.format(arch=a), p.n_expert)
+        w.add_uint32(gguf.Keys.LLM.EXPERT_USED_COUNT.format(arch=a), p.n_expert_used)
+        w.add_uint32(gguf.Keys.LLM.EXPERT_FEED_FORWARD_LENGTH.format(arch=a), p.n_ff_exp)
+    elif n_expert:
         w.add_uint32(gguf.Keys.LLM.EXPERT_COUNT.format(arch=a), n_expert)
         w.add_uint32(gguf.Keys.LLM.EXPERT_USED_COUNT.format(arch=a), 2)
+    if p.n_swa:
+        w.add_uint32(gguf.Keys.Attention.SLIDING_WINDOW.format(arch=a), p.n_swa)
     add_vocab(w, p.n_vocab)
     return w, p
 
@@ -113,7 +131,8 @@ def write_sparse_gguf(
     """A GGUF with ``config``'s real tensor shapes whose data is a sparse run of zeros.
 
     ``n_expert`` only writes ``{arch}.expert_count`` (the tensors stay dense): llama_model_quantize
-    reads just the hparams, so this exercises its n_expert rules, but such a file does not load.
+    reads just the hparams, so this exercises its n_expert rules, but such a file does not load. A MoE
+    config (qwen3moe, gpt-oss) needs no ``n_expert``: its real expert tensors and keys are written.
     ``quant`` (a llama.cpp name, e.g. "Q4_K_M") gives each tensor the type llama_model_quantize
     would (``quantrules.quantized_types``) from a BF16 source for "BF16", else F16; it replaces
     ``outtype``. ``header_only`` leaves the data section out. The file is written under
@@ -129,7 +148,7 @@ def write_sparse_gguf(
     types = {t.name: t.type for t in tensors}
     if q is not None:
         p = ArchParams.from_config(config)
-        types = quantized_types(tensors, q, arch=p.arch, n_layer=p.n_layer, n_expert=n_expert)
+        types = quantized_types(tensors, q, arch=p.arch, n_layer=p.n_layer, n_expert=n_expert or p.n_expert)
     tmp = path.with_name(path.name + ".incomplete")
     w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=q.value if q is not None else None)
     data_bytes = 0

@@ -3,6 +3,12 @@
 Stdlib only: from a ``config.json`` dict this lists every GGUF tensor (``spec.TensorInfo``: name,
 source type, shape in ggml order) without touching weights, so ``quantrules`` can size any quant of a model that has
 not been downloaded. Defaults are derived like mlx-lm's ``BaseModelArgs`` (``models/llama.py``).
+
+Mixture-of-experts blocks (qwen3moe, gpt-oss) follow ``load_arch_tensors`` in llama.cpp's
+``src/models/qwen3moe.cpp`` and ``src/models/openai-moe.cpp``: one 3-D tensor per expert matrix
+(``ffn_{gate,up,down}_exps``, ne2 = the expert count) and the router ``ffn_gate_inp`` (kept F32 by
+the converter). gpt-oss checkpoints published in MXFP4 keep their experts MXFP4 whatever the outtype
+(conversion/gpt_oss.py ``repack_mxfp4``); its attention has biases and per-head sinks.
 """
 
 from __future__ import annotations
@@ -11,17 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekv.errors import SpecError, UnsupportedModel
-from edgekv.model.spec import TensorInfo
+from edgekv.model.spec import HF_ARCHS, TensorInfo, hf_experts
 
 __all__ = ["ARCHITECTURES", "ArchParams", "gguf_arch", "gguf_tensors"]
 
-# HF ``architectures[0]`` -> llama.cpp arch name (conversion/__init__.py, conversion/llama.py).
-ARCHITECTURES: dict[str, str] = {
-    "Qwen3ForCausalLM": "qwen3",
-    "Qwen2ForCausalLM": "qwen2",
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "llama",
-}
+# HF ``architectures[0]`` -> llama.cpp arch name (conversion/__init__.py, conversion/llama.py): the
+# architectures whose tensors this module lists (gemma3 is sized from its GGUF only).
+ARCHITECTURES: dict[str, str] = {k: v for k, v in HF_ARCHS.items() if v != "gemma3"}
 _SOURCE_DTYPES = ("F16", "BF16", "F32")
 
 
@@ -44,6 +46,11 @@ class ArchParams:
     attention_bias: bool
     mlp_bias: bool
     llama3_rope: bool
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    n_swa: int = 0
+    mxfp4_experts: bool = False  # gpt-oss from an MXFP4 checkpoint: experts stay MXFP4
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ArchParams:
@@ -57,6 +64,8 @@ class ArchParams:
             rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
             rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
             rope_type = str(rope.get("rope_type", rope.get("type", ""))).lower()
+            n_expert, n_used, n_ff_exp = hf_experts(config, arch)
+            quant_method = (config.get("quantization_config") or {}).get("quant_method")
             return cls(
                 arch=arch,
                 n_layer=int(config["num_hidden_layers"]),
@@ -74,13 +83,18 @@ class ArchParams:
                 attention_bias=bool(config.get("attention_bias", False)),
                 mlp_bias=bool(config.get("mlp_bias", False)),
                 llama3_rope=arch == "llama" and rope_type == "llama3",
+                n_expert=n_expert,
+                n_expert_used=n_used,
+                n_ff_exp=n_ff_exp,
+                n_swa=int(config["sliding_window"]) if arch == "gpt-oss" else 0,
+                mxfp4_experts=arch == "gpt-oss" and quant_method == "mxfp4",
             )
         except KeyError as e:
             raise SpecError(f"config.json lacks {e.args[0]!r}", hint="pass a full Hugging Face config") from None
 
 
 def gguf_arch(config: dict[str, Any]) -> str:
-    """llama.cpp's architecture name ('qwen3', 'qwen2', 'llama') for an HF config."""
+    """llama.cpp's architecture name ('qwen3', 'qwen2', 'llama', 'qwen3moe', 'gpt-oss') for an HF config."""
     names = config.get("architectures") or []
     for name in names:
         if name in ARCHITECTURES:
@@ -122,12 +136,13 @@ def _layer(p: ArchParams, i: int, wtype: str, *, q_dim: int, kv_dim: int) -> lis
         TensorInfo(f"{b}.attn_k.weight", wtype, (p.n_embd, kv_dim)),
         TensorInfo(f"{b}.attn_v.weight", wtype, (p.n_embd, kv_dim)),
         TensorInfo(f"{b}.attn_output.weight", wtype, (q_dim, p.n_embd)),
-        TensorInfo(f"{b}.ffn_norm.weight", "F32", (p.n_embd,)),
-        TensorInfo(f"{b}.ffn_gate.weight", wtype, (p.n_embd, p.n_ff)),
-        TensorInfo(f"{b}.ffn_up.weight", wtype, (p.n_embd, p.n_ff)),
-        TensorInfo(f"{b}.ffn_down.weight", wtype, (p.n_ff, p.n_embd)),
     ]
-    if p.arch == "qwen3":
+    if p.arch == "gpt-oss":
+        t.append(TensorInfo(f"{b}.post_attention_norm.weight", "F32", (p.n_embd,)))
+    else:
+        t.append(TensorInfo(f"{b}.ffn_norm.weight", "F32", (p.n_embd,)))
+    t.extend(_experts(p, b, wtype) if p.n_expert else _dense_ffn(p, b, wtype))
+    if p.arch in ("qwen3", "qwen3moe"):
         t.append(TensorInfo(f"{b}.attn_q_norm.weight", "F32", (p.head_dim,)))
         t.append(TensorInfo(f"{b}.attn_k_norm.weight", "F32", (p.head_dim,)))
     if p.arch == "qwen2" or p.attention_bias:
@@ -136,8 +151,37 @@ def _layer(p: ArchParams, i: int, wtype: str, *, q_dim: int, kv_dim: int) -> lis
         t.append(TensorInfo(f"{b}.attn_v.bias", "F32", (kv_dim,)))
     if p.arch != "qwen2" and p.attention_bias:
         t.append(TensorInfo(f"{b}.attn_output.bias", "F32", (p.n_embd,)))
+    if p.arch == "gpt-oss":
+        t.append(TensorInfo(f"{b}.attn_sinks.weight", "F32", (p.n_head,)))  # one sink logit per head
+    return t
+
+
+def _dense_ffn(p: ArchParams, b: str, wtype: str) -> list[TensorInfo]:
+    t = [
+        TensorInfo(f"{b}.ffn_gate.weight", wtype, (p.n_embd, p.n_ff)),
+        TensorInfo(f"{b}.ffn_up.weight", wtype, (p.n_embd, p.n_ff)),
+        TensorInfo(f"{b}.ffn_down.weight", wtype, (p.n_ff, p.n_embd)),
+    ]
     if p.mlp_bias:
         t.append(TensorInfo(f"{b}.ffn_gate.bias", "F32", (p.n_ff,)))
         t.append(TensorInfo(f"{b}.ffn_up.bias", "F32", (p.n_ff,)))
         t.append(TensorInfo(f"{b}.ffn_down.bias", "F32", (p.n_embd,)))
+    return t
+
+
+def _experts(p: ArchParams, b: str, wtype: str) -> list[TensorInfo]:
+    """The router and the stacked experts (ne2 = n_expert) of one MoE block; gpt-oss adds biases."""
+    xtype = "MXFP4" if p.mxfp4_experts else wtype
+    n_embd, n_ff, n_x = p.n_embd, p.n_ff_exp, p.n_expert
+    t = [
+        TensorInfo(f"{b}.ffn_gate_inp.weight", "F32", (n_embd, n_x)),  # the converter keeps routers F32
+        TensorInfo(f"{b}.ffn_gate_exps.weight", xtype, (n_embd, n_ff, n_x)),
+        TensorInfo(f"{b}.ffn_up_exps.weight", xtype, (n_embd, n_ff, n_x)),
+        TensorInfo(f"{b}.ffn_down_exps.weight", xtype, (n_ff, n_embd, n_x)),
+    ]
+    if p.arch == "gpt-oss":
+        t.append(TensorInfo(f"{b}.ffn_gate_inp.bias", "F32", (n_x,)))
+        t.append(TensorInfo(f"{b}.ffn_gate_exps.bias", "F32", (n_ff, n_x)))
+        t.append(TensorInfo(f"{b}.ffn_up_exps.bias", "F32", (n_ff, n_x)))
+        t.append(TensorInfo(f"{b}.ffn_down_exps.bias", "F32", (n_embd, n_x)))
     return t

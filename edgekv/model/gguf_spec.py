@@ -7,7 +7,7 @@ Pure module: stdlib only, no I/O. ``gguf_reader`` reads a file into the dicts th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
 from edgekv.errors import SpecError
@@ -15,6 +15,7 @@ from edgekv.model.quant import file_type_name
 from edgekv.model.spec import ModelSpec, TensorInfo, swa_layers
 
 LLAMA_MAX_LAYERS = 512  # llama.cpp src/llama-hparams.h
+LLAMA_MAX_EXPERTS = 1024  # llama.cpp src/llama-hparams.h
 MAX_UINT32 = (1 << 32) - 1
 
 
@@ -107,6 +108,7 @@ def from_gguf_fields(
     if ftype is not None:
         _count("general.file_type", ftype, lo=0, hi=MAX_UINT32)
     given_name = fields.get("general.name")
+    n_expert, n_expert_used, n_ff_exp = _experts(key, fields, by_name, n_layer, hi=hi)
 
     return ModelSpec(
         name=name or (given_name if isinstance(given_name, str) and given_name else arch),
@@ -125,4 +127,32 @@ def from_gguf_fields(
         tied_embeddings=bool(tensors) and "output.weight" not in by_name,
         file_type=file_type_name(ftype) if ftype is not None else None,
         tensors=tuple(tensors),
-    )
+        n_expert=n_expert,
+        n_expert_used=n_expert_used,
+        n_ff_exp=n_ff_exp,
+        n_expert_shared=_count(key("{arch}.expert_shared_count"), fields.get(key("{arch}.expert_shared_count"), 0),
+                               lo=0, hi=LLAMA_MAX_EXPERTS),
+        n_ff_shexp=_count(key("{arch}.expert_shared_feed_forward_length"),
+                          fields.get(key("{arch}.expert_shared_feed_forward_length"), 0), lo=0, hi=hi),
+    )  # fmt: skip
+
+
+def _experts(
+    key: Callable[[str], str], fields: Mapping[str, Any], by_name: Mapping[str, TensorInfo], n_layer: int, *, hi: int
+) -> tuple[int, int, int]:
+    """(experts, experts used per token, expert feed-forward width), checked as load_hparams asserts them.
+
+    The width is ``expert_feed_forward_length`` (largest per layer); without the key, the row count
+    of blk.0's ffn_up_exps (what qwen3moe then derives as n_ff / n_expert_used must equal it to load).
+    """
+    n_expert = _count(key("{arch}.expert_count"), fields.get(key("{arch}.expert_count"), 0), lo=0, hi=LLAMA_MAX_EXPERTS)
+    used_key = key("{arch}.expert_used_count")
+    n_used = max(_per_layer(used_key, fields.get(used_key, 0), n_layer, lo=0, hi=LLAMA_MAX_EXPERTS))
+    if n_used > n_expert or (n_expert and not n_used):
+        raise SpecError(f"{used_key} is {n_used} with {n_expert} experts; llama.cpp needs 1..{n_expert}")
+    ff_key = key("{arch}.expert_feed_forward_length")
+    n_ff_exp = max(_per_layer(ff_key, fields.get(ff_key, 0), n_layer, lo=0, hi=hi))
+    up = by_name.get("blk.0.ffn_up_exps.weight")
+    if n_expert and not n_ff_exp and up is not None and len(up.shape) == 3:
+        n_ff_exp = up.shape[1]
+    return n_expert, n_used, n_ff_exp

@@ -135,6 +135,7 @@ class WeightQuant(str, enum.Enum):
     Q4_K_S = "Q4_K_S"
     Q4_1 = "Q4_1"
     Q4_0 = "Q4_0"
+    MXFP4_MOE = "MXFP4_MOE"  # experts (3-D tensors) MXFP4, the rest Q8_0: gpt-oss as published
     IQ4_NL = "IQ4_NL"
     IQ4_XS = "IQ4_XS"
     Q3_K_L = "Q3_K_L"
@@ -188,7 +189,7 @@ _FTYPE_BASE: dict[str, str] = {
     "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "IQ3_M": "IQ3_S", "IQ3_S": "IQ3_S",
     "IQ3_XS": "IQ3_S", "IQ3_XXS": "IQ3_XXS", "Q2_K": "Q2_K", "Q2_K_S": "Q2_K",
     "IQ2_M": "IQ2_S", "IQ2_S": "IQ2_XS", "IQ2_XS": "IQ2_XS", "IQ2_XXS": "IQ2_XXS",
-    "IQ1_M": "IQ1_M", "IQ1_S": "IQ1_S",
+    "IQ1_M": "IQ1_M", "IQ1_S": "IQ1_S", "MXFP4_MOE": "MXFP4",
 }  # fmt: skip
 _FTYPE_NAMES: dict[int, str] = {v: k for k, v in FILE_TYPES.items()}
 

@@ -60,6 +60,8 @@ def _layer_info(qs: MixState, i_layer: int, name: str) -> int:
 
 def _output_type(qs: MixState, new_type: str, tensor: TensorInfo) -> str:
     """The OUTPUT (and tied TOKEN_EMBD) branch of llama_tensor_get_type_impl."""
+    if qs.ftype == "MXFP4_MOE":
+        return "Q8_0"
     if qs.arch == "falcon" or tensor.shape[0] % GGML_TYPES[new_type].block_size != 0:
         return "Q8_0"
     if qs.ftype in ("IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"):
@@ -178,6 +180,8 @@ def mixture_type(qs: MixState, new_type: str, tensor: TensorInfo, cat: str) -> s
     ft = qs.ftype
     if cat == "OUTPUT" or (qs.has_tied_embeddings and cat == "TOKEN_EMBD"):
         return _output_type(qs, new_type, tensor)
+    if ft == "MXFP4_MOE":  # expert tensors (ne2 > 1) MXFP4, every other tensor Q8_0 (bailingmoe3's rule left out)
+        return "MXFP4" if len(tensor.shape) > 2 and tensor.shape[2] > 1 else "Q8_0"
     if cat == "TOKEN_EMBD":
         if ft in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
             return "Q2_K"

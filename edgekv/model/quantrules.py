@@ -32,7 +32,9 @@ __all__ = [
 # Every llama_ftype edgekv names; each is checked against llama.cpp's dry run in the tests.
 SUPPORTED_QUANTS: frozenset[WeightQuant] = frozenset(WeightQuant)
 # Arches whose llm_type (only LLM_TYPE_70B matters here) is mirrored in _is_70b.
-QUANT_ARCHS: frozenset[str] = frozenset({"qwen3", "qwen2", "llama"})
+# qwen3moe and gpt-oss have no arch-specific branch in llama-quant.cpp: only their expert count
+# (n_expert >= 4 / == 8 rules, layers read from tensor names) and 3-D expert tensors matter.
+QUANT_ARCHS: frozenset[str] = frozenset({"qwen3", "qwen2", "llama", "qwen3moe", "gpt-oss"})
 
 _UNQUANTIZED = ("F32", "F16", "BF16")  # ggml_is_quantized() is false for these
 # Substrings that tensor_allows_quantization keeps out of quantization (GLM5_NEXT's omitted).
@@ -162,12 +164,16 @@ def quantized_types(
     n_head_kv: int | None = None,
     n_expert: int = 0,
     has_imatrix: bool = False,
+    allow_requantize: bool = False,
 ) -> dict[str, str]:
     """The ggml type llama_model_quantize gives each tensor (llama_model_quantize_impl's first loop).
 
     Default params (not pure, no overrides, quantize_output_tensor); ``has_imatrix`` says whether an
     importance matrix is given. Without one, ftypes whose tensors need it (IQ1/IQ2/IQ3_XXS, Q2_K_S)
     raise SpecError, as llama.cpp does. ``n_head``/``n_head_kv`` default to the blk.0 q/k ratio.
+    A source tensor that is already quantized (gpt-oss's MXFP4 experts) and would change type raises
+    SpecError unless ``allow_requantize``, as llama.cpp's main loop does ("requantizing from type
+    mxfp4 is disabled"); its dry run does not check this.
     """
     if quant not in SUPPORTED_QUANTS:
         raise SpecError(f"no per-tensor rules for {quant.value}")
@@ -196,6 +202,12 @@ def quantized_types(
             raise SpecError(
                 f"{quant.value} needs an importance matrix ({t.name} -> {new})",
                 hint="pass has_imatrix=True to size an imatrix quant",
+            )
+    for t in ordered:  # the main loop, after every type is chosen
+        if not allow_requantize and out[t.name] != t.type and GGML_TYPES[t.type].block_size > 1:
+            raise SpecError(
+                f"{quant.value} would requantize {t.name} from {t.type} to {out[t.name]}, which llama.cpp refuses",
+                hint=f"keep {t.type} (for MXFP4 experts: MXFP4_MOE) or pass allow_requantize=True",
             )
     return {t.name: out[t.name] for t in tensors}
 

@@ -79,6 +79,12 @@ class ModelSpec:
     tied_embeddings: bool = False
     file_type: str | None = None
     tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
+    # Mixture of experts ({arch}.expert_* keys; llama_model_base::load_hparams): 0 for a dense model.
+    n_expert: int = 0  # routed experts per block (expert_count)
+    n_expert_used: int = 0  # experts each token is routed to (expert_used_count, the largest per block)
+    n_ff_exp: int = 0  # feed-forward width of one expert (expert_feed_forward_length)
+    n_expert_shared: int = 0  # always-on shared experts (expert_shared_count; 0 when the key is absent)
+    n_ff_shexp: int = 0  # feed-forward width of the shared expert (expert_shared_feed_forward_length)
 
     def n_embd_k_gqa(self, il: int) -> int:
         return self.n_head_kv[il] * self.head_dim_k
@@ -88,6 +94,11 @@ class ModelSpec:
 
     def is_swa(self, il: int) -> bool:
         return bool(self.swa_layers) and self.swa_layers[il]
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a mixture-of-experts model (its feed-forward is routed experts)."""
+        return self.n_expert > 0
 
     @property
     def n_params(self) -> int:
@@ -124,11 +135,40 @@ def swa_layers(arch: str, n_layer: int, n_swa: int, pattern: Any) -> tuple[bool,
     return tuple(n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer))
 
 
-# HF architectures -> llama.cpp arch names, for the dense decoders edgekv sizes from config.json.
+# HF architectures -> llama.cpp arch names, for the decoders edgekv sizes from config.json.
 HF_ARCHS: dict[str, str] = {
     "Qwen3ForCausalLM": "qwen3", "Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3",
+    "Qwen3MoeForCausalLM": "qwen3moe", "GptOssForCausalLM": "gpt-oss",
 }  # fmt: skip
+MOE_ARCHS = frozenset({"qwen3moe", "gpt-oss"})
+# The HF keys llama.cpp's converter tries, in order (conversion/base.py TextModel.set_gguf_parameters).
+_HF_N_EXPERT = ("num_local_experts", "num_experts", "n_routed_experts")
+_HF_N_EXPERT_USED = ("num_experts_per_tok", "num_experts_per_token", "top_k_experts")
+
+
+def hf_experts(config: Mapping[str, Any], arch: str) -> tuple[int, int, int]:
+    """(experts, experts used per token, expert feed-forward width) of an HF config; (0, 0, 0) if dense.
+
+    The width is what the converter writes as ``{arch}.expert_feed_forward_length``: qwen3moe's
+    ``moe_intermediate_size`` (conversion/qwen.py Qwen2MoeModel; without it llama.cpp's qwen3moe
+    takes n_ff / n_expert_used), gpt-oss's ``intermediate_size`` (conversion/gpt_oss.py).
+    """
+    if arch not in MOE_ARCHS:
+        return 0, 0, 0
+    n_expert = next((int(config[k]) for k in _HF_N_EXPERT if config.get(k) is not None), 0)
+    n_used = next((int(config[k]) for k in _HF_N_EXPERT_USED if config.get(k) is not None), 0)
+    if not 0 < n_used <= n_expert:
+        raise SpecError(f"a {arch} config needs num_experts >= num_experts_per_tok > 0; it has {n_expert} and {n_used}")
+    if arch == "qwen3moe" and (config.get("mlp_only_layers") or int(config.get("decoder_sparse_step") or 1) != 1):
+        raise UnsupportedModel(
+            "a qwen3moe config with dense blocks (mlp_only_layers / decoder_sparse_step)",
+            hint="llama.cpp's qwen3moe has experts in every block",
+        )
+    if arch == "gpt-oss":
+        return n_expert, n_used, int(config["intermediate_size"])
+    width = config.get("moe_intermediate_size")
+    return n_expert, n_used, int(width) if width is not None else int(config["intermediate_size"]) // n_used
 
 
 def from_hf_config(
@@ -148,6 +188,7 @@ def from_hf_config(
         n_head = int(config["num_attention_heads"])
         n_ff = int(config["intermediate_size"])
         n_vocab = int(config["vocab_size"])
+        n_expert, n_expert_used, n_ff_exp = hf_experts(config, arch)
     except KeyError as e:
         raise SpecError(f"config.json lacks {e.args[0]}") from None
     n_head_kv = int(config.get("num_key_value_heads") or n_head)
@@ -169,4 +210,7 @@ def from_hf_config(
         n_swa=n_swa,
         tied_embeddings=bool(config.get("tie_word_embeddings", False)),
         tensors=tuple(tensors),
+        n_expert=n_expert,
+        n_expert_used=n_expert_used,
+        n_ff_exp=n_ff_exp,
     )

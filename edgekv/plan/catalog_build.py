@@ -2,9 +2,14 @@
 
 ``python -m edgekv.plan.catalog_build [--check]``. For every catalog model, lists the tensors
 llama.cpp's converter writes for its config (``archs``), applies llama.cpp's quantize rules
-(``quantrules``, proven against llama_model_quantize in tests/io/test_quantrules.py) and stores
+(``quantrules``, proven against llama_model_quantize in tests/model/test_quantrules.py) and stores
 per quant: effective size, bytes by tensor type, and the input / per-layer / output split the
-memory model needs for (partial) offload. ``--check`` exits 1 if a file is stale.
+memory model needs for (partial) offload. A mixture-of-experts entry also gets its bytes per tensor
+group (``tensor_groups``: attention, experts, router, ...) and its experts' bytes per block, what
+``--n-cpu-moe N`` / ``-ot exps=CPU`` would keep in RAM. BF16 and F16 are the converter's own
+output (no quantize step). An entry may name its quant levels in ``"quants"`` (gpt-oss: only those
+that keep its MXFP4 experts; quantized_types refuses the rest as llama.cpp does), else
+CATALOG_QUANTS. ``--check`` exits 1 if a file is stale.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.model.archs import gguf_arch, gguf_tensors
+from edgekv.model.quant import WeightQuant
 from edgekv.model.quantrules import quantized_types
 from edgekv.model.spec import TensorInfo, from_hf_config
-from edgekv.plan.catalog import CATALOG_QUANTS, models_dir
+from edgekv.model.tensor_groups import expert_layer_bytes, tensor_groups
+from edgekv.plan.catalog import catalog_quants, models_dir
 from edgekv.plan.memory import WeightLayout
+
+_CONVERTER_OUTTYPES = (WeightQuant.BF16, WeightQuant.F16)
 
 
 def derive(data: dict[str, Any]) -> dict[str, Any]:
@@ -26,15 +35,19 @@ def derive(data: dict[str, Any]) -> dict[str, Any]:
     config = data["config"]
     arch = gguf_arch(config)
     n_layer = int(config["num_hidden_layers"])
+    n_expert = from_hf_config(config).n_expert
     weights: dict[str, Any] = {}
     n_params = 0
-    for q in CATALOG_QUANTS:
-        outtype = "BF16" if q.value == "BF16" else "F16"
+    for q in catalog_quants(data):
+        outtype = "BF16" if q is WeightQuant.BF16 else "F16"
         shapes = gguf_tensors(config, outtype=outtype)
-        types = quantized_types(
-            shapes, q, arch=arch, n_layer=n_layer, n_head=int(config["num_attention_heads"]),
-            n_head_kv=int(config.get("num_key_value_heads") or config["num_attention_heads"]),
-        )  # fmt: skip
+        if q in _CONVERTER_OUTTYPES:  # convert_hf_to_gguf.py's own types (gpt-oss keeps MXFP4 experts)
+            types = {t.name: t.type for t in shapes}
+        else:
+            types = quantized_types(
+                shapes, q, arch=arch, n_layer=n_layer, n_head=int(config["num_attention_heads"]),
+                n_head_kv=int(config.get("num_key_value_heads") or config["num_attention_heads"]), n_expert=n_expert,
+            )  # fmt: skip
         infos = tuple(TensorInfo(t.name, types[t.name], t.shape) for t in shapes)
         spec = from_hf_config(config, name=data["name"], tensors=infos)
         layout = WeightLayout.from_spec(spec)
@@ -46,6 +59,9 @@ def derive(data: dict[str, Any]) -> dict[str, Any]:
             "layer_bytes": list(layout.layer_bytes),
             "tensor_type_bytes": spec.tensor_type_bytes(),
         }
+        if spec.is_moe:
+            weights[q.value]["tensor_group_bytes"] = {g.value: n for g, n in tensor_groups(spec).items()}
+            weights[q.value]["expert_layer_bytes"] = list(expert_layer_bytes(spec))
     return {"n_params": n_params, "weights": weights}
 
 

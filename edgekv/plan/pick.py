@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from edgekv.errors import NoFeasiblePlan, SpecError
+from edgekv.errors import NoFeasiblePlan, SpecError, UnsupportedModel
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
 from edgekv.plan import catalog
@@ -168,6 +168,8 @@ def catalog_options(
             hint="families: qwen3, deepseek-r1-distill, all; see models/",
         )
     options = options_from_catalog(chosen, quants=quants)
+    if all(m.spec.is_moe for m in chosen):
+        refuse_moe(", ".join(m.name for m in chosen))
     if not options and quants:
         have = sorted({o.quant for o in options_from_catalog(chosen, quants=None)})
         raise SpecError(
@@ -183,7 +185,18 @@ def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
     from edgekv.model.gguf_reader import read_spec
 
     spec = read_spec(path)
+    if spec.is_moe:
+        refuse_moe(os.path.basename(os.fspath(path)))
     return spec_option(spec, path=str(path))
+
+
+def refuse_moe(names: str) -> NoReturn:
+    """pick does not rank mixture-of-experts models until their capacity for the rule is defined (issue 24)."""
+    raise UnsupportedModel(
+        f"{names}: a mixture-of-experts model, which pick does not rank yet (the rule's capacity of a MoE "
+        "is not defined, and its total size would overstate it)",
+        hint="choose dense models (--family, --model); `edgekv inspect` shows a MoE GGUF's sizes",
+    )
 
 
 def spec_option(spec: ModelSpec, *, path: str | None = None) -> ModelOption:

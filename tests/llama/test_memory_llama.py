@@ -3,9 +3,10 @@
 Each model is loaded once per module with the low-level API; a context is created and freed per
 configuration, and llama.cpp's log is captured through ``llama_log_set``. The KV cache is
 compared to the log's "llama_kv_cache: size = ..., K (type): A MiB, V (type): B MiB" lines
-exactly (as printed, "%.2f" MiB, one line per cache: gemma3's sliding-window layers have their
-own), and the weights to the "CPU_Mapped model buffer size" (or "CPU model buffer size") within
-1 MiB. CPU_REPACK is a repacked copy of some mmapped tensors, not more model bytes: not summed.
+exactly (as printed, "%.2f" MiB, one line per cache: gemma3's and gpt-oss's sliding-window layers
+have their own), and the weights to the "CPU_Mapped model buffer size" (or "CPU model buffer size")
+within 1 MiB (the tiny MoE models to the printed 0.01 MiB). CPU_REPACK is a repacked copy of some
+mmapped tensors, not more model bytes: not summed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 from edgekv.model.gguf_reader import read_spec  # noqa: E402
 from edgekv.model.quant import KvType  # noqa: E402
 from edgekv.model.spec import ModelSpec  # noqa: E402
+from edgekv.model.tensor_groups import TensorGroup, tensor_groups  # noqa: E402
 from edgekv.plan.memory import RunConfig, WeightLayout, kv_bytes  # noqa: E402
 from edgekv.units import MIB  # noqa: E402
 from tests.ggufgen import tiny_config, write_tiny_gguf  # noqa: E402
@@ -32,6 +34,7 @@ KV_LINE = re.compile(
     r"K \((\w+)\):\s*([\d.]+) MiB, V \((\w+)\):\s*([\d.]+) MiB"
 )
 MODEL_BUF = re.compile(r"(CPU_Mapped|CPU) model buffer size =\s*([\d.]+) MiB")
+REPACK_BUF = re.compile(r"CPU_REPACK model buffer size =\s*([\d.]+) MiB")
 
 _lines: list[str] = []
 
@@ -185,3 +188,55 @@ def test_two_streams(gemma: Loaded, tiny_models: dict[str, Loaded], kv: KvType, 
 def test_mixed_kv_types(tiny_models: dict[str, Loaded]) -> None:
     cfg = RunConfig(n_ctx=2048, type_k=KvType.Q8_0, type_v=KvType.Q4_0)
     _assert_kv_lines(tiny_models["qwen3"].spec, cfg, _context_log(tiny_models["qwen3"], cfg))
+
+
+# --- mixture of experts: qwen3moe and gpt-oss (MXFP4 experts, sliding-window layers, sinks) ---------
+
+
+@pytest.fixture(scope="module")
+def moe_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Loaded]]:
+    d = tmp_path_factory.mktemp("moe")
+    out = {
+        "qwen3moe": _load(write_tiny_gguf(d / "qwen3moe.gguf", tiny_config("Qwen3MoeForCausalLM"))),
+        "gpt-oss": _load(write_tiny_gguf(d / "gpt-oss.gguf", tiny_config("GptOssForCausalLM", num_hidden_layers=4))),
+    }
+    yield out
+    for m in out.values():
+        llama_cpp.llama_model_free(m.model)
+
+
+@pytest.mark.parametrize("swa_full", [True, False])
+@pytest.mark.parametrize("n_ctx", [1024, 4096])
+@pytest.mark.parametrize("kv", KV_TYPES, ids=lambda k: k.value)
+@pytest.mark.parametrize("arch", ["qwen3moe", "gpt-oss"])
+def test_moe_kv_matches_llama_log(
+    moe_models: dict[str, Loaded], arch: str, kv: KvType, n_ctx: int, swa_full: bool
+) -> None:
+    """gpt-oss: two caches, the even blocks' holding pad256(128 + n_ubatch) cells without swa_full."""
+    m = moe_models[arch]
+    assert m.spec.arch == arch and m.spec.is_moe
+    assert m.spec.swa_layers == ((True, False, True, False) if arch == "gpt-oss" else ())
+    cfg = RunConfig(n_ctx=n_ctx, type_k=kv, type_v=kv, swa_full=swa_full)
+    _assert_kv_lines(m.spec, cfg, _context_log(m, cfg))
+
+
+@pytest.mark.parametrize("arch", ["qwen3moe", "gpt-oss"])
+def test_moe_two_streams(moe_models: dict[str, Loaded], arch: str) -> None:
+    cfg = RunConfig(n_ctx=4096, type_k=KvType.Q8_0, type_v=KvType.Q8_0, n_seq=2, swa_full=False)
+    _assert_kv_lines(moe_models[arch].spec, cfg, _context_log(moe_models[arch], cfg))
+
+
+@pytest.mark.parametrize("arch", ["qwen3moe", "gpt-oss"])
+def test_moe_weights_match_llama_log(moe_models: dict[str, Loaded], arch: str) -> None:
+    """The mapped model buffer is every weight, experts included, to the printed 0.01 MiB. Where the
+    CPU repacks MXFP4 (ggml-cpu's repack.cpp; AVX2 here) it logs a CPU_REPACK copy of the experts:
+    host memory the RAM budget will have to count."""
+    m = moe_models[arch]
+    _assert_weights(m)
+    logged = sum(float(mib) for _name, mib in MODEL_BUF.findall(m.model_log))
+    assert f"{logged:.2f}" == _mib(m.spec.weights_bytes)
+    repack = REPACK_BUF.findall(m.model_log)
+    mxfp4 = m.spec.tensor_type_bytes().get("MXFP4", 0)
+    if arch == "gpt-oss":
+        assert 0 < mxfp4 < tensor_groups(m.spec)[TensorGroup.EXPERTS]  # the experts' weights; their biases are F32
+    assert repack in ([], [_mib(mxfp4)]), repack

@@ -57,6 +57,13 @@ TINY: dict[str, dict[str, Any]] = {
     "qwen3-fallback-320": tiny_config("Qwen3ForCausalLM", hidden_size=320, intermediate_size=864),
     "qwen2-fallback-808": tiny_config("Qwen2ForCausalLM", intermediate_size=808, tie_word_embeddings=False),
     "qwen2-fallback-200": tiny_config("Qwen2ForCausalLM", hidden_size=200, intermediate_size=600),
+    # mixture of experts: 3-D expert tensors, layers read from tensor names, the n_expert == 8 / >= 4 rules
+    "qwen3moe-2l-x8": tiny_config("Qwen3MoeForCausalLM"),
+    "qwen3moe-16l-x16": tiny_config("Qwen3MoeForCausalLM", num_hidden_layers=16, num_experts=16, num_experts_per_tok=4),
+    "qwen3moe-fallback-96": tiny_config("Qwen3MoeForCausalLM", moe_intermediate_size=96),
+    "gpt-oss-4l-mxfp4": tiny_config("GptOssForCausalLM", num_hidden_layers=4),  # MXFP4 experts in the source
+    "gpt-oss-4l-f16": tiny_config("GptOssForCausalLM", num_hidden_layers=4, quantization_config=None),
+    "gpt-oss-fallback-2880": tiny_config("GptOssForCausalLM", hidden_size=2880),  # gpt-oss-20b's width
 }
 
 _TENSOR_LINE = re.compile(
@@ -122,8 +129,11 @@ def dry_run(path: Path, quant: WeightQuant, *, imatrix: bool) -> DryRun:
 def compare(
     config: dict[str, Any], path: Path, quant: WeightQuant, *, imatrix: bool, n_expert: int = 0, outtype: str = "F16"
 ) -> list[str]:
-    """Differences between quantized_types and llama.cpp's dry run (empty when they agree)."""
+    """Differences between quantized_types and llama.cpp's dry run (empty when they agree).
+
+    The dry run does not refuse to requantize (gpt-oss's MXFP4 experts), so neither does the comparison."""
     p = ArchParams.from_config(config)
+    n_expert = n_expert or p.n_expert
     tensors = gguf_tensors(config, outtype=outtype)
     dr = dry_run(path, quant, imatrix=imatrix)
     where = f"{quant.value}{' +imatrix' if imatrix else ''}"
@@ -131,7 +141,7 @@ def compare(
         return [f"{where}: llama.cpp saw other tensors: {sorted(set(dr.types) ^ {t.name for t in tensors})}"]
     kw: dict[str, Any] = {"n_layer": p.n_layer, "n_head": p.n_head, "n_head_kv": p.n_head_kv, "n_expert": n_expert}
     try:
-        ours = quantized_types(tensors, quant, arch=p.arch, has_imatrix=imatrix, **kw)
+        ours = quantized_types(tensors, quant, arch=p.arch, has_imatrix=imatrix, allow_requantize=True, **kw)
     except SpecError as e:
         return [] if dr.needs_imatrix and not imatrix else [f"{where}: SpecError but llama.cpp ran: {e}"]
     if dr.needs_imatrix and not imatrix:
@@ -201,6 +211,62 @@ def test_real_quantize_matches_rules_and_generates(tmp_path: Path) -> None:
         got = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
         assert got == quantized_types(tensors, quant, arch="qwen3", n_layer=3)
     generate_logits(tmp_path / "Q4_K_M.gguf")
+
+
+def real_quantize(src: Path, out: Path, quant: WeightQuant, *, allow_requantize: bool = False) -> tuple[int, str]:
+    """llama_model_quantize for real (nthread 1): (return code, its log)."""
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = quant.ftype
+    params.nthread = 1
+    params.allow_requantize = allow_requantize
+    with captured_log() as log:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(params))
+    return rc, "".join(log)
+
+
+def test_real_quantize_of_a_moe_matches_rules_and_generates(tmp_path: Path) -> None:
+    """qwen3moe with real random experts: llama.cpp's file has our types, and it runs."""
+    import gguf
+
+    config = tiny_config("Qwen3MoeForCausalLM", num_hidden_layers=3)
+    src = write_tiny_gguf(tmp_path / "f16.gguf", config, outtype="F16", seed=0)
+    tensors = gguf_tensors(config)
+    for quant in (WeightQuant.Q4_K_M, WeightQuant.Q3_K_M, WeightQuant.MXFP4_MOE):
+        out = tmp_path / f"{quant.value}.gguf"
+        rc, log = real_quantize(src, out, quant)
+        assert rc == 0, log[-2000:]
+        got = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
+        assert got == quantized_types(tensors, quant, arch="qwen3moe", n_layer=3, n_expert=8)
+    generate_logits(tmp_path / "Q4_K_M.gguf")
+    generate_logits(tmp_path / "MXFP4_MOE.gguf")
+
+
+def test_gpt_oss_mxfp4_experts_are_kept_or_refused(tmp_path: Path) -> None:
+    """gpt-oss as published (MXFP4 experts): MXFP4_MOE keeps them; Q4_K_M would requantize them, which
+    llama.cpp refuses without allow_requantize, and so does quantized_types."""
+    import gguf
+
+    config = tiny_config("GptOssForCausalLM", num_hidden_layers=4)
+    src = write_tiny_gguf(tmp_path / "src.gguf", config, outtype="F16", seed=0)
+    tensors = gguf_tensors(config)
+    kw: dict[str, Any] = {"arch": "gpt-oss", "n_layer": 4, "n_expert": 4}
+
+    rc, log = real_quantize(src, tmp_path / "mxfp4.gguf", WeightQuant.MXFP4_MOE)
+    assert rc == 0, log[-2000:]
+    got = {t.name: t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "mxfp4.gguf").tensors}
+    assert got == quantized_types(tensors, WeightQuant.MXFP4_MOE, **kw)
+    assert {got[t.name] for t in tensors if "_exps.weight" in t.name} == {"MXFP4"}
+    generate_logits(tmp_path / "mxfp4.gguf")
+
+    rc, log = real_quantize(src, tmp_path / "q4.gguf", WeightQuant.Q4_K_M)
+    assert rc != 0 and "requantizing from type mxfp4 is disabled" in log
+    with pytest.raises(SpecError, match=r"requantize blk\.0\.ffn_\w+_exps\.weight from MXFP4"):
+        quantized_types(tensors, WeightQuant.Q4_K_M, **kw)
+
+    rc, log = real_quantize(src, tmp_path / "q4.gguf", WeightQuant.Q4_K_M, allow_requantize=True)
+    assert rc == 0, log[-2000:]
+    got = {t.name: t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "q4.gguf").tensors}
+    assert got == quantized_types(tensors, WeightQuant.Q4_K_M, allow_requantize=True, **kw)
 
 
 def generate_logits(path: Path, *, zeros: bool = False) -> list[float]:
