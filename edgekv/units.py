@@ -2,7 +2,9 @@
 
 VRAM is binary: ``8G``, ``8GB`` and ``8GiB`` all mean 8 x 2**30 bytes, because card makers'
 "8 GB" cards hold 8 GiB and nvidia-smi reports MiB. ``M``/``MB``/``MiB`` are 2**20 and ``K`` 2**10.
-A bare integer is bytes. Token counts (``--ctx 16k``) use k = 1024, as llama.cpp users write them.
+A bare integer is bytes, from 1 MiB up: below that a missing unit is far likelier than a card of
+a few bytes (``--vram 8`` is refused with "write 8G"). No size may pass 1 PiB.
+Token counts (``--ctx 16k``) use k = 1024, as llama.cpp users write them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
 TIB = 1024**4
+PIB = 1024**5
+MAX_SIZE = PIB  # more than any machine edgekv plans for: a typo, not a card
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 _SCALE = {"": 1, "K": KIB, "M": MIB, "G": GIB, "T": TIB}
@@ -31,7 +35,7 @@ def parse_size(text: str | int, *, allow_zero: bool = False) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0 or (text == 0 and not allow_zero):
             raise BadArgument(f"size must be positive, got {text}")
-        return text
+        return _bounded(text, str(text))
     m = _SIZE_RE.match(str(text))
     if not m:
         raise BadArgument(
@@ -46,6 +50,17 @@ def parse_size(text: str | int, *, allow_zero: bool = False) -> int:
     value = round(float(number) * _SCALE[unit])
     if value <= 0:
         raise BadArgument(f"size must be positive, got {text!r}")
+    if unit == "" and value < MIB:
+        raise BadArgument(
+            f"{text!r} has no unit, so it would mean {value} bytes",
+            hint=f"add a unit: {number}G for GiB, {number}M for MiB",
+        )
+    return _bounded(value, str(text))
+
+
+def _bounded(value: int, text: str) -> int:
+    if value > MAX_SIZE:
+        raise BadArgument(f"{text!r} is more than 1 PiB, larger than any machine", hint="write it like 8G or 24G")
     return value
 
 

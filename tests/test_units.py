@@ -21,7 +21,9 @@ from edgekv.units import GIB, KIB, MIB, format_bytes, parse_size, parse_tokens
         ("8192MiB", 8 * GIB),
         ("512K", 512 * KIB),
         ("1T", 1024 * GIB),
-        ("4096", 4096),  # a bare integer is bytes
+        ("8589934592", 8 * GIB),  # a bare integer is bytes (from 1 MiB up)
+        ("1048576", MIB),
+        ("1024T", 1024 * 1024 * GIB),  # 1 PiB, the largest
         (8 * GIB, 8 * GIB),
     ],
 )
@@ -29,17 +31,25 @@ def test_parse_size_accepts(text: str | int, n_bytes: int) -> None:
     assert parse_size(text) == n_bytes
 
 
-@pytest.mark.parametrize("text", ["8X", "-1G", "abc", "7.5", "", "0G", "8 GiBs", "G"])
+@pytest.mark.parametrize(
+    "text", ["8X", "-1G", "abc", "7.5", "", "0G", "8 GiBs", "G", "8", "4096", "1048575", "1025T", "9999999T"]
+)
 def test_parse_size_rejects_and_names_the_input(text: str) -> None:
     with pytest.raises(SpecError) as e:
         parse_size(text)
     assert repr(text) in str(e.value)
 
 
-@pytest.mark.parametrize("n", [0, -1])
+@pytest.mark.parametrize("n", [0, -1, 2**50 + 1])
 def test_parse_size_rejects_non_positive_ints(n: int) -> None:
     with pytest.raises(SpecError, match=str(n)):
         parse_size(n)
+
+
+def test_a_missing_unit_is_named() -> None:
+    with pytest.raises(SpecError) as e:
+        parse_size("8")
+    assert "'8' has no unit, so it would mean 8 bytes" in str(e.value) and "8G" in e.value.hint
 
 
 @pytest.mark.parametrize(
