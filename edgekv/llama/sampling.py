@@ -47,15 +47,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekv.errors import KvConfigError, LlamaError
-from edgekv.llama.build import device_is_gpu
-
-if TYPE_CHECKING:
-    from edgekv.llama.runner import Runner
 
 SAMPLER_PLACES = ("auto", "host", "full", "backend", "split")
 DEVICE_PLACES = ("backend", "split")  # chains attached to the decode graph
@@ -103,7 +100,7 @@ def new_chain(lib: Any, sampling: Sampling, seed: int) -> Any:
 
 
 def resolve_place(where: str, sampling: Sampling) -> str:
-    """``"auto"`` made concrete for this runner (see the module docstring)."""
+    """``"auto"`` made concrete for these settings (see the module docstring)."""
     if where not in SAMPLER_PLACES:
         raise KvConfigError(f"unknown sampler place {where!r}", hint="one of " + ", ".join(SAMPLER_PLACES))
     if where == "split":
@@ -177,11 +174,28 @@ class _CandidateRows:
 
 
 class SlotSamplers:
-    """The chains of the engine's slots and the one call per step that samples every live slot."""
+    """The chains of the engine's slots and the one call per step that samples every live slot.
 
-    def __init__(self, runner: Runner, sampling: Sampling, where: str = "auto") -> None:
-        self.runner = runner
-        self.lib = runner.lib
+    What it reads of the context is passed in: llama_cpp (``lib``), the llama_context pointer
+    (``ctx``), the vocabulary size, ``logits(n_rows)`` (the last decode's output rows as an
+    (n_rows, n_vocab) array) and whether llama.cpp decodes on a GPU (``on_gpu``).
+    """
+
+    def __init__(
+        self,
+        lib: Any,
+        ctx: Any,
+        *,
+        n_vocab: int,
+        logits: Callable[[int], Any],
+        on_gpu: bool,
+        sampling: Sampling,
+        where: str = "auto",
+    ) -> None:
+        self.lib = lib
+        self.ctx = ctx
+        self.n_vocab = n_vocab
+        self.logits = logits
         self.sampling = sampling
         self.where = resolve_place(where, sampling)
         self._chains: dict[int, Any] = {}  # each slot's full chain (on the device for "backend")
@@ -203,7 +217,7 @@ class SlotSamplers:
         # leaves the caches cold and the cut's dozen numpy calls then cost more than the C chain over
         # the row (one row on the 2-core box: Qwen's vocabulary 0.36 vs 0.24 ms, gemma-3's 0.40 vs 0.38;
         # 4 rows: 0.55 vs 0.84, 0.65 vs 1.62). Both give the same tokens.
-        self.cut_min_rows = 1 if device_is_gpu(runner.cfg) else 2
+        self.cut_min_rows = 1 if on_gpu else 2
 
     # slot lifecycle ---------------------------------------------------------------------------
     def start(self, slot: int, seed: int) -> None:
@@ -257,7 +271,7 @@ class SlotSamplers:
         return self._pool
 
     def _attach(self, slot: int, chain: Any) -> bool:
-        return bool(self.lib.llama_set_sampler(self.runner.ctx_handle, slot, chain))
+        return bool(self.lib.llama_set_sampler(self.ctx, slot, chain))
 
     def _reattach(self, src: int, dst: int, chain: Any) -> Any:
         """Detach ``chain`` from ``src``, attach a clone of it (its state too) to ``dst``; the clone."""
@@ -270,7 +284,7 @@ class SlotSamplers:
     # one step ---------------------------------------------------------------------------------
     def pick(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
         """The next token of every live slot; ``out_row``: slot -> (output row, batch row)."""
-        lib, ctx = self.lib, self.runner.ctx_handle
+        lib, ctx = self.lib, self.ctx
         picks: dict[int, int] = {}
         if self.where == "backend":
             for sid, (_, batch_row) in out_row.items():
@@ -300,14 +314,14 @@ class SlotSamplers:
         top-k makes the exact cut) on its row's; rows in ``cut_threads`` contiguous parts at once."""
         import numpy as np
 
-        logits = self.runner.logits_rows(len(out_row))  # output rows are in slot order (also for _pick_full)
+        logits = self.logits(len(out_row))  # output rows are in slot order (also for _pick_full)
         if self.sampling.is_greedy:
             best = np.argmax(logits, axis=1).tolist()
             return {sid: best[row] for sid, (row, _) in out_row.items()}
         n = len(out_row)
         if n < self.cut_min_rows:
             return self._pick_full(out_row)
-        m = candidates_width(self.runner.n_vocab, self.sampling.top_k)
+        m = candidates_width(self.n_vocab, self.sampling.top_k)
         if self._rows is None or len(self._rows.arrays) < n or self._rows.k != m:
             self._rows = _CandidateRows(self.lib, max(n, len(self._chains)), m)
         by_row = [sid for sid, _ in sorted(out_row.items(), key=lambda item: item[1][0])]
@@ -341,7 +355,7 @@ class SlotSamplers:
         return out
 
     def _pick_full(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
-        lib, ctx, chains = self.lib, self.runner.ctx_handle, self._chains
+        lib, ctx, chains = self.lib, self.ctx, self._chains
         rows = [(sid, chains[sid], batch_row) for sid, (_, batch_row) in out_row.items()]
 
         def run(part: list[tuple[int, Any, int]]) -> list[tuple[int, int]]:
@@ -349,7 +363,7 @@ class SlotSamplers:
 
         picks = dict(run(rows[:1]))  # the first read after a decode reorders llama.cpp's output rows
         rest = rows[1:]
-        n = min(self.n_threads, len(rest), len(rest) * self.runner.n_vocab // LOGITS_PER_THREAD)
+        n = min(self.n_threads, len(rest), len(rest) * self.n_vocab // LOGITS_PER_THREAD)
         if n <= 1:
             picks.update(run(rest))
             return picks
