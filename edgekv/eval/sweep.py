@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, SpecError
 from edgekv.eval.frontier import Frontier, PickMark, frontier
 from edgekv.fsutil import incomplete_path
+from edgekv.llama.sampling import SamplerPlace
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.plan.fit import context_cap, footprint_at
@@ -360,7 +361,7 @@ class EvalBackend:
     loader: Callable[[str], AbstractContextManager[Any]] | None = None
     problems: Sequence[Any] | None = None
     slots: int | None = None  # sequences decoded together (eval's --slots); None: eval's default
-    sampler: str = "auto"  # where the sampler chains run (eval's --sampler)
+    sampler: SamplerPlace = SamplerPlace.AUTO  # where the sampler chains run (eval's --sampler)
     n_threads: int | None = None  # llama.cpp's CPU threads (eval's --threads); None: all cores
 
     def load(self, item: SweepItem) -> AbstractContextManager[Any]:

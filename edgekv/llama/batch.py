@@ -50,7 +50,7 @@ from edgekv.llama.generation import (
     SequenceTokenCallback,
 )
 from edgekv.llama.runner import Runner
-from edgekv.llama.sampling import Sampling, SlotSamplers
+from edgekv.llama.sampling import SamplerPlace, Sampling, SlotSamplers
 
 
 @dataclass
@@ -100,14 +100,14 @@ class Engine:
         *,
         sampling: Sampling,
         forcing: Forcing,
-        sampler: str = "auto",
+        sampler: SamplerPlace = SamplerPlace.AUTO,
         require_fit: bool = True,
     ) -> None:
         self.runner = runner
         self.require_fit = require_fit  # False: a prompt + budget past a slot's context stops at "context"
         self.sampling = sampling
         self.forcing = forcing
-        self.sampler = sampler  # where the chains run: auto, host, full, backend, split (edgekv.llama.sampling)
+        self.sampler = sampler  # where the chains run
         self.n_slots = runner.n_seq_max
         self.stats = EngineStats()
         self.keep_cache = False
@@ -153,7 +153,7 @@ class Engine:
             r.lib, r.ctx_handle, n_vocab=r.n_vocab, logits=r.logits_rows, on_gpu=device_is_gpu(r.cfg),
             sampling=self.sampling, where=self.sampler,
         )  # fmt: skip
-        self.stats.sampler = self.samplers.where
+        self.stats.sampler = self.samplers.where.value
         try:
             while True:
                 exhausted = self._admit(slots, waiting, live, source, exhausted)
@@ -162,7 +162,7 @@ class Engine:
                 self._step(slots, live, on_finished, on_token)
         finally:
             self.samplers.close()
-            self.stats.sampler = self.samplers.where
+            self.stats.sampler = self.samplers.where.value
         return self.stats
 
     # -- admission ---------------------------------------------------------------------------

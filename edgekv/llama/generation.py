@@ -79,7 +79,7 @@ class EngineStats:
     accept_seconds: float = 0.0  # budget forcing, stop checks, finished samples' text (Python)
     max_live: int = 0
     n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
-    sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
+    sampler: str = ""  # where the sampler chains ran: a SamplerPlace's value (edgekv.llama.sampling)
 
     def step_parts_ms(self) -> dict[str, float]:
         """Milliseconds per decode step, by part (what is not ``wait`` is edgekv's, or the host sampler's)."""

@@ -2,7 +2,7 @@
 
 Every sample has its own chain (top-k, top-p, min-p, temperature, dist with the sample's seed; greedy
 when asked), so its tokens do not depend on which other samples share the batch. Where a chain runs
-is a setting (``where``):
+is a setting (``where``, a :class:`SamplerPlace`):
 
 * ``"backend"``: llama.cpp's backend sampling (``llama_set_sampler``, marked EXPERIMENTAL in this
   llama.cpp). A live slot's chain is attached to its sequence id and becomes part of the decode graph,
@@ -46,6 +46,7 @@ which path ran.
 from __future__ import annotations
 
 import ctypes
+import enum
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,8 +55,33 @@ from typing import Any
 
 from edgekv.errors import KvConfigError, LlamaError
 
-SAMPLER_PLACES = ("auto", "host", "full", "backend", "split")
-DEVICE_PLACES = ("backend", "split")  # chains attached to the decode graph
+
+class SamplerPlace(str, enum.Enum):
+    """Where the sampler chains run (``--sampler``; the module docstring says how each works)."""
+
+    AUTO = "auto"
+    HOST = "host"
+    FULL = "full"
+    BACKEND = "backend"
+    SPLIT = "split"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, text: str) -> SamplerPlace:
+        try:
+            return cls(text)
+        except ValueError:
+            raise KvConfigError(f"unknown sampler place {text!r}", hint="one of " + ", ".join(cls)) from None
+
+    @property
+    def on_device(self) -> bool:
+        """The chains are attached to the decode graph, whose compute buffer then holds a second copy
+        of the logits: the memory model counts it (``RunConfig.device_sampling``)."""
+        return self in (SamplerPlace.BACKEND, SamplerPlace.SPLIT)
+
+
 THREADS_ENV = "EDGEKV_SAMPLER_THREADS"  # "full" sampling threads, overriding the default below
 MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
 # Logits per sampling thread: a thread's wake-up and hand-back cost ~0.05-0.4 ms (more on a busy
@@ -99,17 +125,16 @@ def new_chain(lib: Any, sampling: Sampling, seed: int) -> Any:
     return chain
 
 
-def resolve_place(where: str, sampling: Sampling) -> str:
-    """``"auto"`` made concrete for these settings (see the module docstring)."""
-    if where not in SAMPLER_PLACES:
-        raise KvConfigError(f"unknown sampler place {where!r}", hint="one of " + ", ".join(SAMPLER_PLACES))
-    if where == "split":
+def resolve_place(where: SamplerPlace, sampling: Sampling) -> SamplerPlace:
+    """``auto`` made concrete for these settings (see the module docstring)."""
+    where = SamplerPlace.parse(where)
+    if where is SamplerPlace.SPLIT:
         if sampling.is_greedy:
-            return "backend"
+            return SamplerPlace.BACKEND
         if sampling.top_k <= 0:
             raise KvConfigError("the split path cuts the top k first: it needs top_k > 0", hint="--sampler host")
-    if where in ("auto", "host"):
-        return "host" if sampling.is_greedy or sampling.top_k > 0 else "full"
+    if where in (SamplerPlace.AUTO, SamplerPlace.HOST):
+        return SamplerPlace.HOST if sampling.is_greedy or sampling.top_k > 0 else SamplerPlace.FULL
     return where
 
 
@@ -190,7 +215,7 @@ class SlotSamplers:
         logits: Callable[[int], Any],
         on_gpu: bool,
         sampling: Sampling,
-        where: str = "auto",
+        where: SamplerPlace = SamplerPlace.AUTO,
     ) -> None:
         self.lib = lib
         self.ctx = ctx
@@ -226,11 +251,11 @@ class SlotSamplers:
         chain = new_chain(self.lib, self.sampling, seed)
         self._chains[slot] = chain
         device = None
-        if self.where == "split":
+        if self.where is SamplerPlace.SPLIT:
             device = self.lib.llama_sampler_chain_init(self.lib.llama_sampler_chain_default_params())
             self.lib.llama_sampler_chain_add(device, self.lib.llama_sampler_init_top_k(self.sampling.top_k))
             self._device[slot] = device
-        elif self.where == "backend":
+        elif self.where is SamplerPlace.BACKEND:
             device = chain
         if device is not None and not self._attach(slot, device):  # llama.cpp refuses only a tensor split
             raise LlamaError("llama.cpp cannot run the sampler chain in the decode graph", hint="--sampler host")
@@ -240,7 +265,7 @@ class SlotSamplers:
         chain = self._chains.pop(src)
         device = self._device.pop(src, None)
         self.stop(dst)
-        if self.where == "backend":  # a chain is set up for one sequence once: attach a clone
+        if self.where is SamplerPlace.BACKEND:  # a chain is set up for one sequence once: attach a clone
             chain = self._reattach(src, dst, chain)
         elif device is not None:
             self._device[dst] = self._reattach(src, dst, device)
@@ -251,7 +276,7 @@ class SlotSamplers:
         chain = self._chains.pop(slot, None)
         if chain is None:
             return
-        if self.where in DEVICE_PLACES:
+        if self.where.on_device:
             self._attach(slot, None)
         device = self._device.pop(slot, None)
         if device is not None:
@@ -286,7 +311,7 @@ class SlotSamplers:
         """The next token of every live slot; ``out_row``: slot -> (output row, batch row)."""
         lib, ctx = self.lib, self.ctx
         picks: dict[int, int] = {}
-        if self.where == "backend":
+        if self.where is SamplerPlace.BACKEND:
             for sid, (_, batch_row) in out_row.items():
                 tok = int(lib.llama_get_sampled_token_ith(ctx, batch_row))
                 if tok < 0:
@@ -294,9 +319,9 @@ class SlotSamplers:
                 lib.llama_sampler_accept(self._chains[sid], tok)  # commits the dist draw (generator state)
                 picks[sid] = tok
             return picks
-        if self.where == "full":
+        if self.where is SamplerPlace.FULL:
             return self._pick_full(out_row)
-        if self.where == "host":
+        if self.where is SamplerPlace.HOST:
             return self._pick_host(out_row)
         import numpy as np
 
