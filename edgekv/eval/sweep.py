@@ -226,7 +226,7 @@ def result_path(out_dir: Path, item: SweepItem) -> Path:
 
 
 def is_done(out_dir: Path, item: SweepItem) -> bool:
-    from edgekv.eval.scores import summary_written
+    from edgekv.eval.results import summary_written
 
     return summary_written(result_path(out_dir, item))
 

@@ -1,4 +1,5 @@
-"""A fake evaluator for sweep tests: writes eval-shaped JSONL slowly, resumes like eval, logs what it did.
+"""A fake evaluator for sweep tests: writes eval-shaped JSONL slowly through eval's results module
+(so it resumes by eval's torn-line rule), logs what it did.
 
 ``python -m tests.eval.fake_eval OUT LOG DELAY`` runs the small sweep of ``small_plan()`` with it
 (the resume test kills that process with SIGKILL and runs it again).
@@ -6,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekv.eval.results import append_line, open_for_append, read_results
 from edgekv.eval.sweep import SweepItem, SweepPlan, SweepSettings, plan_sweep, run_sweep
 from edgekv.model.quant import KvType
 from edgekv.plan.pick import catalog_options
@@ -61,27 +62,22 @@ class FakeBackend:
     def evaluate(self, item: SweepItem, *, model: Any, out: Path) -> None:
         assert model == item.model_file
         _append(self.log, f"start {item.key}\n")
-        done = set()
-        if out.exists():
-            text = out.read_text()
-            if text and not text.endswith("\n"):  # a torn last line from a kill: drop it, as eval does
-                text = text[: text.rfind("\n") + 1]
-                out.write_text(text)
-            done = {json.loads(line)["problem_id"] for line in text.splitlines() if line.strip()}
+        done = read_results(out).problems
         conf = _config(item)
-        for i in range(self.n_problems):
-            pid = f"p{i}"
-            if pid in done:
-                continue
-            time.sleep(self.delay)
-            ok = i < 2
-            row = {"schema": 1, "type": "problem", "config_id": item.key, "config": conf, "problem_id": pid,
-                   "gold": "1", "answers": ["1"] * item.samples, "correct": [ok] * item.samples,
-                   "majority": "1", "maj_correct": [ok] * item.samples, "n_tokens": [1] * item.samples,
-                   "cut": [False] * item.samples, "seconds": 0.0}  # fmt: skip
-            _append(out, json.dumps(row) + "\n")
-            _append(self.log, f"problem {item.key} {pid}\n")
-        _append(out, json.dumps({"schema": 1, "type": "summary", "config_id": item.key, "config": conf}) + "\n")
+        with open_for_append(out) as fh:  # a torn last line from a kill is cut off, as eval does
+            for i in range(self.n_problems):
+                pid = f"p{i}"
+                if pid in done:
+                    continue
+                time.sleep(self.delay)
+                ok = i < 2
+                row = {"schema": 1, "type": "problem", "config_id": item.key, "config": conf, "problem_id": pid,
+                       "gold": "1", "answers": ["1"] * item.samples, "correct": [ok] * item.samples,
+                       "majority": "1", "maj_correct": [ok] * item.samples, "n_tokens": [1] * item.samples,
+                       "cut": [False] * item.samples, "seconds": 0.0}  # fmt: skip
+                append_line(fh, row)
+                _append(self.log, f"problem {item.key} {pid}\n")
+            append_line(fh, {"schema": 1, "type": "summary", "config_id": item.key, "config": conf})
         _append(self.log, f"finish {item.key}\n")
 
 
