@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, SpecError
 from edgekv.eval.frontier import Frontier, PickMark, frontier
-from edgekv.fsutil import incomplete_path
+from edgekv.fsutil import write_atomic
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
@@ -242,9 +242,7 @@ def manifest_dict(plan: SweepPlan, out_dir: Path) -> dict[str, Any]:
 def write_manifest(plan: SweepPlan, out_dir: Path) -> Path:
     """``OUT/sweep.json``, written as ``.incomplete`` then renamed."""
     path = out_dir / MANIFEST
-    tmp = incomplete_path(path)
-    tmp.write_text(json.dumps(manifest_dict(plan, out_dir), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(manifest_dict(plan, out_dir), indent=1) + "\n")
     return path
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import LlamaError, ModelFileNotFound, RuntimeUnavailable, SpecError
-from edgekv.fsutil import BeforeRename, disk_full, incomplete_path
+from edgekv.fsutil import BeforeRename, atomic_output, disk_full
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import WeightQuant
 
@@ -225,14 +225,17 @@ def quantize_gguf(
     params.nthread = threads or 0
     params.allow_requantize = allow_requantize
     keep = _imatrix_params(llama_cpp, params, im) if im is not None else []
-    tmp = incomplete_path(out)
     log = _LlamaLog(on_tensor)
     llama_cpp.llama_backend_init()
-    restore = _install_log(llama_cpp)
-    _LlamaLog.active = log
-    try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-        del keep
+    with atomic_output(out, before_rename=before_rename, need_bytes=need_bytes) as tmp:
+        restore = _install_log(llama_cpp)
+        _LlamaLog.active = log
+        try:
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+            del keep
+        finally:
+            _LlamaLog.active = None
+            restore()
         if log.error is not None:
             raise log.error
         if rc != 0 or not tmp.is_file():
@@ -241,13 +244,4 @@ def quantize_gguf(
                 written = tmp.stat().st_size if tmp.is_file() else None
                 raise disk_full(out, need_bytes=need_bytes, written_bytes=written, cause=f"llama.cpp: {reason}")
             raise LlamaError(f"llama_model_quantize failed to make {q.value} from {src}", reason=reason)
-        if before_rename is not None:
-            before_rename(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        _LlamaLog.active = None
-        restore()
     return out
