@@ -155,7 +155,7 @@ def test_offline_without_cache_is_a_hub_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unreachable_hub_is_a_hub_error() -> None:
-    with pytest.raises(HubError, match="unreachable and dataset math-ai/aime25, file test.jsonl is not in the cache"):
+    with pytest.raises(HubError, match="cannot reach the hub at .* and dataset math-ai/aime25/test.jsonl is not in"):
         load_problems("aime25", endpoint=dead_endpoint())  # huggingface_hub retries for ~20 s first
 
 
@@ -178,9 +178,9 @@ GPQA_ROWS = [
 
 def test_gpqa_is_gated(hub: FakeHub) -> None:
     hub.add_dataset("Idavidrein/gpqa", {"gpqa_diamond.csv": gpqa_csv(GPQA_ROWS)}, gated=True)
-    with pytest.raises(HubError, match="gated") as e:
+    with pytest.raises(HubError, match="dataset Idavidrein/gpqa is gated") as e:
         load_problems("gpqa", endpoint=hub.url)
-    assert "HF_TOKEN" in str(e.value)
+    assert f"Accept it at {hub.url}/datasets/Idavidrein/gpqa, then set HF_TOKEN" in str(e.value)
     assert [r.authorization for r in hub.requests] == [None] * len(hub.requests)
 
 
@@ -215,8 +215,9 @@ def test_missing_repo_and_file_are_hub_errors(hub: FakeHub) -> None:
     with pytest.raises(HubError, match="dataset HuggingFaceH4/MATH-500 not found"):
         load_problems("math500", endpoint=hub.url)  # no such repo on the fake
     hub.add_dataset("HuggingFaceH4/MATH-500", {"train.jsonl": b"{}\n"})
-    with pytest.raises(HubError, match="file test.jsonl does not exist"):
+    with pytest.raises(HubError, match="test.jsonl not found in dataset HuggingFaceH4/MATH-500 at revision main") as e:
         load_problems("math500", endpoint=hub.url)
+    assert f"See the repo's files at {hub.url}/datasets/HuggingFaceH4/MATH-500" in str(e.value)
 
 
 def test_gsm8k_gold() -> None:
