@@ -100,12 +100,12 @@ class ProgressBar:
     def __enter__(self) -> Any:
         if not self.enabled:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        from edgekv.report.common import console
+        from edgekv.report.common import progress_bar
 
-        self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                            TimeRemainingColumn(), console=console(stderr=True), transient=True)  # fmt: skip
+        self.bar = progress_bar(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                                TimeRemainingColumn())  # fmt: skip
         self.bar.start()
         self.task = self.bar.add_task("", total=None)
         return self.update
