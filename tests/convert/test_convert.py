@@ -208,6 +208,29 @@ def test_progress_raising_midway_leaves_no_gguf_and_rerun_completes(llama_ckpt: 
     assert [f.name for f in result.files] == ["Llama-tiny-F16.gguf", "Llama-tiny-Q4_K_M.gguf"]
 
 
+def test_quantize_progress_follows_llama_cpps_tensor_lines(llama_ckpt: Path, tmp_path: Path) -> None:
+    """The quantize stage reports each ``[ i/ n]`` tensor line of llama.cpp's log, in order, up to the
+    whole source file; a progress callback that raises there stops the rung and leaves no partial."""
+    import gguf
+
+    seen: list[ConvertProgress] = []
+    out = tmp_path / "out"
+    convert_checkpoint(llama_ckpt, quants=["Q8_0"], outdir=out, progress=seen.append)
+    src = out / "Llama-tiny-F16.gguf"
+    n_tensors = len(gguf.GGUFReader(src).tensors)
+    steps = [p.done_bytes for p in seen if p.stage == "quantize"]
+    size = src.stat().st_size
+    assert steps == [size * i // n_tensors for i in range(1, n_tensors + 1)]
+
+    def stop_in_quantize(p: ConvertProgress) -> None:
+        if p.stage == "quantize":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_checkpoint(llama_ckpt, quants=["Q4_K_M"], outdir=out, progress=stop_in_quantize)
+    assert not list(out.glob("*Q4_K_M*"))
+
+
 _KILL_CHILD = """
 import sys, time
 from pathlib import Path
