@@ -50,10 +50,37 @@ def test_json_array(tmp_path: Path) -> None:
     assert load_problems(path)[0].answer == "1"
 
 
-def test_missing_field_names_file_line_and_field(tmp_path: Path) -> None:
+def test_missing_field_names_file_line_field_and_flag(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "p.jsonl", [{"question": "a", "answer": 1}, {"question": "b", "solution": 2}])
-    with pytest.raises(DatasetError, match=r"p\.jsonl:2: no field 'answer' \(fields: question, solution\)"):
+    with pytest.raises(DatasetError, match=r"p\.jsonl:2: no field 'answer' \(fields: question, solution\)") as e:
         load_problems(path)
+    assert str(e.value).endswith("Name the right one with --answer-field")
+    with pytest.raises(DatasetError, match=r"p\.jsonl:1: no field 'key'") as e:
+        load_problems(path, id_field="key")
+    assert str(e.value).endswith("Name the right one with --id-field")
+
+
+def test_ids_come_from_the_files_id_field_when_rows_have_one(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [{"id": 7, "question": "a", "answer": 1}, {"id": "x", "question": "b", "answer": 2}]
+    assert [p.id for p in load_problems(write_jsonl(tmp_path / "p.jsonl", rows))] == ["7", "x"]
+    assert [p.id for p in load_problems(write_jsonl(tmp_path / "p.jsonl", rows[::-1]))] == ["x", "7"]
+    plain = write_jsonl(tmp_path / "q.jsonl", [{"question": "a", "answer": 1}, {"question": "b", "answer": 2}])
+    assert [p.id for p in load_problems(plain)] == ["q-1", "q-2"]  # no ids of its own: row numbers
+    assert [p.id for p in load_problems(plain, id_field="question")] == ["a", "b"]
+
+
+def test_a_repeated_id_names_both_lines(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "p.jsonl", [{"id": 1, "question": "a", "answer": 1}, {"id": 1, "question": "b", "answer": 2}]
+    )
+    with pytest.raises(DatasetError, match=r"p\.jsonl:2: id '1' is also the id of line 1") as e:
+        load_problems(path)
+    assert "--id-field" in str(e.value)
+
+
+def test_field_names_are_for_local_files() -> None:
+    with pytest.raises(SpecError, match="synth has its own fields: --question-field, --answer-field and --id-field"):
+        load_problems("synth", question_field="prompt")
 
 
 def test_bad_json_names_the_line(tmp_path: Path) -> None:
