@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -232,35 +232,36 @@ def test_quantize_progress_follows_llama_cpps_tensor_lines(llama_ckpt: Path, tmp
 
 
 _KILL_CHILD = """
-import sys, time
-from pathlib import Path
+import sys
 from edgekv.convert.checkpoint import convert_checkpoint
-marker = Path(sys.argv[3])
-def slow(p):
+def stop(p):
     if p.stage == "convert" and p.done_bytes > 0:
-        marker.write_text(str(p.done_bytes))
-        time.sleep(60)
-convert_checkpoint(sys.argv[1], quants=["Q8_0"], outdir=sys.argv[2], progress=slow)
+        print(p.done_bytes, flush=True)  # the parent kills on this line
+        sys.stdin.readline()  # and this waits for nothing: the kill comes first
+convert_checkpoint(sys.argv[1], quants=["Q8_0"], outdir=sys.argv[2], progress=stop)
 """
 
 
 def test_killed_conversion_leaves_only_incomplete_and_rerun_completes(llama_ckpt: Path, tmp_path: Path) -> None:
-    out, marker = tmp_path / "out", tmp_path / "written"
+    out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", _KILL_CHILD, str(llama_ckpt), str(out), str(marker)], env=env)
+    cmd = [sys.executable, "-c", _KILL_CHILD, str(llama_ckpt), str(out)]
+    child = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the child never wrote a tensor"
+        ready, _, _ = select.select([child.stdout], [], [], 60)  # the first tensor written, or a minute
+        written = child.stdout.readline() if ready else ""
+        assert written.strip().isdigit(), "the child never wrote a tensor"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
+        child.stdin.close()
+        child.stdout.close()
     assert list(out.glob("*.gguf")) == []
     partial = out / "Llama-tiny-F16.gguf.incomplete"
-    assert partial.stat().st_size >= int(marker.read_text())
+    assert partial.stat().st_size >= int(written)
     result = convert_checkpoint(llama_ckpt, quants=["Q8_0"], outdir=out)
     assert not partial.exists()
     assert len(_generate(result.files[-1].path)) == 4
