@@ -53,7 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from edgekv.errors import KvConfigError, LlamaError
+from edgekv.errors import KvConfigError, LlamaError, parse_choice
 
 
 class SamplerPlace(str, enum.Enum):
@@ -70,10 +70,7 @@ class SamplerPlace(str, enum.Enum):
 
     @classmethod
     def parse(cls, text: str) -> SamplerPlace:
-        try:
-            return cls(text)
-        except ValueError:
-            raise KvConfigError(f"unknown sampler place {text!r}", hint="one of " + ", ".join(cls)) from None
+        return parse_choice(cls, text, text=text, what="sampler place")
 
     @property
     def on_device(self) -> bool:
