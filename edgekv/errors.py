@@ -6,6 +6,9 @@ optional ``hint`` (what to try), and ``cli.main`` turns it into a one-line messa
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
+
 
 class EdgekvError(Exception):
     """Base of every error edgekv raises on purpose."""
@@ -28,6 +31,18 @@ class SpecError(EdgekvError, ValueError):
 class BadArgument(SpecError):
     """A command-line value that cannot be parsed (a size, a token count, a quant or KV name): a usage
     error, exit 2. Readers of files turn it into their own file error (exit 1)."""
+
+
+Choice = TypeVar("Choice", bound=enum.Enum)
+
+
+def parse_choice(cls: type[Choice], key: str, *, text: str, what: str) -> Choice:
+    """The member of enum ``cls`` whose value is ``key`` (``text`` as normalised by the caller); for
+    any other, a BadArgument that names ``text`` and the choices (each enum's ``parse``)."""
+    try:
+        return cls(key)
+    except ValueError:
+        raise BadArgument(f"unknown {what} {text!r}", hint="use one of: " + ", ".join(m.value for m in cls)) from None
 
 
 class PlanFileError(SpecError):

@@ -1,4 +1,5 @@
-"""Atomic output files: every file edgekv writes is written as ``NAME.incomplete`` and then renamed.
+"""Atomic output files: every file edgekv writes is written as ``NAME.incomplete`` and then renamed
+(:func:`atomic_output`, :func:`write_atomic`: the one place that does it).
 
 Also the two checks every writer and reader of user files shares: a full disk (ENOSPC, or EFBIG
 past RLIMIT_FSIZE) becomes :class:`DiskFull` with the numbers, and an input path that is not a
@@ -11,7 +12,9 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgekv.errors import DiskFull
@@ -61,6 +64,42 @@ def disk_full(out: Path, *, need_bytes: int | None, written_bytes: int | None, c
         free_bytes=free,
         hint="free some space or choose another --outdir; the partial file was removed",
     )
+
+
+@contextmanager
+def atomic_output(
+    path: Path, *, before_rename: BeforeRename | None = None, need_bytes: int | None = None, private: bool = False
+) -> Iterator[Path]:
+    """Write ``path`` atomically: yields the temporary ``NAME.incomplete`` to write, and once the block
+    ends, hands it to ``before_rename`` and renames it to ``path``. On any failure it is removed, and a
+    full disk becomes :class:`DiskFull` with the numbers (``need_bytes``: the size expected, if known).
+
+    ``private``: a temporary name of this writer's own (``NAME.<random>.incomplete``), for a file
+    several processes may write at once; otherwise a leftover ``NAME.incomplete`` is replaced.
+    """
+    if private:
+        fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=INCOMPLETE, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = incomplete_path(path)
+    try:
+        yield tmp
+        if before_rename is not None:
+            before_rename(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        written = tmp.stat().st_size if tmp.is_file() else None
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, need_bytes=need_bytes, written_bytes=written, cause=str(e)) from e
+        raise
+
+
+def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path, need_bytes=len(text.encode()), private=private) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:

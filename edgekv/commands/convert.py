@@ -79,17 +79,15 @@ def command(
 
 def _with_progress_bar(checkpoint_dir: Path, kwargs: dict[str, Any]) -> Any:
     """Run the conversion with a rich progress bar per file on stderr (a human on a TTY)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
 
     from edgekv.convert.checkpoint import convert_checkpoint
     from edgekv.convert.tensors import ConvertProgress
+    from edgekv.report.common import progress_bar
 
     bars: dict[str, Any] = {}
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=False,
-    ) as bar:  # fmt: skip
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    with progress_bar(*columns, transient=False) as bar:
 
         def on_progress(p: ConvertProgress) -> None:
             if p.file_name not in bars:

@@ -91,12 +91,12 @@ def _fetch_with_bar(plan: DownloadPlan, *, endpoint: str | None, show: bool) -> 
 
     if not show or not plan.n_bytes_to_fetch:
         return hub.fetch(plan, endpoint=endpoint)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from edgekv.report import common as rcommon
 
     columns = (BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=rcommon.console(stderr=True), transient=True) as bar:
+    with rcommon.progress_bar(*columns) as bar:
         task = bar.add_task("download", total=plan.n_bytes_to_fetch)
         return hub.fetch(plan, endpoint=endpoint, progress=lambda done, total: bar.update(task, completed=done))
 

@@ -16,6 +16,9 @@ from edgekv.commands.options import given, kv_types, plan_model_path, sampler_op
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Model, KV, G and --vram from a plan.")
 @click.option("--dataset", required=True, help="synth, gsm8k, math500, aime24, aime25, gpqa, or a JSONL/JSON/CSV file.")
+@click.option("--question-field", default="question", show_default=True, help="A local file's question field.")
+@click.option("--answer-field", default="answer", show_default=True, help="A local file's reference-answer field.")
+@click.option("--id-field", help="A local file's problem-id field (default: id if rows have one, else row numbers).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
 @click.option("--budget", default="8k", show_default=True, help="Thinking budget T per sample (tokens: 512, 8k).")
 @click.option("--reserve", default=64, show_default=True, type=click.IntRange(1), help="Answer tokens after the cue.")
@@ -79,7 +82,8 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
         seed=o["seed"], force_length=o["force_length"], thinking=o["thinking"], vram_bytes=vram_bytes,
         n_gpu_layers=ngl, slots=o["slots"], n_threads=o["threads"], sampler=o["sampler"],
     )  # fmt: skip
-    problems = load_problems(o["dataset"], limit=o["limit"], seed=o["seed"])
+    problems = load_problems(o["dataset"], limit=o["limit"], seed=o["seed"], question_field=o["question_field"],
+                             answer_field=o["answer_field"], id_field=o["id_field"])  # fmt: skip
     out = Path(o["out"]) if o["out"] else None
     with ProgressBar(enabled=not o["as_json"] and verbosity(ctx) >= 0) as progress:
         result = evaluate(config, problems, out=out, progress=progress)
@@ -100,12 +104,12 @@ class ProgressBar:
     def __enter__(self) -> Any:
         if not self.enabled:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        from edgekv.report.common import console
+        from edgekv.report.common import progress_bar
 
-        self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                            TimeRemainingColumn(), console=console(stderr=True), transient=True)  # fmt: skip
+        self.bar = progress_bar(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                                TimeRemainingColumn())  # fmt: skip
         self.bar.start()
         self.task = self.bar.add_task("", total=None)
         return self.update

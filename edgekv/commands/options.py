@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from edgekv.llama.sampling import SAMPLER_PLACES
+from edgekv.llama.sampling import SamplerPlace
 
 
 def tensor_split_option(text: str) -> list[float]:
@@ -108,7 +108,8 @@ def context_option(text: str | int) -> tuple[int, bool]:
 
 sampler_option = click.option(
     "--sampler",
-    type=click.Choice(SAMPLER_PLACES),
+    type=click.Choice([p.value for p in SamplerPlace]),
+    callback=lambda _ctx, _param, value: SamplerPlace(value),
     default="auto",
     show_default=True,
     help="Where the sampler chains run: host (auto: a numpy top-k cut of all rows, then each chain in C on its "

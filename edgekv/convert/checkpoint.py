@@ -60,7 +60,7 @@ from edgekv.errors import (
     RuntimeUnavailable,
     SpecError,
 )
-from edgekv.fsutil import INCOMPLETE, BeforeRename, incomplete_path
+from edgekv.fsutil import INCOMPLETE, BeforeRename, atomic_output
 from edgekv.llama.quantize import Imatrix, load_imatrix, quantize_gguf
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import WeightQuant
@@ -110,13 +110,12 @@ def _reference_convert(
     """Run llama.cpp's convert_hf_to_gguf.py (it puts its bundled gguf-py on sys.path itself)."""
     if not converter.is_file():
         raise ModelFileNotFound(f"{converter}: no such script", hint="point --converter at convert_hf_to_gguf.py")
-    tmp = incomplete_path(out)
-    cmd = [sys.executable, str(converter), str(ckpt), "--outtype", outtype.lower(), "--outfile", str(tmp)]
-    if model_name:
-        cmd += ["--model-name", model_name]
     if progress is not None:
         progress(ConvertProgress(out.name, "convert", 0, 1))
-    try:
+    with atomic_output(out, before_rename=before_rename) as tmp:
+        cmd = [sys.executable, str(converter), str(ckpt), "--outtype", outtype.lower(), "--outfile", str(tmp)]
+        if model_name:
+            cmd += ["--model-name", model_name]
         env = dict(os.environ)
         if (bundled := converter.parent / "gguf-py").is_dir():  # its own gguf-py, newer than PyPI's
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(bundled), env.get("PYTHONPATH")]))
@@ -129,12 +128,6 @@ def _reference_convert(
                 hint = "pip install torch transformers"
                 raise RuntimeUnavailable(f"llama.cpp's converter lacks a module: {reason}", hint=hint)
             raise LlamaError(f"llama.cpp's converter failed on {ckpt} (exit {proc.returncode})", reason=reason)
-        if before_rename is not None:
-            before_rename(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     if progress is not None:
         progress(ConvertProgress(out.name, "convert", 1, 1))
     return out

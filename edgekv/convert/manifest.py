@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekv.fsutil import INCOMPLETE, disk_full, is_disk_full
+from edgekv.fsutil import write_atomic
 from edgekv.model.quant import KvType
 
 MANIFEST_NAME = "manifest.json"
@@ -89,13 +88,4 @@ def load_manifest(path: Path) -> dict[str, Any]:
 
 def write_manifest(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` through NAME.incomplete and a rename (DiskFull when the disk is full)."""
-    tmp = path.with_name(path.name + INCOMPLETE)
-    text = json.dumps(data, indent=2) + "\n"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(e):
-            raise disk_full(path, need_bytes=len(text.encode()), written_bytes=None, cause=str(e)) from e
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n")

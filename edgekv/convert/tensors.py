@@ -20,7 +20,7 @@ from edgekv.convert.hparams import (
 )
 from edgekv.convert.tokenizer import add_vocab
 from edgekv.errors import ConfigFileError, SafetensorsFileError, SpecError, UnsupportedModel
-from edgekv.fsutil import BeforeRename, disk_full, incomplete_path, is_disk_full
+from edgekv.fsutil import BeforeRename, atomic_output
 
 if TYPE_CHECKING:
     import gguf
@@ -268,40 +268,33 @@ def convert_to_gguf(
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     add_vocab(w, ckpt, config, hf_arch)
 
-    tmp = incomplete_path(out)
     total = sum(t.n_bytes for t in plan)
     done = 0
-    try:
-        w.write_header_to_file(path=tmp)
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        assert w.fout is not None
-        fout = w.fout[0]
-        w.write_padding(fout, fout.tell())
-        for t in plan:
-            for chunk in _tensor_chunks(t):
-                # not chunk.tofile(): its OSError on a full disk carries no errno
-                fout.write(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).data)
-                done += chunk.nbytes
-            w.write_padding(fout, t.n_bytes)
-            if progress is not None:
-                progress(ConvertProgress(out.name, "convert", done, total, file_index, n_files))
-        w.flush()
-        os.fsync(fout.fileno())
-        w.close()
-        if before_rename is not None:
-            before_rename(tmp)
-        os.replace(tmp, out)
-    except BaseException as e:
-        written = tmp.stat().st_size if tmp.is_file() else None
+    with atomic_output(out, before_rename=before_rename, need_bytes=need_bytes) as tmp:
         try:
-            w.close()  # flushes what is buffered: on a full disk that fails again
-        except OSError:
-            pass
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(e):
-            raise disk_full(out, need_bytes=need_bytes, written_bytes=written, cause=str(e)) from e
-        raise
+            w.write_header_to_file(path=tmp)
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            assert w.fout is not None
+            fout = w.fout[0]
+            w.write_padding(fout, fout.tell())
+            for t in plan:
+                for chunk in _tensor_chunks(t):
+                    # not chunk.tofile(): its OSError on a full disk carries no errno
+                    fout.write(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).data)
+                    done += chunk.nbytes
+                w.write_padding(fout, t.n_bytes)
+                if progress is not None:
+                    progress(ConvertProgress(out.name, "convert", done, total, file_index, n_files))
+            w.flush()
+            os.fsync(fout.fileno())
+            w.close()
+        except BaseException:
+            try:
+                w.close()  # flushes what is buffered: on a full disk that fails again
+            except OSError:
+                pass
+            raise
     return out
 
 

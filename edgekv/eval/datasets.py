@@ -19,6 +19,11 @@ Parquet needs pyarrow (imported only for those files). GPQA's four options are s
 fixed seed per problem (``random.Random(f"{seed}:{record id}")``) and the answer is the letter of
 the correct one; its authors ask that examples not be revealed in plain text, so nothing here logs
 a problem's text, only counts and ids. ``limit`` takes the first N problems in file order.
+
+A local file names its fields with ``question_field``/``answer_field``/``id_field`` (``eval
+--question-field`` ...). A problem's id is its ``id_field``, else the file's own ``id`` field where a
+row has one, else ``<file stem>-<row number>``: with ids of its own a file can be reordered and still
+resume (``eval --out``). Ids are unique within a file.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from edgekv.logconfig import get_logger
 logger = get_logger(__name__)
 
 DEFAULT_SYNTH_PROBLEMS = 100
+DEFAULT_ID_FIELD = "id"  # a local file's ids, where its rows have them and no --id-field is given
+FIELD_FLAGS = {"question_field": "--question-field", "answer_field": "--answer-field", "id_field": "--id-field"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +168,16 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _field(row: Row, name: str, *, path: Path, line: int) -> str:
+def _has(row: Row, name: str) -> bool:
+    return row.get(name) is not None and bool(_text(row[name]))
+
+
+def _field(row: Row, name: str, *, path: Path, line: int, flag: str | None = None) -> str:
+    """``row[name]`` as text; DatasetError when it is missing (naming ``flag``, the option that picks it) or empty."""
     if name not in row or row[name] is None:
         fields = ", ".join(sorted(map(str, row))) or "none"
-        raise DatasetError(
-            f"no field {name!r} (fields: {fields})", path=str(path), line=line,
-            hint="name the right one with question_field= / answer_field=",
-        )  # fmt: skip
+        hint = f"name the right one with {flag}" if flag else None
+        raise DatasetError(f"no field {name!r} (fields: {fields})", path=str(path), line=line, hint=hint)
     value = _text(row[name])
     if not value:
         raise DatasetError(f"field {name!r} is empty", path=str(path), line=line)
@@ -192,13 +202,28 @@ def _problems_from_rows(
     path: Path, *, question_field: str, answer_field: str, id_field: str | None, kind: Kind, limit: int | None,
     name: str | None = None, seed: int = 0,
 ) -> tuple[Problem, ...]:  # fmt: skip
+    """The problems of a named dataset's file (``name``) or of a local file (``name`` None: the fields
+    are the user's, named by the eval flags in errors, and a row's own ``id`` is its id)."""
     out: list[Problem] = []
+    flags: dict[str, str | None] = dict(FIELD_FLAGS) if name is None else dict.fromkeys(FIELD_FLAGS)
+    first_line: dict[str, int] = {}
     for index, (line, row) in enumerate(read_rows(path), 1):
         if limit is not None and len(out) >= limit:
             break
-        question = _field(row, question_field, path=path, line=line)
-        answer = _field(row, answer_field, path=path, line=line)
-        pid = _field(row, id_field, path=path, line=line) if id_field else f"{name or path.stem}-{index}"
+        question = _field(row, question_field, path=path, line=line, flag=flags["question_field"])
+        answer = _field(row, answer_field, path=path, line=line, flag=flags["answer_field"])
+        if id_field:
+            pid = _field(row, id_field, path=path, line=line, flag=flags["id_field"])
+        elif name is None and _has(row, DEFAULT_ID_FIELD):
+            pid = _text(row[DEFAULT_ID_FIELD])
+        else:
+            pid = f"{name or path.stem}-{index}"
+        if pid in first_line:
+            raise DatasetError(
+                f"id {pid!r} is also the id of line {first_line[pid]}", path=str(path), line=line,
+                hint="ids must be unique: name another field with --id-field" if name is None else None,
+            )  # fmt: skip
+        first_line[pid] = line
         choices: tuple[str, ...] = ()
         if name == "gsm8k":
             gold = gsm8k_gold(answer)
@@ -235,12 +260,18 @@ def load_problems(
 ) -> tuple[Problem, ...]:
     """Problems from ``synth``, a named hub dataset (``HUB_DATASETS``) or a local file.
 
-    Field names apply to local files (hub datasets have their own); ``seed`` picks synth's problems
-    and GPQA's option order; ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download.
+    Field names apply to local files (hub datasets have their own; the module docstring says which id
+    a problem gets); ``seed`` picks synth's problems and GPQA's option order;
+    ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download.
     """
     if limit is not None and limit < 1:
         raise SpecError(f"limit must be at least 1, got {limit}")
     name = str(name_or_path)
+    named = name == "synth" or name in HUB_DATASETS
+    if named and (question_field != "question" or answer_field != "answer" or id_field is not None):
+        raise SpecError(
+            f"{name} has its own fields: --question-field, --answer-field and --id-field are for local files"
+        )
     if name == "synth":
         problems = synth_problems(limit or DEFAULT_SYNTH_PROBLEMS, seed=seed)
     elif name in HUB_DATASETS:

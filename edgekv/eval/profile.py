@@ -15,7 +15,6 @@ Which fitted value becomes a Policy field (``policy_fields``):
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.errors import ModelFileNotFound, SpecError
-from edgekv.fsutil import incomplete_path
+from edgekv.fsutil import write_atomic
 from edgekv.plan.plans import E1_BYTES, SATURATION_TOKENS
 from edgekv.settings import user_dir
 
@@ -59,9 +58,7 @@ def write_profile(data: Mapping[str, Any], name: str, *, force: bool = False) ->
     if path.exists() and not force:
         raise OutputExists(f"profile {name!r} exists at {path}", hint="pass --force to replace it, or --name another")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = incomplete_path(path)
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
     return path
 
 

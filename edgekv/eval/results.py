@@ -1,16 +1,21 @@
-"""The results file of ``edgekv eval``: JSONL, one line per problem, a summary line per finished run.
+"""The results file of ``edgekv eval``: its format, its writer, its reader, and the torn-line rule.
 
-Schema 1 (``sweep``, ``frontier`` and ``calibrate`` read it; keep the names)::
+JSONL, one line per problem, a summary line per finished run. Schema 1 (``eval``'s resume,
+``sweep``, ``frontier`` and ``calibrate`` all read it here; keep the names)::
 
     {"schema": 1, "type": "problem", "config_id", "config", "problem_id", "gold", "answers", "correct",
      "majority", "maj_correct", "n_tokens", "cut", "seconds"}
     {"schema": 1, "type": "summary", "config_id", "config", "metrics", "measured_memory", "decode_tps", ...}
 
-Lines are appended one at a time, flushed and fsynced, so a killed run leaves whole lines and at
-most one partial last line; :func:`read_results` ignores that line and :func:`open_for_append`
-cuts it off before appending. ``config_id`` is a stable hash of the config's settings (everything
-but the predicted ``memory`` and ``n_ctx``, which follow from them and the prompts, and ``model_path``:
-the file's name, quant and bytes identify it wherever it lies), so a rerun with the same settings resumes.
+The torn-line rule: lines are appended one at a time, each ending in its newline, flushed and fsynced, so a
+killed run leaves whole lines and at most one torn line: the last, without its newline. Readers
+(:func:`read_lines`) drop that line (logged); :func:`open_for_append` cuts it off before appending,
+so a resumed run writes that problem again. A whole line (one that ends in a newline) that is not
+JSON, or a result line of another schema, is damage no kill makes: a SpecError naming the file and line.
+
+``config_id`` is a stable hash of the config's settings (everything but the predicted ``memory``
+and ``n_ctx``, which follow from them and the prompts, and ``model_path``: the file's name, quant
+and bytes identify it wherever it lies), so a rerun with the same settings resumes.
 """
 
 from __future__ import annotations
@@ -18,15 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from edgekv.errors import DatasetError
+from edgekv.errors import SpecError
 from edgekv.logconfig import get_logger
 
 SCHEMA = 1
+RESULT_TYPES = ("problem", "summary")
 # derived or local: a prediction, the context the prompts needed, where the file is on this machine
 NOT_HASHED = ("memory", "n_ctx", "model_path")
 
@@ -40,35 +46,48 @@ def config_id(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass
-class ResultsFile:
-    """What a results file holds for one config: its problem lines (by id) and whether it has a summary."""
+def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each whole line of ``path`` that holds a JSON object, by the torn-line
+    rule (module docstring): a torn last line is dropped.
 
-    problems: dict[str, dict[str, Any]] = field(default_factory=dict)
-    summaries: list[dict[str, Any]] = field(default_factory=list)
-    n_lines: int = 0
-    partial_tail: bool = False
-
-
-def read_results(path: Path, *, config_id: str | None = None) -> ResultsFile:
-    """Whole lines of ``path`` (of ``config_id`` only, if given); a partial last line is ignored."""
-    out = ResultsFile()
-    if not path.is_file():
-        return out
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] != b"":
-        out.partial_tail = True
-        log.warning("%s: ignoring a partial last line (%d bytes) from an interrupted run", path, len(lines[-1]))
+    Raises:
+        SpecError: a whole line that is not JSON, or a problem or summary line of another schema.
+    """
+    lines = path.read_bytes().split(b"\n")
+    if lines[-1] != b"":
+        log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(lines[-1]))
     for no, raw in enumerate(lines[:-1], start=1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
         except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}: line {no} is not JSON ({e.msg})", hint="use another --out file") from e
-        out.n_lines += 1
-        if not isinstance(row, dict) or (config_id is not None and row.get("config_id") != config_id):
+            raise SpecError(
+                f"{path}:{no} is not JSON ({e.msg}), and not a torn last line from a killed run",
+                hint="the file is damaged: remove that line, or use another --out file",
+            ) from e
+        if not isinstance(row, dict):
+            continue
+        if row.get("type") in RESULT_TYPES and row.get("schema") != SCHEMA:
+            raise SpecError(f"{path}:{no} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
+        yield no, row
+
+
+@dataclass
+class ResultsFile:
+    """What a results file holds for one config: its problem lines (by id) and its summary lines."""
+
+    problems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_results(path: Path, *, config_id: str | None = None) -> ResultsFile:
+    """The problem and summary lines of ``path`` (of ``config_id`` only, if given); a missing file is empty."""
+    out = ResultsFile()
+    if not path.is_file():
+        return out
+    for _, row in read_lines(path):
+        if config_id is not None and row.get("config_id") != config_id:
             continue
         if row.get("type") == "problem":
             out.problems[str(row["problem_id"])] = row
@@ -77,8 +96,13 @@ def read_results(path: Path, *, config_id: str | None = None) -> ResultsFile:
     return out
 
 
+def summary_written(path: Path) -> bool:
+    """True when ``path`` (one configuration's results) ends its run with a summary line."""
+    return path.is_file() and any(row.get("type") == "summary" for _, row in read_lines(path))
+
+
 def open_for_append(path: Path) -> IO[str]:
-    """Open ``path`` for appending, first cutting a partial last line off (whole lines stay)."""
+    """Open ``path`` for appending, first cutting a torn last line off (whole lines stay)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
         data = path.read_bytes()
@@ -92,7 +116,7 @@ def open_for_append(path: Path) -> IO[str]:
 
 
 def append_line(fh: IO[str], row: Mapping[str, Any]) -> None:
-    """One JSON line, written whole, flushed and fsynced."""
+    """One JSON line, its newline last (a write cut short leaves a torn line), flushed and fsynced."""
     fh.write(json.dumps(row, separators=(",", ":")) + "\n")
     fh.flush()
     os.fsync(fh.fileno())

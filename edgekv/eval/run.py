@@ -37,7 +37,7 @@ from edgekv.llama.build import device_is_gpu
 from edgekv.llama.generation import EngineStats, Finished, Forcing, Request
 from edgekv.llama.records import Measured
 from edgekv.llama.runner import LoadedModel
-from edgekv.llama.sampling import DEVICE_PLACES, Sampling
+from edgekv.llama.sampling import SamplerPlace, Sampling
 from edgekv.llama.vocab import Vocab
 from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
@@ -80,7 +80,7 @@ class EvalConfig:
     slots: int | None = None  # sequences decoded together; None: as many as fit, up to DEFAULT_MAX_SLOTS
     n_threads: int | None = None
     margin_bytes: int = 0
-    sampler: str = "auto"  # where the sampler chains run: auto, host, full, backend, split (edgekv.llama.sampling)
+    sampler: SamplerPlace = SamplerPlace.AUTO  # where the sampler chains run
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +241,7 @@ def _choose_slots(config: EvalConfig, spec: Any, n_ctx_seq: int, n_todo: int) ->
     while s >= 1:
         cfg = RunConfig(
             n_ctx=s * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=s,
-            n_gpu_layers=config.n_gpu_layers, flash_attn=True, device_sampling=config.sampler in DEVICE_PLACES,
+            n_gpu_layers=config.n_gpu_layers, flash_attn=True, device_sampling=config.sampler.on_device,
         )  # fmt: skip
         try:
             return session.prepare(

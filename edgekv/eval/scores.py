@@ -1,15 +1,13 @@
 """Reading eval's results (JSONL, schema 1) into per-configuration score tables.
 
 One ``{"type": "problem"}`` line per problem and configuration, one ``{"type": "summary"}`` line per
-finished configuration (``edgekv.eval.run.evaluate`` writes them). Frontier and calibration work on
-these tables only, so they can be tested on constructed result sets. Stdlib only.
-
-A killed run can leave a torn last line: a line that is not JSON is skipped (logged), never fatal.
+finished configuration (``edgekv.eval.run.evaluate`` writes them; ``edgekv.eval.results`` owns the
+format and reads the lines, by its torn-line rule). Frontier and calibration work on these tables
+only, so they can be tested on constructed result sets. Stdlib only.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekv.errors import SpecError
+from edgekv.eval.results import RESULT_TYPES, read_lines
 from edgekv.logconfig import get_logger
 
 logger = get_logger(__name__)
-
-SCHEMA = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +98,13 @@ def read_results(paths: Iterable[str | os.PathLike[str]], *, include_partial: bo
     without a summary line (an unfinished run) are left out unless ``include_partial``.
 
     Raises:
-        SpecError: a path that does not exist or a line of another schema.
+        SpecError: a path that does not exist, a damaged line or a line of another schema
+            (``results.read_lines``), or a result line that lacks what a score needs.
     """
     by_id: dict[str, ConfigResult] = {}
     for path in _paths(paths):
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    logger.warning("%s:%d is not JSON (a torn line from a killed run?); skipped", path, n)
-                    continue
-                if not isinstance(row, dict) or row.get("type") not in ("problem", "summary"):
-                    continue
-                if row.get("schema") != SCHEMA:
-                    raise SpecError(f"{path}:{n} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
+        for n, row in read_lines(path):
+            if row.get("type") in RESULT_TYPES:
                 _add(by_id, row, path, n)
     out = [r for r in by_id.values() if r.complete or include_partial]
     dropped = len(by_id) - len(out)
@@ -138,18 +125,3 @@ def _add(by_id: dict[str, ConfigResult], row: Mapping[str, Any], path: Path, n: 
             res.problems[str(row["problem_id"])] = _scores(row)
     except (KeyError, TypeError, ValueError) as e:
         raise SpecError(f"{path}:{n} is not an eval result line: {e!r}") from None
-
-
-def summary_written(path: Path) -> bool:
-    """True when ``path`` (one configuration's results) ends its run with a summary line."""
-    if not path.is_file():
-        return False
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if '"summary"' in line:
-                try:
-                    if json.loads(line).get("type") == "summary":
-                        return True
-                except json.JSONDecodeError:
-                    continue
-    return False

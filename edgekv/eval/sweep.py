@@ -35,7 +35,8 @@ from typing import Any, Protocol
 
 from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, SpecError
 from edgekv.eval.frontier import Frontier, PickMark, frontier
-from edgekv.fsutil import incomplete_path
+from edgekv.fsutil import write_atomic
+from edgekv.llama.sampling import SamplerPlace
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.plan.fit import context_cap, footprint_at
@@ -225,7 +226,7 @@ def result_path(out_dir: Path, item: SweepItem) -> Path:
 
 
 def is_done(out_dir: Path, item: SweepItem) -> bool:
-    from edgekv.eval.scores import summary_written
+    from edgekv.eval.results import summary_written
 
     return summary_written(result_path(out_dir, item))
 
@@ -241,9 +242,7 @@ def manifest_dict(plan: SweepPlan, out_dir: Path) -> dict[str, Any]:
 def write_manifest(plan: SweepPlan, out_dir: Path) -> Path:
     """``OUT/sweep.json``, written as ``.incomplete`` then renamed."""
     path = out_dir / MANIFEST
-    tmp = incomplete_path(path)
-    tmp.write_text(json.dumps(manifest_dict(plan, out_dir), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(manifest_dict(plan, out_dir), indent=1) + "\n")
     return path
 
 
@@ -360,7 +359,7 @@ class EvalBackend:
     loader: Callable[[str], AbstractContextManager[Any]] | None = None
     problems: Sequence[Any] | None = None
     slots: int | None = None  # sequences decoded together (eval's --slots); None: eval's default
-    sampler: str = "auto"  # where the sampler chains run (eval's --sampler)
+    sampler: SamplerPlace = SamplerPlace.AUTO  # where the sampler chains run (eval's --sampler)
     n_threads: int | None = None  # llama.cpp's CPU threads (eval's --threads); None: all cores
 
     def load(self, item: SweepItem) -> AbstractContextManager[Any]:

@@ -70,11 +70,22 @@ def _http_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def hub_errors(
-    repo_id: str, *, filename: str | None = None, revision: str | None = None, endpoint: str | None = None
+    repo_id: str,
+    *,
+    filename: str | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    repo_type: str = "model",
 ) -> Iterator[None]:
-    """Translate what huggingface_hub (or its HTTP library) raises into one HubError."""
-    what = f"{repo_id}/{filename}" if filename else repo_id
+    """Translate what huggingface_hub (or its HTTP library) raises into one HubError.
+
+    ``repo_type`` "dataset" names the repo as a dataset and points at its page under /datasets/.
+    """
+    dataset = repo_type == "dataset"
+    repo = f"dataset {repo_id}" if dataset else repo_id
+    what = f"{repo}/{filename}" if filename else repo
     where = resolve_endpoint(endpoint)
+    page = f"{where}/datasets/{repo_id}" if dataset else f"{where}/{repo_id}"
     offline = is_offline()
     try:
         yield
@@ -82,17 +93,17 @@ def hub_errors(
         raise
     except GatedRepoError as e:
         raise HubError(
-            f"{repo_id} is gated: its files need a token from an account that accepted the license",
-            hint=f"accept it at {where}/{repo_id}, then set HF_TOKEN to a read token ({where}/settings/tokens)",
+            f"{repo} is gated: its files need a token from an account that accepted the license",
+            hint=f"accept it at {page}, then set HF_TOKEN to a read token ({where}/settings/tokens)",
         ) from e
     except RepositoryNotFoundError as e:
         raise HubError(
-            f"repository {repo_id} not found on {where}",
+            f"{'dataset' if dataset else 'repository'} {repo_id} not found on {where}",
             hint="check the owner/name spelling; a private repo also needs HF_TOKEN",
         ) from e
     except RevisionNotFoundError as e:
         raise HubError(
-            f"revision {revision!r} not found in {repo_id}",
+            f"revision {revision!r} not found in {repo}",
             hint="use a branch, tag or commit hash of the repo (default: main)",
         ) from e
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
@@ -107,8 +118,8 @@ def hub_errors(
         ) from e
     except EntryNotFoundError as e:
         raise HubError(
-            f"{filename or 'the file'} not found in {repo_id} at revision {revision or 'main'}",
-            hint=f"see the repo's files at {where}/{repo_id}",
+            f"{filename or 'the file'} not found in {repo} at revision {revision or 'main'}",
+            hint=f"see the repo's files at {page}",
         ) from e
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None

@@ -38,9 +38,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekv.errors import KvConfigError
-from edgekv.llama.generation import EngineStats, Finished, Forcing, Request, Sample
+from edgekv.llama.build import device_is_gpu
+from edgekv.llama.generation import (
+    EngineStats,
+    Finished,
+    Forcing,
+    Generation,
+    Request,
+    Sample,
+    SequenceOutput,
+    SequenceTokenCallback,
+)
 from edgekv.llama.runner import Runner
-from edgekv.llama.sampling import Sampling, SlotSamplers
+from edgekv.llama.sampling import SamplerPlace, Sampling, SlotSamplers
 
 
 @dataclass
@@ -90,14 +100,14 @@ class Engine:
         *,
         sampling: Sampling,
         forcing: Forcing,
-        sampler: str = "auto",
+        sampler: SamplerPlace = SamplerPlace.AUTO,
         require_fit: bool = True,
     ) -> None:
         self.runner = runner
         self.require_fit = require_fit  # False: a prompt + budget past a slot's context stops at "context"
         self.sampling = sampling
         self.forcing = forcing
-        self.sampler = sampler  # where the chains run: auto, host, full, backend, split (edgekv.llama.sampling)
+        self.sampler = sampler  # where the chains run
         self.n_slots = runner.n_seq_max
         self.stats = EngineStats()
         self.keep_cache = False
@@ -138,8 +148,12 @@ class Engine:
         exhausted = False
         if not keep_cache:
             self.runner.clear()
-        self.samplers = SlotSamplers(self.runner, self.sampling, self.sampler)
-        self.stats.sampler = self.samplers.where
+        r = self.runner
+        self.samplers = SlotSamplers(
+            r.lib, r.ctx_handle, n_vocab=r.n_vocab, logits=r.logits_rows, on_gpu=device_is_gpu(r.cfg),
+            sampling=self.sampling, where=self.sampler,
+        )  # fmt: skip
+        self.stats.sampler = self.samplers.where.value
         try:
             while True:
                 exhausted = self._admit(slots, waiting, live, source, exhausted)
@@ -148,7 +162,7 @@ class Engine:
                 self._step(slots, live, on_finished, on_token)
         finally:
             self.samplers.close()
-            self.stats.sampler = self.samplers.where
+            self.stats.sampler = self.samplers.where.value
         return self.stats
 
     # -- admission ---------------------------------------------------------------------------
@@ -359,3 +373,37 @@ class Engine:
             t0 = time.perf_counter()
             cb(Finished(lr.request.key, samples, t0 - lr.started))
             self._callback_seconds += time.perf_counter() - t0  # the caller's time, not the step's
+
+
+def generate(
+    runner: Runner,
+    prompt_tokens: Sequence[int],
+    max_tokens: int,
+    *,
+    n_seq: int = 1,
+    sampling: Sampling | None = None,
+    on_token: SequenceTokenCallback | None = None,
+) -> Generation:
+    """Sample ``n_seq`` continuations of one prompt: the engine with one request, no budget cue, and
+    sequence 0's cache kept for the next prompt (a chat's earlier turns decode once).
+
+    Each sequence s samples with seed ``sampling.seed + s``.
+    """
+    if not prompt_tokens:
+        raise KvConfigError("the prompt is empty")
+    if n_seq > runner.n_seq_max:
+        raise KvConfigError(f"{n_seq} parallel sequences, but the context was made for {runner.n_seq_max}")
+    if len(prompt_tokens) >= runner.n_ctx_seq:
+        raise KvConfigError(
+            f"the prompt has {len(prompt_tokens)} tokens; the context holds {runner.n_ctx_seq} per sequence",
+            hint="use a larger --ctx or a shorter prompt",
+        )
+    sampling = sampling or Sampling()
+    engine = Engine(runner, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), require_fit=False)
+    seeds = tuple(sampling.seed + s for s in range(n_seq))
+    done: list[Finished] = []
+    cb = None if on_token is None else (lambda _key, index, tok, piece: on_token(index, tok, piece))
+    st = engine.run([Request(0, tuple(prompt_tokens), seeds)], on_finished=done.append, on_token=cb, keep_cache=True)
+    seqs = tuple(SequenceOutput(s.tokens, s.text, s.finish) for s in done[0].samples)
+    n_eval = st.n_prompt_decoded + 1  # the prompt's last token decodes in the first step
+    return Generation(seqs, len(prompt_tokens), n_eval, st.prompt_seconds, st.step_seconds)

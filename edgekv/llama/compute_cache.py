@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from edgekv.fsutil import write_atomic
 from edgekv.logconfig import get_logger
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import RunConfig
@@ -76,9 +75,6 @@ class ComputeCache:
         data[key] = int(n_bytes)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=CACHE_FILE, suffix=".incomplete", dir=self.path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=0, sort_keys=True)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data, indent=0, sort_keys=True), private=True)
         except OSError as e:  # a cache that cannot be written only costs a dry run next time
             log.warning("cannot write compute cache %s: %s", self.path, e)

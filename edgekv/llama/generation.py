@@ -1,9 +1,10 @@
 """What the batched engine (``edgekv.llama.batch``) takes and gives: requests, budget forcing,
-finished samples and the run's statistics. Plain values, no llama.cpp."""
+finished samples and the run's statistics; and what ``batch.generate`` (one prompt, ``edgekv run``)
+gives. Plain values, no llama.cpp."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -14,7 +15,7 @@ class Forcing:
     ``budget_tokens`` counts what the model wrote before the cue (sampled tokens and injected
     ``wait_tokens``). ``cue_tokens`` are injected while thinking (or always, for a model without
     thinking); ``answer_cue_tokens`` where the model already closed its thinking. No cue: the sample
-    just stops at the budget (``Runner.generate``'s max_tokens).
+    just stops at the budget (``batch.generate``'s max_tokens).
     """
 
     budget_tokens: int
@@ -78,7 +79,7 @@ class EngineStats:
     accept_seconds: float = 0.0  # budget forcing, stop checks, finished samples' text (Python)
     max_live: int = 0
     n_moves: int = 0  # slots moved down to keep live sequence ids consecutive
-    sampler: str = ""  # where the sampler chains ran (edgekv.llama.sampling)
+    sampler: str = ""  # where the sampler chains ran: a SamplerPlace's value (edgekv.llama.sampling)
 
     def step_parts_ms(self) -> dict[str, float]:
         """Milliseconds per decode step, by part (what is not ``wait`` is edgekv's, or the host sampler's)."""
@@ -90,3 +91,37 @@ class EngineStats:
     def decode_tps(self) -> float:
         """Sampled tokens per second of the decode steps (the aggregate over all slots)."""
         return self.n_sampled / self.step_seconds if self.step_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceOutput:
+    tokens: tuple[int, ...]
+    text: str
+    finish: str  # "eog" (end-of-generation token), "length" (max_tokens) or "context" (KV full)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What ``batch.generate`` produced, with its timings (time.perf_counter)."""
+
+    sequences: tuple[SequenceOutput, ...]
+    n_prompt: int
+    n_prompt_evaluated: int  # prompt tokens decoded now (the rest was still in the KV cache)
+    prompt_seconds: float
+    decode_seconds: float
+
+    @property
+    def n_generated(self) -> int:
+        return sum(len(s.tokens) for s in self.sequences)
+
+    @property
+    def prompt_tps(self) -> float:
+        return self.n_prompt_evaluated / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
+
+    @property
+    def decode_tps(self) -> float:
+        steps = max(self.n_generated - len(self.sequences), 0)  # the first tokens come from the prompt
+        return steps / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+SequenceTokenCallback = Callable[[int, int, str], None]  # (sequence index, token id, text piece)

@@ -1,8 +1,8 @@
-"""llama.cpp's log: capture it (:class:`LlamaLog`) and read its buffer sizes (:func:`parse_buffers`).
+"""llama.cpp's log: capture it (:class:`LlamaLog`, the one capture: loading, contexts, quantizing)
+and read its buffer sizes (:func:`parse_buffers`).
 
-Split from ``runtime``, which re-exports every name here and stays the only module that loads
-models. llama_cpp is imported inside the functions that call it, never at module level, so the
-parsing can be used (and tested) without llama-cpp-python.
+llama_cpp is imported inside the functions that call it, never at module level, so the parsing can
+be used (and tested) without llama-cpp-python.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,14 +179,17 @@ def parse_buffers(lines: Sequence[str], *, dry_run: bool = False) -> LlamaBuffer
 class LlamaLog:
     """Capture llama.cpp's log while open; restore the previous callback on close.
 
-    ``echo`` forwards each line to the ``edgekv.llama`` logger (shown with -vv). ``keep_debug``:
-    whether DEBUG lines are kept (a runner stops keeping them once its context is made: on a CUDA
-    build every decode step logs one, "CUDA Graph id N reused", which would grow the list by a line
-    a step for the runner's life; the lines edgekv parses are INFO).
+    ``echo`` forwards each line to the ``edgekv.llama`` logger (shown with -vv); ``on_line(level,
+    line)`` sees each line as it completes (ggml's level: 2 INFO, 3 WARN, 4 ERROR; it runs inside
+    llama.cpp's callback, so it must not raise). ``keep_debug``: whether DEBUG lines are kept (a
+    runner stops keeping them once its context is made: on a CUDA build every decode step logs one,
+    "CUDA Graph id N reused", which would grow the list by a line a step for the runner's life; the
+    lines edgekv parses are INFO).
     """
 
-    def __init__(self, *, echo: bool = False) -> None:
+    def __init__(self, *, echo: bool = False, on_line: Callable[[int, str], None] | None = None) -> None:
         self.echo = echo
+        self.on_line = on_line
         self.lines: list[tuple[int, str]] = []
         self._partial = ""
         self._level = 2
@@ -211,6 +214,8 @@ class LlamaLog:
         self.lines.append((self._level, line))
         if self.echo:
             llama_log.log(_GGML_LEVELS.get(self._level, logging.DEBUG), "%s", line)
+        if self.on_line is not None:
+            self.on_line(self._level, line)
 
     def __enter__(self) -> LlamaLog:
         llama_cpp = _llama_cpp()

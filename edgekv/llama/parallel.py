@@ -22,7 +22,7 @@ from typing import Any
 from edgekv.errors import DoesNotFit
 from edgekv.llama import session as sess
 from edgekv.llama.records import Stats
-from edgekv.llama.sampling import DEVICE_PLACES, Sampling
+from edgekv.llama.sampling import SamplerPlace, Sampling
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, pad
 
 
@@ -73,7 +73,7 @@ def bench_parallel(
     n_gen: int = 256,
     reps: int = 3,
     sampling: Sampling | None = None,
-    sampler: str = "auto",
+    sampler: SamplerPlace = SamplerPlace.AUTO,
     vram_bytes: int | Sequence[int] | None = None,
     cap_text: str | None = None,
     n_threads: int | None = None,
@@ -89,7 +89,7 @@ def bench_parallel(
     out: list[ParallelRecord] = []
     for g in n_seqs:
         per_seq = pad(n_prompt + n_gen + 1, KV_PAD_CELLS)
-        cfg = replace(base, n_seq=g, n_ctx=per_seq * g, device_sampling=sampler in DEVICE_PLACES)
+        cfg = replace(base, n_seq=g, n_ctx=per_seq * g, device_sampling=sampler.on_device)
         head = (p.name, g, n_prompt, n_gen, cfg.type_k.value, cfg.type_v.value, cfg.n_ctx)
         try:
             prepared = sess.prepare(p, cfg, vram_bytes=vram_bytes, cap_text=cap_text, verbose=verbose)

@@ -1,4 +1,4 @@
-"""Quantize a GGUF with llama.cpp's llama_model_quantize: importance matrices, log capture, progress.
+"""Quantize a GGUF with llama.cpp's llama_model_quantize: importance matrices, progress from its log.
 
 The only place besides the runner that calls llama.cpp; ``edgekv.convert`` builds its ladder on it.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import LlamaError, ModelFileNotFound, RuntimeUnavailable, SpecError
-from edgekv.fsutil import BeforeRename, disk_full, incomplete_path
+from edgekv.fsutil import BeforeRename, atomic_output, disk_full
+from edgekv.llama.log import LlamaLog
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import WeightQuant
 
@@ -113,20 +114,15 @@ def _load_imatrix_legacy(p: Path) -> Imatrix:
     return Imatrix(p, entries, datasets, chunks)
 
 
-class _LlamaLog:
-    """Routes llama.cpp's log into our logger while quantizing (the library never prints) and
-    keeps the lines, so a failure can name llama.cpp's reason and progress can follow tensors."""
-
-    active: _LlamaLog | None = None
-    _callback: Any = None
+class _TensorProgress:
+    """What quantizing reads of llama.cpp's log lines (captured by ``log.LlamaLog``): each goes to our
+    logger (the library never prints) and a tensor's ``[ i/ n]`` line to ``on_tensor``."""
 
     def __init__(self, on_tensor: Callable[[int, int], None] | None) -> None:
-        self.lines: list[str] = []
         self.on_tensor = on_tensor
         self.error: BaseException | None = None
 
-    def feed(self, text: str) -> None:
-        self.lines.append(text)
+    def line(self, _level: int, text: str) -> None:
         logger.debug("llama.cpp: %s", text.rstrip())
         m = re.match(r"\[\s*(\d+)/\s*(\d+)\]", text)
         if m and self.on_tensor is not None and self.error is None:
@@ -135,28 +131,11 @@ class _LlamaLog:
             except BaseException as e:  # a callback cannot raise through C; re-raised afterwards
                 self.error = e
 
-    def reason(self) -> str | None:
-        text = "".join(self.lines)
-        hits = [ln.strip() for ln in text.splitlines() if "error" in ln.lower() or "failed" in ln.lower()]
-        return hits[-1] if hits else None
 
-
-def _install_log(llama_cpp: Any) -> Callable[[], None]:
-    if _LlamaLog._callback is None:
-
-        def _cb(level: int, text: bytes, user_data: Any) -> None:
-            if _LlamaLog.active is not None:
-                _LlamaLog.active.feed(text.decode("utf-8", errors="replace"))
-
-        _LlamaLog._callback = llama_cpp.llama_log_callback(_cb)
-    llama_cpp.llama_log_set(_LlamaLog._callback, ctypes.c_void_p(0))
-
-    def restore() -> None:
-        from llama_cpp import _logger
-
-        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
-
-    return restore
+def _failure_reason(lines: list[str]) -> str | None:
+    """llama.cpp's reason for a failed quantize: its last line that says "error" or "failed"."""
+    hits = [ln.strip() for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return hits[-1] if hits else None
 
 
 def _imatrix_params(llama_cpp: Any, params: Any, im: Imatrix) -> list[Any]:
@@ -225,29 +204,18 @@ def quantize_gguf(
     params.nthread = threads or 0
     params.allow_requantize = allow_requantize
     keep = _imatrix_params(llama_cpp, params, im) if im is not None else []
-    tmp = incomplete_path(out)
-    log = _LlamaLog(on_tensor)
+    progress = _TensorProgress(on_tensor)
     llama_cpp.llama_backend_init()
-    restore = _install_log(llama_cpp)
-    _LlamaLog.active = log
-    try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-        del keep
-        if log.error is not None:
-            raise log.error
+    with atomic_output(out, before_rename=before_rename, need_bytes=need_bytes) as tmp:
+        with LlamaLog(on_line=progress.line) as cap:
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+            del keep
+        if progress.error is not None:
+            raise progress.error
         if rc != 0 or not tmp.is_file():
-            reason = log.reason()
+            reason = _failure_reason(cap.text())
             if reason and _WRITE_FAILED in reason:  # its std::ofstream threw: the output could not be written
                 written = tmp.stat().st_size if tmp.is_file() else None
                 raise disk_full(out, need_bytes=need_bytes, written_bytes=written, cause=f"llama.cpp: {reason}")
             raise LlamaError(f"llama_model_quantize failed to make {q.value} from {src}", reason=reason)
-        if before_rename is not None:
-            before_rename(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        _LlamaLog.active = None
-        restore()
     return out

@@ -12,8 +12,8 @@ how the compute buffer is measured cheaply.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,46 +21,11 @@ from typing import Any
 from edgekv.errors import KvConfigError, LlamaError
 from edgekv.llama.build import check_cfg, check_path, context_params, llama_lib, model_params
 from edgekv.llama.log import LlamaBuffers, LlamaLog
-from edgekv.llama.sampling import Sampling
 from edgekv.llama.vocab import Vocab
 from edgekv.logconfig import get_logger
 from edgekv.plan.memory import RunConfig
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SequenceOutput:
-    tokens: tuple[int, ...]
-    text: str
-    finish: str  # "eog" (end-of-generation token), "length" (max_tokens) or "context" (KV full)
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """What ``Runner.generate`` produced, with its timings (time.perf_counter)."""
-
-    sequences: tuple[SequenceOutput, ...]
-    n_prompt: int
-    n_prompt_evaluated: int  # prompt tokens decoded now (the rest was still in the KV cache)
-    prompt_seconds: float
-    decode_seconds: float
-
-    @property
-    def n_generated(self) -> int:
-        return sum(len(s.tokens) for s in self.sequences)
-
-    @property
-    def prompt_tps(self) -> float:
-        return self.n_prompt_evaluated / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
-
-    @property
-    def decode_tps(self) -> float:
-        steps = max(self.n_generated - len(self.sequences), 0)  # the first tokens come from the prompt
-        return steps / self.decode_seconds if self.decode_seconds > 0 else 0.0
-
-
-TokenCallback = Callable[[int, int, str], None]  # (sequence index, token id, text piece)
 
 
 class Runner(Vocab):
@@ -262,43 +227,6 @@ class Runner(Vocab):
     def note_cached(self, tokens: Sequence[int]) -> None:
         """Record what sequence 0 holds now (so the next prompt reuses the common prefix)."""
         self._cached = list(tokens)
-
-    def generate(
-        self,
-        prompt_tokens: Sequence[int],
-        max_tokens: int,
-        *,
-        n_seq: int = 1,
-        sampling: Sampling | None = None,
-        on_token: TokenCallback | None = None,
-    ) -> Generation:
-        """Sample ``n_seq`` continuations of one prompt: the batched engine (``edgekv.llama.batch``)
-        with one request, no budget cue, and sequence 0's cache kept for the next prompt.
-
-        Each sequence s samples with seed ``sampling.seed + s``.
-        """
-        from edgekv.llama.batch import Engine
-        from edgekv.llama.generation import Forcing, Request
-
-        if not prompt_tokens:
-            raise KvConfigError("the prompt is empty")
-        if n_seq > self.n_seq_max:
-            raise KvConfigError(f"{n_seq} parallel sequences, but the context was made for {self.n_seq_max}")
-        if len(prompt_tokens) >= self.n_ctx_seq:
-            raise KvConfigError(
-                f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.n_ctx_seq} per sequence",
-                hint="use a larger --ctx or a shorter prompt",
-            )
-        sampling = sampling or Sampling()
-        engine = Engine(self, sampling=sampling, forcing=Forcing(budget_tokens=max_tokens), require_fit=False)
-        seeds = tuple(sampling.seed + s for s in range(n_seq))
-        done: list[Any] = []
-        cb = None if on_token is None else (lambda _key, index, tok, piece: on_token(index, tok, piece))
-        st = engine.run([Request(0, tuple(prompt_tokens), seeds)], on_finished=done.append, on_token=cb,
-                        keep_cache=True)  # fmt: skip
-        seqs = tuple(SequenceOutput(s.tokens, s.text, s.finish) for s in done[0].samples)
-        n_eval = st.n_prompt_decoded + 1  # the prompt's last token decodes in the first step
-        return Generation(seqs, len(prompt_tokens), n_eval, st.prompt_seconds, st.step_seconds)
 
 
 class LoadedModel(Vocab):

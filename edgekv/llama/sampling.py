@@ -2,7 +2,7 @@
 
 Every sample has its own chain (top-k, top-p, min-p, temperature, dist with the sample's seed; greedy
 when asked), so its tokens do not depend on which other samples share the batch. Where a chain runs
-is a setting (``where``):
+is a setting (``where``, a :class:`SamplerPlace`):
 
 * ``"backend"``: llama.cpp's backend sampling (``llama_set_sampler``, marked EXPERIMENTAL in this
   llama.cpp). A live slot's chain is attached to its sequence id and becomes part of the decode graph,
@@ -46,19 +46,39 @@ which path ran.
 from __future__ import annotations
 
 import ctypes
+import enum
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgekv.errors import KvConfigError, LlamaError
-from edgekv.llama.build import device_is_gpu
+from edgekv.errors import KvConfigError, LlamaError, parse_choice
 
-if TYPE_CHECKING:
-    from edgekv.llama.runner import Runner
 
-SAMPLER_PLACES = ("auto", "host", "full", "backend", "split")
-DEVICE_PLACES = ("backend", "split")  # chains attached to the decode graph
+class SamplerPlace(str, enum.Enum):
+    """Where the sampler chains run (``--sampler``; the module docstring says how each works)."""
+
+    AUTO = "auto"
+    HOST = "host"
+    FULL = "full"
+    BACKEND = "backend"
+    SPLIT = "split"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, text: str) -> SamplerPlace:
+        return parse_choice(cls, text, text=text, what="sampler place")
+
+    @property
+    def on_device(self) -> bool:
+        """The chains are attached to the decode graph, whose compute buffer then holds a second copy
+        of the logits: the memory model counts it (``RunConfig.device_sampling``)."""
+        return self in (SamplerPlace.BACKEND, SamplerPlace.SPLIT)
+
+
 THREADS_ENV = "EDGEKV_SAMPLER_THREADS"  # "full" sampling threads, overriding the default below
 MAX_SAMPLER_THREADS = 8  # host sampling threads (a row costs 0.1-0.6 ms; more threads cost more to start)
 # Logits per sampling thread: a thread's wake-up and hand-back cost ~0.05-0.4 ms (more on a busy
@@ -102,17 +122,16 @@ def new_chain(lib: Any, sampling: Sampling, seed: int) -> Any:
     return chain
 
 
-def resolve_place(where: str, sampling: Sampling) -> str:
-    """``"auto"`` made concrete for this runner (see the module docstring)."""
-    if where not in SAMPLER_PLACES:
-        raise KvConfigError(f"unknown sampler place {where!r}", hint="one of " + ", ".join(SAMPLER_PLACES))
-    if where == "split":
+def resolve_place(where: SamplerPlace, sampling: Sampling) -> SamplerPlace:
+    """``auto`` made concrete for these settings (see the module docstring)."""
+    where = SamplerPlace.parse(where)
+    if where is SamplerPlace.SPLIT:
         if sampling.is_greedy:
-            return "backend"
+            return SamplerPlace.BACKEND
         if sampling.top_k <= 0:
             raise KvConfigError("the split path cuts the top k first: it needs top_k > 0", hint="--sampler host")
-    if where in ("auto", "host"):
-        return "host" if sampling.is_greedy or sampling.top_k > 0 else "full"
+    if where in (SamplerPlace.AUTO, SamplerPlace.HOST):
+        return SamplerPlace.HOST if sampling.is_greedy or sampling.top_k > 0 else SamplerPlace.FULL
     return where
 
 
@@ -177,11 +196,28 @@ class _CandidateRows:
 
 
 class SlotSamplers:
-    """The chains of the engine's slots and the one call per step that samples every live slot."""
+    """The chains of the engine's slots and the one call per step that samples every live slot.
 
-    def __init__(self, runner: Runner, sampling: Sampling, where: str = "auto") -> None:
-        self.runner = runner
-        self.lib = runner.lib
+    What it reads of the context is passed in: llama_cpp (``lib``), the llama_context pointer
+    (``ctx``), the vocabulary size, ``logits(n_rows)`` (the last decode's output rows as an
+    (n_rows, n_vocab) array) and whether llama.cpp decodes on a GPU (``on_gpu``).
+    """
+
+    def __init__(
+        self,
+        lib: Any,
+        ctx: Any,
+        *,
+        n_vocab: int,
+        logits: Callable[[int], Any],
+        on_gpu: bool,
+        sampling: Sampling,
+        where: SamplerPlace = SamplerPlace.AUTO,
+    ) -> None:
+        self.lib = lib
+        self.ctx = ctx
+        self.n_vocab = n_vocab
+        self.logits = logits
         self.sampling = sampling
         self.where = resolve_place(where, sampling)
         self._chains: dict[int, Any] = {}  # each slot's full chain (on the device for "backend")
@@ -203,7 +239,7 @@ class SlotSamplers:
         # leaves the caches cold and the cut's dozen numpy calls then cost more than the C chain over
         # the row (one row on the 2-core box: Qwen's vocabulary 0.36 vs 0.24 ms, gemma-3's 0.40 vs 0.38;
         # 4 rows: 0.55 vs 0.84, 0.65 vs 1.62). Both give the same tokens.
-        self.cut_min_rows = 1 if device_is_gpu(runner.cfg) else 2
+        self.cut_min_rows = 1 if on_gpu else 2
 
     # slot lifecycle ---------------------------------------------------------------------------
     def start(self, slot: int, seed: int) -> None:
@@ -212,11 +248,11 @@ class SlotSamplers:
         chain = new_chain(self.lib, self.sampling, seed)
         self._chains[slot] = chain
         device = None
-        if self.where == "split":
+        if self.where is SamplerPlace.SPLIT:
             device = self.lib.llama_sampler_chain_init(self.lib.llama_sampler_chain_default_params())
             self.lib.llama_sampler_chain_add(device, self.lib.llama_sampler_init_top_k(self.sampling.top_k))
             self._device[slot] = device
-        elif self.where == "backend":
+        elif self.where is SamplerPlace.BACKEND:
             device = chain
         if device is not None and not self._attach(slot, device):  # llama.cpp refuses only a tensor split
             raise LlamaError("llama.cpp cannot run the sampler chain in the decode graph", hint="--sampler host")
@@ -226,7 +262,7 @@ class SlotSamplers:
         chain = self._chains.pop(src)
         device = self._device.pop(src, None)
         self.stop(dst)
-        if self.where == "backend":  # a chain is set up for one sequence once: attach a clone
+        if self.where is SamplerPlace.BACKEND:  # a chain is set up for one sequence once: attach a clone
             chain = self._reattach(src, dst, chain)
         elif device is not None:
             self._device[dst] = self._reattach(src, dst, device)
@@ -237,7 +273,7 @@ class SlotSamplers:
         chain = self._chains.pop(slot, None)
         if chain is None:
             return
-        if self.where in DEVICE_PLACES:
+        if self.where.on_device:
             self._attach(slot, None)
         device = self._device.pop(slot, None)
         if device is not None:
@@ -257,7 +293,7 @@ class SlotSamplers:
         return self._pool
 
     def _attach(self, slot: int, chain: Any) -> bool:
-        return bool(self.lib.llama_set_sampler(self.runner.ctx_handle, slot, chain))
+        return bool(self.lib.llama_set_sampler(self.ctx, slot, chain))
 
     def _reattach(self, src: int, dst: int, chain: Any) -> Any:
         """Detach ``chain`` from ``src``, attach a clone of it (its state too) to ``dst``; the clone."""
@@ -270,9 +306,9 @@ class SlotSamplers:
     # one step ---------------------------------------------------------------------------------
     def pick(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
         """The next token of every live slot; ``out_row``: slot -> (output row, batch row)."""
-        lib, ctx = self.lib, self.runner.ctx_handle
+        lib, ctx = self.lib, self.ctx
         picks: dict[int, int] = {}
-        if self.where == "backend":
+        if self.where is SamplerPlace.BACKEND:
             for sid, (_, batch_row) in out_row.items():
                 tok = int(lib.llama_get_sampled_token_ith(ctx, batch_row))
                 if tok < 0:
@@ -280,9 +316,9 @@ class SlotSamplers:
                 lib.llama_sampler_accept(self._chains[sid], tok)  # commits the dist draw (generator state)
                 picks[sid] = tok
             return picks
-        if self.where == "full":
+        if self.where is SamplerPlace.FULL:
             return self._pick_full(out_row)
-        if self.where == "host":
+        if self.where is SamplerPlace.HOST:
             return self._pick_host(out_row)
         import numpy as np
 
@@ -300,14 +336,14 @@ class SlotSamplers:
         top-k makes the exact cut) on its row's; rows in ``cut_threads`` contiguous parts at once."""
         import numpy as np
 
-        logits = self.runner.logits_rows(len(out_row))  # output rows are in slot order (also for _pick_full)
+        logits = self.logits(len(out_row))  # output rows are in slot order (also for _pick_full)
         if self.sampling.is_greedy:
             best = np.argmax(logits, axis=1).tolist()
             return {sid: best[row] for sid, (row, _) in out_row.items()}
         n = len(out_row)
         if n < self.cut_min_rows:
             return self._pick_full(out_row)
-        m = candidates_width(self.runner.n_vocab, self.sampling.top_k)
+        m = candidates_width(self.n_vocab, self.sampling.top_k)
         if self._rows is None or len(self._rows.arrays) < n or self._rows.k != m:
             self._rows = _CandidateRows(self.lib, max(n, len(self._chains)), m)
         by_row = [sid for sid, _ in sorted(out_row.items(), key=lambda item: item[1][0])]
@@ -341,7 +377,7 @@ class SlotSamplers:
         return out
 
     def _pick_full(self, out_row: dict[int, tuple[int, int]]) -> dict[int, int]:
-        lib, ctx, chains = self.lib, self.runner.ctx_handle, self._chains
+        lib, ctx, chains = self.lib, self.ctx, self._chains
         rows = [(sid, chains[sid], batch_row) for sid, (_, batch_row) in out_row.items()]
 
         def run(part: list[tuple[int, Any, int]]) -> list[tuple[int, int]]:
@@ -349,7 +385,7 @@ class SlotSamplers:
 
         picks = dict(run(rows[:1]))  # the first read after a decode reorders llama.cpp's output rows
         rest = rows[1:]
-        n = min(self.n_threads, len(rest), len(rest) * self.runner.n_vocab // LOGITS_PER_THREAD)
+        n = min(self.n_threads, len(rest), len(rest) * self.n_vocab // LOGITS_PER_THREAD)
         if n <= 1:
             picks.update(run(rest))
             return picks

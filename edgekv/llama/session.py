@@ -19,7 +19,9 @@ from edgekv.errors import KvConfigError, RuntimeUnavailable
 from edgekv.llama import build as lbuild
 from edgekv.llama import runner as runtime
 from edgekv.llama import vram
+from edgekv.llama.batch import generate
 from edgekv.llama.compute_cache import ComputeCache, cache_key
+from edgekv.llama.generation import Generation, SequenceTokenCallback
 from edgekv.llama.log import is_host_buffer
 from edgekv.llama.records import Measured
 from edgekv.llama.sampling import Sampling
@@ -324,7 +326,7 @@ def device_name(gpu: bool) -> str:
 class RunOutput:
     """What one ``run`` produced: the generations (one per turn) and the memory measured after."""
 
-    generations: list[runtime.Generation]
+    generations: list[Generation]
     measured: Measured
     measured_per_device: list[dict[str, int | str | None]] = field(default_factory=list)  # a layer split
 
@@ -338,7 +340,7 @@ def run_prompt(
     raw: bool = False,
     n_threads: int | None = None,
     verbose: bool = False,
-    on_token: runtime.TokenCallback | None = None,
+    on_token: SequenceTokenCallback | None = None,
 ) -> RunOutput:
     """Load the prepared configuration, sample ``n_seq`` continuations of ``prompt`` and measure.
 
@@ -348,7 +350,7 @@ def run_prompt(
         runner = session.runner
         text = prompt if raw else runner.apply_chat_template([{"role": "user", "content": prompt}])
         tokens = runner.tokenize(text)
-        gen = runner.generate(tokens, max_tokens, n_seq=prepared.cfg.n_seq, sampling=sampling, on_token=on_token)
+        gen = generate(runner, tokens, max_tokens, n_seq=prepared.cfg.n_seq, sampling=sampling, on_token=on_token)
         return RunOutput([gen], measure(session), measure_devices(session))
 
 
@@ -365,7 +367,7 @@ def run_chat(
     sampling: Sampling,
     n_threads: int | None = None,
     verbose: bool = False,
-    on_token: runtime.TokenCallback | None = None,
+    on_token: SequenceTokenCallback | None = None,
     on_turn_end: Callable[[], None] | None = None,
 ) -> RunOutput:
     """One turn per line; earlier turns stay in the KV cache (only the new tokens decode)."""
@@ -378,7 +380,7 @@ def run_chat(
                 continue
             messages.append({"role": "user", "content": line.strip()})
             tokens = runner.tokenize(runner.apply_chat_template(messages))
-            gen = runner.generate(tokens, max_tokens, sampling=sampling, on_token=on_token)
+            gen = generate(runner, tokens, max_tokens, sampling=sampling, on_token=on_token)
             if on_turn_end is not None:
                 on_turn_end()
             messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})

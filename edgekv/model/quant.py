@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edgekv.errors import BadArgument
+from edgekv.errors import BadArgument, parse_choice
 
 __all__ = [
     "GGML_TYPES",
@@ -95,11 +95,7 @@ class KvType(str, enum.Enum):
 
     @classmethod
     def parse(cls, text: str) -> KvType:
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            known = ", ".join(k.value for k in cls)
-            raise BadArgument(f"unknown KV cache type {text!r}", hint=f"use one of: {known}") from None
+        return parse_choice(cls, text.strip().lower(), text=text, what="KV cache type")
 
     @property
     def ggml(self) -> GgmlType:
@@ -157,11 +153,7 @@ class WeightQuant(str, enum.Enum):
     @classmethod
     def parse(cls, text: str) -> WeightQuant:
         key = text.strip().upper().replace("-", "_").replace(".", "_")
-        try:
-            return cls(key)
-        except ValueError:
-            known = ", ".join(q.value for q in cls)
-            raise BadArgument(f"unknown weight quant {text!r}", hint=f"use one of: {known}") from None
+        return parse_choice(cls, key, text=text, what="weight quant")
 
     @property
     def ftype(self) -> int:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgekv.fsutil import write_atomic
 from edgekv.model.archs import gguf_arch, gguf_tensors
 from edgekv.model.quant import WeightQuant
 from edgekv.model.quantrules import quantized_types
@@ -76,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if new != data:
             stale.append(path.name)
             if not check:
-                tmp = path.with_suffix(".json.incomplete")
-                tmp.write_text(json.dumps(new, indent=1) + "\n")
-                tmp.replace(path)
+                write_atomic(path, json.dumps(new, indent=1) + "\n")
     if check and stale:
         sys.stderr.write(f"stale catalog files (run python -m edgekv.plan.catalog_build): {', '.join(stale)}\n")
         return 1

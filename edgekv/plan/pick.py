@@ -36,7 +36,7 @@ from edgekv.plan.policy import pick as rank
 
 if TYPE_CHECKING:
     from edgekv.plan.devices import DeviceBudget
-    from edgekv.plan.timing import CardSpeed
+    from edgekv.plan.speed import CardSpeed
 
 DEFAULT_FAMILY = "qwen3"  # the family the paper measured
 DEFAULT_TOP = 5

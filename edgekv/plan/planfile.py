@@ -20,7 +20,7 @@ from edgekv.plan.llama_settings import llama_args
 from edgekv.plan.plans import Budget, PickResult, Plan
 
 if TYPE_CHECKING:
-    from edgekv.plan.timing import PlanTime
+    from edgekv.plan.speed import PlanTime
 
 SCHEMA = 1
 MAX_PLAN_FILE_BYTES = 16 << 20  # a plan file is a few KB; refuse to parse something huge

@@ -24,7 +24,7 @@ from edgekv.units import GIB
 
 if TYPE_CHECKING:
     from edgekv.plan import devices as multi
-    from edgekv.plan.timing import PickSpeed
+    from edgekv.plan.speed import PickSpeed
 
 # Paper constants (arXiv 2510.10964), named and settable through Policy.
 E1_BYTES = round(4.19 * GIB)  # "8-bit 4B": Qwen3-4B at 8 bits, the scale threshold (rule 1, 2)
@@ -187,7 +187,7 @@ class PickResult:
     budget: Budget
     n_considered: int
     enumerated: tuple[Plan, ...] = ()  # every fitting plan, unranked (``pick(plans=...)`` reuses them)
-    speed: PickSpeed | None = None  # the plans timed on a named card (edgekv.plan.timing); None without one
+    speed: PickSpeed | None = None  # the plans timed on a named card (edgekv.plan.timing.timed); None without one
 
 
 def capped_bytes(opt: ModelOption, max_bits: int) -> int:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.logconfig import get_logger
-from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, fit
-from edgekv.plan.timing import CardSpeed
+from edgekv.plan.speed import DEFAULT_SPEED, CardSpeed, DecodeSample, SpeedModel, fit
 from edgekv.settings import user_dir
 
 if TYPE_CHECKING:

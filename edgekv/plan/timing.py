@@ -19,85 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from edgekv.model.quant import KvType
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, kv_bytes_per_token
 from edgekv.plan.plans import ModelOption, PickResult, Plan, Policy
-from edgekv.plan.speed import DEFAULT_SPEED, SpeedModel
+from edgekv.plan.speed import CardSpeed, PickSpeed, PlanTime
 
-if TYPE_CHECKING:
-    from edgekv.plan.card import Card
-
-PROMPT_TOKENS = 512  # the question: a long competition problem or a code task with context
 HOST_BANDWIDTH_RATIO = 10.0  # GDDR/HBM over system RAM, as policy._offload_slowdown assumes
-
-
-@dataclass(frozen=True, slots=True)
-class CardSpeed:
-    """A card with the speed model to time plans on it."""
-
-    card: Card
-    model: SpeedModel = DEFAULT_SPEED
-    n_user_samples: int = 0  # > 0: ``model`` was refit on the user's own ``edgekv bench`` samples
-    prompt_tokens: int = PROMPT_TOKENS
-
-    def __post_init__(self) -> None:
-        if self.card.bandwidth_bytes_per_s <= 0:
-            raise ValueError(f"{self.card.name}: memory bandwidth unknown, cannot time plans")
-
-    @property
-    def source(self) -> str:
-        """Where the speed constants come from, in words."""
-        if self.n_user_samples:
-            return f"refit on your {self.n_user_samples} edgekv bench samples on this card"
-        return "fitted on published llama.cpp numbers (bench/results/speed_fit.md); edgekv bench refits"
-
-
-@dataclass(frozen=True, slots=True)
-class PlanTime:
-    """The predicted answer of one plan: prompt once, then ``answer_tokens`` per sample."""
-
-    n_seq: int
-    prompt_tokens: int
-    answer_tokens: int  # generated per sample
-    prompt_s: float | None  # None: the card's FP16 rate is unknown (then not counted)
-    decode_s: float
-
-    @property
-    def decode_tps(self) -> float:
-        """Tokens/s one sample sees, averaged over the answer."""
-        return self.answer_tokens / self.decode_s if self.decode_s > 0 else 0.0
-
-    @property
-    def total_decode_tps(self) -> float:
-        """Tokens/s summed over the samples."""
-        return self.decode_tps * self.n_seq
-
-    @property
-    def time_to_answer_s(self) -> float:
-        return self.decode_s + (self.prompt_s or 0.0)
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "decode_tps": round(self.decode_tps, 1),
-            "decode_tps_all_samples": round(self.total_decode_tps, 1),
-            "time_to_answer_s": round(self.time_to_answer_s, 1),
-            "prompt_s": round(self.prompt_s, 2) if self.prompt_s is not None else None,
-            "prompt_tokens": self.prompt_tokens,
-            "answer_tokens": self.answer_tokens,
-        }
-
-
-@dataclass(frozen=True)
-class PickSpeed:
-    """pick's plans timed on a card (``PickResult.speed``): one PlanTime per plan, in order."""
-
-    card_speed: CardSpeed
-    plans: tuple[PlanTime, ...]
-    baseline: PlanTime | None = None
-    max_time_s: float | None = None
 
 
 def read_bytes(opt: ModelOption, n_gpu_layers: int) -> float:

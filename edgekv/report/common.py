@@ -12,8 +12,8 @@ from rich.text import Text
 from edgekv.plan.memory import Footprint
 from edgekv.units import GIB, format_bytes
 
-if TYPE_CHECKING:  # the pick path does not import eval
-    pass
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
 
 BAR_WIDTH = 36
 _SEGMENTS = (
@@ -76,17 +76,23 @@ def fmt_const(name: str, value: Any) -> str:
     return str(value)
 
 
+def progress_bar(*columns: ProgressColumn, transient: bool = True) -> Progress:
+    """The rich progress bar every command shows: ``columns`` on stderr, cleared when done unless not
+    ``transient``. The caller shows it only to a human on a TTY (not with --json)."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=console(stderr=True), transient=transient)
+
+
 @contextmanager
 def step_bar(label: str, total: int, *, show: bool) -> Iterator[Callable[[int, int, str], None] | None]:
     """A transient progress bar on stderr; yields its update (done, total, label), or None if not shown."""
     if not show:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
+    with progress_bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task(label, total=total)
 
         def update(done: int, total: int, label: str) -> None:

@@ -18,7 +18,7 @@ from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
     from edgekv.eval.profile import Applied
-    from edgekv.plan.timing import PlanTime
+    from edgekv.plan.speed import PlanTime
 
 
 def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = ()) -> Group:

@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from edgekv.cli import cli
+from edgekv.errors import DatasetError
 
 
 def test_eval_json_and_results_file(gemma_gguf: Path, tmp_path: Path) -> None:
@@ -29,3 +30,20 @@ def test_eval_json_and_results_file(gemma_gguf: Path, tmp_path: Path) -> None:
 def test_eval_needs_a_model() -> None:
     res = CliRunner().invoke(cli, ["eval", "--dataset", "synth"])
     assert res.exit_code != 0 and "MODEL.gguf or --plan" in res.output
+
+
+def test_eval_field_flags_reach_the_file_and_its_errors_name_them(tmp_path: Path) -> None:
+    """--question-field/--answer-field/--id-field pass to the loader: with the first two found, the
+    missing id field is named, and so is the flag that picks it."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "1+1?", "solution": "2"}) + "\n")
+    args = ["eval", "m.gguf", "--dataset", str(path), "--question-field", "prompt", "--answer-field", "solution"]
+    res = CliRunner().invoke(cli, [*args, "--id-field", "key"])
+    assert res.exit_code == 1 and isinstance(res.exception, DatasetError)
+    assert (
+        str(res.exception) == f"{path}:1: no field 'key' (fields: prompt, solution). Name the right one with --id-field"
+    )
+    res = CliRunner().invoke(cli, ["eval", "m.gguf", "--dataset", str(path)])
+    assert "no field 'question' (fields: prompt, solution). Name the right one with --question-field" in str(
+        res.exception
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -208,36 +208,60 @@ def test_progress_raising_midway_leaves_no_gguf_and_rerun_completes(llama_ckpt: 
     assert [f.name for f in result.files] == ["Llama-tiny-F16.gguf", "Llama-tiny-Q4_K_M.gguf"]
 
 
+def test_quantize_progress_follows_llama_cpps_tensor_lines(llama_ckpt: Path, tmp_path: Path) -> None:
+    """The quantize stage reports each ``[ i/ n]`` tensor line of llama.cpp's log, in order, up to the
+    whole source file; a progress callback that raises there stops the rung and leaves no partial."""
+    import gguf
+
+    seen: list[ConvertProgress] = []
+    out = tmp_path / "out"
+    convert_checkpoint(llama_ckpt, quants=["Q8_0"], outdir=out, progress=seen.append)
+    src = out / "Llama-tiny-F16.gguf"
+    n_tensors = len(gguf.GGUFReader(src).tensors)
+    steps = [p.done_bytes for p in seen if p.stage == "quantize"]
+    size = src.stat().st_size
+    assert steps == [size * i // n_tensors for i in range(1, n_tensors + 1)]
+
+    def stop_in_quantize(p: ConvertProgress) -> None:
+        if p.stage == "quantize":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_checkpoint(llama_ckpt, quants=["Q4_K_M"], outdir=out, progress=stop_in_quantize)
+    assert not list(out.glob("*Q4_K_M*"))
+
+
 _KILL_CHILD = """
-import sys, time
-from pathlib import Path
+import sys
 from edgekv.convert.checkpoint import convert_checkpoint
-marker = Path(sys.argv[3])
-def slow(p):
+def stop(p):
     if p.stage == "convert" and p.done_bytes > 0:
-        marker.write_text(str(p.done_bytes))
-        time.sleep(60)
-convert_checkpoint(sys.argv[1], quants=["Q8_0"], outdir=sys.argv[2], progress=slow)
+        print(p.done_bytes, flush=True)  # the parent kills on this line
+        sys.stdin.readline()  # and this waits for nothing: the kill comes first
+convert_checkpoint(sys.argv[1], quants=["Q8_0"], outdir=sys.argv[2], progress=stop)
 """
 
 
 def test_killed_conversion_leaves_only_incomplete_and_rerun_completes(llama_ckpt: Path, tmp_path: Path) -> None:
-    out, marker = tmp_path / "out", tmp_path / "written"
+    out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", _KILL_CHILD, str(llama_ckpt), str(out), str(marker)], env=env)
+    cmd = [sys.executable, "-c", _KILL_CHILD, str(llama_ckpt), str(out)]
+    child = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the child never wrote a tensor"
+        ready, _, _ = select.select([child.stdout], [], [], 60)  # the first tensor written, or a minute
+        written = child.stdout.readline() if ready else ""
+        assert written.strip().isdigit(), "the child never wrote a tensor"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
+        child.stdin.close()
+        child.stdout.close()
     assert list(out.glob("*.gguf")) == []
     partial = out / "Llama-tiny-F16.gguf.incomplete"
-    assert partial.stat().st_size >= int(marker.read_text())
+    assert partial.stat().st_size >= int(written)
     result = convert_checkpoint(llama_ckpt, quants=["Q8_0"], outdir=out)
     assert not partial.exists()
     assert len(_generate(result.files[-1].path)) == 4

@@ -1,21 +1,22 @@
-"""A fake evaluator for sweep tests: writes eval-shaped JSONL slowly, resumes like eval, logs what it did.
+"""A fake evaluator for sweep tests: writes eval-shaped JSONL slowly through eval's results module
+(so it resumes by eval's torn-line rule), logs what it did.
 
-``python -m tests.eval.fake_eval OUT LOG DELAY`` runs the small sweep of ``small_plan()`` with it
-(the resume test kills that process with SIGKILL and runs it again).
+``python -m tests.eval.fake_eval OUT LOG`` runs the small sweep of ``small_plan()`` with it, pausing
+after each problem: it says ``problem KEY PID`` on stdout and waits for a line on stdin (the resume
+test kills that process with SIGKILL at the problem it chooses, and runs the sweep again).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekv.eval.results import append_line, open_for_append, read_results
 from edgekv.eval.sweep import SweepItem, SweepPlan, SweepSettings, plan_sweep, run_sweep
 from edgekv.model.quant import KvType
 from edgekv.plan.pick import catalog_options
@@ -47,8 +48,15 @@ def _config(item: SweepItem) -> dict[str, Any]:
 @dataclass
 class FakeBackend:
     log: Path
-    delay: float = 0.0
+    pause: bool = False  # after each problem (and at each finish) say so on stdout; wait for stdin after a problem
     n_problems: int = N_PROBLEMS
+
+    def _event(self, text: str, *, wait: bool = False) -> None:
+        _append(self.log, text + "\n")
+        if self.pause:
+            print(text, flush=True)
+            if wait:
+                sys.stdin.readline()
 
     @contextmanager
     def _loaded(self, item: SweepItem) -> Iterator[str]:
@@ -61,28 +69,22 @@ class FakeBackend:
     def evaluate(self, item: SweepItem, *, model: Any, out: Path) -> None:
         assert model == item.model_file
         _append(self.log, f"start {item.key}\n")
-        done = set()
-        if out.exists():
-            text = out.read_text()
-            if text and not text.endswith("\n"):  # a torn last line from a kill: drop it, as eval does
-                text = text[: text.rfind("\n") + 1]
-                out.write_text(text)
-            done = {json.loads(line)["problem_id"] for line in text.splitlines() if line.strip()}
+        done = read_results(out).problems
         conf = _config(item)
-        for i in range(self.n_problems):
-            pid = f"p{i}"
-            if pid in done:
-                continue
-            time.sleep(self.delay)
-            ok = i < 2
-            row = {"schema": 1, "type": "problem", "config_id": item.key, "config": conf, "problem_id": pid,
-                   "gold": "1", "answers": ["1"] * item.samples, "correct": [ok] * item.samples,
-                   "majority": "1", "maj_correct": [ok] * item.samples, "n_tokens": [1] * item.samples,
-                   "cut": [False] * item.samples, "seconds": 0.0}  # fmt: skip
-            _append(out, json.dumps(row) + "\n")
-            _append(self.log, f"problem {item.key} {pid}\n")
-        _append(out, json.dumps({"schema": 1, "type": "summary", "config_id": item.key, "config": conf}) + "\n")
-        _append(self.log, f"finish {item.key}\n")
+        with open_for_append(out) as fh:  # a torn last line from a kill is cut off, as eval does
+            for i in range(self.n_problems):
+                pid = f"p{i}"
+                if pid in done:
+                    continue
+                ok = i < 2
+                row = {"schema": 1, "type": "problem", "config_id": item.key, "config": conf, "problem_id": pid,
+                       "gold": "1", "answers": ["1"] * item.samples, "correct": [ok] * item.samples,
+                       "majority": "1", "maj_correct": [ok] * item.samples, "n_tokens": [1] * item.samples,
+                       "cut": [False] * item.samples, "seconds": 0.0}  # fmt: skip
+                append_line(fh, row)
+                self._event(f"problem {item.key} {pid}", wait=True)
+            append_line(fh, {"schema": 1, "type": "summary", "config_id": item.key, "config": conf})
+        self._event(f"finish {item.key}")
 
 
 def small_plan() -> SweepPlan:
@@ -91,9 +93,9 @@ def small_plan() -> SweepPlan:
     return plan_sweep(opts, [4 * GIB], settings)
 
 
-def main(out: str, log: str, delay: float) -> None:
-    run_sweep(small_plan(), Path(out), FakeBackend(Path(log), delay))
+def main(out: str, log: str, *, pause: bool = False) -> None:
+    run_sweep(small_plan(), Path(out), FakeBackend(Path(log), pause=pause))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], pause=True)

@@ -50,10 +50,37 @@ def test_json_array(tmp_path: Path) -> None:
     assert load_problems(path)[0].answer == "1"
 
 
-def test_missing_field_names_file_line_and_field(tmp_path: Path) -> None:
+def test_missing_field_names_file_line_field_and_flag(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "p.jsonl", [{"question": "a", "answer": 1}, {"question": "b", "solution": 2}])
-    with pytest.raises(DatasetError, match=r"p\.jsonl:2: no field 'answer' \(fields: question, solution\)"):
+    with pytest.raises(DatasetError, match=r"p\.jsonl:2: no field 'answer' \(fields: question, solution\)") as e:
         load_problems(path)
+    assert str(e.value).endswith("Name the right one with --answer-field")
+    with pytest.raises(DatasetError, match=r"p\.jsonl:1: no field 'key'") as e:
+        load_problems(path, id_field="key")
+    assert str(e.value).endswith("Name the right one with --id-field")
+
+
+def test_ids_come_from_the_files_id_field_when_rows_have_one(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [{"id": 7, "question": "a", "answer": 1}, {"id": "x", "question": "b", "answer": 2}]
+    assert [p.id for p in load_problems(write_jsonl(tmp_path / "p.jsonl", rows))] == ["7", "x"]
+    assert [p.id for p in load_problems(write_jsonl(tmp_path / "p.jsonl", rows[::-1]))] == ["x", "7"]
+    plain = write_jsonl(tmp_path / "q.jsonl", [{"question": "a", "answer": 1}, {"question": "b", "answer": 2}])
+    assert [p.id for p in load_problems(plain)] == ["q-1", "q-2"]  # no ids of its own: row numbers
+    assert [p.id for p in load_problems(plain, id_field="question")] == ["a", "b"]
+
+
+def test_a_repeated_id_names_both_lines(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "p.jsonl", [{"id": 1, "question": "a", "answer": 1}, {"id": 1, "question": "b", "answer": 2}]
+    )
+    with pytest.raises(DatasetError, match=r"p\.jsonl:2: id '1' is also the id of line 1") as e:
+        load_problems(path)
+    assert "--id-field" in str(e.value)
+
+
+def test_field_names_are_for_local_files() -> None:
+    with pytest.raises(SpecError, match="synth has its own fields: --question-field, --answer-field and --id-field"):
+        load_problems("synth", question_field="prompt")
 
 
 def test_bad_json_names_the_line(tmp_path: Path) -> None:
@@ -155,7 +182,7 @@ def test_offline_without_cache_is_a_hub_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unreachable_hub_is_a_hub_error() -> None:
-    with pytest.raises(HubError, match="unreachable and dataset math-ai/aime25, file test.jsonl is not in the cache"):
+    with pytest.raises(HubError, match="cannot reach the hub at .* and dataset math-ai/aime25/test.jsonl is not in"):
         load_problems("aime25", endpoint=dead_endpoint())  # huggingface_hub retries for ~20 s first
 
 
@@ -178,9 +205,9 @@ GPQA_ROWS = [
 
 def test_gpqa_is_gated(hub: FakeHub) -> None:
     hub.add_dataset("Idavidrein/gpqa", {"gpqa_diamond.csv": gpqa_csv(GPQA_ROWS)}, gated=True)
-    with pytest.raises(HubError, match="gated") as e:
+    with pytest.raises(HubError, match="dataset Idavidrein/gpqa is gated") as e:
         load_problems("gpqa", endpoint=hub.url)
-    assert "HF_TOKEN" in str(e.value)
+    assert f"Accept it at {hub.url}/datasets/Idavidrein/gpqa, then set HF_TOKEN" in str(e.value)
     assert [r.authorization for r in hub.requests] == [None] * len(hub.requests)
 
 
@@ -215,8 +242,9 @@ def test_missing_repo_and_file_are_hub_errors(hub: FakeHub) -> None:
     with pytest.raises(HubError, match="dataset HuggingFaceH4/MATH-500 not found"):
         load_problems("math500", endpoint=hub.url)  # no such repo on the fake
     hub.add_dataset("HuggingFaceH4/MATH-500", {"train.jsonl": b"{}\n"})
-    with pytest.raises(HubError, match="file test.jsonl does not exist"):
+    with pytest.raises(HubError, match="test.jsonl not found in dataset HuggingFaceH4/MATH-500 at revision main") as e:
         load_problems("math500", endpoint=hub.url)
+    assert f"See the repo's files at {hub.url}/datasets/HuggingFaceH4/MATH-500" in str(e.value)
 
 
 def test_gsm8k_gold() -> None:

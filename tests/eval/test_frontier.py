@@ -9,7 +9,8 @@ import pytest
 
 from edgekv.errors import SpecError
 from edgekv.eval.frontier import Accounting, PickMark, derived_samples, frontier, pareto, point_scores, points
-from edgekv.eval.scores import read_results, summary_written
+from edgekv.eval.results import summary_written
+from edgekv.eval.scores import read_results
 from tests.resultgen import GIB, KIB, Cfg, scale_rule_accuracy, scale_rule_results, write
 
 # The paper-accounting frontier of tests/resultgen.py, worked out by hand there.

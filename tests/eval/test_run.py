@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekv.eval.datasets import synth_problems
+from edgekv.eval.datasets import load_problems, synth_problems
 from edgekv.eval.results import config_id, read_results
 from edgekv.eval.run import EvalConfig, evaluate
 from edgekv.llama.runner import LoadedModel
@@ -64,6 +64,23 @@ def test_finished_config_is_skipped_and_another_config_is_not(gemma_gguf: Path, 
         other = evaluate(small(gemma_gguf, budget_tokens=9), problems, out=out, model=model)
     assert other.n_resumed == 0 and other.config_id != done.config_id
     assert len(lines(out)) == n + 3
+
+
+def test_a_reordered_file_resumes_by_its_own_ids(gemma_gguf: Path, tmp_path: Path) -> None:
+    """A file with ids of its own: two problems run, the file is reordered, all run; the two done are
+    skipped wherever they stand now, and only the third is evaluated (numbered problems would take
+    the new first two for the old ones)."""
+    rows = [{"id": f"q{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in (1, 2, 3)]
+    data, out = tmp_path / "p.jsonl", tmp_path / "r.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = small(gemma_gguf, dataset=str(data))
+    with LoadedModel(gemma_gguf) as model:
+        evaluate(config, load_problems(data, limit=2), out=out, model=model)
+        data.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+        again = evaluate(config, load_problems(data), out=out, model=model)
+    assert again.n_resumed == 2 and [p["problem_id"] for p in again.problems] == ["q3", "q2", "q1"]
+    problem_rows = [r for r in lines(out) if r["type"] == "problem"]
+    assert [(r["problem_id"], r["gold"]) for r in problem_rows] == [("q1", "2"), ("q2", "4"), ("q3", "6")]
 
 
 def test_config_id_ignores_memory_and_context() -> None:

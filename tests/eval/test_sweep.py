@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -124,24 +123,35 @@ def test_run_sweep_refuses_another_sweep_in_folder(tmp_path: Path) -> None:
 def test_killed_sweep_resumes_without_redoing(tmp_path: Path) -> None:
     out, log = tmp_path / "out", tmp_path / "log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.eval.fake_eval", str(out), str(log), "0.1"], cwd=ROOT, env=env
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # kill in the middle of the second configuration
-        text = log.read_text() if log.exists() else ""
-        if "finish " in text and text.rsplit("finish ", 1)[1].count("problem ") >= 2:
-            break
-        time.sleep(0.02)
+    cmd = [sys.executable, "-m", "tests.eval.fake_eval", str(out), str(log)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    since_finish = None  # problems written since the first configuration finished
+    for line in proc.stdout:  # the fake says each event and waits after each problem
+        if line.startswith("finish ") and since_finish is None:
+            since_finish = 0
+        elif line.startswith("problem "):
+            if since_finish is not None:
+                since_finish += 1
+                if since_finish == 2:  # in the middle of the second configuration
+                    break
+            proc.stdin.write("\n")
+            proc.stdin.flush()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert since_finish == 2, "the fake sweep ended before the second configuration's second problem"
     before = log.read_text().splitlines()
     finished_before = {line.split()[1] for line in before if line.startswith("finish ")}
     assert finished_before and len(finished_before) < len(small_plan().items)
+    killed = next(it for it in small_plan().items if f"start {it.key}" in before and it.key not in finished_before)
+    with result_path(out, killed).open("a") as fh:  # as if the kill had come in the middle of a write
+        fh.write('{"schema": 1, "type": "problem", "config_id": "' + killed.key + '", "problem_id": "p2", "go')
 
     from tests.eval.fake_eval import main
 
-    main(str(out), str(log), 0.0)
+    main(str(out), str(log))
     after = log.read_text().splitlines()[len(before) :]
     plan = small_plan()
     finishes = Counter(line.split()[1] for line in before + after if line.startswith("finish "))

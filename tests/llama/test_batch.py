@@ -13,7 +13,7 @@ from edgekv.llama import runner as runtime
 from edgekv.llama import session
 from edgekv.llama.batch import Engine
 from edgekv.llama.generation import EngineStats, Finished, Forcing, Request, Sample
-from edgekv.llama.sampling import Sampling
+from edgekv.llama.sampling import SamplerPlace, Sampling
 from edgekv.plan.memory import RunConfig
 from edgekv.units import MIB
 
@@ -38,7 +38,7 @@ def run(
     slots: int,
     forcing: Forcing,
     sampling: Sampling,
-    sampler: str = "host",
+    sampler: SamplerPlace = SamplerPlace.HOST,
     stats: list[EngineStats] | None = None,
 ) -> dict[Hashable, Finished]:
     done: dict[Hashable, Finished] = {}
@@ -114,10 +114,10 @@ def test_same_seed_same_samples_other_seed_differs(model: runtime.LoadedModel) -
 def test_host_cut_gives_the_full_chains_tokens(model: runtime.LoadedModel) -> None:
     """``host`` (the default): the numpy top-k cut of all rows, then each chain on its k candidates:
     the same tokens as llama.cpp's chain over the whole 262k-logit row, refills and moves included."""
-    cut = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "host", seeds=(5, 6))
+    cut = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), SamplerPlace.HOST, seeds=(5, 6))
     assert len(set(sampled(cut["long"].samples[0]))) > 3  # really sampled, not one token repeated
-    matches_full(model, Sampling(temperature=1.5, top_p=1.0, top_k=40, min_p=0.05), "host", seeds=(8, 9))
-    matches_full(model, GREEDY, "host", seeds=(1, 2))
+    matches_full(model, Sampling(temperature=1.5, top_p=1.0, top_k=40, min_p=0.05), SamplerPlace.HOST, seeds=(8, 9))
+    matches_full(model, GREEDY, SamplerPlace.HOST, seeds=(1, 2))
 
 
 def sampled(s: Sample) -> list[int]:
@@ -155,13 +155,13 @@ def staggered(model: runtime.LoadedModel, seeds: tuple[int, int]) -> list[Reques
 
 
 def matches_full(
-    model: runtime.LoadedModel, sampling: Sampling, place: str, *, seeds: tuple[int, int]
+    model: runtime.LoadedModel, sampling: Sampling, place: SamplerPlace, *, seeds: tuple[int, int]
 ) -> dict[Hashable, Finished]:
     """Every request's samples on ``place`` are those of llama.cpp's chain over the whole row, with
     slots refilled and moved (by construction: :func:`staggered`); returns ``place``'s results."""
     reqs = staggered(model, seeds)
     stats: list[EngineStats] = []
-    full = run(model, reqs, slots=4, forcing=OWN, sampling=sampling, sampler="full", stats=stats)
+    full = run(model, reqs, slots=4, forcing=OWN, sampling=sampling, sampler=SamplerPlace.FULL, stats=stats)
     dev = run(model, reqs, slots=4, forcing=OWN, sampling=sampling, sampler=place, stats=stats)
     for st in stats:
         assert st.max_live == 4 and st.n_moves == 2  # the two "long" samples moved down from slots 2-3
@@ -175,7 +175,7 @@ def matches_full(
 def test_backend_sampling_greedy_matches_the_host(model: runtime.LoadedModel) -> None:
     """llama.cpp's backend sampling (the chain in the decode graph) picks the host's argmax tokens,
     with slots refilled and moved (each move re-attaches a cloned chain)."""
-    matches_full(model, GREEDY, "backend", seeds=(1, 2))
+    matches_full(model, GREEDY, SamplerPlace.BACKEND, seeds=(1, 2))
 
 
 def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) -> None:
@@ -184,8 +184,10 @@ def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) 
     forcing = Forcing(budget_tokens=20, ignore_eog=True)
     p = prompts(model)
     busy = run(model, [Request("a", p[0], (3,)), Request("q", p[1], (11, 12, 11))], slots=3, forcing=forcing,
-               sampling=hot, sampler="backend")  # fmt: skip
-    alone = run(model, [Request("q", p[1], (11,))], slots=1, forcing=forcing, sampling=hot, sampler="backend")
+               sampling=hot, sampler=SamplerPlace.BACKEND)  # fmt: skip
+    alone = run(
+        model, [Request("q", p[1], (11,))], slots=1, forcing=forcing, sampling=hot, sampler=SamplerPlace.BACKEND
+    )
     q = busy["q"].samples
     assert q[0].tokens == q[2].tokens == alone["q"].samples[0].tokens
     assert q[0].tokens != q[1].tokens and len(set(q[0].tokens)) > 3
@@ -194,7 +196,7 @@ def test_backend_sampling_seeds_are_the_samples_own(model: runtime.LoadedModel) 
 def test_split_sampling_gives_the_hosts_tokens_for_a_seed(model: runtime.LoadedModel) -> None:
     """``split``: top-k in the decode graph, the rest of each sample's chain on the host over the k
     candidates: the same tokens as the whole chain on the host, with slots refilled and moved."""
-    split = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), "split", seeds=(5, 6))
+    split = matches_full(model, Sampling(temperature=0.8, top_p=0.95, top_k=20), SamplerPlace.SPLIT, seeds=(5, 6))
     assert len(set(sampled(split["long"].samples[0]))) > 3  # really sampled, not one token repeated
 
 
@@ -203,7 +205,8 @@ def test_device_sampling_compute_buffer_is_predicted(gemma_gguf: Path, model: ru
     logits); the memory model's compute for ``device_sampling`` is what llama.cpp logs then, and
     without it what llama.cpp logs at load."""
     prompt = prompts(model)[0]
-    for n_ctx, place, device in ((1024, "split", True), (256, "split", True), (1024, "host", False)):
+    for n_ctx, place in ((1024, SamplerPlace.SPLIT), (256, SamplerPlace.SPLIT), (1024, SamplerPlace.HOST)):
+        device = place.on_device
         cfg = RunConfig(n_ctx=n_ctx, n_seq=n_ctx // 512 or 1, device_sampling=device)  # 256: under n_ubatch
         prepared = session.prepare(gemma_gguf, cfg, vram_bytes=None)
         with session.open_run(prepared, n_threads=THREADS) as s:
@@ -226,20 +229,20 @@ def test_measure_keeps_a_shared_models_weights(gemma_gguf: Path, model: runtime.
 def test_sampler_threads_setting(model: runtime.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
     req = [Request("q", prompts(model)[0], (1, 2))]
     monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "2")
-    two = run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY, sampler="full")
+    two = run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY, sampler=SamplerPlace.FULL)
     assert len(two["q"].samples) == 2
     monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "many")
     with pytest.raises(KvConfigError, match="EDGEKV_SAMPLER_THREADS='many' is not a thread count"):
-        run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY, sampler="full")
+        run(model, req, slots=2, forcing=Forcing(budget_tokens=3), sampling=GREEDY, sampler=SamplerPlace.FULL)
 
 
 def test_split_needs_a_top_k_and_host_without_one_runs_the_full_chain(model: runtime.LoadedModel) -> None:
     req, forcing, no_k = [Request("q", prompts(model)[0], (1,))], Forcing(budget_tokens=2), Sampling(top_k=0)
     with pytest.raises(KvConfigError, match="top_k > 0"):
-        run(model, req, slots=1, forcing=forcing, sampling=no_k, sampler="split")
+        run(model, req, slots=1, forcing=forcing, sampling=no_k, sampler=SamplerPlace.SPLIT)
     stats: list[EngineStats] = []
-    run(model, req, slots=1, forcing=forcing, sampling=no_k, sampler="host", stats=stats)
-    assert stats[0].sampler == "full"
+    run(model, req, slots=1, forcing=forcing, sampling=no_k, sampler=SamplerPlace.HOST, stats=stats)
+    assert stats[0].sampler == "full"  # the place recorded, as results files carry it
 
 
 def test_batched_problems_match_one_at_a_time(model: runtime.LoadedModel) -> None:
@@ -272,9 +275,9 @@ def test_host_cut_in_parts_on_threads_gives_the_same_tokens(
     samp = Sampling(temperature=5.0, top_p=1.0, top_k=20)  # near-flat over 20: 8 seeds give 8 different samples
     req = [Request("q", prompts(model)[2], tuple(range(20, 28)))]
     forcing = Forcing(budget_tokens=10, ignore_eog=True)
-    full = run(model, req, slots=8, forcing=forcing, sampling=samp, sampler="full")
+    full = run(model, req, slots=8, forcing=forcing, sampling=samp, sampler=SamplerPlace.FULL)
     monkeypatch.setenv("EDGEKV_SAMPLER_THREADS", "2")
-    parts = run(model, req, slots=8, forcing=forcing, sampling=samp, sampler="host")
+    parts = run(model, req, slots=8, forcing=forcing, sampling=samp, sampler=SamplerPlace.HOST)
     assert [s.tokens for s in parts["q"].samples] == [s.tokens for s in full["q"].samples]
     assert len({s.tokens for s in parts["q"].samples}) > 4  # eight seeds, really different samples
 

@@ -14,6 +14,7 @@ from edgekv.llama import bench, build, session, vram
 from edgekv.llama import log as rlog
 from edgekv.llama import records as rec
 from edgekv.llama import runner as runtime
+from edgekv.llama.batch import generate
 from edgekv.llama.sampling import Sampling
 from edgekv.model.gguf_reader import read_spec
 from edgekv.model.quant import KvType
@@ -155,22 +156,23 @@ def test_parallel_sequences_share_the_prompt(tiny_qwen3: Path) -> None:
         assert r.buffers.kv_total == kv_bytes(spec, cfg).total
         prompt = r.tokenize("hello world")
         seen: list[tuple[int, int]] = []
-        g = r.generate(prompt, 6, n_seq=2, sampling=Sampling(greedy=True), on_token=lambda s, t, _: seen.append((s, t)))
+        greedy = Sampling(greedy=True)
+        g = generate(r, prompt, 6, n_seq=2, sampling=greedy, on_token=lambda s, t, _: seen.append((s, t)))
         assert len(g.sequences) == 2
         a, b = g.sequences
         assert a.tokens == b.tokens and len(a.tokens) == 6 and a.finish == "length"  # greedy: same prompt, same KV
         assert sorted({s for s, _ in seen}) == [0, 1]
-        one = r.generate(prompt, 6, sampling=Sampling(greedy=True))
+        one = generate(r, prompt, 6, sampling=Sampling(greedy=True))
         assert one.sequences[0].tokens[0] == a.tokens[0]
-        sampled = r.generate(prompt, 6, n_seq=2, sampling=Sampling(seed=3))
+        sampled = generate(r, prompt, 6, n_seq=2, sampling=Sampling(seed=3))
         assert len(sampled.sequences) == 2 and all(s.tokens for s in sampled.sequences)
 
 
 def test_prompt_cache_reuses_the_prefix(tiny_llama: Path) -> None:
     with runtime.load(tiny_llama, RunConfig(n_ctx=512), n_threads=THREADS) as r:
         prompt = r.tokenize("the same prompt")
-        first = r.generate(prompt, 4, sampling=Sampling(greedy=True))
-        again = r.generate(prompt, 4, sampling=Sampling(greedy=True))
+        first = generate(r, prompt, 4, sampling=Sampling(greedy=True))
+        again = generate(r, prompt, 4, sampling=Sampling(greedy=True))
         assert first.n_prompt_evaluated == len(prompt)
         assert again.n_prompt_evaluated == 1
         assert again.sequences[0].tokens == first.sequences[0].tokens
@@ -179,7 +181,7 @@ def test_prompt_cache_reuses_the_prefix(tiny_llama: Path) -> None:
 def test_generate_refuses_more_sequences_than_the_context(tiny_qwen3: Path) -> None:
     with runtime.load(tiny_qwen3, RunConfig(n_ctx=512), n_threads=THREADS) as r:
         with pytest.raises(KvConfigError):
-            r.generate([1, 2, 3], 2, n_seq=2)
+            generate(r, [1, 2, 3], 2, n_seq=2)
 
 
 def test_chat_template_and_tokens(gemma_gguf: Path, tiny_qwen3: Path) -> None:

@@ -21,7 +21,22 @@ import pytest
 
 from edgekv.errors import EdgekvError, GGUFError, GGUFRuleError, VocabOnlyModel
 from edgekv.model.gguf_reader import MAX_ARRAY_DEPTH, inspect_file, read_header, read_spec
-from tests.gguffuzz import ARR, BASES, BOOL, F32, I32, STR, U32, U64, Doc, case_file, encode, inspect_path, run_cases
+from tests.gguffuzz import (
+    ARR,
+    BASES,
+    BOOL,
+    CLASSES,
+    F32,
+    I32,
+    STR,
+    U32,
+    U64,
+    Doc,
+    case_file,
+    encode,
+    inspect_path,
+    run_cases,
+)
 
 MAX_SECONDS = 2.0
 MAX_PEAK_BYTES = 1 << 30
@@ -38,7 +53,13 @@ def _assert_clean(cases: list[Any]) -> None:
 def test_fuzz_2000_cases(tmp_path: Path) -> None:
     cases = run_cases(2000, tmp_path, seed=1)
     _assert_clean(cases)
-    assert {c.cls for c in cases} == set(collections.Counter(c.cls for c in cases))
+    assert {(c.cls, c.base) for c in cases} == {(k, b) for k in CLASSES for b in BASES}  # every mutation, both bases
+    ends: dict[str, set[str]] = collections.defaultdict(set)
+    for c in cases:
+        ends[c.cls].add(c.outcome.split(":")[0])
+    # each mutation class makes files the reader refuses with an edgekv error
+    assert all("error" in ends[k] for k in CLASSES if k != "valid")
+    assert ends["magic"] == ends["version"] == ends["truncate"] == {"error"}  # never read as a model
 
 
 @pytest.mark.slow
@@ -252,44 +273,94 @@ def test_differential_generated_and_gemma(tmp_path: Path, gemma_gguf: Path) -> N
 # --- the vocab-only GGUFs llama.cpp ships ------------------------------------------------------------
 
 SDIST = "llama-cpp-python==0.3.36"
+SDIST_FILE = "llama_cpp_python-0.3.36.tar.gz"
+VOCAB_MEMBER = "/models/ggml-vocab-"  # where the sdist holds them: .../vendor/llama.cpp/models/ggml-vocab-*.gguf
+
+
+def extract_vocab_ggufs(sdist: Path, out: Path) -> list[Path]:
+    """The ``models/ggml-vocab-*.gguf`` files of a llama-cpp-python sdist, extracted into ``out``."""
+    tmp = out.with_name(out.name + ".incomplete")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(sdist) as tar:
+        for m in tar.getmembers():
+            if VOCAB_MEMBER in m.name and m.name.endswith(".gguf") and m.isfile():
+                src = tar.extractfile(m)
+                assert src is not None
+                (tmp / Path(m.name).name).write_bytes(src.read())
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return sorted(out.glob("*.gguf"))
 
 
 @pytest.fixture(scope="session")
 def vocab_ggufs() -> list[Path]:
-    """llama.cpp's models/ggml-vocab-*.gguf from the llama-cpp-python sdist, cached under ~/.cache/edgekv."""
+    """llama.cpp's 19 vocab files from the llama-cpp-python sdist on PyPI, cached under ~/.cache/edgekv."""
     cache = Path.home() / ".cache" / "edgekv"
     out = cache / "ggml-vocab-0.3.36"
     if not (out.is_dir() and len(list(out.glob("*.gguf"))) == 19):
         sdist = cache / "sdist"
-        tars = list(sdist.glob("llama_cpp_python-0.3.36.tar.gz"))
-        if not tars:
+        if not (sdist / SDIST_FILE).is_file():
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST]
             cmd += ["-d", str(sdist)]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            tars = list(sdist.glob("llama_cpp_python-0.3.36.tar.gz"))
-            if proc.returncode or not tars:
+            if proc.returncode or not (sdist / SDIST_FILE).is_file():
                 pytest.skip(f"cannot fetch the {SDIST} sdist: {proc.stderr.strip()[-200:]}")
-        tmp = out.with_name(out.name + ".incomplete")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with tarfile.open(tars[0]) as tar:
-            for m in tar.getmembers():
-                if "/models/ggml-vocab-" in m.name and m.name.endswith(".gguf") and m.isfile():
-                    src = tar.extractfile(m)
-                    assert src is not None
-                    (tmp / Path(m.name).name).write_bytes(src.read())
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        extract_vocab_ggufs(sdist / SDIST_FILE, out)
     return sorted(out.glob("*.gguf"))
 
 
-def test_vocab_files_inspect(vocab_ggufs: list[Path]) -> None:
+def write_vocab_gguf(path: Path, arch: str, tokenizer: str, n_vocab: int, *, pre: str | None = None) -> None:
+    """A vocab-only GGUF as llama.cpp's convert_hf_to_gguf.py --vocab-only writes one with gguf-py:
+    the architecture's hparams and the tokenizer, no tensors."""
+    w = gguf.GGUFWriter(path, arch)
+    w.add_name(path.stem)
+    w.add_context_length(2048)
+    w.add_embedding_length(64)
+    w.add_block_count(2)
+    w.add_head_count(4)
+    w.add_tokenizer_model(tokenizer)
+    if pre is not None:
+        w.add_tokenizer_pre(pre)
+    w.add_token_list([f"<tok{i}>" if i < 3 else f"t{i}" for i in range(n_vocab)])
+    w.add_token_types([3] * 3 + [1] * (n_vocab - 3))
+    if tokenizer == "llama":
+        w.add_token_scores([float(-i) for i in range(n_vocab)])
+    if tokenizer == "gpt2":
+        w.add_token_merges([f"t{i} t{i + 1}" for i in range(3, n_vocab - 1)])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+
+
+def local_sdist(tmp_path: Path) -> Path:
+    """A tarball laid out as the sdist is, holding vocab files in llama.cpp's three tokenizer shapes
+    (SentencePiece, BPE with a pre-tokenizer, WordPiece) built here, and a file that is not one."""
+    sdist = tmp_path / SDIST_FILE
+    with tarfile.open(sdist, "w:gz") as tar:
+        for name, arch, tokenizer, n_vocab, pre in (
+            ("llama-spm", "llama", "llama", 3000, None), ("qwen2", "qwen2", "gpt2", 5000, "qwen2"),
+            ("bert-bge", "bert", "bert", 1000, None),
+        ):  # fmt: skip
+            path = tmp_path / f"ggml-vocab-{name}.gguf"
+            write_vocab_gguf(path, arch, tokenizer, n_vocab, pre=pre)
+            tar.add(path, f"llama_cpp_python-0.3.36/vendor/llama.cpp{VOCAB_MEMBER}{name}.gguf")
+        readme = tmp_path / "README.md"
+        readme.write_text("not a vocab file")
+        tar.add(readme, "llama_cpp_python-0.3.36/README.md")
+    return sdist
+
+
+def check_vocab_files(files: list[Path]) -> None:
+    """``edgekv inspect`` shows each as vocab-only with its vocabulary; pick and run's reader refuses it."""
     from click.testing import CliRunner
 
     from edgekv.cli import cli
 
-    assert len(vocab_ggufs) == 19
-    for f in vocab_ggufs:
+    for f in files:
         result = CliRunner().invoke(cli, ["inspect", str(f)])
         assert result.exit_code == 0, (f, result.output)
         assert "vocab-only" in result.output
@@ -298,7 +369,25 @@ def test_vocab_files_inspect(vocab_ggufs: list[Path]) -> None:
             read_spec(f)
 
 
+def test_vocab_files_inspect_built_here(tmp_path: Path) -> None:
+    """The default run's copy of the network test below: vocab files built here, taken out of a
+    tarball the way the sdist's are, read as llama.cpp's are (and as gguf-py reads them)."""
+    files = extract_vocab_ggufs(local_sdist(tmp_path), tmp_path / "vocab")
+    assert [f.name for f in files] == ["ggml-vocab-bert-bge.gguf", "ggml-vocab-llama-spm.gguf", "ggml-vocab-qwen2.gguf"]
+    check_vocab_files(files)
+    assert [inspect_file(f).n_vocab for f in files] == [1000, 3000, 5000]  # type: ignore[union-attr]
+    for f in files:
+        assert differ(f) is None, f
+
+
+@pytest.mark.network
+def test_vocab_files_inspect(vocab_ggufs: list[Path]) -> None:
+    assert len(vocab_ggufs) == 19
+    check_vocab_files(vocab_ggufs)
+
+
 @pytest.mark.slow
+@pytest.mark.network
 @pytest.mark.parametrize("i", range(19))
 def test_vocab_files_agree_with_gguf_py(vocab_ggufs: list[Path], i: int) -> None:
     """Every key and value, the 100k-entry token and merge lists too (gguf-py takes ~25 s a file)."""
