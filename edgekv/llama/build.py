@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgekv.errors import KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
+from edgekv.errors import BadArgument, KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
 from edgekv.llama.log import LlamaBuffers, LlamaLog
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import KvType
@@ -139,6 +139,18 @@ def model_params(llama_cpp: Any, cfg: RunConfig, *, dry_run: bool) -> Any:
     return mp
 
 
+MAX_THREADS = 512  # GGML_MAX_N_THREADS (ggml.h): more threads overrun llama.cpp's thread arrays and crash it
+
+
+def check_threads(n_threads: int | None) -> None:
+    """Refuse a thread count llama.cpp cannot take (it segfaults or aborts on >512), before it is asked."""
+    if n_threads is not None and not 1 <= n_threads <= MAX_THREADS:
+        raise BadArgument(
+            f"--threads {n_threads} is outside the 1..{MAX_THREADS} threads llama.cpp accepts",
+            hint=f"this machine has {os.cpu_count() or 1} cores; leave --threads out to use them all",
+        )
+
+
 def context_params(llama_cpp: Any, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None) -> Any:
     cp = llama_cpp.llama_context_default_params()
     cp.n_ctx = cfg.n_ctx
@@ -153,7 +165,8 @@ def context_params(llama_cpp: Any, cfg: RunConfig, *, n_batch: int | None, n_thr
     cp.swa_full = cfg.swa_full
     cp.kv_unified = cfg.kv_unified
     cp.offload_kqv = cfg.offload_kqv
-    threads = n_threads or os.cpu_count() or 1
+    check_threads(n_threads)
+    threads = n_threads or min(os.cpu_count() or 1, MAX_THREADS)
     cp.n_threads = threads
     cp.n_threads_batch = threads
     return cp

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import LlamaError, ModelFileNotFound, RuntimeUnavailable, SpecError
 from edgekv.fsutil import BeforeRename, atomic_output, disk_full
+from edgekv.llama.build import check_threads
 from edgekv.llama.log import LlamaLog
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import WeightQuant
@@ -192,6 +193,7 @@ def quantize_gguf(
         DiskFull: the disk filled while llama.cpp wrote the output (the partial file is removed).
         LlamaError: llama.cpp refused; the message carries the log line that says why.
     """
+    check_threads(threads)
     try:
         import llama_cpp
     except ImportError as e:

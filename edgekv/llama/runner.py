@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from edgekv.errors import KvConfigError, LlamaError
-from edgekv.llama.build import check_cfg, check_path, context_params, llama_lib, model_params
+from edgekv.llama.build import check_cfg, check_path, check_threads, context_params, llama_lib, model_params
 from edgekv.llama.log import LlamaBuffers, LlamaLog
 from edgekv.llama.vocab import Vocab
 from edgekv.logconfig import get_logger
@@ -42,6 +42,7 @@ class Runner(Vocab):
         model: LoadedModel | None = None,
     ) -> None:
         check_cfg(cfg)
+        check_threads(n_threads)
         self.path = path
         self.cfg = cfg
         self._lib = llama_cpp = llama_lib()

@@ -217,3 +217,28 @@ def test_debug_shows_the_edgekv_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEKV_DEBUG", "1")
     with pytest.raises(SpecError):
         main(["pick", "--vram", "8X"])
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["bench", "TINY", "--n-prompt", "8", "--n-gen", "2"],
+        ["eval", "TINY", "--dataset", "synth", "--limit", "1", "--budget", "4"],
+    ],
+)
+def test_threads_past_llama_cpps_limit_are_refused_not_a_crash(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path, ckpt: Path, verb: list[str]
+) -> None:
+    """--threads 100000 crashed llama.cpp (segfault or std::bad_alloc); now a usage error first."""
+    names = {"TINY": str(tiny), "CKPT": str(ckpt), "OUT": str(tmp_path / "out")}
+    line = one_line(capsys, *[names.get(a, a) for a in verb], "--threads", "100000", code=2)
+    assert "--threads 100000 is outside the 1..512 threads llama.cpp accepts" in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("vram", "text"), [("8", "'8' has no unit"), ("9999999T", "more than 1 PiB")])
+def test_a_size_without_a_unit_or_past_any_machine_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], vram: str, text: str
+) -> None:
+    """`pick --vram 8` said "nothing fits 8 B"; `--vram 9999999T` planned for it with exit 0."""
+    assert text in one_line(capsys, "pick", "--vram", vram, code=2)
