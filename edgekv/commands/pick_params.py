@@ -88,7 +88,21 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
         kwargs["options"] = options_from_repo(
             params["repo"], quants=kwargs.get("quants"), endpoint=params.get("endpoint")
         )
-    return pick(**kwargs)
+    from edgekv.plan.pick import catalog_options, check, gguf_option
+    from edgekv.plan.requests import PickRequest
+
+    card_speed_ = kwargs.pop("card_speed", None)
+    options = kwargs.pop("options", None)
+    family, models, quants = kwargs.pop("family", "qwen3"), kwargs.pop("models", None), kwargs.pop("quants", None)
+    gguf_path = kwargs.pop("gguf_path", None)
+    for key in ("vram_bytes", "tensor_split", "kv_types"):
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
+    request = PickRequest(**kwargs)
+    check(request, card_speed=card_speed_)
+    if options is None:
+        options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(family, models, quants)
+    return pick(request, options, card_speed=card_speed_)
 
 
 def max_time_s(text: str | None, card: Card | None) -> float | None:

@@ -7,7 +7,8 @@ import pytest
 from edgekv.model.quant import KvType
 from edgekv.plan.catalog import find
 from edgekv.plan.memory import RunConfig, footprint, gpu_layer_start, kv_bytes
-from edgekv.plan.pick import pick
+from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.requests import PickRequest
 from edgekv.units import GIB
 
 
@@ -31,7 +32,7 @@ def test_kv_of_cpu_blocks_is_host_memory() -> None:
 
 
 def test_offload_plans_respect_the_slowdown_cap() -> None:
-    result = pick(vram_bytes=4 * GIB, allow_offload=True, family="qwen3", top=50)
+    result = pick(PickRequest(vram_bytes=4 * GIB, allow_offload=True, top=50), catalog_options("qwen3"))
     offloaded = [p for p in result.plans if p.n_gpu_layers >= 0]
     assert offloaded, "4G with --allow-offload should offer a partial-offload plan"
     for p in offloaded:
