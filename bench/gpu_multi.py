@@ -125,9 +125,10 @@ def main() -> int:
     import llama_cpp
 
     from edgekv.llama.vram import gpu_infos
-    from edgekv.plan.pick import gguf_option, pick
-    from edgekv.plan.planfile import pick_dict
+    from edgekv.plan.pick import pick
     from edgekv.plan.requests import PickRequest
+    from edgekv.store.catalog import gguf_option
+    from edgekv.store.planfile import pick_dict
 
     info = {
         "record": "machine", "llama_cpp": llama_cpp.__version__, "system": llama_cpp.llama_print_system_info().decode(),

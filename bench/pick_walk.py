@@ -19,9 +19,10 @@ from pathlib import Path
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.spec import Task
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.plans import sizes
 from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)

@@ -82,8 +82,9 @@ def test_zero_sizes_only_where_allowed(text: str) -> None:
 
 
 def test_zero_margin_and_overhead_reach_the_plan() -> None:
-    from edgekv.plan.pick import catalog_options, pick
+    from edgekv.plan.pick import pick
     from edgekv.plan.requests import PickRequest
+    from edgekv.store.catalog import catalog_options
 
     margin, overhead = parse_size("0GiB", allow_zero=True), parse_size("0MiB", allow_zero=True)
     request = PickRequest(vram_bytes=parse_size("8G"), margin_bytes=margin, overhead_bytes=overhead, top=1)

@@ -82,7 +82,7 @@ def resolve_card(gpu: str | None, vram: str | None = None) -> CardChoice:
         if card.note:
             notes.append(card.note)
         return CardChoice(vram_bytes if vram_bytes is not None else local.total_bytes, card, local, tuple(notes))
-    from edgekv.plan.card import lookup_card
+    from edgekv.store.cards import lookup_card
 
     try:
         card = lookup_card(gpu)

@@ -53,9 +53,9 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
     from edgekv.eval.datasets import load_problems
     from edgekv.eval.run import EvalConfig, budget_from_plan, evaluate
     from edgekv.model.quant import KvType
-    from edgekv.plan.planfile import read_plan
     from edgekv.report import common as rcommon
     from edgekv.report import eval as reval
+    from edgekv.store.planfile import read_plan
     from edgekv.units import parse_size, parse_tokens
 
     plan = read_plan(o["plan_path"]) if o["plan_path"] else None

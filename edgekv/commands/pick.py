@@ -47,7 +47,7 @@ def command(top: int, as_json: bool, **params: Any) -> None:
     result = run_pick(params, top=top, card=card)
     prof = _profile(params, card) if params.get("profile") else None
     if as_json:
-        from edgekv.plan.planfile import pick_dict
+        from edgekv.store.planfile import pick_dict
 
         data = pick_dict(result, card=card.card)
         if prof is not None:
@@ -63,7 +63,7 @@ def command(top: int, as_json: bool, **params: Any) -> None:
 def _profile(params: dict[str, Any], card: Any) -> tuple[list[Any], Any]:
     """(each constant and its source, pick's answer with the paper's defaults instead of the profile)."""
     from edgekv.errors import NoFeasiblePlan
-    from edgekv.eval.profile import applied, load_profile
+    from edgekv.store.profiles import applied, load_profile
 
     flags = {"e1_bytes": "e1", "saturation_tokens": "saturation"}
     given = {name for name, flag in flags.items() if params.get(flag) is not None}

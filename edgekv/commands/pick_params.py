@@ -36,7 +36,7 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
     kwargs["max_time_s"] = max_time_s(params.get("max_time"), None if several else choice.card)
     cs = None
     if not several and choice.card is not None:  # the speed model only for a named card
-        from edgekv.plan.speed_store import card_speed
+        from edgekv.store.speeds import card_speed
 
         cs = card_speed(choice.card)
     if cs is not None:
@@ -73,7 +73,7 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
         if params.get(key) is not None:
             kwargs[key] = params[key]
     if params.get("profile"):  # flag > profile > the paper's default
-        from edgekv.eval.profile import load_profile, policy_fields
+        from edgekv.store.profiles import load_profile, policy_fields
 
         prof = load_profile(params["profile"])
         for key, value in policy_fields(prof, accounting=kwargs.get("accounting", "runtime")).items():
@@ -88,8 +88,9 @@ def run_pick(params: dict[str, Any], *, top: int = 5, card: CardChoice | None = 
         kwargs["options"] = options_from_repo(
             params["repo"], quants=kwargs.get("quants"), endpoint=params.get("endpoint")
         )
-    from edgekv.plan.pick import catalog_options, check, gguf_option
+    from edgekv.plan.pick import check
     from edgekv.plan.requests import PickRequest
+    from edgekv.store.catalog import catalog_options, gguf_option
 
     card_speed_ = kwargs.pop("card_speed", None)
     options = kwargs.pop("options", None)

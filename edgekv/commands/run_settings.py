@@ -30,7 +30,7 @@ class RunSettings:
 def run_settings(ctx: click.Context, model: str | None, o: dict[str, Any]) -> RunSettings:
     """The flags; then the --plan file's values where the flag was not given; then the --gpu card's
     memory as the cap when --vram is not given."""
-    from edgekv.plan.planfile import read_plan
+    from edgekv.store.planfile import read_plan
     from edgekv.units import format_bytes
 
     plan = read_plan(input_file(o["plan_path"], what="plan file")) if o["plan_path"] is not None else None

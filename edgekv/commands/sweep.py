@@ -100,7 +100,7 @@ def _settings(params: dict[str, Any]) -> Any:
 
 def _options(params: dict[str, Any]) -> list[Any]:
     from edgekv.model.quant import WeightQuant
-    from edgekv.plan.pick import catalog_options, gguf_option
+    from edgekv.store.catalog import catalog_options, gguf_option
     from edgekv.units import parse_list
 
     if params["gguf_paths"]:

@@ -1,27 +1,24 @@
 """``pick()``: the library entry point of ``edgekv pick``: a :class:`PickRequest` and the options to rank.
 
-Pure but for ``gguf_option`` (edgekv's own stdlib header reader): never imports llama_cpp,
-huggingface_hub, gguf or numpy. The options come from the catalog (``catalog_options``), a local
-GGUF (``gguf_option``) or a hub repo (``edgekv.hub.remote.options_from_repo``).
+Pure (stdlib only, no file read). The options come from the catalog
+(``edgekv.store.catalog.catalog_options``), a local GGUF (``edgekv.store.catalog.gguf_option``) or a
+hub repo (``edgekv.hub.remote.options_from_repo``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from edgekv.errors import NoFeasiblePlan, SpecError
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec
-from edgekv.plan import catalog
-from edgekv.plan.catalog import options_from_catalog
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
 from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan
 from edgekv.plan.policy import max_tokens_per_seq
 from edgekv.plan.policy import pick as rank
-from edgekv.plan.requests import DEFAULT_FAMILY, PickRequest
+from edgekv.plan.requests import PickRequest
 
 if TYPE_CHECKING:
     from edgekv.plan.devices import DeviceBudget
@@ -109,42 +106,10 @@ def check(request: PickRequest, *, card_speed: CardSpeed | None = None) -> Budge
     )
 
 
-def catalog_options(
-    family: str | None = DEFAULT_FAMILY, models: Sequence[str] | None = None, quants: Sequence[str] | None = None
-) -> list[ModelOption]:
-    """The catalog's options for a family ("all"/None = every family) or named models."""
-    fam = None if (models or family in (None, "all")) else family
-    wanted = ",".join(models) if models else None
-    chosen = catalog.select(catalog.load_catalog(), family=fam, model=wanted)
-    if not chosen:
-        raise SpecError(
-            f"no catalog model matches family {family!r}" + (f" and models {wanted!r}" if wanted else ""),
-            hint="families: qwen3, deepseek-r1-distill, all; see models/",
-        )
-    options = options_from_catalog(chosen, quants=quants)
-    if not options and quants:
-        have = sorted({o.quant for o in options_from_catalog(chosen, quants=None)})
-        raise SpecError(
-            f"--quants {','.join(quants)}: no catalog file of the chosen models has "
-            + ("that quant" if len(quants) == 1 else "those quants"),
-            hint=f"the catalog has {', '.join(have)}" if have else "choose other --family/--model",
-        )
-    return options
-
-
-def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
-    """A local GGUF as a pick option (edgekv's own header reader, no gguf/numpy)."""
-    from edgekv.model.gguf_reader import read_spec
-
-    spec = read_spec(path)
-    return spec_option(spec, path=str(path))
-
-
-def spec_option(spec: ModelSpec, *, path: str | None = None) -> ModelOption:
-    """A ModelOption sized from a spec's own tensors."""
+def spec_option(spec: ModelSpec, *, name: str | None = None, path: str | None = None) -> ModelOption:
+    """A ModelOption sized from a spec's own tensors, called ``name`` (default: the spec's name)."""
     return ModelOption(
-        name=os.path.splitext(os.path.basename(os.fspath(path)))[0] if path else spec.name,  # the file's stem
-        quant=spec.file_type or "?", spec=spec,
+        name=name or spec.name, quant=spec.file_type or "?", spec=spec,
         layout=WeightLayout.from_spec(spec), effective_bytes=spec.weights_bytes, path=path, n_params=spec.n_params,
     )  # fmt: skip
 

@@ -17,8 +17,8 @@ from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_lin
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
-    from edgekv.eval.profile import Applied
     from edgekv.plan.timing import PlanTime
+    from edgekv.store.profiles import Applied
 
 
 def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = ()) -> Group:

@@ -128,8 +128,8 @@ def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     modules = set(json.loads(modules_line.removeprefix("MODULES "))) - before  # what pick itself loaded
     assert "edgekv.plan.policy" in modules
     unused = {
-        "edgekv.plan.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
-        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.plan.speed_store", "edgekv.commands.options",
+        "edgekv.store.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
+        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.store.speeds", "edgekv.commands.options",
         "logging", "pathlib",
     }  # fmt: skip
     assert not modules & unused
@@ -165,10 +165,13 @@ def _imports(path: Path) -> set[str]:
         "plan/reasons",
         "plan/split_plans",
         "plan/llama_settings",
-        "plan/catalog",
+        "plan/requests",
+        "plan/card",
+        "store/catalog",
         "plan/speed",
         "plan/timing",
-        "plan/speed_store",
+        "store/speeds",
+        "store/profiles",
         "report/common",
         "report/pick",
         "commands/card_options",

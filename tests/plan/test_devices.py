@@ -11,9 +11,10 @@ from edgekv.model.quant import KvType
 from edgekv.plan import devices as multi
 from edgekv.plan.fit import FitTerms, footprint_at
 from edgekv.plan.memory import RunConfig, WeightLayout
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.preflight import preflight_split
 from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB
 
 # Hand-computed from llama-model.cpp load_tensors: splits = cumulative shares / sum (float32),
@@ -123,7 +124,7 @@ def test_nothing_fits_names_each_device_short() -> None:
 def q8_8b_file_spec(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Qwen3-8B's real tensors at Q8_0 (a sparse GGUF: what ``run`` reads)."""
     from edgekv.model.gguf_reader import read_spec
-    from edgekv.plan.catalog import load_catalog
+    from edgekv.store.catalog import load_catalog
     from tests.ggufgen import write_sparse_gguf
 
     config = next(m for m in load_catalog() if m.name == "Qwen3-8B").config

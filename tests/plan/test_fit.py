@@ -14,9 +14,10 @@ from edgekv.model.quant import KvType
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.fit import FitTerms, context_cap, largest_tokens_per_seq
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, footprint, kv_bytes
-from edgekv.plan.pick import gguf_option, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.preflight import largest_ctx
 from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import gguf_option
 from edgekv.units import MIB
 from tests.ggufgen import tiny_config, write_tiny_gguf
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from edgekv.model.quant import KvType
-from edgekv.plan.catalog import find
 from edgekv.plan.memory import RunConfig, footprint, gpu_layer_start, kv_bytes
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options, find
 from edgekv.units import GIB
 
 

@@ -14,10 +14,11 @@ import pytest
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.plans import ModelOption, PickResult, Plan
 from edgekv.plan.policy import rank_key
 from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)

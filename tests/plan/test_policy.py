@@ -13,10 +13,11 @@ import pytest
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
-from edgekv.plan import catalog, policy
 from edgekv.plan import pick as library
+from edgekv.plan import policy
 from edgekv.plan.plans import E1_BYTES, PickResult, Plan
 from edgekv.plan.requests import PickRequest
+from edgekv.store import catalog
 from edgekv.units import parse_size
 
 PAPER = {"accounting": "paper"}  # weights + KV only: overhead 0, margin 0, compute not counted
@@ -29,7 +30,7 @@ def pick(
     models: list[str] | None = None, quants: list[str] | None = None, **extra: Any,
 ) -> PickResult:  # fmt: skip
     request = PickRequest(vram_bytes=parse_size(vram), task=Task(task), top=top, **extra)
-    return library.pick(request, library.catalog_options(family, models, quants))
+    return library.pick(request, catalog.catalog_options(family, models, quants))
 
 
 def top_of(result: PickResult) -> tuple[str, str]:

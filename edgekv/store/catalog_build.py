@@ -1,6 +1,6 @@
 """Regenerate the derived parts of ``models/*.json``: weight bytes of each quant level.
 
-``python -m edgekv.plan.catalog_build [--check]``. For every catalog model, lists the tensors
+``python -m edgekv.store.catalog_build [--check]``. For every catalog model, lists the tensors
 llama.cpp's converter writes for its config (``archs``), applies llama.cpp's quantize rules
 (``quantrules``, proven against llama_model_quantize in tests/io/test_quantrules.py) and stores
 per quant: effective size, bytes by tensor type, and the input / per-layer / output split the
@@ -17,8 +17,8 @@ from typing import Any
 from edgekv.model.archs import gguf_arch, gguf_tensors
 from edgekv.model.quantrules import quantized_types
 from edgekv.model.spec import TensorInfo, from_hf_config
-from edgekv.plan.catalog import CATALOG_QUANTS, models_dir
 from edgekv.plan.memory import WeightLayout
+from edgekv.store.catalog import CATALOG_QUANTS, models_dir
 
 
 def derive(data: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 tmp.write_text(json.dumps(new, indent=1) + "\n")
                 tmp.replace(path)
     if check and stale:
-        sys.stderr.write(f"stale catalog files (run python -m edgekv.plan.catalog_build): {', '.join(stale)}\n")
+        sys.stderr.write(f"stale catalog files (run python -m edgekv.store.catalog_build): {', '.join(stale)}\n")
         return 1
     sys.stdout.write(f"{'checked' if check else 'updated'} {len(stale)} file(s)\n")
     return 0
