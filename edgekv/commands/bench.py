@@ -79,19 +79,21 @@ def command(
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
       edgekv bench model.gguf --kv q8_0 --parallel 1,4,16 --n-prompt 256 --n-gen 256
     """
-    from edgekv.commands.card_options import vram_option
-    from edgekv.commands.options import input_file, kv_pairs, tensor_split_option, verbosity
+    from edgekv.commands.options import verbosity
     from edgekv.errors import NothingRan, SpecError
+    from edgekv.fsutil import input_file
     from edgekv.llama import bench
     from edgekv.llama import records as rec
     from edgekv.plan.memory import RunConfig
+    from edgekv.requests.card import parse_vram
+    from edgekv.requests.flags import kv_pairs, parse_tensor_split
     from edgekv.units import parse_list, parse_tokens
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     input_file(model)
-    vram_bytes = vram_option(vram) if vram is not None else None
-    split = tuple(tensor_split_option(tensor_split)) if tensor_split else ()
+    vram_bytes = parse_vram(vram) if vram is not None else None
+    split = tuple(parse_tensor_split(tensor_split)) if tensor_split else ()
     if split and not isinstance(vram_bytes, list):
         raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
     base = RunConfig(n_ctx=4096, n_gpu_layers=ngl, flash_attn=flash_attn, tensor_split=split)

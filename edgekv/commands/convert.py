@@ -51,10 +51,9 @@ def command(
       edgekv convert ./Qwen3-8B --quants Q4_K_M,Q8_0 --outdir ./gguf --json
       edgekv convert ./Llama-3.2-1B --outtype bf16 --imatrix imatrix.gguf --force
     """
-    from edgekv.commands.options import input_file
     from edgekv.convert.checkpoint import convert_checkpoint
     from edgekv.errors import SpecError
-    from edgekv.fsutil import not_a_regular_file
+    from edgekv.fsutil import input_file, not_a_regular_file
     from edgekv.model.quant import WeightQuant
 
     if (why := not_a_regular_file(checkpoint_dir)) not in (None, "does not exist", "is a directory, not a file"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -32,7 +32,12 @@ if TYPE_CHECKING:
 @pick_options
 def command(
     repo_id: str | None, quant: str | None, filename: str | None, revision: str | None, dry_run: bool,
-    endpoint: str | None, cache_dir: str | None, as_json: bool, **pick_params: Any,
+    endpoint: str | None, cache_dir: str | None, as_json: bool, vram: str | None, gpu: str | None,
+    max_time: str | None, tensor_split: str | None, task: str, family: str, model: str | None, quants: str | None,
+    kv: str | None, mixed_kv: bool, min_ctx: str, allow_offload: bool, overhead: str, margin: str | None,
+    accounting: str, gguf_path: str | None, repo: str | None, e1: str | None, e2: str | None,
+    token_floor: str | None, saturation: str | None, max_parallel: int | None, similar: float | None,
+    cap_precision: bool, profile: str | None,
 ) -> None:  # fmt: skip
     """Download a GGUF from the Hugging Face hub, or the file of pick's top plan for a card.
 
@@ -53,16 +58,20 @@ def command(
     from edgekv.hub import listing as hub_listing
     from edgekv.hub import names as hub_names
 
-    vram = pick_params.get("vram")
-    if vram or pick_params.get("gpu"):
+    if vram or gpu:
         if quant or filename:
             raise SpecError("--vram picks the file itself", hint="drop --quant/--file, or drop --vram")
-        from edgekv.commands.pick_params import top_plan_for_download
+        from edgekv.requests.pick import PickFlags, top_plan_file
 
-        params = dict(click.get_current_context().params)
-        if repo_id and not params.get("repo"):
-            params["repo"] = repo_id
-        repo_id, filename = top_plan_for_download(params)
+        flags = PickFlags(
+            vram=vram, gpu=gpu, max_time=max_time, tensor_split=tensor_split, task=task, family=family, model=model,
+            quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload,
+            overhead=overhead, margin=margin, accounting=accounting, gguf_path=gguf_path,
+            repo=repo_id if repo_id and not repo else repo, e1=e1, e2=e2, token_floor=token_floor,
+            saturation=saturation, max_parallel=max_parallel, similar=similar, cap_precision=cap_precision,
+            profile=profile,
+        )  # fmt: skip
+        repo_id, filename = top_plan_file(flags, endpoint=endpoint)
     elif not repo_id:
         raise SpecError(
             "say what to download", hint="edgekv download REPO --quant Q4_K_M, or edgekv download --vram 8G"

@@ -3,25 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
-
-
-def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhead_bytes: int | None) -> dict[str, Any]:
-    """The dict behind both the table and --json."""
-    from edgekv.model.quant import DEFAULT_KV_TYPES
-    from edgekv.plan.memory import kv_bytes_per_token
-    from edgekv.plan.pick import largest_context_by_kv
-    from edgekv.report import model as rmodel
-
-    per_token = {k: kv_bytes_per_token(spec, k) for k in DEFAULT_KV_TYPES}
-    max_ctx = None
-    if vram_bytes:
-        max_ctx = largest_context_by_kv(
-            spec, vram_bytes=vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes
-        )
-    return rmodel.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
 
 
 @click.command("inspect")
@@ -59,7 +42,7 @@ def command(
     else:
         if filename:
             raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
-        from edgekv.commands.options import input_file
+        from edgekv.fsutil import input_file
         from edgekv.model.gguf_reader import VocabOnly, inspect_file
 
         found = inspect_file(input_file(target, what="GGUF file"))
@@ -74,7 +57,7 @@ def command(
     vram_bytes = parse_size(vram) if vram is not None else None
     margin_bytes = parse_size(margin, allow_zero=True)
     overhead_bytes = None if overhead == "auto" else parse_size(overhead, allow_zero=True)
-    data = inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
+    data = rmodel.inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -1,6 +1,7 @@
 """pick's options, shared with ``edgekv download --vram``: the card, the catalog, the rule's constants.
 
-Declarations only; ``pick_params.run_pick`` turns their values into ``edgekv.plan.pick.pick``'s arguments.
+Declarations only; their values become an ``edgekv.requests.pick.PickFlags``, parsed there. --gpu is
+also run's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any, TypeVar
 
 import click
 
-from edgekv.commands.card_options import gpu_option
 from edgekv.model.quant import DEFAULT_KV_TYPES
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
 from edgekv.plan.plans import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR
@@ -23,13 +23,14 @@ def _gib(n_bytes: int) -> str:
     return f"{n_bytes / GIB:.2f}G"
 
 
-def max_time_option() -> Callable[[F], F]:
-    """``--max-time``: only plans whose predicted time to answer fits (needs --gpu); see ``pick_params.max_time_s``."""
+def gpu_option() -> Callable[[F], F]:
+    """``--gpu NAME|auto``, shared by pick, download and run; read by ``edgekv.requests.card.resolve_card``."""
     return click.option(
-        "--max-time",
-        "max_time",
-        metavar="DURATION",
-        help="Only plans that answer within this (90s, 2m, 1h), each answer as long as fits; needs --gpu.",
+        "--gpu",
+        "gpu",
+        metavar="NAME|auto",
+        help="The card by name ('RTX 4060', '3060 12GB', 'RX 7900 XTX'): its memory, and its bandwidth for "
+        "predicted speed; auto: this machine's card through NVML.",
     )
 
 
@@ -44,7 +45,12 @@ def pick_options(f: F) -> F:
             "layer split, in llama.cpp's device order: RPC servers first, then local GPUs).",
         ),
         gpu_option(),
-        max_time_option(),
+        click.option(
+            "--max-time",
+            "max_time",
+            metavar="DURATION",
+            help="Only plans that answer within this (90s, 2m, 1h), each answer as long as fits; needs --gpu.",
+        ),
         click.option(
             "--tensor-split",
             "tensor_split",

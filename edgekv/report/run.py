@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.table import Table
 
-from edgekv.plan.memory import Footprint
+from edgekv.plan.memory import Footprint, RunConfig
 from edgekv.units import MIB, format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
@@ -45,6 +45,32 @@ def memory_table(fp: Footprint, measured: Any, *, gpu: bool, title: str) -> Tabl
             part, format_bytes(pred) if pred is not None else "", format_bytes(meas) if meas is not None else "n/a"
         )
     return t
+
+
+def header_lines(prepared: Any, model: str, cfg: RunConfig, *, cap_text: str | None) -> list[str]:
+    """``edgekv run``'s settings line: context, KV, samples, flash attention, the prediction (and per GPU)."""
+    tk, tv = cfg.type_k, cfg.type_v
+    kv_text = tk.value if tk == tv else f"{tk.value}/{tv.value}"
+    budget = f"--vram {cap_text}" if cap_text else "the free memory"
+    lines = [
+        f"{Path(model).name}: {prepared.cfg.n_ctx} tokens, {kv_text} KV, {prepared.cfg.n_seq} sample(s), flash "
+        f"attention {'on' if cfg.flash_attn else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of "
+        f"{budget}"
+    ]
+    for i, fp in enumerate(prepared.device_footprints):
+        lines.append(
+            f"  GPU {i}: predicted {format_bytes(fp.gpu_total)} of {format_bytes(prepared.vram_per_device[i])}"
+        )
+    return lines
+
+
+def speed_lines(out: Any) -> list[str]:
+    """Each turn's prompt and decode speed."""
+    return [
+        f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
+        f"({g.decode_tps:.1f} tokens/s)"
+        for g in out.generations
+    ]
 
 
 def run_dict(

@@ -130,7 +130,7 @@ def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     unused = {
         "edgekv.store.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
         "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.store.speeds", "edgekv.commands.options",
-        "logging", "pathlib",
+        "edgekv.requests.flags", "edgekv.requests.overlay", "edgekv.store.profiles", "logging", "pathlib",
     }  # fmt: skip
     assert not modules & unused
 
@@ -174,9 +174,9 @@ def _imports(path: Path) -> set[str]:
         "store/profiles",
         "report/common",
         "report/pick",
-        "commands/card_options",
+        "requests/card",
         "commands/pick_options",
-        "commands/pick_params",
+        "requests/pick",
         "commands/pick",
     ],
 )
