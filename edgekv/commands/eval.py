@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -66,6 +64,7 @@ def command(
     from edgekv.eval.run import evaluate
     from edgekv.report import common as rcommon
     from edgekv.report import eval as reval
+    from edgekv.report.progress import EvalBar
     from edgekv.requests.eval import EvalRequest
 
     request = EvalRequest(
@@ -76,39 +75,9 @@ def command(
     )  # fmt: skip
     config = request.config()
     problems = load_problems(dataset, limit=limit, seed=seed)
-    with ProgressBar(enabled=not as_json and verbosity(ctx) >= 0) as progress:
+    with EvalBar(enabled=not as_json and verbosity(ctx) >= 0) as progress:
         result = evaluate(config, problems, out=Path(out) if out else None, progress=progress)
     if as_json:
         click.echo(json.dumps(reval.eval_dict(result), indent=2))
     else:
         rcommon.console().print(reval.eval_table(result))
-
-
-class ProgressBar:
-    """A rich progress bar with accuracy so far and an ETA, only for a human on a TTY."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from edgekv.report.common import console
-
-        self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                            TimeRemainingColumn(), console=console(stderr=True), transient=True)  # fmt: skip
-        self.bar.start()
-        self.task = self.bar.add_task("", total=None)
-        return self.update
-
-    def update(self, p: Any) -> None:
-        text = f"pass@1 {100 * p.pass_at_1:.1f}% maj@G {100 * p.maj_at_g:.1f}% {p.decode_tps:.1f} tok/s"
-        self.bar.update(self.task, completed=p.done, total=p.total, description=text)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

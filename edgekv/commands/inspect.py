@@ -28,37 +28,24 @@ def command(
       edgekv inspect model.gguf --vram 8G --json
       edgekv inspect bartowski/Qwen_Qwen3-8B-GGUF Qwen_Qwen3-8B-Q4_K_M.gguf --remote
     """
-    from edgekv.errors import SpecError
+    from edgekv.model.gguf_reader import VocabOnly
     from edgekv.report import common as rcommon
     from edgekv.report import model as rmodel
-    from edgekv.units import parse_size
+    from edgekv.requests.inspect import InspectRequest
 
-    if remote:
-        if not filename:
-            raise SpecError("--remote needs REPO and FILENAME", hint="edgekv inspect REPO FILE.gguf --remote")
-        from edgekv.hub.remote import inspect_remote
-
-        spec, _stats = inspect_remote(target, filename, revision=revision)
-    else:
-        if filename:
-            raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
-        from edgekv.fsutil import input_file
-        from edgekv.model.gguf_reader import VocabOnly, inspect_file
-
-        found = inspect_file(input_file(target, what="GGUF file"))
-        if isinstance(found, VocabOnly):
-            vocab = rmodel.vocab_only_dict(found)
-            if as_json:
-                click.echo(json.dumps(vocab, indent=2))
-            else:
-                rcommon.console().print(rmodel.vocab_only_table(vocab))
-            return
-        spec = found
-    vram_bytes = parse_size(vram) if vram is not None else None
-    margin_bytes = parse_size(margin, allow_zero=True)
-    overhead_bytes = None if overhead == "auto" else parse_size(overhead, allow_zero=True)
-    data = rmodel.inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
+    request = InspectRequest(target, filename, remote=remote, revision=revision, vram=vram, margin=margin,
+                             overhead=overhead)  # fmt: skip
+    found = request.read()
+    if isinstance(found, VocabOnly):
+        vocab = rmodel.vocab_only_dict(found)
+        if as_json:
+            click.echo(json.dumps(vocab, indent=2))
+        else:
+            rcommon.console().print(rmodel.vocab_only_table(vocab))
+        return
+    vram_bytes, margin_bytes, overhead_bytes = request.memory()
+    data = rmodel.inspect_data(found, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
-    rcommon.console().print(rmodel.spec_tables(data, vram_bytes=vram_bytes))
+    else:
+        rcommon.console().print(rmodel.spec_tables(data, vram_bytes=vram_bytes))

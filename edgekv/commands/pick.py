@@ -4,7 +4,6 @@ this path never imports llama_cpp, huggingface_hub, gguf or numpy (a test checks
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 
@@ -56,14 +55,8 @@ def command(
     )  # fmt: skip
     ans = answer(flags, top=top)
     if as_json:
-        from edgekv.store.planfile import pick_dict
-
-        data = pick_dict(ans.result, card=ans.card.card)
-        if ans.profile is not None:
-            data["profile"] = {"name": ans.profile.name, "applied": [asdict(a) for a in ans.profile.applied]}
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(rpick.pick_json(ans), indent=2))
         return
     con = rcommon.console()
-    con.print(rpick.pick_table(ans.result, width=con.width, notes=ans.card.notes))
-    if ans.profile is not None:
-        con.print(rpick.profile_lines(ans.profile.name, ans.profile.applied, ans.result, ans.profile.default))
+    for part in rpick.pick_report(ans, width=con.width):
+        con.print(part)

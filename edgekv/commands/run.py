@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from edgekv.commands.options import given, verbosity
-from edgekv.commands.pick_options import gpu_option
+from edgekv.commands.pick_options import gpu_option, tensor_split_option
 from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
 
 if TYPE_CHECKING:
@@ -20,42 +20,25 @@ if TYPE_CHECKING:
 
 @click.command("run")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--vram",
-    metavar="SIZE[,SIZE...]",
-    help="VRAM cap: 8G, 6GiB, 7.5G; 12G,8G caps GPU 0 and GPU 1 of a layer split. Refuses what would not fit.",
-)
+@click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap: 8G, 6GiB, 7.5G; 12G,8G caps GPU 0 and GPU 1 of a "
+              "layer split. Refuses what would not fit.")  # fmt: skip
 @gpu_option()
-@click.option(
-    "--tensor-split",
-    "tensor_split",
-    metavar="A,B[,...]",
-    help="Each device's share of the layers (llama.cpp -ts).  [default: proportional to --vram]",
-)
+@tensor_split_option()
 @click.option("--kv", metavar="TYPE", help="K and V cache type: f16, q8_0, q4_0 (also bf16, q5_0, ...).")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
-@click.option(
-    "--ctx",
-    "ctx_text",
-    default=DEFAULT_CTX,
-    show_default=True,
-    help="Total context (4096, 16k), shared by the --parallel samples as llama.cpp's -c/-np; "
-    "or auto: the largest that fits.",
-)
-@click.option(
-    "--parallel", default=DEFAULT_PARALLEL, show_default=True, type=click.IntRange(1, 256), help="Parallel samples G."
-)
-@click.option(
-    "--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1), help="Layers on the GPU (-1: all)."
-)
+@click.option("--ctx", "ctx_text", default=DEFAULT_CTX, show_default=True, help="Total context (4096, 16k), shared "
+              "by the --parallel samples as llama.cpp's -c/-np; or auto: the largest that fits.")  # fmt: skip
+@click.option("--parallel", default=DEFAULT_PARALLEL, show_default=True, type=click.IntRange(1, 256),
+              help="Parallel samples G.")  # fmt: skip
+@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
+              help="Layers on the GPU (-1: all).")  # fmt: skip
 @click.option("--margin", default="0", show_default=True, help="Memory kept free under --vram (as pick's --margin).")
 @click.option("--prompt", help="Prompt text (the model's chat template is applied unless --raw).")
 @click.option("--chat", is_flag=True, help="Chat on stdin, one message per line.")
 @click.option("--raw", is_flag=True, help="Send --prompt as is, without the chat template.")
-@click.option(
-    "--max-tokens", default=512, show_default=True, type=click.IntRange(1), help="Tokens to generate per sample."
-)
+@click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1),
+              help="Tokens to generate per sample.")  # fmt: skip
 @click.option("--greedy", is_flag=True, help="Greedy decoding instead of sampling.")
 @click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="Qwen3 thinking default.")
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
@@ -85,7 +68,7 @@ def command(
       edgekv run --plan plan.json --prompt "Prove that sqrt(2) is irrational."
       edgekv run model.gguf --vram 8G --chat
     """
-    from edgekv.llama import build, session
+    from edgekv.llama import session
     from edgekv.report import common as rcommon
     from edgekv.report import run as rrun
     from edgekv.requests.run import RunRequest
@@ -99,16 +82,8 @@ def command(
     )  # fmt: skip
     s = request.resolve(stdin=sys.stdin)
     cfg, verbose = s.config, verbosity(ctx) >= 2
-    if (
-        (cfg.n_gpu_layers != 0 or s.vram_bytes)
-        and not isinstance(s.vram_bytes, list)
-        and not build.gpu_offload_supported()
-    ):
-        click.echo(
-            "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
-            f"llama.cpp allocates. For a GPU build:\n  {build.CUDA_REINSTALL}",
-            err=True,
-        )
+    if (note := rrun.no_offload_note(cfg, s.vram_bytes)) is not None:
+        click.echo(note, err=True)
     prepared = session.prepare(s.model, cfg, vram_bytes=s.vram_bytes, auto_ctx=s.auto_ctx, margin_bytes=s.margin_bytes,
                                cap_text=s.cap_text, verbose=verbose)  # fmt: skip
     if not as_json:
@@ -116,17 +91,11 @@ def command(
             click.echo(line, err=True)
     out = _generate(prepared, s, request, quiet=as_json, verbose=verbose)
     if as_json:
-        total = sum(s.vram_bytes) if isinstance(s.vram_bytes, list) else s.vram_bytes
-        data = rrun.run_dict(prepared, out, model=s.model, vram_bytes=total, device=session.device_name(prepared.gpu),
-                             build=build.build_info())  # fmt: skip
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(rrun.run_json(prepared, out, model=s.model, vram_bytes=s.vram_bytes), indent=2))
         return
     con = rcommon.console(stderr=True)
-    for line in rrun.speed_lines(out):
-        con.print(line)
-    con.print(
-        rrun.memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title="memory: predicted vs measured")
-    )
+    for part in rrun.run_report(prepared, out):
+        con.print(part)
 
 
 def _generate(prepared: Prepared, s: RunSettings, request: RunRequest, *, quiet: bool, verbose: bool) -> RunOutput:

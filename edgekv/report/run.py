@@ -64,13 +64,38 @@ def header_lines(prepared: Any, model: str, cfg: RunConfig, *, cap_text: str | N
     return lines
 
 
-def speed_lines(out: Any) -> list[str]:
-    """Each turn's prompt and decode speed."""
-    return [
+def no_offload_note(cfg: RunConfig, vram_bytes: int | list[int] | None) -> str | None:
+    """The note that this llama-cpp-python build runs on the CPU, where the run asks for GPU layers."""
+    from edgekv.llama import build
+
+    if (cfg.n_gpu_layers != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not build.gpu_offload_supported():
+        return (
+            "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
+            f"llama.cpp allocates. For a GPU build:\n  {build.CUDA_REINSTALL}"
+        )
+    return None
+
+
+def run_report(prepared: Any, out: Any) -> list[Any]:
+    """``edgekv run``'s end: each turn's prompt and decode speed, and the memory predicted vs measured."""
+    lines: list[Any] = [
         f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
         f"({g.decode_tps:.1f} tokens/s)"
         for g in out.generations
     ]
+    return [
+        *lines,
+        memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title="memory: predicted vs measured"),
+    ]
+
+
+def run_json(prepared: Any, out: Any, *, model: str, vram_bytes: int | list[int] | None) -> dict[str, Any]:
+    """``edgekv run --json``: :func:`run_dict` on this machine (its device, the llama.cpp build, the caps' sum)."""
+    from edgekv.llama import build, session
+
+    total = sum(vram_bytes) if isinstance(vram_bytes, list) else vram_bytes
+    return run_dict(prepared, out, model=model, vram_bytes=total, device=session.device_name(prepared.gpu),
+                    build=build.build_info())  # fmt: skip
 
 
 def run_dict(
