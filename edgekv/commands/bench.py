@@ -34,26 +34,10 @@ from edgekv.commands.options import sampler_option
               help="Keep the GPU decode speeds as this card's speed samples: pick --gpu refits from them.")  # fmt: skip
 @click.pass_context
 def command(
-    ctx: click.Context,
-    /,
-    model: str,
-    kv: str,
-    contexts: str,
-    depths: str,
-    n_prompt: int,
-    n_gen: int,
-    reps: int,
-    vram: str | None,
-    tensor_split: str | None,
-    ngl: int,
-    flash_attn: bool,
-    threads: int | None,
-    as_json: bool,
-    as_csv: bool,
-    store: bool,
-    parallel: str | None,
-    sampler: str,
-) -> None:
+    ctx: click.Context, /, model: str, kv: str, contexts: str, depths: str, n_prompt: int, n_gen: int, reps: int,
+    vram: str | None, tensor_split: str | None, ngl: int, flash_attn: bool, threads: int | None, as_json: bool,
+    as_csv: bool, store: bool, parallel: str | None, sampler: str,
+) -> None:  # fmt: skip
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
     For each KV type x context: tokens/s of prompt processing (--n-prompt tokens) and of decoding

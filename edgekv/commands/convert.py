@@ -27,17 +27,9 @@ DEFAULT_QUANTS = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0"
               help="Use llama.cpp's convert_hf_to_gguf.py for the f16/bf16 step (needs torch).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def command(
-    checkpoint_dir: Path,
-    quants: str,
-    outtype: str,
-    outdir: Path | None,
-    model_name: str | None,
-    imatrix: Path | None,
-    threads: int | None,
-    force: bool,
-    converter: Path | None,
-    as_json: bool,
-) -> None:
+    checkpoint_dir: Path, quants: str, outtype: str, outdir: Path | None, model_name: str | None,
+    imatrix: Path | None, threads: int | None, force: bool, converter: Path | None, as_json: bool,
+) -> None:  # fmt: skip
     """Convert a Hugging Face checkpoint (safetensors) to GGUF and quantize it.
 
     Writes <name>-F16.gguf, one <name>-<QUANT>.gguf per quant and manifest.json (sha256, sizes,

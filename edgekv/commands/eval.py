@@ -16,13 +16,11 @@ from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Model, KV, G and --vram from a plan.")
 @click.option("--dataset", required=True, help="synth, gsm8k, math500, aime24, aime25, gpqa, or a JSONL/JSON/CSV file.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
-@click.option(
-    "--budget", default=DEFAULT_BUDGET, show_default=True, help="Thinking budget T per sample (tokens: 512, 8k)."
-)
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True,
+              help="Thinking budget T per sample (tokens: 512, 8k).")  # fmt: skip
 @click.option("--reserve", default=64, show_default=True, type=click.IntRange(1), help="Answer tokens after the cue.")
-@click.option(
-    "--samples", default=DEFAULT_SAMPLES, show_default=True, type=click.IntRange(1, 256), help="Samples G per problem."
-)
+@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=click.IntRange(1, 256),
+              help="Samples G per problem.")  # fmt: skip
 @click.option("--kv", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0).  [default: q8_0]")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
@@ -35,9 +33,8 @@ from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
-@click.option(
-    "--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1), help="Layers on the GPU (-1: all)."
-)
+@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
+              help="Layers on the GPU (-1: all).")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")

@@ -21,12 +21,9 @@ def given(ctx: click.Context, name: str) -> bool:
 
 
 sampler_option = click.option(
-    "--sampler",
-    type=click.Choice(SAMPLER_PLACES),
-    default="auto",
-    show_default=True,
+    "--sampler", type=click.Choice(SAMPLER_PLACES), default="auto", show_default=True,
     help="Where the sampler chains run: host (auto: a numpy top-k cut of all rows, then each chain in C on its "
     "candidates); full (llama.cpp's chain over each whole row, the same tokens, slower); backend (in llama.cpp's "
     "decode graph) or split (top-k in the graph, the rest on the host), both for 4 x (n_ubatch + 1) x n_vocab bytes "
     "more compute buffer (counted in the pre-flight; 297 MiB for Qwen3).",
-)
+)  # fmt: skip

@@ -130,7 +130,6 @@ def _lines(stdin: TextIO) -> Iterator[str]:
     while True:
         if tty:
             click.echo("> ", nl=False, err=True)
-        line = stdin.readline()
-        if not line:
+        if not (line := stdin.readline()):
             return
         yield line

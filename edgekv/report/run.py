@@ -12,8 +12,10 @@ from rich.table import Table
 from edgekv.plan.memory import Footprint, RunConfig
 from edgekv.units import MIB, format_bytes
 
-if TYPE_CHECKING:  # the pick path does not import eval
-    pass
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from edgekv.llama.session import Prepared, RunOutput
 
 
 def memory_rows(fp: Footprint, measured: Any, *, gpu: bool) -> list[tuple[str, int | None, int | None]]:
@@ -47,7 +49,7 @@ def memory_table(fp: Footprint, measured: Any, *, gpu: bool, title: str) -> Tabl
     return t
 
 
-def header_lines(prepared: Any, model: str, cfg: RunConfig, *, cap_text: str | None) -> list[str]:
+def header_lines(prepared: Prepared, model: str, cfg: RunConfig, *, cap_text: str | None) -> list[str]:
     """``edgekv run``'s settings line: context, KV, samples, flash attention, the prediction (and per GPU)."""
     tk, tv = cfg.type_k, cfg.type_v
     kv_text = tk.value if tk == tv else f"{tk.value}/{tv.value}"
@@ -76,9 +78,9 @@ def no_offload_note(cfg: RunConfig, vram_bytes: int | list[int] | None) -> str |
     return None
 
 
-def run_report(prepared: Any, out: Any) -> list[Any]:
+def run_report(prepared: Prepared, out: RunOutput) -> list[RenderableType]:
     """``edgekv run``'s end: each turn's prompt and decode speed, and the memory predicted vs measured."""
-    lines: list[Any] = [
+    lines: list[RenderableType] = [
         f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
         f"({g.decode_tps:.1f} tokens/s)"
         for g in out.generations
@@ -89,7 +91,7 @@ def run_report(prepared: Any, out: Any) -> list[Any]:
     ]
 
 
-def run_json(prepared: Any, out: Any, *, model: str, vram_bytes: int | list[int] | None) -> dict[str, Any]:
+def run_json(prepared: Prepared, out: RunOutput, *, model: str, vram_bytes: int | list[int] | None) -> dict[str, Any]:
     """``edgekv run --json``: :func:`run_dict` on this machine (its device, the llama.cpp build, the caps' sum)."""
     from edgekv.llama import build, session
 
@@ -99,7 +101,7 @@ def run_json(prepared: Any, out: Any, *, model: str, vram_bytes: int | list[int]
 
 
 def run_dict(
-    prepared: Any, out: Any, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
+    prepared: Prepared, out: RunOutput, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
 ) -> dict[str, Any]:
     """``edgekv run --json``: the settings, the samples, timings and memory predicted and measured."""
     from edgekv.llama.records import predicted_dict  # not on pick's path (statistics, csv)
