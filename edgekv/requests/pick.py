@@ -85,7 +85,8 @@ def answer(flags: PickFlags, *, top: int) -> PickAnswer:
     from edgekv.errors import NoFeasiblePlan
     from edgekv.store.profiles import applied, load_profile
 
-    given = {name for name, flag in (("e1_bytes", flags.e1), ("saturation_tokens", flags.saturation)) if flag}
+    flagged = (("e1_bytes", flags.e1), ("saturation_tokens", flags.saturation))
+    given = {name for name, flag in flagged if flag is not None}
     rows = applied(load_profile(flags.profile), accounting=flags.accounting or "runtime", given=given)
     try:
         default = run_pick(flags, card, top=1, profile=False)
