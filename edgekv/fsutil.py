@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgekv.errors import DiskFull
+from edgekv.errors import DiskFull, ModelFileNotFound, SpecError
 
 INCOMPLETE = ".incomplete"
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -121,3 +121,13 @@ def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "is a device, not a regular file"
     return "is not a regular file"
+
+
+def input_file(path: str, *, what: str = "model file") -> str:
+    """``path`` if it is a regular file; else ModelFileNotFound (missing) or SpecError naming what it is."""
+    why = not_a_regular_file(path)
+    if why == "does not exist":
+        raise ModelFileNotFound(f"{path}: no such file", hint=f"check the path to the {what}")
+    if why is not None:
+        raise SpecError(f"{path} {why}", hint=f"pass the {what} itself")
+    return path

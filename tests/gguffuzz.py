@@ -293,7 +293,6 @@ class Case:
 
 def inspect_path(path: Path) -> str:
     """What ``edgekv inspect FILE --vram 8G`` computes (no printing): "ok" or raises."""
-    from edgekv.commands.inspect import inspect_data
     from edgekv.model.gguf_reader import VocabOnly, inspect_file
     from edgekv.report import model as rmodel
     from edgekv.units import GIB, MIB
@@ -302,7 +301,7 @@ def inspect_path(path: Path) -> str:
     if isinstance(found, VocabOnly):
         rmodel.vocab_only_dict(found)
     else:
-        inspect_data(found, 8 * GIB, margin_bytes=256 * MIB, overhead_bytes=None)
+        rmodel.inspect_data(found, 8 * GIB, margin_bytes=256 * MIB, overhead_bytes=None)
     return "ok"
 
 

@@ -93,8 +93,11 @@ def test_zero_sizes_only_where_allowed(text: str) -> None:
 
 def test_zero_margin_and_overhead_reach_the_plan() -> None:
     from edgekv.plan.pick import pick
+    from edgekv.plan.requests import PickRequest
+    from edgekv.store.catalog import catalog_options
 
     margin, overhead = parse_size("0GiB", allow_zero=True), parse_size("0MiB", allow_zero=True)
-    result = pick(vram_bytes=parse_size("8G"), margin_bytes=margin, overhead_bytes=overhead, top=1)
+    request = PickRequest(vram_bytes=parse_size("8G"), margin_bytes=margin, overhead_bytes=overhead, top=1)
+    result = pick(request, catalog_options("qwen3"))
     assert result.budget.margin_bytes == 0 and result.budget.overhead_bytes == 0
     assert result.plans[0].footprint.margin == result.plans[0].footprint.overhead == 0

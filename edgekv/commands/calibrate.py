@@ -36,10 +36,10 @@ def command(
     """
     from edgekv.eval.calibrate import calibrate, profile_dict
     from edgekv.eval.frontier import Accounting
-    from edgekv.eval.profile import write_profile
     from edgekv.eval.scores import read_results
     from edgekv.report import common as rcommon
     from edgekv.report import eval as reval
+    from edgekv.store.profiles import write_profile
 
     res = read_results(results)
     cal = calibrate(res, accounting=Accounting(accounting), n_bootstrap=bootstrap, seed=seed, tolerance=tolerance)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -28,17 +27,9 @@ DEFAULT_QUANTS = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0"
               help="Use llama.cpp's convert_hf_to_gguf.py for the f16/bf16 step (needs torch).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def command(
-    checkpoint_dir: Path,
-    quants: str,
-    outtype: str,
-    outdir: Path | None,
-    model_name: str | None,
-    imatrix: Path | None,
-    threads: int | None,
-    force: bool,
-    converter: Path | None,
-    as_json: bool,
-) -> None:
+    checkpoint_dir: Path, quants: str, outtype: str, outdir: Path | None, model_name: str | None,
+    imatrix: Path | None, threads: int | None, force: bool, converter: Path | None, as_json: bool,
+) -> None:  # fmt: skip
     """Convert a Hugging Face checkpoint (safetensors) to GGUF and quantize it.
 
     Writes <name>-F16.gguf, one <name>-<QUANT>.gguf per quant and manifest.json (sha256, sizes,
@@ -51,11 +42,14 @@ def command(
       edgekv convert ./Qwen3-8B --quants Q4_K_M,Q8_0 --outdir ./gguf --json
       edgekv convert ./Llama-3.2-1B --outtype bf16 --imatrix imatrix.gguf --force
     """
-    from edgekv.commands.options import input_file
+    from rich.console import Console
+
     from edgekv.convert.checkpoint import convert_checkpoint
     from edgekv.errors import SpecError
-    from edgekv.fsutil import not_a_regular_file
+    from edgekv.fsutil import input_file, not_a_regular_file
     from edgekv.model.quant import WeightQuant
+    from edgekv.report import convert as rconvert
+    from edgekv.report import progress as rprogress
 
     if (why := not_a_regular_file(checkpoint_dir)) not in (None, "does not exist", "is a directory, not a file"):
         raise SpecError(f"{checkpoint_dir} {why.replace('regular file', 'folder')}", hint="pass the checkpoint folder")
@@ -63,56 +57,14 @@ def command(
         if path is not None:
             input_file(str(path), what=what)
     ladder = [WeightQuant.parse(q) for q in quants.split(",") if q.strip()]
-    kwargs: dict[str, Any] = dict(
-        quants=ladder, outtype=outtype, outdir=outdir, model_name=model_name, imatrix=imatrix,
-        threads=threads, force=force, converter=converter,
-    )  # fmt: skip
-    if as_json or not sys.stderr.isatty():
-        result = convert_checkpoint(checkpoint_dir, **kwargs)
-    else:
-        result = _with_progress_bar(checkpoint_dir, kwargs)
+    with rprogress.convert_bars(show=not as_json and sys.stderr.isatty()) as progress:
+        result = convert_checkpoint(
+            checkpoint_dir, quants=ladder, outtype=outtype, outdir=outdir, model_name=model_name, imatrix=imatrix,
+            threads=threads, force=force, converter=converter, progress=progress,
+        )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.manifest, indent=2))
         return
-    _print_table(result)
-
-
-def _with_progress_bar(checkpoint_dir: Path, kwargs: dict[str, Any]) -> Any:
-    """Run the conversion with a rich progress bar per file on stderr (a human on a TTY)."""
-    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
-
-    from edgekv.convert.checkpoint import convert_checkpoint
-    from edgekv.convert.tensors import ConvertProgress
-    from edgekv.report.common import progress_bar
-
-    bars: dict[str, Any] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
-    with progress_bar(*columns, transient=False) as bar:
-
-        def on_progress(p: ConvertProgress) -> None:
-            if p.file_name not in bars:
-                label = f"[{p.file_index + 1}/{p.n_files}] {p.stage} {p.file_name}"
-                bars[p.file_name] = bar.add_task(label, total=p.total_bytes)
-            bar.update(bars[p.file_name], completed=p.done_bytes, total=p.total_bytes)
-
-        return convert_checkpoint(checkpoint_dir, progress=on_progress, **kwargs)
-
-
-def _print_table(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from edgekv.units import format_bytes
-
-    table = Table(title=f"{result.model_name} ({result.arch}) -> {result.outdir}")
-    for col in ("file", "size", "effective size", "KV B/token f16", "q8_0", "q4_0", "note"):
-        table.add_column(col, justify="left" if col in ("file", "note") else "right", no_wrap=col == "file")
-    for f in result.files:
-        kv = f.kv_bytes_per_token
-        table.add_row(
-            f.name, format_bytes(f.file_bytes), format_bytes(f.weights_bytes),
-            str(kv["f16"]), str(kv["q8_0"]), str(kv["q4_0"]), "reused" if f.reused else "",
-        )  # fmt: skip
     console = Console()
-    console.print(table)
+    console.print(rconvert.convert_table(result))
     console.print(f"manifest: {result.manifest_path}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from edgekv.commands.options import given, kv_types, plan_model_path, sampler_option, verbosity
+from edgekv.commands.options import given, sampler_option, verbosity
+from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 
 
 @click.command("eval")
@@ -20,9 +20,11 @@ from edgekv.commands.options import given, kv_types, plan_model_path, sampler_op
 @click.option("--answer-field", default="answer", show_default=True, help="A local file's reference-answer field.")
 @click.option("--id-field", help="A local file's problem-id field (default: id if rows have one, else row numbers).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
-@click.option("--budget", default="8k", show_default=True, help="Thinking budget T per sample (tokens: 512, 8k).")
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True,
+              help="Thinking budget T per sample (tokens: 512, 8k).")  # fmt: skip
 @click.option("--reserve", default=64, show_default=True, type=click.IntRange(1), help="Answer tokens after the cue.")
-@click.option("--samples", default=4, show_default=True, type=click.IntRange(1, 256), help="Samples G per problem.")
+@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=click.IntRange(1, 256),
+              help="Samples G per problem.")  # fmt: skip
 @click.option("--kv", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0).  [default: q8_0]")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
@@ -35,12 +37,19 @@ from edgekv.commands.options import given, kv_types, plan_model_path, sampler_op
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
-@click.option("--ngl", default=-1, show_default=True, type=click.IntRange(-1), help="Layers on the GPU (-1: all).")
+@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
+              help="Layers on the GPU (-1: all).")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
-def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
+def command(
+    ctx: click.Context, /, model: str | None, plan_path: str | None, dataset: str, question_field: str,
+    answer_field: str, id_field: str | None, limit: int | None, budget: str, reserve: int, samples: int,
+    kv: str | None, type_k: str | None, type_v: str | None, vram: str | None, slots: int | None,
+    sampler: SamplerPlace, temperature: float, top_p: float, top_k: int, seed: int, force_length: bool,
+    thinking: bool | None, ngl: int, threads: int | None, out: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """Measure a configuration's reasoning accuracy: G samples per problem under a token budget.
 
     At the budget the end of thinking and the cue "**Final Answer**" + "\\boxed{" are injected
@@ -54,70 +63,24 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
       edgekv eval model.gguf --dataset synth --limit 50 --budget 512 --temperature 0 --json
     """
     from edgekv.eval.datasets import load_problems
-    from edgekv.eval.run import EvalConfig, budget_from_plan, evaluate
-    from edgekv.model.quant import KvType
-    from edgekv.plan.planfile import read_plan
+    from edgekv.eval.run import evaluate
     from edgekv.report import common as rcommon
     from edgekv.report import eval as reval
-    from edgekv.units import parse_size, parse_tokens
+    from edgekv.report.progress import EvalBar
+    from edgekv.requests.eval import EvalRequest
 
-    plan = read_plan(o["plan_path"]) if o["plan_path"] else None
-    vram_bytes = parse_size(o["vram"]) if o["vram"] is not None else None
-    budget, samples, ngl, kv_default = parse_tokens(o["budget"]), o["samples"], o["ngl"], (KvType.Q8_0, KvType.Q8_0)
-    if plan is not None:
-        model = model or plan_model_path(plan)
-        vram_bytes = vram_bytes if given(ctx, "vram") else plan.vram_bytes or vram_bytes
-        if plan.type_k and plan.type_v:
-            kv_default = (plan.type_k, plan.type_v)
-        samples = plan.parallel if plan.parallel and not given(ctx, "samples") else samples
-        ngl = plan.n_gpu_layers if plan.n_gpu_layers is not None and not given(ctx, "ngl") else ngl
-        if plan.n_ctx and plan.parallel and not given(ctx, "budget"):
-            budget = budget_from_plan(plan.n_ctx // plan.parallel, reserve_tokens=o["reserve"])
-    if not model:
-        raise click.UsageError("give MODEL.gguf or --plan plan.json")
-    tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=kv_default)
-    config = EvalConfig(
-        model_path=str(model), dataset=o["dataset"], budget_tokens=budget, reserve_tokens=o["reserve"],
-        samples=samples, type_k=tk, type_v=tv, temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"],
-        seed=o["seed"], force_length=o["force_length"], thinking=o["thinking"], vram_bytes=vram_bytes,
-        n_gpu_layers=ngl, slots=o["slots"], n_threads=o["threads"], sampler=o["sampler"],
+    request = EvalRequest(
+        model=model, dataset=dataset, plan_path=plan_path, budget=budget if given(ctx, "budget") else None,
+        reserve=reserve, samples=samples if given(ctx, "samples") else None, kv=kv, type_k=type_k, type_v=type_v,
+        vram=vram, slots=slots, sampler=sampler, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+        force_length=force_length, thinking=thinking, ngl=ngl if given(ctx, "ngl") else None, threads=threads,
     )  # fmt: skip
-    problems = load_problems(o["dataset"], limit=o["limit"], seed=o["seed"], question_field=o["question_field"],
-                             answer_field=o["answer_field"], id_field=o["id_field"])  # fmt: skip
-    out = Path(o["out"]) if o["out"] else None
-    with ProgressBar(enabled=not o["as_json"] and verbosity(ctx) >= 0) as progress:
-        result = evaluate(config, problems, out=out, progress=progress)
-    if o["as_json"]:
+    config = request.config()
+    problems = load_problems(dataset, limit=limit, seed=seed, question_field=question_field,
+                             answer_field=answer_field, id_field=id_field)  # fmt: skip
+    with EvalBar(enabled=not as_json and verbosity(ctx) >= 0) as progress:
+        result = evaluate(config, problems, out=Path(out) if out else None, progress=progress)
+    if as_json:
         click.echo(json.dumps(reval.eval_dict(result), indent=2))
     else:
         rcommon.console().print(reval.eval_table(result))
-
-
-class ProgressBar:
-    """A rich progress bar with accuracy so far and an ETA, only for a human on a TTY."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-        from edgekv.report.common import progress_bar
-
-        self.bar = progress_bar(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                                TimeRemainingColumn())  # fmt: skip
-        self.bar.start()
-        self.task = self.bar.add_task("", total=None)
-        return self.update
-
-    def update(self, p: Any) -> None:
-        text = f"pass@1 {100 * p.pass_at_1:.1f}% maj@G {100 * p.maj_at_g:.1f}% {p.decode_tps:.1f} tok/s"
-        self.bar.update(self.task, completed=p.done, total=p.total, description=text)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from edgekv.eval.frontier import Frontier
 
 
 @click.command("frontier")
@@ -40,7 +43,7 @@ def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: str
         _plot(f, png, e1)
 
 
-def _plot(f: Any, png: str, e1: str | None) -> None:
+def _plot(f: Frontier, png: str, e1: str | None) -> None:
     from edgekv.eval.plot import plot_frontier
     from edgekv.plan.plans import E1_BYTES
     from edgekv.units import parse_size

@@ -3,25 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
-
-
-def inspect_data(spec: Any, vram_bytes: int | None, *, margin_bytes: int, overhead_bytes: int | None) -> dict[str, Any]:
-    """The dict behind both the table and --json."""
-    from edgekv.model.quant import DEFAULT_KV_TYPES
-    from edgekv.plan.memory import kv_bytes_per_token
-    from edgekv.plan.pick import largest_context_by_kv
-    from edgekv.report import model as rmodel
-
-    per_token = {k: kv_bytes_per_token(spec, k) for k in DEFAULT_KV_TYPES}
-    max_ctx = None
-    if vram_bytes:
-        max_ctx = largest_context_by_kv(
-            spec, vram_bytes=vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes
-        )
-    return rmodel.spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
 
 
 @click.command("inspect")
@@ -45,37 +28,24 @@ def command(
       edgekv inspect model.gguf --vram 8G --json
       edgekv inspect bartowski/Qwen_Qwen3-8B-GGUF Qwen_Qwen3-8B-Q4_K_M.gguf --remote
     """
-    from edgekv.errors import SpecError
+    from edgekv.model.gguf_reader import VocabOnly
     from edgekv.report import common as rcommon
     from edgekv.report import model as rmodel
-    from edgekv.units import parse_size
+    from edgekv.requests.inspect import InspectRequest
 
-    if remote:
-        if not filename:
-            raise SpecError("--remote needs REPO and FILENAME", hint="edgekv inspect REPO FILE.gguf --remote")
-        from edgekv.hub.remote import inspect_remote
-
-        spec, _stats = inspect_remote(target, filename, revision=revision)
-    else:
-        if filename:
-            raise SpecError(f"unexpected second argument {filename!r}", hint="for a hub file add --remote")
-        from edgekv.commands.options import input_file
-        from edgekv.model.gguf_reader import VocabOnly, inspect_file
-
-        found = inspect_file(input_file(target, what="GGUF file"))
-        if isinstance(found, VocabOnly):
-            vocab = rmodel.vocab_only_dict(found)
-            if as_json:
-                click.echo(json.dumps(vocab, indent=2))
-            else:
-                rcommon.console().print(rmodel.vocab_only_table(vocab))
-            return
-        spec = found
-    vram_bytes = parse_size(vram) if vram is not None else None
-    margin_bytes = parse_size(margin, allow_zero=True)
-    overhead_bytes = None if overhead == "auto" else parse_size(overhead, allow_zero=True)
-    data = inspect_data(spec, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
+    request = InspectRequest(target, filename, remote=remote, revision=revision, vram=vram, margin=margin,
+                             overhead=overhead)  # fmt: skip
+    found = request.read()
+    if isinstance(found, VocabOnly):
+        vocab = rmodel.vocab_only_dict(found)
+        if as_json:
+            click.echo(json.dumps(vocab, indent=2))
+        else:
+            rcommon.console().print(rmodel.vocab_only_table(vocab))
+        return
+    vram_bytes, margin_bytes, overhead_bytes = request.memory()
+    data = rmodel.inspect_data(found, vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
-    rcommon.console().print(rmodel.spec_tables(data, vram_bytes=vram_bytes))
+    else:
+        rcommon.console().print(rmodel.spec_tables(data, vram_bytes=vram_bytes))

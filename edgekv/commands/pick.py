@@ -4,21 +4,23 @@ this path never imports llama_cpp, huggingface_hub, gguf or numpy (a test checks
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from typing import Any
 
 import click
 
-from edgekv.commands.card_options import resolve_card
 from edgekv.commands.pick_options import pick_options
-from edgekv.commands.pick_params import run_pick
 
 
 @click.command("pick")
 @pick_options
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 100), help="How many plans to show.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(top: int, as_json: bool, **params: Any) -> None:
+def command(
+    top: int, as_json: bool, vram: str | None, gpu: str | None, max_time: str | None, tensor_split: str | None,
+    task: str, family: str, model: str | None, quants: str | None, kv: str | None, mixed_kv: bool, min_ctx: str,
+    allow_offload: bool, overhead: str, margin: str | None, accounting: str, gguf_path: str | None,
+    repo: str | None, e1: str | None, e2: str | None, token_floor: str | None, saturation: str | None,
+    max_parallel: int | None, similar: float | None, cap_precision: bool, profile: str | None,
+) -> None:  # fmt: skip
     """Rank model x weight quant x KV type x context x parallel samples for a card.
 
     Applies the scale rule of "Not All Bits Are Equal" (arXiv 2510.10964): below an effective
@@ -42,34 +44,19 @@ def command(top: int, as_json: bool, **params: Any) -> None:
     """
     from edgekv.report import common as rcommon
     from edgekv.report import pick as rpick
+    from edgekv.requests.pick import PickFlags, answer
 
-    card = resolve_card(params.get("gpu"), params.get("vram"))
-    result = run_pick(params, top=top, card=card)
-    prof = _profile(params, card) if params.get("profile") else None
+    flags = PickFlags(
+        vram=vram, gpu=gpu, max_time=max_time, tensor_split=tensor_split, task=task, family=family, model=model,
+        quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload, overhead=overhead,
+        margin=margin, accounting=accounting, gguf_path=gguf_path, repo=repo, e1=e1, e2=e2, token_floor=token_floor,
+        saturation=saturation, max_parallel=max_parallel, similar=similar, cap_precision=cap_precision,
+        profile=profile,
+    )  # fmt: skip
+    ans = answer(flags, top=top)
     if as_json:
-        from edgekv.plan.planfile import pick_dict
-
-        data = pick_dict(result, card=card.card)
-        if prof is not None:
-            data["profile"] = {"name": params["profile"], "applied": [asdict(a) for a in prof[0]]}
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(rpick.pick_json(ans), indent=2))
         return
     con = rcommon.console()
-    con.print(rpick.pick_table(result, width=con.width, notes=card.notes))
-    if prof is not None:
-        con.print(rpick.profile_lines(params["profile"], prof[0], result, prof[1]))
-
-
-def _profile(params: dict[str, Any], card: Any) -> tuple[list[Any], Any]:
-    """(each constant and its source, pick's answer with the paper's defaults instead of the profile)."""
-    from edgekv.errors import NoFeasiblePlan
-    from edgekv.eval.profile import applied, load_profile
-
-    flags = {"e1_bytes": "e1", "saturation_tokens": "saturation"}
-    given = {name for name, flag in flags.items() if params.get(flag) is not None}
-    rows = applied(load_profile(params["profile"]), accounting=params.get("accounting") or "runtime", given=given)
-    try:
-        default = run_pick({**params, "profile": None}, top=1, card=card)
-    except NoFeasiblePlan:
-        default = None
-    return rows, default
+    for part in rpick.pick_report(ans, width=con.width):
+        con.print(part)

@@ -2,50 +2,43 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from edgekv.commands.card_options import gpu_option
-from edgekv.commands.options import input_file, kv_types, verbosity
-from edgekv.commands.run_settings import run_settings
+from edgekv.commands.options import given, verbosity
+from edgekv.commands.pick_options import gpu_option, tensor_split_option
+from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
+
+if TYPE_CHECKING:
+    from edgekv.llama.session import Prepared, RunOutput
+    from edgekv.requests.run import RunRequest, RunSettings
 
 
 @click.command("run")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--vram",
-    metavar="SIZE[,SIZE...]",
-    help="VRAM cap: 8G, 6GiB, 7.5G; 12G,8G caps GPU 0 and GPU 1 of a layer split. Refuses what would not fit.",
-)
+@click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap: 8G, 6GiB, 7.5G; 12G,8G caps GPU 0 and GPU 1 of a "
+              "layer split. Refuses what would not fit.")  # fmt: skip
 @gpu_option()
-@click.option(
-    "--tensor-split",
-    "tensor_split",
-    metavar="A,B[,...]",
-    help="Each device's share of the layers (llama.cpp -ts).  [default: proportional to --vram]",
-)
+@tensor_split_option()
 @click.option("--kv", metavar="TYPE", help="K and V cache type: f16, q8_0, q4_0 (also bf16, q5_0, ...).")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
-@click.option(
-    "--ctx",
-    "ctx_text",
-    default="auto",
-    show_default=True,
-    help="Total context (4096, 16k), shared by the --parallel samples as llama.cpp's -c/-np; "
-    "or auto: the largest that fits.",
-)
-@click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 256), help="Parallel samples G.")
-@click.option("--ngl", default=-1, show_default=True, type=click.IntRange(-1), help="Layers on the GPU (-1: all).")
+@click.option("--ctx", "ctx_text", default=DEFAULT_CTX, show_default=True, help="Total context (4096, 16k), shared "
+              "by the --parallel samples as llama.cpp's -c/-np; or auto: the largest that fits.")  # fmt: skip
+@click.option("--parallel", default=DEFAULT_PARALLEL, show_default=True, type=click.IntRange(1, 256),
+              help="Parallel samples G.")  # fmt: skip
+@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
+              help="Layers on the GPU (-1: all).")  # fmt: skip
 @click.option("--margin", default="0", show_default=True, help="Memory kept free under --vram (as pick's --margin).")
 @click.option("--prompt", help="Prompt text (the model's chat template is applied unless --raw).")
 @click.option("--chat", is_flag=True, help="Chat on stdin, one message per line.")
 @click.option("--raw", is_flag=True, help="Send --prompt as is, without the chat template.")
-@click.option(
-    "--max-tokens", default=512, show_default=True, type=click.IntRange(1), help="Tokens to generate per sample."
-)
+@click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1),
+              help="Tokens to generate per sample.")  # fmt: skip
 @click.option("--greedy", is_flag=True, help="Greedy decoding instead of sampling.")
 @click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="Qwen3 thinking default.")
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
@@ -56,7 +49,12 @@ from edgekv.commands.run_settings import run_settings
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Settings from edgekv pick --json output.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the samples, timings and memory.")
 @click.pass_context
-def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
+def command(
+    ctx: click.Context, /, model: str | None, vram: str | None, gpu: str | None, tensor_split: str | None,
+    kv: str | None, type_k: str | None, type_v: str | None, ctx_text: str, parallel: int, ngl: int, margin: str,
+    prompt: str | None, chat: bool, raw: bool, max_tokens: int, greedy: bool, temperature: float, top_p: float,
+    top_k: int, seed: int, flash_attn: bool | None, threads: int | None, plan_path: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """Run a GGUF under a VRAM cap with a (quantized) KV cache, and show the memory it used.
 
     Before loading, the memory model (with the compute buffer from a llama.cpp dry run) must fit
@@ -70,48 +68,68 @@ def command(ctx: click.Context, /, model: str | None, **o: Any) -> None:
       edgekv run --plan plan.json --prompt "Prove that sqrt(2) is irrational."
       edgekv run model.gguf --vram 8G --chat
     """
-    from edgekv.commands import run_output
-    from edgekv.llama import build, session
-    from edgekv.llama.sampling import Sampling
-    from edgekv.plan.memory import RunConfig
-    from edgekv.units import parse_size
+    from edgekv.llama import session
+    from edgekv.report import common as rcommon
+    from edgekv.report import run as rrun
+    from edgekv.requests.run import RunRequest
 
-    s = run_settings(ctx, model, o)
-    model, vram_bytes, cap_text, parallel, ngl = s.model, s.vram_bytes, s.cap_text, s.parallel, s.ngl
-    if not model:
-        raise click.UsageError("give MODEL.gguf or --plan plan.json")
-    input_file(model)
-    if o["chat"] and parallel > 1:
-        raise click.UsageError("--chat runs one sample; drop --parallel")
-    if o["chat"] and o["prompt"] is not None:
-        raise click.UsageError("give --prompt or --chat, not both")
-    prompt = o["prompt"]
-    if not o["chat"] and prompt is None:
-        if sys.stdin.isatty():
-            raise click.UsageError("give --prompt TEXT, --chat, or a prompt on stdin")
-        prompt = sys.stdin.read()
-    verbose = verbosity(ctx) >= 2
-    tk, tv = kv_types(o["kv"], o["type_k"], o["type_v"], default=s.plan_kv)
-    fa = o["flash_attn"] is not False  # on unless turned off; session.prepare checks the pair before anything loads
-    if s.split and not isinstance(vram_bytes, list):
-        raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
-    cfg = RunConfig(
-        n_ctx=s.n_ctx, type_k=tk, type_v=tv, n_seq=parallel, n_gpu_layers=ngl, flash_attn=fa, tensor_split=s.split
-    )
-    if (ngl != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not build.gpu_offload_supported():
-        click.echo(
-            "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
-            f"llama.cpp allocates. For a GPU build:\n  {build.CUDA_REINSTALL}",
-            err=True,
-        )
-    margin = parse_size(o["margin"], allow_zero=True)
-    prepared = session.prepare(
-        model, cfg, vram_bytes=vram_bytes, auto_ctx=s.auto_ctx, margin_bytes=margin, cap_text=cap_text, verbose=verbose
-    )
-    samp = Sampling(
-        temperature=o["temperature"], top_p=o["top_p"], top_k=o["top_k"], seed=o["seed"], greedy=o["greedy"]
-    )
-    if not o["as_json"]:
-        run_output.header(prepared, model, tk, tv, fa, cap_text=cap_text if vram_bytes else None)
-    out = run_output.generate(prepared, prompt, o, samp, verbose=verbose)
-    run_output.show(prepared, out, model=model, vram_bytes=vram_bytes, as_json=o["as_json"])
+    request = RunRequest(
+        model=model, plan_path=plan_path, vram=vram, gpu=gpu, tensor_split=tensor_split, kv=kv, type_k=type_k,
+        type_v=type_v, ctx=ctx_text if given(ctx, "ctx_text") else None,
+        parallel=parallel if given(ctx, "parallel") else None, ngl=ngl if given(ctx, "ngl") else None, margin=margin,
+        prompt=prompt, chat=chat, raw=raw, max_tokens=max_tokens, greedy=greedy, temperature=temperature,
+        top_p=top_p, top_k=top_k, seed=seed, flash_attn=flash_attn, threads=threads,
+    )  # fmt: skip
+    s = request.resolve(stdin=sys.stdin)
+    cfg, verbose = s.config, verbosity(ctx) >= 2
+    if (note := rrun.no_offload_note(cfg, s.vram_bytes)) is not None:
+        click.echo(note, err=True)
+    prepared = session.prepare(s.model, cfg, vram_bytes=s.vram_bytes, auto_ctx=s.auto_ctx, margin_bytes=s.margin_bytes,
+                               cap_text=s.cap_text, verbose=verbose)  # fmt: skip
+    if not as_json:
+        for line in rrun.header_lines(prepared, s.model, cfg, cap_text=s.cap_text if s.vram_bytes else None):
+            click.echo(line, err=True)
+    out = _generate(prepared, s, request, quiet=as_json, verbose=verbose)
+    if as_json:
+        click.echo(json.dumps(rrun.run_json(prepared, out, model=s.model, vram_bytes=s.vram_bytes), indent=2))
+        return
+    con = rcommon.console(stderr=True)
+    for part in rrun.run_report(prepared, out):
+        con.print(part)
+
+
+def _generate(prepared: Prepared, s: RunSettings, request: RunRequest, *, quiet: bool, verbose: bool) -> RunOutput:
+    """Stream sample 1 to stdout (unless --json); print the other samples after it. --chat: a turn per stdin line."""
+    from edgekv.llama import session
+
+    if request.chat:
+        return session.run_chat(
+            prepared, _lines(sys.stdin), max_tokens=request.max_tokens, sampling=s.sampling,
+            n_threads=request.threads, verbose=verbose,
+            on_token=None if quiet else (lambda seq, tok, piece: click.echo(piece, nl=False)),
+            on_turn_end=None if quiet else (lambda: click.echo("")),
+        )  # fmt: skip
+
+    def stream(seq: int, _tok: int, piece: str) -> None:
+        if seq == 0 and not quiet:
+            click.echo(piece, nl=False)
+
+    assert s.prompt is not None
+    out = session.run_prompt(prepared, s.prompt, max_tokens=request.max_tokens, sampling=s.sampling, raw=request.raw,
+                             n_threads=request.threads, verbose=verbose, on_token=stream)  # fmt: skip
+    if not quiet:
+        click.echo("")
+        for i, seq in enumerate(out.generations[0].sequences[1:], start=2):
+            click.echo(f"\n--- sample {i} ---\n{seq.text}")
+    return out
+
+
+def _lines(stdin: TextIO) -> Iterator[str]:
+    """stdin's lines, with a "> " prompt on stderr when it is a terminal."""
+    tty = stdin.isatty()
+    while True:
+        if tty:
+            click.echo("> ", nl=False, err=True)
+        if not (line := stdin.readline()):
+            return
+        yield line

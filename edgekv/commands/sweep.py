@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import click
 
 from edgekv.commands.options import sampler_option
+from edgekv.llama.sampling import SamplerPlace
 
 
 @click.command("sweep")
@@ -32,7 +31,12 @@ from edgekv.commands.options import sampler_option
 @click.option("--download", is_flag=True, help="Fetch catalog files not in the hub cache.")
 @click.option("--dry-run", is_flag=True, help="Show the configurations and their order; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as the manifest's JSON.")
-def command(**params: Any) -> None:
+def command(
+    vram: str, dataset: str, limit: int | None, family: str, models: str | None, gguf_paths: str | None,
+    quants: str | None, kv: str, budgets: str, samples: str, prompt_tokens: str, reserve: str, seed: int,
+    slots: int | None, sampler: SamplerPlace, threads: int | None, out_dir: str | None, download: bool, dry_run: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Evaluate every model file x KV x budget x G that fits each card: the accuracy/memory frontier.
 
     Configurations are enumerated as pick enumerates them (its fit search, the whole process
@@ -50,68 +54,26 @@ def command(**params: Any) -> None:
     from edgekv.eval import sweep
     from edgekv.report import common as rcommon
     from edgekv.report import eval as reval
+    from edgekv.requests.sweep import SweepRequest
 
-    plan = sweep.plan_sweep(_options(params), _cards(params["vram"]), _settings(params))
-    out = Path(params["out_dir"] or f"sweep-{Path(params['dataset']).stem}")
-    if params["dry_run"]:
-        if params["as_json"]:
+    request = SweepRequest(
+        vram=vram, dataset=dataset, limit=limit, family=family, models=models, gguf_paths=gguf_paths, quants=quants,
+        kv=kv, budgets=budgets, samples=samples, prompt_tokens=prompt_tokens, reserve=reserve, seed=seed,
+        slots=slots, sampler=sampler, threads=threads, out_dir=out_dir,
+    )  # fmt: skip
+    plan, out = request.plan(), request.out
+    if dry_run:
+        if as_json:
             click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
         else:
             done = frozenset(it.key for it in plan.items if sweep.is_done(out, it))
             rcommon.console().print(reval.sweep_table(plan, done=done))
         return
-    fetch = sweep.hub_fetch if params["download"] else None
-    plan = sweep.resolve_models(plan, locate=sweep.hub_locate, fetch=fetch)
+    plan = sweep.resolve_models(plan, locate=sweep.hub_locate, fetch=sweep.hub_fetch if download else None)
     con = rcommon.console(stderr=True)
 
     def progress(event: str, i: int, n: int, it: sweep.SweepItem) -> None:
         con.print(f"[{i}/{n}] {event:5} {it.key}")
 
-    backend = sweep.EvalBackend(plan.settings, loader=_open_model, slots=params.get("slots"), sampler=params["sampler"],
-                                  n_threads=params["threads"])  # fmt: skip
-    sweep.run_sweep(plan, out, backend, progress=progress)
+    sweep.run_sweep(plan, out, request.backend(plan.settings), progress=progress)
     click.echo(f"Sweep done: {out}. Next: edgekv frontier {out} --png frontier.png; edgekv calibrate {out}")
-
-
-def _cards(text: str) -> list[int]:
-    from edgekv.errors import SpecError
-    from edgekv.units import parse_list, parse_size
-
-    cards = [parse_size(v) for v in parse_list(text)]
-    if not cards:
-        raise SpecError("--vram is empty", hint="e.g. --vram 4G,6G,8G")
-    return cards
-
-
-def _settings(params: dict[str, Any]) -> Any:
-    from edgekv.eval.sweep import SweepSettings
-    from edgekv.model.quant import KvType
-    from edgekv.units import parse_list, parse_tokens
-
-    return SweepSettings(
-        dataset=params["dataset"], limit=params["limit"],
-        budgets=tuple(sorted({parse_tokens(b) for b in parse_list(params["budgets"])})),
-        samples=tuple(sorted({int(g) for g in parse_list(params["samples"])})),
-        kv_types=tuple(KvType.parse(k) for k in parse_list(params["kv"])),
-        prompt_tokens=parse_tokens(params["prompt_tokens"]), reserve_tokens=parse_tokens(params["reserve"]),
-        seed=params["seed"],
-    )  # fmt: skip
-
-
-def _options(params: dict[str, Any]) -> list[Any]:
-    from edgekv.model.quant import WeightQuant
-    from edgekv.plan.pick import catalog_options, gguf_option
-    from edgekv.units import parse_list
-
-    if params["gguf_paths"]:
-        return [gguf_option(p) for p in parse_list(params["gguf_paths"])]
-    models = parse_list(params["models"]) if params["models"] else None
-    quants = [WeightQuant.parse(q).value for q in parse_list(params["quants"])] if params["quants"] else None
-    return catalog_options(params["family"], models, quants)
-
-
-def _open_model(path: str) -> Any:
-    """One llama.cpp model for all of a file's configurations (each gets its own context)."""
-    from edgekv.llama.runner import LoadedModel
-
-    return LoadedModel(path)

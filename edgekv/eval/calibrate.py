@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekv.eval.frontier import Accounting, Point, PointScores, pareto, point_scores, points
-from edgekv.eval.profile import PAPER_DEFAULTS, resolve
-from edgekv.eval.profile import SCHEMA as PROFILE_SCHEMA
 from edgekv.eval.scores import ConfigResult
 from edgekv.model.quant import KvType
 from edgekv.plan.plans import bits_class
+from edgekv.store.profiles import PAPER_DEFAULTS, resolve
+from edgekv.store.profiles import SCHEMA as PROFILE_SCHEMA
 
 DEFAULT_BOOTSTRAP = 200
 DEFAULT_TOLERANCE = 0.02  # saturation: within 2% of the best budget's accuracy
@@ -239,7 +239,7 @@ def _est_dict(e: Estimate) -> dict[str, Any]:
 
 
 def profile_dict(cal: Calibration, *, name: str, sources: Sequence[str]) -> dict[str, Any]:
-    """The profile JSON (``edgekv.eval.profile``): the fits, and the Policy fields pick takes from them."""
+    """The profile JSON (``edgekv.store.profiles``): the fits, and the Policy fields pick takes from them."""
     par = {acc.value: int(resolve(0, e.value, e.kind)) for acc, e in cal.parallel_min_bytes.items()}
     policy = {
         "e1_bytes": int(resolve(PAPER_DEFAULTS["e1_bytes"], cal.e1_bytes.value, cal.e1_bytes.kind)),

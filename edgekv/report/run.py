@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.table import Table
 
-from edgekv.plan.memory import Footprint
+from edgekv.plan.memory import Footprint, RunConfig
 from edgekv.units import MIB, format_bytes
 
-if TYPE_CHECKING:  # the pick path does not import eval
-    pass
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from edgekv.llama.session import Prepared, RunOutput
 
 
 def memory_rows(fp: Footprint, measured: Any, *, gpu: bool) -> list[tuple[str, int | None, int | None]]:
@@ -47,8 +49,59 @@ def memory_table(fp: Footprint, measured: Any, *, gpu: bool, title: str) -> Tabl
     return t
 
 
+def header_lines(prepared: Prepared, model: str, cfg: RunConfig, *, cap_text: str | None) -> list[str]:
+    """``edgekv run``'s settings line: context, KV, samples, flash attention, the prediction (and per GPU)."""
+    tk, tv = cfg.type_k, cfg.type_v
+    kv_text = tk.value if tk == tv else f"{tk.value}/{tv.value}"
+    budget = f"--vram {cap_text}" if cap_text else "the free memory"
+    lines = [
+        f"{Path(model).name}: {prepared.cfg.n_ctx} tokens, {kv_text} KV, {prepared.cfg.n_seq} sample(s), flash "
+        f"attention {'on' if cfg.flash_attn else 'off'}; predicted {format_bytes(prepared.footprint.gpu_total)} of "
+        f"{budget}"
+    ]
+    for i, fp in enumerate(prepared.device_footprints):
+        lines.append(
+            f"  GPU {i}: predicted {format_bytes(fp.gpu_total)} of {format_bytes(prepared.vram_per_device[i])}"
+        )
+    return lines
+
+
+def no_offload_note(cfg: RunConfig, vram_bytes: int | list[int] | None) -> str | None:
+    """The note that this llama-cpp-python build runs on the CPU, where the run asks for GPU layers."""
+    from edgekv.llama import build
+
+    if (cfg.n_gpu_layers != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not build.gpu_offload_supported():
+        return (
+            "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
+            f"llama.cpp allocates. For a GPU build:\n  {build.CUDA_REINSTALL}"
+        )
+    return None
+
+
+def run_report(prepared: Prepared, out: RunOutput) -> list[RenderableType]:
+    """``edgekv run``'s end: each turn's prompt and decode speed, and the memory predicted vs measured."""
+    lines: list[RenderableType] = [
+        f"prompt {g.n_prompt} tokens ({g.prompt_tps:.1f} tokens/s); generated {g.n_generated} tokens "
+        f"({g.decode_tps:.1f} tokens/s)"
+        for g in out.generations
+    ]
+    return [
+        *lines,
+        memory_table(prepared.footprint, out.measured, gpu=prepared.gpu, title="memory: predicted vs measured"),
+    ]
+
+
+def run_json(prepared: Prepared, out: RunOutput, *, model: str, vram_bytes: int | list[int] | None) -> dict[str, Any]:
+    """``edgekv run --json``: :func:`run_dict` on this machine (its device, the llama.cpp build, the caps' sum)."""
+    from edgekv.llama import build, session
+
+    total = sum(vram_bytes) if isinstance(vram_bytes, list) else vram_bytes
+    return run_dict(prepared, out, model=model, vram_bytes=total, device=session.device_name(prepared.gpu),
+                    build=build.build_info())  # fmt: skip
+
+
 def run_dict(
-    prepared: Any, out: Any, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
+    prepared: Prepared, out: RunOutput, *, model: str, vram_bytes: int | None, device: str, build: Mapping[str, str]
 ) -> dict[str, Any]:
     """``edgekv run --json``: the settings, the samples, timings and memory predicted and measured."""
     from edgekv.llama.records import predicted_dict  # not on pick's path (statistics, csv)

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from edgekv.cli import cli
 from edgekv.errors import RuntimeUnavailable, SpecError
 from edgekv.plan.memory import RunConfig
-from edgekv.plan.planfile import read_plan
+from edgekv.store.planfile import read_plan
 from edgekv.units import GIB
 
 

@@ -113,7 +113,7 @@ def test_help_lists_examples() -> None:
 
 def test_vram_downloads_the_top_plan(hub: FakeHub) -> None:
     """pick's top plan for 8 GiB (the catalog's files, served as dummies) is what --vram fetches."""
-    from edgekv.plan import catalog
+    from edgekv.store import catalog
 
     files: dict[str, dict[str, bytes]] = {}
     for model in catalog.load_catalog():

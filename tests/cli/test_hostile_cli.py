@@ -195,12 +195,12 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_internal_error_names_its_type_and_asks_for_debug(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgekv.commands.pick as pick_cmd
+    import edgekv.requests.pick as pick_request
 
     def broken(*_a: object, **_k: object) -> None:
         raise KeyError("x")
 
-    monkeypatch.setattr(pick_cmd, "run_pick", broken)
+    monkeypatch.setattr(pick_request, "answer", broken)
     code, err = edgekv(capsys, "pick", "--vram", "8G")
     assert code == 1
     assert err.strip() == (

@@ -165,7 +165,7 @@ def test_gpu_auto_unknown_card_plans_without_speed(monkeypatch: pytest.MonkeyPat
 
 def test_own_bench_samples_refit_the_speed(tmp_path: Path) -> None:
     from edgekv.plan.speed import DecodeSample
-    from edgekv.plan.speed_store import append_samples
+    from edgekv.store.speeds import append_samples
 
     bw = 272e9  # the RTX 4060's listed bandwidth: samples are matched to the card by it
     append_samples(
@@ -197,7 +197,7 @@ def test_a_warning_reaches_stderr_with_its_level_and_logger_and_q_silences_it(tm
         assert json.loads(proc.stdout)["plans"]
         return proc.stderr
 
-    assert f"WARNING edgekv.plan.speed_store: {store}:1: skipped" in stderr()
+    assert f"WARNING edgekv.store.speeds: {store}:1: skipped" in stderr()
     assert "skipped" not in stderr("-q")
 
 
@@ -210,7 +210,7 @@ def test_output_fits_80_columns_with_names_intact(args: tuple[str, ...]) -> None
     assert max(len(line) for line in lines) <= 80, max(lines, key=len)
     table = [line for line in lines if line.split()[:1] in (["1"], ["2"], ["3"], ["4"], ["5"])]
     assert len(table) == 5
-    from edgekv.plan.catalog import load_catalog
+    from edgekv.store.catalog import load_catalog
 
     names = {m.name for m in load_catalog()}
     for row in table:

@@ -128,9 +128,9 @@ def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     modules = set(json.loads(modules_line.removeprefix("MODULES "))) - before  # what pick itself loaded
     assert "edgekv.plan.policy" in modules
     unused = {
-        "edgekv.plan.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
-        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.plan.speed_store", "edgekv.commands.options",
-        "logging", "pathlib",
+        "edgekv.store.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
+        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.store.speeds", "edgekv.commands.options",
+        "edgekv.requests.flags", "edgekv.requests.overlay", "edgekv.store.profiles", "logging", "pathlib",
     }  # fmt: skip
     assert not modules & unused
 
@@ -165,15 +165,18 @@ def _imports(path: Path) -> set[str]:
         "plan/reasons",
         "plan/split_plans",
         "plan/llama_settings",
-        "plan/catalog",
+        "plan/requests",
+        "plan/card",
+        "store/catalog",
         "plan/speed",
         "plan/timing",
-        "plan/speed_store",
+        "store/speeds",
+        "store/profiles",
         "report/common",
         "report/pick",
-        "commands/card_options",
+        "requests/card",
         "commands/pick_options",
-        "commands/pick_params",
+        "requests/pick",
         "commands/pick",
     ],
 )

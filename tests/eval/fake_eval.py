@@ -19,7 +19,7 @@ from typing import Any
 from edgekv.eval.results import append_line, open_for_append, read_results
 from edgekv.eval.sweep import SweepItem, SweepPlan, SweepSettings, plan_sweep, run_sweep
 from edgekv.model.quant import KvType
-from edgekv.plan.pick import catalog_options
+from edgekv.store.catalog import catalog_options
 
 GIB = 1024**3
 N_PROBLEMS = 5

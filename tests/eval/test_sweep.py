@@ -26,9 +26,9 @@ from edgekv.eval.sweep import (
 )
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import RunConfig
-from edgekv.plan.pick import catalog_options
 from edgekv.plan.plans import Budget
 from edgekv.plan.policy import max_tokens_per_seq
+from edgekv.store.catalog import catalog_options
 from tests.eval.fake_eval import FakeBackend, small_plan
 
 ROOT = Path(__file__).resolve().parents[2]

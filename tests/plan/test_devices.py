@@ -11,8 +11,10 @@ from edgekv.model.quant import KvType
 from edgekv.plan import devices as multi
 from edgekv.plan.fit import FitTerms, footprint_at
 from edgekv.plan.memory import RunConfig, WeightLayout
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.preflight import preflight_split
+from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB
 
 # Hand-computed from llama-model.cpp load_tensors: splits = cumulative shares / sum (float32),
@@ -92,7 +94,7 @@ def test_largest_tokens_fits_every_device_and_no_more(q8_8b) -> None:  # type: i
 
 
 def test_pick_across_two_cards_fits_each_cap() -> None:
-    res = pick(vram_bytes=[12 * GIB, 8 * GIB], top=5)
+    res = pick(PickRequest(vram_bytes=(12 * GIB, 8 * GIB), top=5), catalog_options("qwen3"))
     assert res.budget.tensor_split == (12.0, 8.0)
     for p in res.plans:
         assert p.tensor_split == (12.0, 8.0) and len(p.device_footprints) == 2
@@ -100,29 +102,29 @@ def test_pick_across_two_cards_fits_each_cap() -> None:
 
 
 def test_a_model_that_fits_neither_card_alone_fits_the_pair() -> None:
-    one = {"models": ["Qwen3-14B"], "quants": ["Q8_0"]}
+    one = catalog_options("qwen3", ["Qwen3-14B"], ["Q8_0"])
     for cap in (12 * GIB, 8 * GIB):
         with pytest.raises(NoFeasiblePlan):
-            pick(vram_bytes=cap, **one)  # type: ignore[arg-type]
-    res = pick(vram_bytes=[12 * GIB, 8 * GIB], **one)  # type: ignore[arg-type]
+            pick(PickRequest(vram_bytes=cap), one)
+    res = pick(PickRequest(vram_bytes=(12 * GIB, 8 * GIB)), one)
     assert res.plans[0].option.name == "Qwen3-14B" and res.plans[0].n_ctx_seq >= 4096
 
 
 def test_pick_takes_the_tensor_split_given() -> None:
-    res = pick(vram_bytes=[12 * GIB, 8 * GIB], tensor_split=[3, 2], top=1)
+    res = pick(PickRequest(vram_bytes=(12 * GIB, 8 * GIB), tensor_split=(3, 2), top=1), catalog_options("qwen3"))
     assert res.plans[0].tensor_split == (3.0, 2.0)
 
 
 def test_nothing_fits_names_each_device_short() -> None:
     with pytest.raises(NoFeasiblePlan, match=r"GPU 1: needs .* of 1.00 GiB: .* short"):
-        pick(vram_bytes=[1 * GIB, 1 * GIB], models=["Qwen3-8B"], quants=["Q8_0"])
+        pick(PickRequest(vram_bytes=(1 * GIB, 1 * GIB)), catalog_options("qwen3", ["Qwen3-8B"], ["Q8_0"]))
 
 
 @pytest.fixture(scope="module")
 def q8_8b_file_spec(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Qwen3-8B's real tensors at Q8_0 (a sparse GGUF: what ``run`` reads)."""
     from edgekv.model.gguf_reader import read_spec
-    from edgekv.plan.catalog import load_catalog
+    from edgekv.store.catalog import load_catalog
     from tests.ggufgen import write_sparse_gguf
 
     config = next(m for m in load_catalog() if m.name == "Qwen3-8B").config

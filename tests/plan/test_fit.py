@@ -16,6 +16,8 @@ from edgekv.plan.fit import FitTerms, context_cap, largest_tokens_per_seq
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, footprint, kv_bytes
 from edgekv.plan.pick import pick
 from edgekv.plan.preflight import largest_ctx
+from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import gguf_option
 from edgekv.units import MIB
 from tests.ggufgen import tiny_config, write_tiny_gguf
 
@@ -60,8 +62,9 @@ def test_nothing_fits(tiny: Path) -> None:
 @pytest.mark.parametrize("vram_mib", [1000, 1300])
 def test_pick_and_run_agree_on_the_largest_context(tiny: Path, vram_mib: int, margin_mib: int) -> None:
     """Same model, card and margin: pick's T and run's --ctx auto search give the same context."""
-    result = pick(vram_bytes=vram_mib * MIB, gguf_path=tiny, kv_types=[KvType.F16], max_parallel=1,
-                  margin_bytes=margin_mib * MIB)  # fmt: skip
+    request = PickRequest(vram_bytes=vram_mib * MIB, kv_types=(KvType.F16,), max_parallel=1,
+                          margin_bytes=margin_mib * MIB)  # fmt: skip
+    result = pick(request, [gguf_option(tiny)])
     plan = result.plans[0]
     cfg = RunConfig(n_ctx=256, type_k=KvType.F16, type_v=KvType.F16)
     spec = read_spec(tiny)

@@ -16,9 +16,9 @@ import pytest
 from edgekv.model.quant import KvType, WeightQuant
 from edgekv.model.spec import ModelSpec, TensorInfo, from_hf_config
 from edgekv.plan import memory
-from edgekv.plan.catalog import CatalogModel, load_catalog
-from edgekv.plan.catalog_build import derive
 from edgekv.plan.memory import KvCost, RunConfig, WeightLayout, kv_bytes, kv_bytes_per_token, kv_cost
+from edgekv.store.catalog import CatalogModel, load_catalog
+from edgekv.store.catalog_build import derive
 from edgekv.units import GIB, KIB, MIB
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from edgekv.model.quant import KvType
-from edgekv.plan.catalog import find
 from edgekv.plan.memory import RunConfig, footprint, gpu_layer_start
 from edgekv.plan.pick import pick
+from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options, find
 from edgekv.units import GIB
 
 
@@ -38,7 +39,7 @@ def test_kv_of_cpu_blocks_is_host_memory() -> None:
 
 
 def test_offload_plans_respect_the_slowdown_cap() -> None:
-    result = pick(vram_bytes=4 * GIB, allow_offload=True, family="qwen3", top=50)
+    result = pick(PickRequest(vram_bytes=4 * GIB, allow_offload=True, top=50), catalog_options("qwen3"))
     offloaded = [p for p in result.plans if p.n_gpu_layers >= 0]
     assert offloaded, "4G with --allow-offload should offer a partial-offload plan"
     for p in offloaded:

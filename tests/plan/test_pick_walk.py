@@ -14,9 +14,11 @@ import pytest
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
-from edgekv.plan.pick import catalog_options, pick
+from edgekv.plan.pick import pick
 from edgekv.plan.plans import ModelOption, PickResult, Plan
 from edgekv.plan.policy import rank_key
+from edgekv.plan.requests import PickRequest
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)
@@ -26,19 +28,19 @@ Walk = dict[tuple[str, Task, str], list[PickResult]]  # (accounting, task, famil
 
 
 def _walk(step_gib: float) -> Walk:
-    options: dict[str, list[ModelOption]] = {f: catalog_options(f, None, None) for f in FAMILIES}
+    options: dict[str, list[ModelOption]] = {f: catalog_options(f) for f in FAMILIES}
     cards = [round((2 + i * step_gib) * GIB) for i in range(round(46 / step_gib) + 1)]
     out: Walk = {(a, t, f): [] for a in ACCOUNTINGS for t in TASKS for f in FAMILIES}
     for acc in ACCOUNTINGS:
         for vram in cards:
             try:
-                first = pick(vram_bytes=vram, options=options["all"], accounting=acc, top=1)
+                first = pick(PickRequest(vram_bytes=vram, accounting=acc, top=1), options["all"])
             except NoFeasiblePlan:
                 continue
             for task in TASKS:
                 for fam in FAMILIES:
                     out[(acc, task, fam)].append(
-                        pick(vram_bytes=vram, task=task, options=options[fam], accounting=acc, top=0,
+                        pick(PickRequest(vram_bytes=vram, task=task, accounting=acc, top=0), options[fam],
                              plans=first.enumerated)
                     )  # fmt: skip
     return out
@@ -136,6 +138,9 @@ def test_coarse_walk_covers_the_grid(coarse: Walk) -> None:
 
 def test_property_1_fails_without_the_cap() -> None:
     """The property is the setting's: with --no-cap-precision, 16-bit Qwen3-1.7B tops 3.5 GiB."""
-    r = pick(vram_bytes=round(3.5 * GIB), accounting="paper", cap_precision=False, top=0)
+    r = pick(
+        PickRequest(vram_bytes=round(3.5 * GIB), accounting="paper", cap_precision=False, top=0),
+        catalog_options("qwen3"),
+    )
     with pytest.raises(AssertionError):
         check_no_16_bit_small_model_over_its_8_bit_sibling({("paper", Task.MATH, "qwen3"): [r]})

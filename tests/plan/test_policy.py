@@ -13,9 +13,11 @@ import pytest
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
-from edgekv.plan import catalog, policy
 from edgekv.plan import pick as library
+from edgekv.plan import policy
 from edgekv.plan.plans import E1_BYTES, PickResult, Plan
+from edgekv.plan.requests import PickRequest
+from edgekv.store import catalog
 from edgekv.units import parse_size
 
 PAPER = {"accounting": "paper"}  # weights + KV only: overhead 0, margin 0, compute not counted
@@ -23,8 +25,12 @@ PAPER = {"accounting": "paper"}  # weights + KV only: overhead 0, margin 0, comp
 PAPER_BITS = {**PAPER, "kv_types": (KvType.F16,), "quants": ["Q4_K_M", "Q8_0", "BF16"]}
 
 
-def pick(vram: str, task: str = "math", family: str = "qwen3", top: int = 5, **extra: Any) -> PickResult:
-    return library.pick(vram_bytes=parse_size(vram), task=Task(task), family=family, top=top, **extra)
+def pick(
+    vram: str, task: str = "math", family: str = "qwen3", top: int = 5, *,
+    models: list[str] | None = None, quants: list[str] | None = None, **extra: Any,
+) -> PickResult:  # fmt: skip
+    request = PickRequest(vram_bytes=parse_size(vram), task=Task(task), top=top, **extra)
+    return library.pick(request, catalog.catalog_options(family, models, quants))
 
 
 def top_of(result: PickResult) -> tuple[str, str]:

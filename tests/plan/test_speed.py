@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, fit
-from edgekv.plan.speed_store import append_samples, load_samples, samples_from_bench, user_speed_model
+from edgekv.store.speeds import append_samples, load_samples, samples_from_bench, user_speed_model
 from edgekv.units import GIB
 
 BW = 360e9  # an RTX 3060 12 GB

