@@ -15,8 +15,7 @@ import pytest
 from edgekv.errors import UnsupportedModel
 from edgekv.model.quant import KvType, WeightQuant
 from edgekv.plan.memory import RunConfig, kv_bytes
-from edgekv.plan.pick import catalog_options, gguf_option
-from edgekv.store.catalog import CatalogModel, load_catalog
+from edgekv.store.catalog import CatalogModel, catalog_options, gguf_option, load_catalog
 from edgekv.units import MIB
 
 ROOT = Path(__file__).resolve().parents[2]
