@@ -1,0 +1,198 @@
+"""llama.cpp's compute buffer over context x parallel sequences x KV type, from no_alloc dry runs.
+
+For catalog models (a sparse GGUF of the real shapes, ``tests/ggufgen.write_sparse_gguf``), each
+model is loaded once with no_alloc + load mode NONE and a context is created per configuration;
+the compute buffer llama.cpp logs for each backend ("CUDA0 compute buffer size", "CPU compute
+buffer size", ...) is recorded next to edgekv's term (``memory.compute_bytes``) for that config.
+Runs on a CPU build (the CPU backend: no flash-attention f16 copies) and on a CUDA build.
+
+Two parts:
+  --part figures  the three measured figures of every model (``memory.ComputeFigures``: the output
+                  phase at 4096 tokens, the layer phase beside the KQ mask at a context where the
+                  mask dominates, f16 K/V; the attention phase beside the mask and the f16 copies
+                  of a quantized K/V), written to OUT/figures.json keyed as models/*.json keys them;
+  --part grid     every model x context x G x KV type, with the term's prediction from the figures
+                  (OUT/figures.json when present, else the catalog's) and the error in bytes.
+
+usage:
+  python bench/compute_grid.py --part figures --out DIR [--models Qwen3-8B,...]
+  python bench/compute_grid.py --part grid --out DIR --models Qwen3-8B --ctx 4k,32k,256k --seqs 1-8 --kv f16,q8_0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgekv.model.quant import KvType  # noqa: E402
+from edgekv.plan.catalog import CatalogModel, load_catalog  # noqa: E402
+from edgekv.plan.memory import (  # noqa: E402
+    ComputeFigures,
+    RunConfig,
+    compute_breakdown,
+    figure_keys,
+)
+from edgekv.units import MIB  # noqa: E402
+
+SHAPES = Path(os.environ.get("EDGEKV_SHAPES", "/tmp/edgekv-shapes"))
+
+
+def tokens(text: str) -> int:
+    return int(text[:-1]) * 1024 if text.lower().endswith("k") else int(text)
+
+
+def seq_range(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+class Dry:
+    """One model loaded without allocation; ``compute(cfg)`` creates a context and reads the log."""
+
+    def __init__(self, path: Path, cfg: RunConfig) -> None:
+        from edgekv.llama import build
+        from edgekv.llama.log import LlamaLog
+
+        self.build, self.LlamaLog = build, LlamaLog
+        self.llama_cpp = build.llama_lib()
+        with LlamaLog() as cap:
+            self.model = self.llama_cpp.llama_model_load_from_file(
+                str(path).encode(), build.model_params(self.llama_cpp, cfg, dry_run=True)
+            )
+        if not self.model:
+            raise RuntimeError(f"llama.cpp cannot read {path}: {cap.last_problem()}")
+
+    def compute(self, cfg: RunConfig) -> dict[str, int]:
+        with self.LlamaLog() as cap:
+            cp = self.build.context_params(self.llama_cpp, cfg, n_batch=None, n_threads=1)
+            ctx = self.llama_cpp.llama_init_from_model(self.model, cp)
+            if not ctx:
+                raise RuntimeError(f"no context for {cfg}: {cap.last_problem()}")
+            self.llama_cpp.llama_free(ctx)
+        return dict(cap.buffers(dry_run=True).compute)
+
+    def close(self) -> None:
+        self.llama_cpp.llama_model_free(self.model)
+
+
+def model_file(m: CatalogModel, quant: str) -> Path:
+    from tests.ggufgen import write_sparse_gguf
+
+    SHAPES.mkdir(parents=True, exist_ok=True)
+    path = SHAPES / f"{m.name}-{quant}.gguf"
+    if not path.is_file():
+        write_sparse_gguf(path, m.config, quant=quant)
+    return path
+
+
+def device_bytes(compute: dict[str, int]) -> int:
+    """The buffer the term predicts: the GPU's (CUDA0) on a GPU build, else the CPU's."""
+    from edgekv.llama.log import is_host_buffer
+
+    dev = [v for k, v in compute.items() if not is_host_buffer(k)]
+    return dev[0] if dev else compute.get("CPU", 0)
+
+
+def backend_name() -> str:
+    from edgekv.llama import build
+
+    return "cuda" if build.is_cuda_build(build.system_info()) else "cpu"
+
+
+def part_figures(models: list[CatalogModel], out: Path, quant: str) -> dict[str, dict[str, int]]:
+    """The three figures of each model, measured where each phase dominates (see ComputeFigures)."""
+    backend = backend_name()
+    figures: dict[str, dict[str, int]] = {}
+    rows = []
+    for m in models:
+        dry = Dry(model_file(m, quant), RunConfig(n_ctx=4096))
+        measured: dict[str, int] = {}
+        for phase, cfg in ComputeFigures.calibration_configs(m.spec).items():
+            buffers = dry.compute(cfg)
+            got = device_bytes(buffers)
+            measured[phase] = got
+            rows.append({"model": m.name, "phase": phase, "n_ctx": cfg.n_ctx, "kv": cfg.type_k.value,
+                         "compute": got, "backend": backend, "buffers": buffers})  # fmt: skip
+        dry.close()
+        figs = ComputeFigures.from_calibration(m.spec, measured, backend=backend)
+        figures[m.name] = figure_keys(figs, backend=backend)
+        print(json.dumps({"model": m.name, **{k: round(v / MIB, 2) for k, v in figures[m.name].items()}}), flush=True)
+    (out / "figures.json").write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    with (out / "figures.jsonl").open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return figures
+
+
+def part_grid(
+    models: list[CatalogModel], out: Path, quant: str, ctxs: list[int], seqs: list[int], kvs: list[KvType]
+) -> list[dict[str, Any]]:
+    backend = backend_name()
+    saved = out / "figures.json"
+    table = json.loads(saved.read_text()) if saved.is_file() else {}
+    rows: list[dict[str, Any]] = []
+    with (out / "grid.jsonl").open("a") as f:
+        for m in models:
+            figs = ComputeFigures.from_keys(table.get(m.name) or m.compute, backend=backend)
+            dry = Dry(model_file(m, quant), RunConfig(n_ctx=4096))
+            for kv in kvs:
+                for g in seqs:
+                    for n_ctx in ctxs:
+                        cfg = RunConfig(n_ctx=n_ctx, type_k=kv, type_v=kv, n_seq=g)
+                        t0 = time.perf_counter()
+                        buffers = dry.compute(cfg)
+                        got = device_bytes(buffers)
+                        parts = compute_breakdown(m.spec, cfg, figs, backend=backend)
+                        row = {
+                            "model": m.name, "backend": backend, "kv": kv.value, "n_seq": g, "n_ctx": n_ctx,
+                            "llama_cpp": got, "term": parts["compute"], "exact": parts["exact"],
+                            "err_mib": round((parts["exact"] - got) / MIB, 3),
+                            "safe_mib": round((parts["compute"] - got) / MIB, 3), "phase": parts["phase"],
+                            "seconds": round(time.perf_counter() - t0, 3), "buffers": buffers,
+                        }  # fmt: skip
+                        rows.append(row)
+                        f.write(json.dumps(row) + "\n")
+            dry.close()
+            mine = [r for r in rows if r["model"] == m.name]
+            worst = max(mine, key=lambda r: abs(r["err_mib"]))
+            print(json.dumps({"model": m.name, "n": len(mine), "worst_err_mib": worst["err_mib"],
+                              "min_safe_mib": min(r["safe_mib"] for r in mine)}), flush=True)  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("figures", "grid"), required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--models", default="", help="catalog names (default: every model)")
+    ap.add_argument("--quant", default="Q4_K_M", help="weight types of the sparse GGUF")
+    ap.add_argument("--ctx", default="4k,8k,16k,32k,64k,128k,192k,256k", help="total contexts (n_ctx)")
+    ap.add_argument("--seqs", default="1-8", help="parallel sequences G")
+    ap.add_argument("--kv", default="f16,q8_0,q4_0")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cat = load_catalog()
+    names = {n.strip().lower() for n in args.models.split(",") if n.strip()}
+    models = [m for m in cat if not names or m.name.lower() in names]
+    t0 = time.time()
+    if args.part == "figures":
+        part_figures(models, args.out, args.quant)
+    else:
+        ctxs = [tokens(c) for c in args.ctx.split(",")]
+        part_grid(models, args.out, args.quant, ctxs, seq_range(args.seqs), [KvType(k) for k in args.kv.split(",")])
+    print(f"{args.part}: {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
