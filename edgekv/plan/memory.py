@@ -336,11 +336,13 @@ class ComputeFigures:
     @staticmethod
     def calibration_configs(spec: ModelSpec, n_ubatch: int = 512) -> dict[str, RunConfig]:
         """Where each figure is the buffer's high-water mark, so one dry run measures it: the
-        output at 4096 tokens (mask 4 MiB), the layer with a 1M-token f16 context (mask 1 GiB), the
-        attention with a 1M-token q8_0 context (mask 1 GiB, f16 copies of at least 1 GiB)."""
+        output at n_ubatch tokens of context (a mask of 512 KiB; for a model whose layers outweigh its
+        logits this bounds the output moment from above), the layer with a 1M-token f16 context
+        (mask 1 GiB), the attention with a 1M-token q8_0 context (mask 1 GiB, f16 copies of at
+        least 1 GiB on CUDA)."""
         big = CALIBRATION_CTX
         return {
-            "out": RunConfig(n_ctx=4096, n_ubatch=n_ubatch),
+            "out": RunConfig(n_ctx=n_ubatch, n_ubatch=n_ubatch),
             "layer": RunConfig(n_ctx=big, n_ubatch=n_ubatch),
             "attn": RunConfig(n_ctx=big, type_k=KvType.Q8_0, type_v=KvType.Q8_0, n_ubatch=n_ubatch),
         }
