@@ -30,18 +30,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from compute_grid import Dry, device_bytes  # noqa: E402
 
+Tiny = tuple[ModelSpec, Dry, ComputeFigures]
 LOG_STEP = 0.01 * MIB  # llama.cpp prints the buffer in MiB with two decimals
 
 pytestmark = pytest.mark.skipif(build.is_cuda_build(build.system_info()), reason="checks the CPU backend")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelSpec, Dry, ComputeFigures]]:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiny]:
     path = write_sparse_gguf(tmp_path_factory.mktemp("term") / "tiny.gguf", tiny_config(), outtype="F16")
     spec = read_spec(path)
     dry = Dry(path, RunConfig(n_ctx=4096))
     cal = ComputeFigures.calibration_configs(spec)
-    figs = ComputeFigures.from_calibration(spec, {k: device_bytes(dry.compute(c)) for k, c in cal.items()}, backend="cpu")
+    measured = {k: device_bytes(dry.compute(c)) for k, c in cal.items()}
+    figs = ComputeFigures.from_calibration(spec, measured, backend="cpu")
     yield spec, dry, figs
     dry.close()
 
@@ -55,7 +57,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("n_ctx_seq", "g", "unified"), CASES)
-def test_f16_term_equals_llama_cpp(tiny: tuple[ModelSpec, Dry, ComputeFigures], n_ctx_seq: int, g: int, unified: bool) -> None:
+def test_f16_term_equals_llama_cpp(tiny: Tiny, n_ctx_seq: int, g: int, unified: bool) -> None:
     spec, dry, figs = tiny
     cfg = RunConfig(n_ctx=n_ctx_seq * g, n_seq=g, kv_unified=unified)
     got = device_bytes(dry.compute(cfg))
@@ -65,7 +67,7 @@ def test_f16_term_equals_llama_cpp(tiny: tuple[ModelSpec, Dry, ComputeFigures], 
 
 
 @pytest.mark.parametrize("g", [1, 3, 6])
-def test_quantized_kv_is_on_the_safe_side(tiny: tuple[ModelSpec, Dry, ComputeFigures], g: int) -> None:
+def test_quantized_kv_is_on_the_safe_side(tiny: Tiny, g: int) -> None:
     """No f16 copies on the CPU; the f16 layer figure bounds the quantized layer from above by < 0.5 MiB."""
     spec, dry, figs = tiny
     for kv in (KvType.Q8_0, KvType.Q4_0):
@@ -75,7 +77,7 @@ def test_quantized_kv_is_on_the_safe_side(tiny: tuple[ModelSpec, Dry, ComputeFig
         assert -LOG_STEP <= err <= 0.5 * MIB, (kv, g, err / MIB)
 
 
-def test_the_mask_is_what_grows(tiny: tuple[ModelSpec, Dry, ComputeFigures]) -> None:
+def test_the_mask_is_what_grows(tiny: Tiny) -> None:
     """Between two contexts llama.cpp's buffer grows by the hand-derived mask difference:
     2 bytes x 512 tokens per cell of one stream; with G streams, 2 x 516 / 6 per cell of the total."""
     spec, dry, _ = tiny

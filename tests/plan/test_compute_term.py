@@ -81,7 +81,9 @@ ISSUE_TABLE = [
 
 
 @pytest.mark.parametrize(("model", "g", "n_ctx", "mib"), ISSUE_TABLE)
-def test_term_reproduces_the_issue(catalog: dict[str, CatalogModel], model: str, g: int, n_ctx: int, mib: float) -> None:
+def test_term_reproduces_the_issue(
+    catalog: dict[str, CatalogModel], model: str, g: int, n_ctx: int, mib: float
+) -> None:
     """Within 1 MiB of llama.cpp's reserve, and never under it by more than the term's slack."""
     m = catalog[model]
     cfg = RunConfig(n_ctx=n_ctx, n_seq=g, type_k=Q8, type_v=Q8)
