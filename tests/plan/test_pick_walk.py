@@ -14,6 +14,8 @@ import pytest
 from edgekv.errors import NoFeasiblePlan
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
+from edgekv.plan import preflight
+from edgekv.plan.memory import MEASURED_SLACK_BYTES, RunConfig, compute_breakdown
 from edgekv.plan.pick import catalog_options, pick
 from edgekv.plan.plans import ModelOption, PickResult, Plan
 from edgekv.plan.policy import rank_key
@@ -108,11 +110,52 @@ def check_no_rank_reversal(walk: Walk) -> None:
                 assert top_big.sort_key >= key_small, (small.budget.vram_bytes / GIB, big.budget.vram_bytes / GIB)
 
 
+def _reserve(plan: Plan) -> preflight.ComputeProbe:
+    """What llama.cpp reserves for a configuration of ``plan``'s model, as far as measured: the term's
+    largest moment plus the most it fell short of llama.cpp's dry run on the GPU (at most
+    MEASURED_SLACK_BYTES: tests/plan/test_compute_grid.py)."""
+    spec, figs = plan.option.spec, plan.option.compute_figures()
+
+    def probe(cfg: RunConfig) -> int:
+        return int(compute_breakdown(spec, cfg, figs)["exact"]) + MEASURED_SLACK_BYTES
+
+    return probe
+
+
+def check_runs_preflight_accepts_every_plan(walk: Walk) -> None:
+    """(5) pick and run never disagree: every ranked plan of the runtime accounting is accepted by
+    run's pre-flight (``preflight.preflight``, margin 0 as ``edgekv run`` defaults to, the compute
+    buffer as llama.cpp's dry run would give it) under the card pick planned for, and pick's
+    total is what run predicts plus pick's margin. (The paper's accounting leaves out the compute
+    buffer, CUDA overhead and margin: its plans are not meant to pass.)"""
+    seen: set[tuple[str, str, str, int, int, int]] = set()
+    for (acc, _task, _fam), results in walk.items():
+        if acc != "runtime":
+            continue
+        for r in results:
+            for p in r.plans:
+                key = (p.option.name, p.option.quant, p.kv_label, p.n_ctx, p.parallel, r.budget.vram_bytes)
+                if key in seen:
+                    continue
+                seen.add(key)
+                cfg = RunConfig(
+                    n_ctx=p.n_ctx, type_k=p.type_k, type_v=p.type_v, n_seq=p.parallel, n_gpu_layers=p.n_gpu_layers,
+                    n_ubatch=r.policy.n_ubatch,
+                )  # fmt: skip
+                check = preflight.preflight(
+                    p.option.spec, cfg, have_bytes=r.budget.vram_bytes, gpu=True, compute=_reserve(p)
+                )
+                assert check.need_bytes <= r.budget.vram_bytes
+                assert check.need_bytes + p.footprint.margin <= p.footprint.gpu_total, (key, check.footprint)
+    assert seen
+
+
 CHECKS = [
     check_no_16_bit_small_model_over_its_8_bit_sibling,
     check_floor_reached_when_possible,
     check_parallel_only_at_e1,
     check_no_rank_reversal,
+    check_runs_preflight_accepts_every_plan,
 ]
 
 
