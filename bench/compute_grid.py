@@ -12,7 +12,9 @@ Two parts:
                   mask dominates, f16 K/V; the attention phase beside the mask and the f16 copies
                   of a quantized K/V), written to OUT/figures.json keyed as models/*.json keys them;
   --part grid     every model x context x G x KV type, with the term's prediction from the figures
-                  (OUT/figures.json when present, else the catalog's) and the error in bytes.
+                  (OUT/figures.json when present, else the catalog's) and the error in bytes;
+  --part store    OUT/figures.json into models/*.json ("compute"; the old single "cuda/ub512/fa1"
+                  figure is replaced by the three keys), with --measured-with as the note.
 
 usage:
   python bench/compute_grid.py --part figures --out DIR [--models Qwen3-8B,...]
@@ -170,9 +172,30 @@ def part_grid(
     return rows
 
 
+def part_store(out: Path, measured_with: str) -> None:
+    from edgekv.plan.catalog import models_dir
+
+    figures: dict[str, dict[str, int]] = json.loads((out / "figures.json").read_text())
+    for path in sorted(Path(models_dir()).glob("*.json")):
+        data = json.loads(path.read_text())
+        keys = figures.get(data["name"])
+        if not keys:
+            continue
+        backend = next(iter(keys)).split("/")[0]
+        compute = {k: v for k, v in data.get("compute", {}).items() if k != f"{backend}/ub512/fa1"}
+        compute.update(keys)
+        data["compute"] = dict(sorted(compute.items()))
+        data["compute_measured_with"] = measured_with
+        tmp = path.with_suffix(".json.incomplete")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(path)
+        print(f"{path.name}: {keys}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("figures", "grid"), required=True)
+    ap.add_argument("--part", choices=("figures", "grid", "store"), required=True)
+    ap.add_argument("--measured-with", default="", help="--part store: the build and card the figures come from")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", default="", help="catalog names (default: every model)")
     ap.add_argument("--quant", default="Q4_K_M", help="weight types of the sparse GGUF")
@@ -185,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     names = {n.strip().lower() for n in args.models.split(",") if n.strip()}
     models = [m for m in cat if not names or m.name.lower() in names]
     t0 = time.time()
-    if args.part == "figures":
+    if args.part == "store":
+        part_store(args.out, args.measured_with)
+    elif args.part == "figures":
         part_figures(models, args.out, args.quant)
     else:
         ctxs = [tokens(c) for c in args.ctx.split(",")]
