@@ -143,29 +143,38 @@ def part_grid(
     saved = out / "figures.json"
     table = json.loads(saved.read_text()) if saved.is_file() else {}
     rows: list[dict[str, Any]] = []
-    with (out / "grid.jsonl").open("a") as f:
+    grid = out / "grid.jsonl"
+    done = set()  # resumable: rows already written are skipped
+    if grid.is_file():
+        for line in grid.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["model"], r["kv"], r["n_seq"], r["n_ctx"]))
+    with grid.open("a") as f:
         for m in models:
             figs = ComputeFigures.from_keys(table.get(m.name) or m.compute, backend=backend)
+            todo = [(kv, g, n) for kv in kvs for g in seqs for n in ctxs if (m.name, kv.value, g, n) not in done]
+            if not todo:
+                continue
             dry = Dry(model_file(m, quant), RunConfig(n_ctx=4096))
-            for kv in kvs:
-                for g in seqs:
-                    for n_ctx in ctxs:
-                        cfg = RunConfig(n_ctx=n_ctx, type_k=kv, type_v=kv, n_seq=g)
-                        t0 = time.perf_counter()
-                        buffers = dry.compute(cfg)
-                        got = device_bytes(buffers)
-                        parts = compute_breakdown(m.spec, cfg, figs, backend=backend)
-                        row = {
-                            "model": m.name, "backend": backend, "kv": kv.value, "n_seq": g, "n_ctx": n_ctx,
-                            "llama_cpp": got, "term": parts["compute"], "exact": parts["exact"],
-                            "err_mib": round((parts["exact"] - got) / MIB, 3),
-                            "safe_mib": round((parts["compute"] - got) / MIB, 3), "phase": parts["phase"],
-                            "seconds": round(time.perf_counter() - t0, 3), "buffers": buffers,
-                        }  # fmt: skip
-                        rows.append(row)
-                        f.write(json.dumps(row) + "\n")
+            for kv, g, n_ctx in todo:
+                cfg = RunConfig(n_ctx=n_ctx, type_k=kv, type_v=kv, n_seq=g)
+                t0 = time.perf_counter()
+                buffers = dry.compute(cfg)
+                got = device_bytes(buffers)
+                parts = compute_breakdown(m.spec, cfg, figs, backend=backend)
+                row = {
+                    "model": m.name, "backend": backend, "kv": kv.value, "n_seq": g, "n_ctx": n_ctx,
+                    "llama_cpp": got, "term": parts["compute"], "exact": parts["exact"],
+                    "err_mib": round((parts["exact"] - got) / MIB, 3),
+                    "safe_mib": round((parts["compute"] - got) / MIB, 3), "phase": parts["phase"],
+                    "seconds": round(time.perf_counter() - t0, 3), "buffers": buffers,
+                }  # fmt: skip
+                rows.append(row)
+                f.write(json.dumps(row) + "\n")
             dry.close()
             mine = [r for r in rows if r["model"] == m.name]
+            if not mine:
+                continue
             worst = max(mine, key=lambda r: abs(r["err_mib"]))
             print(json.dumps({"model": m.name, "n": len(mine), "worst_err_mib": worst["err_mib"],
                               "min_safe_mib": min(r["safe_mib"] for r in mine)}), flush=True)  # fmt: skip
