@@ -13,6 +13,10 @@ Two parts:
                   of a quantized K/V), written to OUT/figures.json keyed as models/*.json keys them;
   --part grid     every model x context x G x KV type, with the term's prediction from the figures
                   (OUT/figures.json when present, else the catalog's) and the error in bytes;
+  --part sweep    every n_ctx from 256 to 32k in steps of 256 and to 64k in steps of 1024 (G = 1,
+                  f16) where the output moment is the largest: ggml-alloc places the logits higher at
+                  some mask sizes (DeepSeek-R1-Distill-Qwen-14B: +38 MiB at 8192 cells per stream),
+                  so the output figure in OUT/figures.json becomes the largest output moment seen;
   --part store    OUT/figures.json into models/*.json ("compute"; the old single "cuda/ub512/fa1"
                   figure is replaced by the three keys), with --measured-with as the note.
 
@@ -181,6 +185,38 @@ def part_grid(
     return rows
 
 
+SWEEP_CTX = [*range(256, 32768, 256), *range(32768, 65536 + 1, 1024)]
+
+
+def part_sweep(models: list[CatalogModel], out: Path, quant: str) -> None:
+    """The output figure as the largest output moment over SWEEP_CTX (see the module docstring)."""
+    from edgekv.plan.memory import compute_breakdown as breakdown
+
+    backend = backend_name()
+    table: dict[str, dict[str, int]] = json.loads((out / "figures.json").read_text())
+    with (out / "sweep.jsonl").open("a") as f:
+        for m in models:
+            figs = ComputeFigures.from_keys(table[m.name], backend=backend)
+            assert figs is not None
+            dry = Dry(model_file(m, quant), RunConfig(n_ctx=4096))
+            seen = []
+            for n_ctx in SWEEP_CTX:
+                cfg = RunConfig(n_ctx=n_ctx)
+                got = device_bytes(dry.compute(cfg))
+                layer = int(breakdown(m.spec, cfg, figs, backend=backend)["layer"])
+                out_phase = got > layer + MIB // 100  # the layers (with the mask) are below: the output is the peak
+                seen.append(got if out_phase else 0)
+                f.write(json.dumps({"model": m.name, "n_ctx": n_ctx, "llama_cpp": got, "layer": layer,
+                                    "out_phase": out_phase}) + "\n")  # fmt: skip
+            dry.close()
+            key = f"{backend}/ub512/fa1/out"
+            before = table[m.name][key]
+            table[m.name][key] = max(before, *seen)
+            print(json.dumps({"model": m.name, "out_mib": round(before / MIB, 2),
+                              "largest_out_mib": round(max(seen) / MIB, 2)}), flush=True)  # fmt: skip
+    (out / "figures.json").write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
 def part_store(out: Path, measured_with: str) -> None:
     from edgekv.plan.catalog import models_dir
 
@@ -203,7 +239,7 @@ def part_store(out: Path, measured_with: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("figures", "grid", "store"), required=True)
+    ap.add_argument("--part", choices=("figures", "grid", "sweep", "store"), required=True)
     ap.add_argument("--measured-with", default="", help="--part store: the build and card the figures come from")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", default="", help="catalog names (default: every model)")
@@ -219,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if args.part == "store":
         part_store(args.out, args.measured_with)
+    elif args.part == "sweep":
+        part_sweep(models, args.out, args.quant)
     elif args.part == "figures":
         part_figures(models, args.out, args.quant)
     else:
