@@ -17,6 +17,8 @@ Two parts:
                   f16) where the output moment is the largest: ggml-alloc places the logits higher at
                   some mask sizes (DeepSeek-R1-Distill-Qwen-14B: +38 MiB at 8192 cells per stream),
                   so the output figure in OUT/figures.json becomes the largest output moment seen;
+  --part fold     the same for the grid's own rows (OUT/grid.jsonl): each output moment llama.cpp
+                  reserved where the layers and attention are below it, scaled back to n_ubatch tokens;
   --part store    OUT/figures.json into models/*.json ("compute"; the old single "cuda/ub512/fa1"
                   figure is replaced by the three keys), with --measured-with as the note.
 
@@ -45,6 +47,7 @@ from edgekv.plan.memory import (  # noqa: E402
     RunConfig,
     compute_breakdown,
     figure_keys,
+    reserve_tokens,
 )
 from edgekv.units import MIB  # noqa: E402
 
@@ -217,6 +220,31 @@ def part_sweep(models: list[CatalogModel], out: Path, quant: str) -> None:
     (out / "figures.json").write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
 
 
+def part_fold(models: list[CatalogModel], out: Path) -> None:
+    """The output figure as the largest output moment among the grid's rows (see the module docstring)."""
+    table: dict[str, dict[str, int]] = json.loads((out / "figures.json").read_text())
+    backend = next(iter(next(iter(table.values())))).split("/")[0]  # the backend the figures were measured on
+    rows = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines() if line.strip()]
+    key = f"{backend}/ub512/fa1/out"
+    for m in models:
+        figs = ComputeFigures.from_keys(table[m.name], backend=backend)
+        assert figs is not None
+        best = before = figs.out
+        logits = 4 * m.spec.n_vocab * figs.n_ubatch
+        for r in rows:
+            if r["model"] != m.name or r["backend"] != backend:
+                continue
+            kv = KvType(r["kv"])
+            cfg = RunConfig(n_ctx=r["n_ctx"], n_seq=r["n_seq"], type_k=kv, type_v=kv)
+            parts = compute_breakdown(m.spec, cfg, figs, backend=backend)
+            if r["llama_cpp"] > max(int(parts["layer"]), int(parts["attn"])) + MIB // 100:
+                n_tok = reserve_tokens(cfg)
+                best = max(best, logits + (r["llama_cpp"] - logits) * figs.n_ubatch // n_tok)
+        table[m.name][key] = best
+        print(json.dumps({"model": m.name, "out_mib": round(before / MIB, 2), "largest_out_mib": round(best / MIB, 2)}))
+    (out / "figures.json").write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
 def part_store(out: Path, measured_with: str) -> None:
     from edgekv.plan.catalog import models_dir
 
@@ -239,7 +267,7 @@ def part_store(out: Path, measured_with: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("figures", "grid", "sweep", "store"), required=True)
+    ap.add_argument("--part", choices=("figures", "grid", "sweep", "fold", "store"), required=True)
     ap.add_argument("--measured-with", default="", help="--part store: the build and card the figures come from")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", default="", help="catalog names (default: every model)")
@@ -257,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         part_store(args.out, args.measured_with)
     elif args.part == "sweep":
         part_sweep(models, args.out, args.quant)
+    elif args.part == "fold":
+        part_fold(models, args.out)
     elif args.part == "figures":
         part_figures(models, args.out, args.quant)
     else:
