@@ -14,7 +14,7 @@ linear).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import (
@@ -97,7 +97,7 @@ def largest_tokens_per_seq(
 
     def at(steps: int) -> Footprint:
         if steps not in memo:
-            memo[steps] = footprint_at(spec, replace(cfg, n_ctx=steps * KV_PAD_CELLS * g), terms, costs=costs)
+            memo[steps] = footprint_at(spec, cfg.with_ctx(steps * KV_PAD_CELLS * g), terms, costs=costs)
         return memo[steps]
 
     steps = largest_fitting_steps(lambda s: (at(s).gpu_total,), (have_bytes,), cap)

@@ -9,13 +9,16 @@ Pure arithmetic over a ModelSpec (stdlib only), mirroring llama.cpp 0.3.36's ven
   ``pad256(n_ctx / n_seq)`` cells. Sliding-window layers hold
   ``pad256(min(cells, n_swa * (n_seq if unified else 1) + n_ubatch))`` unless ``swa_full``
   (llama_kv_cache_iswa). Each layer stores ``row_size(type, n_head_kv * head_dim)`` per cell.
-- compute buffers: measured by llama.cpp's no_alloc dry run where we have it (the catalog and a
-  local cache), else :func:`compute_bytes_estimate`, a formula fitted to those measurements.
+- compute buffers: run measures its configuration with llama.cpp's no_alloc dry run; otherwise
+  :func:`compute_breakdown`: the largest of three moments of the reserved graph, with the KQ mask
+  (:func:`kq_mask_bytes`) and CUDA's f16 copies of a quantized K/V (:func:`fa_f16_copy_bytes`)
+  growing with the context, and three per-model figures measured once (the catalog) or estimated.
 - CUDA context overhead and a safety margin: settings, not facts of the model.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from edgekv.model.quant import KvType, row_bytes
@@ -270,30 +273,29 @@ def fa_f16_copy_bytes(spec: ModelSpec, cfg: RunConfig, *, backend: str = "cuda")
     at 2 bytes an element, whatever G is (n_stream x cells per stream is the total context). That
     is why the slope in the context does not fall with G the way the mask's does. The node's
     buffer lives from the attention to the output projection, one layer at a time, so the largest
-    layer counts. The vector kernel (decode: at most 2 query rows per stream on Ada and newer, 1
-    before) converts nothing; the reserved graph has ``n_ubatch / G`` rows per stream, so it
-    counts unless that is 1 or 2. The CPU backend converts rows in its work buffer: 0 there.
+    layer counts. The vector kernel (decode: 1 query row per stream; on Ada and newer also 2)
+    converts nothing; the reserved graph has ``n_ubatch / G`` rows per stream, so the copies count
+    unless that is 1 (at 2 they are counted: the safe side). The CPU backend converts rows in its
+    work buffer: 0 there.
     """
-    if backend != "cuda" or not cfg.flash_attn or not (cfg.type_k.quantized or cfg.type_v.quantized):
+    qk, qv = cfg.type_k.quantized, cfg.type_v.quantized
+    if backend != "cuda" or not cfg.flash_attn or not (qk or qv):
         return 0
     _, n_stream = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
     if reserve_tokens(cfg) // n_stream <= 1:
         return 0
     cells = _attn_cells(spec, cfg)
-    full = cells[0]
-    swa = cells[-1]
-    worst = 0
-    for il in range(spec.n_layer):
-        if not spec.n_head_kv[il]:
-            continue
-        n_kv = swa if spec.is_swa(il) else full
-        b = 0
-        if cfg.type_k.quantized:
-            b += pad(2 * spec.n_embd_k_gqa(il) * n_kv * n_stream, 128)
-        if cfg.type_v.quantized:
-            b += pad(2 * spec.n_embd_v_gqa(il) * n_kv * n_stream, 128)
-        worst = max(worst, b)
-    return worst
+    heads_full, heads_swa = _max_kv_heads(spec.n_head_kv, spec.swa_layers)
+    per_head = 2 * (spec.head_dim_k * qk + spec.head_dim_v * qv) * n_stream  # cells are whole 256s: no pad
+    return per_head * max(heads_full * cells[0], heads_swa * cells[-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _max_kv_heads(n_head_kv: tuple[int, ...], swa_layers: tuple[bool, ...]) -> tuple[int, int]:
+    """The most KV heads of a full-attention layer and of a sliding-window layer."""
+    full = max((h for il, h in enumerate(n_head_kv) if not (swa_layers and swa_layers[il])), default=0)
+    swa = max((h for il, h in enumerate(n_head_kv) if swa_layers and swa_layers[il]), default=0)
+    return full, swa
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,11 +372,15 @@ class ComputeFigures:
 
 # A 1M-token context: the KQ mask alone (1 GiB at n_ubatch 512) outweighs any output layer.
 CALIBRATION_CTX = 1 << 20
-# ComputeFigures.estimate pads its layer and attention figures (small inputs, alignment, ggml-alloc's
-# fragmentation) by this much; see README "Memory model" for how far the estimate was from llama.cpp.
+# ComputeFigures.estimate pads its layer and attention figures (small inputs, alignment) by this much:
+# the measured ATTN of all ten catalog models is 4 x n_ub x (2 n_embd + 2 q_dim) + 0.09 MiB, their
+# LAYER 4-10 MiB under the estimate's (bench/results/compute_grid/figures_measured.json).
 ESTIMATE_PAD_BYTES = 4 * MIB
-# What pick and run add to the term beyond the largest moment (see compute_breakdown): measured
-# figures are within this of llama.cpp's reserve over bench/results/compute_grid (README).
+# What pick and run add to the largest moment (compute_breakdown's "slack"). Measured figures: the
+# largest moment was -0.005..+0.117 MiB from llama.cpp's CUDA reserve over 1,920 H100 dry runs
+# (bench/results/compute_grid, tests/plan/test_compute_grid.py), so 2 MiB is never under it.
+# Estimated figures: -39.5..+14.0 MiB there (ggml-alloc placed one model's logits 38-40 MiB higher
+# at some mask sizes, which no arithmetic of the tensors gives), so 48 MiB.
 MEASURED_SLACK_BYTES = 2 * MIB
 ESTIMATE_SLACK_BYTES = 48 * MIB
 
@@ -434,13 +440,9 @@ def compute_breakdown(
 def compute_bytes_term(
     spec: ModelSpec, cfg: RunConfig, figures: ComputeFigures | None = None, *, backend: str = "cuda"
 ) -> int:
-    """The compute buffer pick and run count for ``cfg``: :func:`compute_breakdown`'s ``compute``."""
+    """The compute buffer pick and run count for ``cfg`` (without a dry run of it):
+    :func:`compute_breakdown`'s ``compute``, the largest moment plus the slack."""
     return int(compute_breakdown(spec, cfg, figures, backend=backend)["compute"])
-
-
-def compute_bytes_estimate(spec: ModelSpec, cfg: RunConfig) -> int:
-    """:func:`compute_bytes` for a model without measured figures."""
-    return compute_bytes_term(spec, cfg, None)
 
 
 def _no_flash_attn_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
