@@ -32,7 +32,9 @@ def rows() -> list[dict[str, object]]:
     return [json.loads(line) for line in GRID.read_text().splitlines() if line.strip()]
 
 
-def _errors(rows: list[dict[str, object]], catalog: dict[str, CatalogModel], *, measured: bool) -> list[tuple[int, str]]:
+def _errors(
+    rows: list[dict[str, object]], catalog: dict[str, CatalogModel], *, measured: bool
+) -> list[tuple[int, str]]:
     """(term's largest moment - llama.cpp, label) for every row, with the catalog's figures or the estimate."""
     out = []
     for r in rows:
