@@ -221,10 +221,16 @@ def part_sweep(models: list[CatalogModel], out: Path, quant: str) -> None:
 
 
 def part_fold(models: list[CatalogModel], out: Path) -> None:
-    """The output figure as the largest output moment among the grid's rows (see the module docstring)."""
+    """The output figure as the largest output moment among the grid's rows and the sweep's (OUT/grid.jsonl,
+    OUT/sweep.jsonl when there: a sweep cut short by its time limit leaves its rows but no figures)."""
     table: dict[str, dict[str, int]] = json.loads((out / "figures.json").read_text())
     backend = next(iter(next(iter(table.values())))).split("/")[0]  # the backend the figures were measured on
     rows = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines() if line.strip()]
+    sweep = out / "sweep.jsonl"
+    if sweep.is_file():
+        for line in sweep.read_text().splitlines():
+            r = json.loads(line)
+            rows.append({**r, "backend": backend, "kv": "f16", "n_seq": 1})
     key = f"{backend}/ub512/fa1/out"
     for m in models:
         figs = ComputeFigures.from_keys(table[m.name], backend=backend)
@@ -239,7 +245,7 @@ def part_fold(models: list[CatalogModel], out: Path) -> None:
             parts = compute_breakdown(m.spec, cfg, figs, backend=backend)
             if r["llama_cpp"] > max(int(parts["layer"]), int(parts["attn"])) + MIB // 100:
                 n_tok = reserve_tokens(cfg)
-                best = max(best, logits + (r["llama_cpp"] - logits) * figs.n_ubatch // n_tok)
+                best = max(best, logits + -(-(r["llama_cpp"] - logits) * figs.n_ubatch // n_tok))
         table[m.name][key] = best
         print(json.dumps({"model": m.name, "out_mib": round(before / MIB, 2), "largest_out_mib": round(best / MIB, 2)}))
     (out / "figures.json").write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")

@@ -1,9 +1,10 @@
-"""The compute-buffer term against llama.cpp's CUDA reserve (issue #29): the GPU grid's dry runs.
+"""The compute-buffer term against llama.cpp's CUDA reserve (issue #29): the GPU's dry runs.
 
 ``bench/results/compute_grid/grid.jsonl`` holds llama.cpp's logged CUDA compute buffer (no_alloc
-dry runs, bench/compute_grid.py) for catalog models x total context 4k-256k x G 1-8 x KV f16 /
-q8_0 / q4_0. The expected values are llama.cpp's; the prediction is recomputed here from the
-committed catalog figures (models/*.json), so a change to the term is checked against them.
+dry runs, bench/compute_grid.py) for the catalog models x total context 4k-256k x G 1-8 x KV f16 /
+q8_0 / q4_0 (H100); ``sweep.jsonl`` every 256 tokens of context up to 32k at G = 1 (H200). The
+expected values are llama.cpp's; the prediction is recomputed here from the committed catalog
+figures (models/*.json), so a change to the term is checked against them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edgekv.units import MIB
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "bench" / "results" / "compute_grid" / "grid.jsonl"
+SWEEP = GRID.with_name("sweep.jsonl")  # G = 1, f16, n_ctx 256..64k in steps of 256 (1024 past 32k)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,9 @@ def catalog() -> dict[str, CatalogModel]:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, object]]:
-    return [json.loads(line) for line in GRID.read_text().splitlines() if line.strip()]
+    grid = [json.loads(line) for line in GRID.read_text().splitlines() if line.strip()]
+    sweep = [json.loads(line) for line in SWEEP.read_text().splitlines() if line.strip()]
+    return grid + [{**r, "kv": "f16", "n_seq": 1, "sweep": True} for r in sweep]
 
 
 def _errors(
@@ -48,6 +52,7 @@ def _errors(
 
 
 def test_grid_covers_the_issue(rows: list[dict[str, object]]) -> None:
+    rows = [r for r in rows if not r.get("sweep")]
     models = {r["model"] for r in rows}
     assert len(models) >= 4
     for m in models:
