@@ -38,16 +38,17 @@ from edgekv.plan.fit import context_cap, largest_fitting_steps
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
+    ComputeFigures,
     Footprint,
     KvCost,
     RunConfig,
     WeightLayout,
-    compute_bytes_estimate,
+    compute_breakdown,
     cuda_overhead_bytes,
     float_weights,
-    kv_cells,
+    kq_mask_bytes,
     kv_cost,
-    pad,
+    reserve_tokens,
 )
 from edgekv.units import GIB, format_bytes
 
@@ -130,26 +131,26 @@ def pipeline_parallel(n_devices: int, n_layer: int, cfg: RunConfig) -> bool:
 
 
 def device_compute_estimate(
-    spec: ModelSpec, cfg: RunConfig, *, holds_output: bool, pipeline: bool, base_bytes: int | None = None
+    spec: ModelSpec, cfg: RunConfig, *, holds_output: bool, pipeline: bool, figures: ComputeFigures | None = None
 ) -> int:
     """A first guess at one device's compute buffer (see the module docstring; not yet measured).
 
-    The output device reserves what one device would (``base_bytes``, e.g. the catalog's measured
-    buffer, else ``compute_bytes_estimate``: logits + hidden state); the others one layer's
-    activations, 4 x n_ub x (2 n_ff + 2 n_embd). Pipeline parallelism adds PIPELINE_COPIES - 1
-    copies of the inputs: the hidden state and the KQ mask (f16 with flash attention, else f32).
+    Every device runs attention for its layers, so each holds the KQ mask and, with a quantized
+    K/V, the flash-attention f16 copies (``memory.compute_breakdown``'s layer and attention
+    moments, from the model's ``figures`` or the estimate); the output device also the output
+    moment (the logits). Pipeline parallelism adds PIPELINE_COPIES - 1 copies of the inputs: the
+    hidden state and the KQ mask.
     """
-    n_ub = min(cfg.n_ubatch, pad(cfg.n_ctx, KV_PAD_CELLS))
+    parts = compute_breakdown(spec, cfg, figures)
+    slack = int(parts["slack"])
     if holds_output:
-        base = base_bytes if base_bytes is not None else compute_bytes_estimate(spec, cfg)
+        base = int(parts["exact"]) + slack
     else:
-        base = 4 * n_ub * (2 * spec.n_ff + 2 * spec.n_embd)
+        base = max(int(parts["layer"]), int(parts["attn"])) + slack
     if not pipeline:
         return base
-    cells, _ = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
-    masks = 2 if spec.swa_layers else 1  # an iSWA model builds a second mask (an upper bound here)
-    mask = cells * n_ub * (2 if cfg.flash_attn else 4) * masks
-    return base + (PIPELINE_COPIES - 1) * (4 * n_ub * spec.n_embd + mask)
+    hidden = 4 * reserve_tokens(cfg) * spec.n_embd
+    return base + (PIPELINE_COPIES - 1) * (hidden + kq_mask_bytes(spec, cfg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ class DeviceTerms:
     tensor_split: tuple[float, ...]
     layout: WeightLayout | None = None  # None = from the spec's tensors
     compute_bytes: tuple[int, ...] | None = None  # per device, measured (dry run); None = estimate
-    base_compute_bytes: int | None = None  # one device's buffer (catalog/dry run), for the estimate
+    figures: ComputeFigures | None = None  # the model's measured compute figures, for the estimate
     overhead_bytes: int | None = None  # per device; None = the measured CUDA overhead
     margin_bytes: int = DEFAULT_MARGIN_BYTES  # per device
     include_compute: bool = True
@@ -196,7 +197,7 @@ def multi_footprint(
             compute, source = terms.compute_bytes[d], "measured"
         else:
             compute = device_compute_estimate(
-                spec, cfg, holds_output=d == out_dev, pipeline=pipeline, base_bytes=terms.base_compute_bytes
+                spec, cfg, holds_output=d == out_dev, pipeline=pipeline, figures=terms.figures
             )
             source = "estimate"
         fps.append(Footprint(weights, 0, kv, compute, overhead, terms.margin_bytes, cfg.offload_kqv, source))

@@ -14,12 +14,13 @@ linear).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
+    ComputeFigures,
     Footprint,
     KvCost,
     RunConfig,
@@ -43,10 +44,11 @@ class FitTerms:
     """What the footprint needs besides T: the fixed terms and the KV cost, computed once."""
 
     layout: WeightLayout | None = None  # None = from the spec's tensors
-    compute_bytes: int | None = None  # None = the formula at each T
+    compute_bytes: int | None = None  # a buffer measured for this very config (dry run); None = the term at each T
     compute_source: str | None = None
     overhead_bytes: int | None = None  # None = the measured CUDA overhead
     margin_bytes: int = DEFAULT_MARGIN_BYTES
+    figures: ComputeFigures | None = None  # the model's measured compute figures; None = estimated from shapes
 
 
 def footprint_at(
@@ -62,6 +64,7 @@ def footprint_at(
         overhead_bytes=terms.overhead_bytes,
         margin_bytes=terms.margin_bytes,
         costs=costs,
+        figures=terms.figures,
     )
 
 
@@ -94,7 +97,7 @@ def largest_tokens_per_seq(
 
     def at(steps: int) -> Footprint:
         if steps not in memo:
-            memo[steps] = footprint_at(spec, replace(cfg, n_ctx=steps * KV_PAD_CELLS * g), terms, costs=costs)
+            memo[steps] = footprint_at(spec, cfg.with_ctx(steps * KV_PAD_CELLS * g), terms, costs=costs)
         return memo[steps]
 
     steps = largest_fitting_steps(lambda s: (at(s).gpu_total,), (have_bytes,), cap)

@@ -9,13 +9,16 @@ Pure arithmetic over a ModelSpec (stdlib only), mirroring llama.cpp 0.3.36's ven
   ``pad256(n_ctx / n_seq)`` cells. Sliding-window layers hold
   ``pad256(min(cells, n_swa * (n_seq if unified else 1) + n_ubatch))`` unless ``swa_full``
   (llama_kv_cache_iswa). Each layer stores ``row_size(type, n_head_kv * head_dim)`` per cell.
-- compute buffers: measured by llama.cpp's no_alloc dry run where we have it (the catalog and a
-  local cache), else :func:`compute_bytes_estimate`, a formula fitted to those measurements.
+- compute buffers: run measures its configuration with llama.cpp's no_alloc dry run; otherwise
+  :func:`compute_breakdown`: the largest of three moments of the reserved graph, with the KQ mask
+  (:func:`kq_mask_bytes`) and CUDA's f16 copies of a quantized K/V (:func:`fa_f16_copy_bytes`)
+  growing with the context, and three per-model figures measured once (the catalog) or estimated.
 - CUDA context overhead and a safety margin: settings, not facts of the model.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from edgekv.model.quant import KvType, row_bytes
@@ -218,20 +221,237 @@ def weight_bytes_split(spec: ModelSpec, n_gpu_layers: int = -1) -> tuple[int, in
     return WeightLayout.from_spec(spec).split(n_gpu_layers)
 
 
-def compute_bytes_estimate(spec: ModelSpec, cfg: RunConfig) -> int:
-    """Fallback formula for the GPU compute buffer, fitted to dry-run measurements.
+def reserve_tokens(cfg: RunConfig) -> int:
+    """Tokens in the graph llama.cpp reserves its compute buffer for.
 
-    llama.cpp reserves the worst-case graph for n_ubatch tokens. With flash attention the peak
-    is the f32 logits plus one hidden state: 4 x n_ub x (n_vocab + n_embd) bytes (exact to the
-    MiB for all ten catalog models on the H200). Without flash attention the f32 attention
-    scores and mask, 4 x n_ub x cells x (n_head + 1), plus q/k/v and one hidden state, take over
-    at long contexts; the larger of the two is reserved. ``bench/results/compute.jsonl`` holds
-    the measurements; tests/unit/test_memory.py reports the worst error.
+    ``llama_context::sched_reserve``: ``n_tokens = min(n_ctx, n_ubatch)`` (n_ctx as padded:
+    ``n_ctx_seq * n_seq``), then ``graph_reserve`` rounds it up to a multiple of ``n_seq`` (each of
+    the n_seq sequences gets ``n_tokens / n_seq`` rows): 513 at G = 3, 516 at G = 6, 518 at G = 7.
     """
+    cells, n_stream = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
+    g = max(cfg.n_seq, 1)
+    return pad(min(cells * n_stream, cfg.n_ubatch), g)
+
+
+def _attn_cells(spec: ModelSpec, cfg: RunConfig) -> list[int]:
+    """Cells per stream of each KV cache the graph attends over: the full-attention one, and the
+    sliding-window one when the model has both kinds of layer (llama_kv_cache_iswa)."""
+    cells, _ = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
+    if not spec.swa_layers or not any(spec.swa_layers):
+        return [cells]
+    swa = kv_bytes(spec, cfg).swa_cells
+    return [cells, swa] if not all(spec.swa_layers) else [swa]
+
+
+def kq_mask_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
+    """The KQ mask of the reserved graph: F16 with flash attention (F32 without), one per KV cache.
+
+    ``build_attn_inp_kq_mask`` (src/llama-graph.cpp) makes it ``[n_kv, n_tokens / n_stream, 1,
+    n_stream]`` with ``n_kv`` the cells of one stream (the full cache at reserve time:
+    ``llama_kv_cache_context`` takes ``n_kv = get_size()``) and ``n_stream`` = G without a unified
+    cache, 1 with one. So it holds ``cells_per_stream x n_tokens`` entries: without a unified cache
+    G streams of ``n_ctx / G`` cells give ``n_ctx / G x n_tokens``, G times less than one stream of
+    the same total context (each sequence is masked against its own cells only). It is an input:
+    allocated first and alive from the first layer's attention to the last one's, so it adds to
+    every moment inside the layers. On a GPU the scheduler copies it from host memory into the
+    GPU's compute buffer, same size.
+    """
+    elt = 2 if cfg.flash_attn else 4
+    n_tok = reserve_tokens(cfg)
+    return sum(elt * c * n_tok for c in _attn_cells(spec, cfg))
+
+
+def fa_f16_copy_bytes(spec: ModelSpec, cfg: RunConfig, *, backend: str = "cuda") -> int:
+    """The f16 copies of a quantized K/V that CUDA's flash attention keeps in the compute buffer.
+
+    ggml-cuda's ``get_alloc_size`` of a FLASH_ATTN_EXT node (``ggml_cuda_flash_attn_ext_get_alloc_size``,
+    ggml-cuda/fattn.cu) asks for the node's output plus, when the chosen kernel is the tensor-core
+    (MMA) or tile kernel, an f16 copy of K if K is not f16 and of V if V is not f16 (each after a
+    128-byte pad; ``ggml_cuda_flash_attn_ext_get_f16_extra_data``). K and V are views of the whole
+    cache: ``[head_dim, n_head_kv, n_kv, n_stream]`` (``llama_kv_cache::get_k``/``get_v``), so the
+    copies hold ``n_embd_gqa x cells_per_stream x n_stream`` elements each: the layer's whole cache
+    at 2 bytes an element, whatever G is (n_stream x cells per stream is the total context). That
+    is why the slope in the context does not fall with G the way the mask's does. The node's
+    buffer lives from the attention to the output projection, one layer at a time, so the largest
+    layer counts. The vector kernel (decode: 1 query row per stream; on Ada and newer also 2)
+    converts nothing; the reserved graph has ``n_ubatch / G`` rows per stream, so the copies count
+    unless that is 1 (at 2 they are counted: the safe side). The CPU backend converts rows in its
+    work buffer: 0 there.
+    """
+    qk, qv = cfg.type_k.quantized, cfg.type_v.quantized
+    if backend != "cuda" or not cfg.flash_attn or not (qk or qv):
+        return 0
+    _, n_stream = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
+    if reserve_tokens(cfg) // n_stream <= 1:
+        return 0
+    cells = _attn_cells(spec, cfg)
+    heads_full, heads_swa = _max_kv_heads(spec.n_head_kv, spec.swa_layers)
+    per_head = 2 * (spec.head_dim_k * qk + spec.head_dim_v * qv) * n_stream  # cells are whole 256s: no pad
+    return per_head * max(heads_full * cells[0], heads_swa * cells[-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _max_kv_heads(n_head_kv: tuple[int, ...], swa_layers: tuple[bool, ...]) -> tuple[int, int]:
+    """The most KV heads of a full-attention layer and of a sliding-window layer."""
+    full = max((h for il, h in enumerate(n_head_kv) if not (swa_layers and swa_layers[il])), default=0)
+    swa = max((h for il, h in enumerate(n_head_kv) if swa_layers and swa_layers[il]), default=0)
+    return full, swa
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeFigures:
+    """The parts of a model's compute buffer that do not depend on the context, in bytes at
+    ``n_ubatch`` reserved tokens (G = 1), measured with llama.cpp's dry run per backend.
+
+    llama.cpp's compute buffer is the high-water mark of ggml-alloc's allocator over the worst-case
+    graph; three moments of that graph can be the highest, and :func:`compute_breakdown` takes the
+    largest of them:
+
+    - ``out``: the output layer, after the last attention has freed the KQ mask: the f32 logits
+      (``4 x n_vocab x n_outputs``) beside the last hidden states. Independent of the context.
+    - ``layer``: the largest moment inside a layer (the feed-forward's f32 activations), beside
+      the KQ mask (:func:`kq_mask_bytes`) that every layer's attention reads.
+    - ``attn``: the flash-attention node of a layer with a quantized K or V, beside the mask and
+      the node's f16 copies of K and V (:func:`fa_f16_copy_bytes`); its own output and the query
+      and residual alive at that moment are in the figure.
+
+    The figures scale with the reserved tokens (:func:`reserve_tokens`); the logits rows do not
+    (``n_outputs`` stays n_ubatch when the tokens are rounded up to a multiple of G).
+    """
+
+    out: int
+    layer: int
+    attn: int
+    n_ubatch: int = 512
+    source: str = "catalog"  # "catalog" (measured) or "estimate" (ComputeFigures.estimate)
+
+    @classmethod
+    def estimate(cls, spec: ModelSpec, n_ubatch: int = 512) -> ComputeFigures:
+        """Figures from the shapes alone, for a model nobody measured (see the constants' comments)."""
+        n = n_ubatch
+        q_dim = spec.n_head * spec.head_dim_k
+        out = 4 * n * (spec.n_vocab + spec.n_embd)
+        layer = 4 * n * (3 * spec.n_ff + 3 * spec.n_embd + max(spec.n_embd, q_dim)) + ESTIMATE_PAD_BYTES
+        attn = 4 * n * (2 * spec.n_embd + 2 * q_dim) + ESTIMATE_PAD_BYTES
+        return cls(out, layer, attn, n_ubatch, "estimate")
+
+    @staticmethod
+    def calibration_configs(spec: ModelSpec, n_ubatch: int = 512) -> dict[str, RunConfig]:
+        """Where each figure is the buffer's high-water mark, so one dry run measures it: the
+        output at n_ubatch tokens of context (a mask of 512 KiB; for a model whose layers outweigh its
+        logits this bounds the output moment from above), the layer with a 1M-token f16 context
+        (mask 1 GiB), the attention with a 1M-token q8_0 context (mask 1 GiB, f16 copies of at
+        least 1 GiB on CUDA)."""
+        big = CALIBRATION_CTX
+        return {
+            "out": RunConfig(n_ctx=n_ubatch, n_ubatch=n_ubatch),
+            "layer": RunConfig(n_ctx=big, n_ubatch=n_ubatch),
+            "attn": RunConfig(n_ctx=big, type_k=KvType.Q8_0, type_v=KvType.Q8_0, n_ubatch=n_ubatch),
+        }
+
+    @classmethod
+    def from_calibration(
+        cls, spec: ModelSpec, measured: dict[str, int], *, backend: str = "cuda", n_ubatch: int = 512
+    ) -> ComputeFigures:
+        """The figures from the buffers measured at :meth:`calibration_configs`."""
+        cfgs = cls.calibration_configs(spec, n_ubatch)
+        layer = measured["layer"] - kq_mask_bytes(spec, cfgs["layer"])
+        attn_cfg = cfgs["attn"]
+        attn = measured["attn"] - kq_mask_bytes(spec, attn_cfg) - fa_f16_copy_bytes(spec, attn_cfg, backend=backend)
+        return cls(measured["out"], layer, attn, n_ubatch, "catalog")
+
+    @classmethod
+    def from_keys(cls, table: dict[str, int], *, backend: str = "cuda", n_ubatch: int = 512) -> ComputeFigures | None:
+        """The figures stored under :func:`figure_keys`' keys, or None when any is missing."""
+        base = f"{backend}/ub{n_ubatch}/fa1"
+        try:
+            return cls(table[f"{base}/out"], table[f"{base}/layer"], table[f"{base}/attn"], n_ubatch, "catalog")
+        except KeyError:
+            return None
+
+
+# A 1M-token context: the KQ mask alone (1 GiB at n_ubatch 512) outweighs any output layer.
+CALIBRATION_CTX = 1 << 20
+# ComputeFigures.estimate pads its layer and attention figures (small inputs, alignment) by this much:
+# the measured ATTN of all ten catalog models is 4 x n_ub x (2 n_embd + 2 q_dim) + 0.09 MiB, their
+# LAYER 4-10 MiB under the estimate's (bench/results/compute_grid/figures_measured.json).
+ESTIMATE_PAD_BYTES = 4 * MIB
+# What pick and run add to the largest moment (compute_breakdown's "slack"). Measured figures: the
+# largest moment was -0.005..+40.3 MiB from llama.cpp's CUDA reserve over 3,293 dry runs (H100 grid,
+# H200 sweep: bench/results/compute_grid, tests/plan/test_compute_grid.py), so with 2 MiB pick and
+# run never count less than llama.cpp reserves. Estimated figures: -39.8..+14.0 MiB there
+# (ggml-alloc placed one model's logits 37-40 MiB higher at some mask sizes, which no arithmetic of
+# the tensors gives), so 48 MiB.
+MEASURED_SLACK_BYTES = 2 * MIB
+ESTIMATE_SLACK_BYTES = 48 * MIB
+
+
+def figure_keys(figs: ComputeFigures, *, backend: str = "cuda") -> dict[str, int]:
+    """The catalog keys of the figures (models/*.json "compute"): each depends on the llama.cpp
+    build's backend, n_ubatch and flash attention, and on nothing else of the run (not the
+    context, G, KV type or weight quant: they enter through kq_mask_bytes and fa_f16_copy_bytes)."""
+    base = f"{backend}/ub{figs.n_ubatch}/fa1"
+    return {f"{base}/out": figs.out, f"{base}/layer": figs.layer, f"{base}/attn": figs.attn}
+
+
+def _scaled(n_bytes: int, n_tok: int, n_ubatch: int) -> int:
+    return -(-n_bytes * n_tok // n_ubatch)
+
+
+def compute_breakdown(
+    spec: ModelSpec, cfg: RunConfig, figures: ComputeFigures | None = None, *, backend: str = "cuda"
+) -> dict[str, int | str]:
+    """The compute buffer by moment: ``out``, ``layer``, ``attn`` (bytes), ``exact`` (the largest),
+    ``phase`` (its name), ``slack`` and ``compute`` = exact + slack (what pick and run count).
+
+    With flash attention::
+
+        n_tok  = reserve_tokens(cfg)                   # n_ubatch rounded up to a multiple of G
+        mask   = kq_mask_bytes(spec, cfg)              # 2 x cells_per_stream x n_tok (per KV cache)
+        copies = fa_f16_copy_bytes(spec, cfg)          # 2 x n_embd_gqa x cells x n_stream, K and V
+                                                       #   each if quantized (CUDA only)
+        out    = logits + (figures.out - logits) x n_tok / n_ubatch,  logits = 4 x n_vocab x n_ubatch
+        layer  = figures.layer x n_tok / n_ubatch + mask
+        attn   = figures.attn x n_tok / n_ubatch + mask + copies      (only when copies > 0)
+        exact  = max(out, layer, attn)
+
+    ``figures`` None = :meth:`ComputeFigures.estimate`. Without flash attention the f32 scores of
+    a whole stream dominate instead (``_no_flash_attn_bytes``), a fitted formula.
+    """
+    figs = figures if figures is not None and figures.n_ubatch == cfg.n_ubatch else None
+    figs = figs or ComputeFigures.estimate(spec, cfg.n_ubatch)
+    slack = MEASURED_SLACK_BYTES if figs.source == "catalog" else ESTIMATE_SLACK_BYTES
+    if not cfg.flash_attn:
+        exact = _no_flash_attn_bytes(spec, cfg)
+        return {"out": exact, "layer": 0, "attn": 0, "exact": exact, "phase": "scores", "slack": slack,
+                "compute": exact + slack}  # fmt: skip
+    n_tok = reserve_tokens(cfg)
+    n_ub = figs.n_ubatch
+    logits = 4 * spec.n_vocab * min(n_tok, n_ub)
+    mask = kq_mask_bytes(spec, cfg)
+    copies = fa_f16_copy_bytes(spec, cfg, backend=backend)
+    out = logits + _scaled(max(figs.out - 4 * spec.n_vocab * n_ub, 0), n_tok, n_ub)
+    layer = _scaled(figs.layer, n_tok, n_ub) + mask
+    attn = _scaled(figs.attn, n_tok, n_ub) + mask + copies if copies else 0
+    exact, phase = max((out, "out"), (layer, "layer"), (attn, "attn"))
+    return {"out": out, "layer": layer, "attn": attn, "exact": exact, "phase": phase, "slack": slack,
+            "compute": exact + slack}  # fmt: skip
+
+
+def compute_bytes_term(
+    spec: ModelSpec, cfg: RunConfig, figures: ComputeFigures | None = None, *, backend: str = "cuda"
+) -> int:
+    """The compute buffer pick and run count for ``cfg`` (without a dry run of it):
+    :func:`compute_breakdown`'s ``compute``, the largest moment plus the slack."""
+    return int(compute_breakdown(spec, cfg, figures, backend=backend)["compute"])
+
+
+def _no_flash_attn_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
+    """Without flash attention: the f32 attention scores and mask, 4 x n_ub x cells x (n_head + 1),
+    plus q/k/v and one hidden state take over at long contexts (fitted to H200 dry runs,
+    bench/results/compute.jsonl); below that the logits and a hidden state."""
     n_ub = min(cfg.n_ubatch, pad(cfg.n_ctx, KV_PAD_CELLS))
     logits = 4 * n_ub * (spec.n_vocab + spec.n_embd)
-    if cfg.flash_attn:
-        return logits
     cells, _ = kv_cells(cfg.n_ctx, cfg.n_seq, unified=cfg.kv_unified)
     attn = 4 * n_ub * (cells * (spec.n_head + 1) + 3 * spec.n_head * spec.head_dim_k + spec.n_embd)
     return max(logits, attn)
@@ -310,10 +530,15 @@ def footprint(
     overhead_bytes: int | None = None,
     margin_bytes: int = DEFAULT_MARGIN_BYTES,
     costs: tuple[KvCost, KvCost] | None = None,
+    figures: ComputeFigures | None = None,
 ) -> Footprint:
-    """All terms for one configuration. ``compute_bytes`` None = use the fallback formula;
-    ``overhead_bytes`` None = the measured CUDA overhead. ``costs`` = (KV cost of every block,
-    of the blocks on the GPU) from ``kv_cost``, a fast path for searches over the context."""
+    """All terms for one configuration: the one footprint pick and run both count.
+
+    ``compute_bytes`` is a buffer measured for exactly ``cfg`` (run's dry run); None = the term
+    (:func:`compute_bytes_term`) at ``cfg`` with ``figures`` (the catalog's measured figures; None =
+    estimated from the shapes). ``overhead_bytes`` None = the measured CUDA overhead. ``costs`` =
+    (KV cost of every block, of the blocks on the GPU) from ``kv_cost``, a fast path for searches
+    over the context."""
     gpu, host = (layout or WeightLayout.from_spec(spec)).split(cfg.n_gpu_layers)
     start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
     if costs is not None:
@@ -322,8 +547,12 @@ def footprint(
     else:
         kv = kv_bytes(spec, cfg).total
         kv_host = kv - kv_bytes(spec, cfg, first_layer=start).total if start else 0
-    source = compute_source or ("measured" if compute_bytes is not None else "estimate")
-    compute = compute_bytes if compute_bytes is not None else compute_bytes_estimate(spec, cfg)
+    if compute_bytes is not None:
+        compute, source = compute_bytes, compute_source or "measured"
+    else:
+        figs = figures if figures is not None and cfg.flash_attn else None
+        compute = compute_bytes_term(spec, cfg, figs)
+        source = compute_source or (figs.source if figs is not None else "estimate")
     compute += sampling_buffer_bytes(spec, cfg)
     if overhead_bytes is None:
         overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)

@@ -14,10 +14,11 @@ from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec, Task
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
+    ComputeFigures,
     Footprint,
     RunConfig,
     WeightLayout,
-    compute_bytes_estimate,
+    compute_bytes_term,
     cuda_overhead_bytes,
 )
 from edgekv.units import GIB
@@ -117,7 +118,7 @@ class ModelOption:
     repo: str | None = None
     file: str | None = None
     path: str | None = None
-    compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1" -> bytes
+    compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1/out" -> bytes (memory.figure_keys)
     n_params: int = 0
     sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
 
@@ -136,12 +137,15 @@ class ModelOption:
         """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
         return bits_class(self.quant)
 
+    def compute_figures(self, n_ubatch: int = 512) -> ComputeFigures | None:
+        """The measured figures of this model's compute buffer (CUDA, flash attention), if any."""
+        return ComputeFigures.from_keys(self.compute, backend="cuda", n_ubatch=n_ubatch)
+
     def compute_bytes(self, cfg: RunConfig) -> tuple[int, str]:
-        """(compute buffer bytes, "measured" | "estimate") for a config (flash attention on)."""
-        key = f"cuda/ub{cfg.n_ubatch}/fa{int(cfg.flash_attn)}"
-        if cfg.flash_attn and key in self.compute:
-            return self.compute[key], "measured"
-        return compute_bytes_estimate(self.spec, cfg), "estimate"
+        """(compute buffer bytes, "catalog" | "estimate") for a config: ``memory.compute_bytes``
+        with the measured figures where the catalog has them."""
+        figs = self.compute_figures(cfg.n_ubatch) if cfg.flash_attn else None
+        return compute_bytes_term(self.spec, cfg, figs), figs.source if figs else "estimate"
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,12 @@ from edgekv.units import format_bytes
 
 
 def fit_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> FitTerms:
-    """The fixed terms of ``opt`` under ``budget``: its weight layout, compute buffer, overhead, margin."""
-    # llama.cpp reserves the graph for n_ubatch tokens (fewer only when n_ctx < n_ubatch).
-    full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
-    compute, source = opt.compute_bytes(full) if budget.include_compute else (0, "not counted")
-    return FitTerms(opt.layout, compute, source, budget.overhead_for(opt, cfg), budget.margin_bytes)
+    """The fixed terms of ``opt`` under ``budget``: its weight layout, the figures of its compute
+    buffer (the buffer itself grows with T: ``memory.compute_bytes_term`` at each T), overhead, margin."""
+    overhead, margin = budget.overhead_for(opt, cfg), budget.margin_bytes
+    if not budget.include_compute:
+        return FitTerms(opt.layout, 0, "not counted", overhead, margin)
+    return FitTerms(opt.layout, None, None, overhead, margin, opt.compute_figures(cfg.n_ubatch))
 
 
 def max_tokens_per_seq(

@@ -19,12 +19,11 @@ from edgekv.units import format_bytes
 
 
 def device_terms(opt: ModelOption, cfg: RunConfig, budget: Budget) -> multi.DeviceTerms:
-    """``fit_terms`` for a split: the option's layout, one device's compute buffer for the output
-    device's estimate, the per-device overhead and margin."""
-    full = cfg.with_ctx(max(cfg.n_ctx, cfg.n_ubatch))
-    base = opt.compute_bytes(full)[0] if budget.include_compute else None
+    """``fit_terms`` for a split: the option's layout, its compute figures for each device's
+    estimate, the per-device overhead and margin."""
+    figs = opt.compute_figures(cfg.n_ubatch) if budget.include_compute else None
     return multi.DeviceTerms(
-        budget.tensor_split, opt.layout, None, base, budget.overhead_for(opt, cfg), budget.margin_bytes,
+        budget.tensor_split, opt.layout, None, figs, budget.overhead_for(opt, cfg), budget.margin_bytes,
         budget.include_compute,
     )  # fmt: skip
 

@@ -25,7 +25,7 @@ from typing import Any
 from edgekv.errors import ModelFileNotFound, SpecError
 from edgekv.model.quant import WeightQuant
 from edgekv.model.spec import ModelSpec, from_hf_config
-from edgekv.plan.memory import RunConfig, WeightLayout
+from edgekv.plan.memory import ComputeFigures, RunConfig, WeightLayout, compute_bytes_term
 from edgekv.plan.pick import refuse_moe, spec_option
 from edgekv.plan.plans import ModelOption
 from edgekv.plan.requests import DEFAULT_FAMILY
@@ -81,7 +81,7 @@ class CatalogModel:
     hf_repo: str
     config: dict[str, Any]
     quants: dict[WeightQuant, QuantEntry]
-    compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1" -> bytes
+    compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1/out" -> bytes (memory.figure_keys)
     n_params: int = 0
     source: str = ""
 
@@ -89,13 +89,17 @@ class CatalogModel:
     def spec(self) -> ModelSpec:
         return from_hf_config(self.config, name=self.name)
 
+    def compute_figures(self, *, backend: str = "cuda", n_ubatch: int = 512) -> ComputeFigures | None:
+        """The measured figures of the compute buffer with flash attention (``memory.ComputeFigures``)."""
+        return ComputeFigures.from_keys(self.compute, backend=backend, n_ubatch=n_ubatch)
+
     def compute_bytes(self, cfg: RunConfig, *, backend: str = "cuda") -> int | None:
-        """Measured compute buffer for this config, if the catalog has it (flash attention on:
-        independent of n_ctx; off: only the measured context)."""
-        key = f"{backend}/ub{cfg.n_ubatch}/fa{int(cfg.flash_attn)}"
+        """The compute buffer for this config from the measured figures (flash attention on: the
+        term ``memory.compute_bytes_term``; off: only the measured context), if the catalog has them."""
         if cfg.flash_attn:
-            return self.compute.get(key)
-        return self.compute.get(f"{key}/ctx{cfg.n_ctx}")
+            figs = self.compute_figures(backend=backend, n_ubatch=cfg.n_ubatch)
+            return compute_bytes_term(self.spec, cfg, figs, backend=backend) if figs else None
+        return self.compute.get(f"{backend}/ub{cfg.n_ubatch}/fa0/ctx{cfg.n_ctx}")
 
 
 def _parse(data: dict[str, Any], source: str) -> CatalogModel:

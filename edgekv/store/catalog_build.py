@@ -23,7 +23,7 @@ from edgekv.fsutil import write_atomic
 from edgekv.model.archs import gguf_arch, gguf_tensors
 from edgekv.model.quant import WeightQuant
 from edgekv.model.quantrules import quantized_types
-from edgekv.model.spec import TensorInfo, from_hf_config
+from edgekv.model.spec import ModelSpec, TensorInfo, from_hf_config
 from edgekv.model.tensor_groups import expert_layer_bytes, tensor_groups
 from edgekv.plan.memory import WeightLayout
 from edgekv.store.catalog import catalog_quants, models_dir
@@ -31,26 +31,32 @@ from edgekv.store.catalog import catalog_quants, models_dir
 _CONVERTER_OUTTYPES = (WeightQuant.BF16, WeightQuant.F16)
 
 
+def quant_spec(config: dict[str, Any], name: str, quant: WeightQuant) -> ModelSpec:
+    """The spec of ``config`` at ``quant`` with every tensor's type as llama.cpp's quantize gives it:
+    what reading the header of the published GGUF gives (``gguf_reader.read_spec``). BF16 and F16 are
+    the converter's own types (gpt-oss keeps its MXFP4 experts)."""
+    outtype = "BF16" if quant is WeightQuant.BF16 else "F16"
+    shapes = gguf_tensors(config, outtype=outtype)
+    if quant in _CONVERTER_OUTTYPES:
+        types = {t.name: t.type for t in shapes}
+    else:
+        types = quantized_types(
+            shapes, quant, arch=gguf_arch(config), n_layer=int(config["num_hidden_layers"]),
+            n_head=int(config["num_attention_heads"]),
+            n_head_kv=int(config.get("num_key_value_heads") or config["num_attention_heads"]),
+            n_expert=from_hf_config(config).n_expert,
+        )  # fmt: skip
+    infos = tuple(TensorInfo(t.name, types[t.name], t.shape) for t in shapes)
+    return from_hf_config(config, name=name, tensors=infos)
+
+
 def derive(data: dict[str, Any]) -> dict[str, Any]:
     """The generated keys (weights, n_params) for one catalog entry."""
     config = data["config"]
-    arch = gguf_arch(config)
-    n_layer = int(config["num_hidden_layers"])
-    n_expert = from_hf_config(config).n_expert
     weights: dict[str, Any] = {}
     n_params = 0
     for q in catalog_quants(data):
-        outtype = "BF16" if q is WeightQuant.BF16 else "F16"
-        shapes = gguf_tensors(config, outtype=outtype)
-        if q in _CONVERTER_OUTTYPES:  # convert_hf_to_gguf.py's own types (gpt-oss keeps MXFP4 experts)
-            types = {t.name: t.type for t in shapes}
-        else:
-            types = quantized_types(
-                shapes, q, arch=arch, n_layer=n_layer, n_head=int(config["num_attention_heads"]),
-                n_head_kv=int(config.get("num_key_value_heads") or config["num_attention_heads"]), n_expert=n_expert,
-            )  # fmt: skip
-        infos = tuple(TensorInfo(t.name, types[t.name], t.shape) for t in shapes)
-        spec = from_hf_config(config, name=data["name"], tensors=infos)
+        spec = quant_spec(config, data["name"], q)
         layout = WeightLayout.from_spec(spec)
         n_params = spec.n_params
         weights[q.value] = {

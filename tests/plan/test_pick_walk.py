@@ -7,18 +7,23 @@ library ``edgekv.plan.pick.pick``. The default run walks a coarse grid (2 GiB st
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
 
 from edgekv.errors import NoFeasiblePlan
-from edgekv.model.quant import KvType
-from edgekv.model.spec import Task
+from edgekv.model.quant import KvType, WeightQuant
+from edgekv.model.spec import ModelSpec, Task
+from edgekv.plan import preflight
+from edgekv.plan.memory import MEASURED_SLACK_BYTES, RunConfig, compute_breakdown
 from edgekv.plan.pick import pick
 from edgekv.plan.plans import ModelOption, PickResult, Plan
 from edgekv.plan.policy import rank_key
 from edgekv.plan.requests import PickRequest
+from edgekv.store import catalog
 from edgekv.store.catalog import catalog_options
+from edgekv.store.catalog_build import quant_spec
 from edgekv.units import GIB
 
 TASKS = (Task.MATH, Task.CODE, Task.KNOWLEDGE)
@@ -110,11 +115,59 @@ def check_no_rank_reversal(walk: Walk) -> None:
                 assert top_big.sort_key >= key_small, (small.budget.vram_bytes / GIB, big.budget.vram_bytes / GIB)
 
 
+@functools.cache
+def _header_spec(name: str, quant: str) -> ModelSpec:
+    """What run reads from the published GGUF's header: every tensor with its quantized type."""
+    m = catalog.find(name)
+    return quant_spec(m.config, m.name, WeightQuant.parse(quant))
+
+
+def _reserve(plan: Plan) -> preflight.ComputeProbe:
+    """What llama.cpp reserves for a configuration of ``plan``'s model, as far as measured: the term's
+    largest moment plus the most it fell short of llama.cpp's dry run on the GPU (at most
+    MEASURED_SLACK_BYTES: tests/plan/test_compute_grid.py)."""
+    spec, figs = plan.option.spec, plan.option.compute_figures()
+
+    def probe(cfg: RunConfig) -> int:
+        return int(compute_breakdown(spec, cfg, figs)["exact"]) + MEASURED_SLACK_BYTES
+
+    return probe
+
+
+def check_runs_preflight_accepts_every_plan(walk: Walk) -> None:
+    """(5) pick and run never disagree: every ranked plan of the runtime accounting is accepted by
+    run's pre-flight (``preflight.preflight`` with the spec read from the model's GGUF header, margin 0
+    as ``edgekv run`` defaults to, the compute buffer as llama.cpp's dry run would give it) under the
+    card pick planned for, and pick's
+    total is what run predicts plus pick's margin. (The paper's accounting leaves out the compute
+    buffer, CUDA overhead and margin: its plans are not meant to pass.)"""
+    seen: set[tuple[str, str, str, int, int, int]] = set()
+    for (acc, _task, _fam), results in walk.items():
+        if acc != "runtime":
+            continue
+        for r in results:
+            for p in r.plans:
+                key = (p.option.name, p.option.quant, p.kv_label, p.n_ctx, p.parallel, r.budget.vram_bytes)
+                if key in seen:
+                    continue
+                seen.add(key)
+                cfg = RunConfig(
+                    n_ctx=p.n_ctx, type_k=p.type_k, type_v=p.type_v, n_seq=p.parallel, n_gpu_layers=p.n_gpu_layers,
+                    n_ubatch=r.policy.n_ubatch,
+                )  # fmt: skip
+                spec = _header_spec(p.option.name, p.option.quant)
+                check = preflight.preflight(spec, cfg, have_bytes=r.budget.vram_bytes, gpu=True, compute=_reserve(p))
+                assert check.need_bytes <= r.budget.vram_bytes
+                assert check.need_bytes + p.footprint.margin <= p.footprint.gpu_total, (key, check.footprint)
+    assert seen
+
+
 CHECKS = [
     check_no_16_bit_small_model_over_its_8_bit_sibling,
     check_floor_reached_when_possible,
     check_parallel_only_at_e1,
     check_no_rank_reversal,
+    check_runs_preflight_accepts_every_plan,
 ]
 
 
@@ -144,3 +197,27 @@ def test_property_1_fails_without_the_cap() -> None:
     )
     with pytest.raises(AssertionError):
         check_no_16_bit_small_model_over_its_8_bit_sibling({("paper", Task.MATH, "qwen3"): [r]})
+
+
+def test_property_5_catches_a_buffer_counted_at_4k() -> None:
+    """What issue #29 saw: counted at 4k tokens (its old constant), the compute buffer let pick give a
+    32 GiB card Qwen3-14B Q8_0 at 34,816 tokens x 6 (208,896 in all), which run's pre-flight refuses."""
+    from edgekv.errors import DoesNotFit
+    from edgekv.model.quant import KvType
+    from edgekv.plan.fit import FitTerms, largest_tokens_per_seq
+    from edgekv.plan.policy import fit_terms
+
+    opt = next(o for o in catalog_options(None, ["Qwen3-14B"], None) if o.quant == "Q8_0")
+    cfg = RunConfig(n_ctx=256, type_k=KvType.Q8_0, type_v=KvType.Q8_0, n_seq=6)
+    r = pick(PickRequest(vram_bytes=32 * GIB, top=1), [opt])
+    terms = fit_terms(opt, cfg, r.budget)
+    at_4k = opt.compute_bytes(cfg.with_ctx(4096))[0]
+    old = FitTerms(terms.layout, at_4k, "catalog", terms.overhead_bytes, terms.margin_bytes)
+    t, fp = largest_tokens_per_seq(opt.spec, cfg, have_bytes=32 * GIB, terms=old)
+    assert (t, fp is not None) == (34816, True)  # the issue's plan
+    plan = Plan(opt, KvType.Q8_0, KvType.Q8_0, t, 6, -1, fp, "generation")  # type: ignore[arg-type]
+    with pytest.raises(DoesNotFit, match="short"):
+        spec = _header_spec(opt.name, opt.quant)
+        preflight.preflight(spec, cfg.with_ctx(t * 6), have_bytes=32 * GIB, gpu=True, compute=_reserve(plan))
+    assert r.plans[0].n_ctx < t * 6  # the term gives a shorter context at G = 6 ...
+    check_runs_preflight_accepts_every_plan({("runtime", Task.MATH, "all"): [r]})  # ... which run accepts
