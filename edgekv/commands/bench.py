@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edgekv.commands.options import sampler_option
+from edgekv.commands.options import sampler_option, threads_option
 from edgekv.llama.sampling import SamplerPlace
 
 
@@ -24,7 +24,7 @@ from edgekv.llama.sampling import SamplerPlace
 @click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share (llama.cpp -ts).")
 @click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@threads_option()
 @click.option("--parallel", "parallel", metavar="G[,G...]", help="Parallel samples instead: G samples of one shared "
               "--n-prompt prompt, --n-gen tokens each, through run/eval's generation path with the real sampler (as "
               "llama-batched-bench -pps; end tokens ignored).")  # fmt: skip

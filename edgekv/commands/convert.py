@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from edgekv.commands.options import threads_option
+
 DEFAULT_QUANTS = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0"
 
 
@@ -21,7 +23,7 @@ DEFAULT_QUANTS = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0"
 @click.option("--name", "model_name", default=None, help="Model name for the files [default: the folder's name].")
 @click.option("--imatrix", "imatrix", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Importance matrix (llama-imatrix output) for the quants.")  # fmt: skip
-@click.option("--threads", "threads", type=click.IntRange(min=1), default=None, help="Quantization threads.")
+@threads_option("Quantization threads.")
 @click.option("--force", "force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--converter", "converter", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Use llama.cpp's convert_hf_to_gguf.py for the f16/bf16 step (needs torch).")  # fmt: skip

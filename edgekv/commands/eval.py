@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgekv.commands.options import given, sampler_option, verbosity
+from edgekv.commands.options import given, sampler_option, threads_option, verbosity
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 
@@ -39,7 +39,7 @@ from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
               help="Layers on the GPU (-1: all).")  # fmt: skip
-@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@threads_option()
 @click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context

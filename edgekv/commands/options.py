@@ -5,10 +5,15 @@ Declarations only; the values are parsed in ``edgekv.requests``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import click
 from click.core import ParameterSource
 
 from edgekv.llama.sampling import SamplerPlace
+
+FC = TypeVar("FC", bound=Callable[..., object])
 
 
 def verbosity(ctx: click.Context) -> int:
@@ -31,3 +36,16 @@ sampler_option = click.option(
     "decode graph) or split (top-k in the graph, the rest on the host), both for 4 x (n_ubatch + 1) x n_vocab bytes "
     "more compute buffer (counted in the pre-flight; 297 MiB for Qwen3).",
 )  # fmt: skip
+
+
+def _check_threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
+    from edgekv.llama.build import check_threads  # off pick's import path
+
+    check_threads(value)
+    return value
+
+
+def threads_option(help: str = "CPU threads (default: all cores).") -> Callable[[FC], FC]:
+    """``--threads N``: refused (exit 2) outside llama.cpp's 1..512 while the flags are read, before
+    any file is opened or converted (llama.cpp crashes past its GGML_MAX_N_THREADS)."""
+    return click.option("--threads", type=int, callback=_check_threads, help=help)

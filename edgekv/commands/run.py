@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from edgekv.commands.options import given, verbosity
+from edgekv.commands.options import given, threads_option, verbosity
 from edgekv.commands.pick_options import gpu_option, tensor_split_option
 from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=None, help="Default: on (a quantized V needs it).")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@threads_option()
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Settings from edgekv pick --json output.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the samples, timings and memory.")
 @click.pass_context

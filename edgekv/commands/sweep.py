@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgekv.commands.options import sampler_option
+from edgekv.commands.options import sampler_option, threads_option
 from edgekv.llama.sampling import SamplerPlace
 
 
@@ -26,7 +26,7 @@ from edgekv.llama.sampling import SamplerPlace
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
 @click.option("--slots", type=click.IntRange(1, 512), help="Sequences decoded together (default: eval's).")
 @sampler_option
-@click.option("--threads", type=click.IntRange(1), help="CPU threads of llama.cpp (default: all cores).")
+@threads_option("CPU threads of llama.cpp (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder  [default: ./sweep-DATASET]")
 @click.option("--download", is_flag=True, help="Fetch catalog files not in the hub cache.")
 @click.option("--dry-run", is_flag=True, help="Show the configurations and their order; run nothing.")
