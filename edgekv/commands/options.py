@@ -1,9 +1,13 @@
-"""Options and context shared by the commands: --sampler, the verbosity, whether a flag was given.
+"""Options and context shared by the commands: --sampler, --temperature's type, the verbosity, whether a flag
+was given.
 
 Declarations only; the values are parsed in ``edgekv.requests``.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -31,3 +35,19 @@ sampler_option = click.option(
     "decode graph) or split (top-k in the graph, the rest on the host), both for 4 x (n_ubatch + 1) x n_vocab bytes "
     "more compute buffer (counted in the pre-flight; 297 MiB for Qwen3).",
 )  # fmt: skip
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and inf (nan passes any bound: every comparison is false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# run's, eval's and bench's --ngl: -1 (every layer) or a count. llama.cpp reads any negative value as
+# every layer; edgekv names one (-1), so -5 is a typo, not a setting.
+LAYERS = click.IntRange(-1)
+TEMPERATURE = FiniteFloatRange(0)  # run's and eval's --temperature: 0 (greedy) or more, never nan or inf
