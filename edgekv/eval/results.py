@@ -11,7 +11,8 @@ The torn-line rule: lines are appended one at a time, each ending in its newline
 killed run leaves whole lines and at most one torn line: the last, without its newline. Readers
 (:func:`read_lines`) drop that line (logged); :func:`open_for_append` cuts it off before appending,
 so a resumed run writes that problem again. A whole line (one that ends in a newline) that is not
-JSON, or a result line of another schema, is damage no kill makes: a SpecError naming the file and line.
+JSON (or not UTF-8), or a result line of another schema, is damage no kill makes: a ResultsFileError naming
+the file and line.
 
 ``config_id`` is a stable hash of the config's settings (everything but the predicted ``memory``
 and ``n_ctx``, which follow from them and the prompts, and ``model_path``: the file's name, quant
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from edgekv.errors import SpecError
+from edgekv.errors import ResultsFileError
 from edgekv.logconfig import get_logger
 
 SCHEMA = 1
@@ -51,7 +52,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     rule (module docstring): a torn last line is dropped.
 
     Raises:
-        SpecError: a whole line that is not JSON, or a problem or summary line of another schema.
+        ResultsFileError: a whole line that is not UTF-8 or not JSON, or a problem or summary line of
+            another schema.
     """
     lines = path.read_bytes().split(b"\n")
     if lines[-1] != b"":
@@ -60,16 +62,24 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ResultsFileError(
+                f"{path}:{no} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): "
+                "not an eval results file",
+                hint="pass eval's --out JSONL files or a sweep's folder",
+            ) from None
+        try:
+            row = json.loads(text)
         except json.JSONDecodeError as e:
-            raise SpecError(
+            raise ResultsFileError(
                 f"{path}:{no} is not JSON ({e.msg}), and not a torn last line from a killed run",
                 hint="the file is damaged: remove that line, or use another --out file",
             ) from e
         if not isinstance(row, dict):
             continue
         if row.get("type") in RESULT_TYPES and row.get("schema") != SCHEMA:
-            raise SpecError(f"{path}:{no} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
+            raise ResultsFileError(f"{path}:{no} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
         yield no, row
 
 

@@ -88,3 +88,51 @@ def test_convert_empty_quants_is_refused(
     line = one_line(capsys, "convert", ckpt, "--quants", quants, "--outdir", tmp_path / "out", code=2)
     assert "--quants is empty" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_frontier_png_must_name_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`frontier --png out.txt` drew the table, then failed in matplotlib ("internal error")."""
+    (tmp_path / "r.jsonl").write_text("")
+    line = click_usage(capsys, "frontier", tmp_path / "r.jsonl", "--png", tmp_path / "out.txt")
+    assert "--png" in line and "out.txt' is not a .png file name" in line
+
+
+JUNK = {
+    "empty": {},
+    "not JSON files": {"notes.txt": b"hello\n", "data.bin": b"\x00\xff\xfe\x01\n"},
+    "binary jsonl": {"r.jsonl": b"\xff\xfe\x00garbage\n"},
+    "text jsonl": {"r.jsonl": b"hello world\n"},
+    "JSON, not results": {"r.jsonl": b'{"a": 1}\n[1, 2]\n'},
+}
+JUNK_SAYS = {
+    "empty": "holds no results files (*.jsonl)",
+    "not JSON files": "holds no results files (*.jsonl)",
+    "binary jsonl": "r.jsonl:1 is not UTF-8 text (byte 0xff at column 1)",
+    "text jsonl": "r.jsonl:1 is not JSON",
+    "JSON, not results": "no eval result lines in",
+}
+
+
+@pytest.mark.parametrize("verb", ["frontier", "calibrate"])
+@pytest.mark.parametrize("junk", list(JUNK))
+def test_results_folder_of_junk_is_one_error_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, verb: str, junk: str
+) -> None:
+    """frontier and calibrate accepted an empty folder (exit 0) and failed with "internal error" on
+    non-UTF-8 files."""
+    folder = tmp_path / "sweep-x"
+    folder.mkdir()
+    for name, data in JUNK[junk].items():
+        (folder / name).write_bytes(data)
+    line = one_line(capsys, verb, folder)
+    assert JUNK_SAYS[junk] in line and str(folder) in line
+
+
+def test_sweep_on_a_binary_manifest_names_it(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path) -> None:
+    """A sweep folder whose sweep.json is not text: "internal error (UnicodeDecodeError)"."""
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "sweep.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    line = one_line(capsys, "sweep", "--vram", "8G", "--dataset", "synth", "--limit", "1", "--gguf", tiny,
+                    "--budgets", "16", "--samples", "1", "--kv", "f16", "--out", out)  # fmt: skip
+    assert f"{out / 'sweep.json'} is not a sweep manifest: not UTF-8 text" in line
