@@ -3,10 +3,14 @@ policy flags) under hostile input: one ``error:`` line, exit 2 (usage) or 1 (a b
 
 from __future__ import annotations
 
+import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from edgekv.errors import DatasetError
+from edgekv.eval.datasets import load_problems
 from tests.ckptgen import write_llama_checkpoint
 from tests.cli.test_hostile_cli import edgekv, one_line
 from tests.ggufgen import tiny_config, write_tiny_gguf
@@ -136,3 +140,59 @@ def test_sweep_on_a_binary_manifest_names_it(capsys: pytest.CaptureFixture[str],
     line = one_line(capsys, "sweep", "--vram", "8G", "--dataset", "synth", "--limit", "1", "--gguf", tiny,
                     "--budgets", "16", "--samples", "1", "--kv", "f16", "--out", out)  # fmt: skip
     assert f"{out / 'sweep.json'} is not a sweep manifest: not UTF-8 text" in line
+
+
+NOT_UTF8 = {
+    "jsonl": b'{"question": "1+1?", "answer": "2"}\n{"question": "caf\xe9", "answer": "3"}\n',
+    "csv": b"question,answer\ncaf\xe9,3\n1+1?,2\n",
+    "json": b'[{"question": "1+1?", "answer": "2"},\n {"question": "caf\xe9", "answer": "3"}]\n',
+}
+
+
+@pytest.mark.parametrize("ext", list(NOT_UTF8))
+def test_dataset_not_utf8_names_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path, ext: str
+) -> None:
+    """A Latin-1 dataset was "internal error (UnicodeDecodeError ...)"."""
+    path = tmp_path / f"set.{ext}"
+    path.write_bytes(NOT_UTF8[ext])
+    line = one_line(capsys, "eval", tiny, "--dataset", path, "--limit", "2")
+    assert f"{path}:2: not UTF-8 text (byte 0xe9" in line
+
+
+def test_dataset_folder_fifo_and_loop_say_what_they_are(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path
+) -> None:
+    """A folder or a FIFO as --dataset was "no such file and not a known dataset"."""
+    line = one_line(capsys, "eval", tiny, "--dataset", tmp_path, "--limit", "1")
+    assert f"{tmp_path} is a directory, not a file" in line and "no such file" not in line
+    fifo = tmp_path / "set.jsonl"
+    os.mkfifo(fifo)
+    line = one_line(capsys, "eval", tiny, "--dataset", fifo, "--limit", "1")
+    assert f"{fifo} is a FIFO" in line and "no such file" not in line
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    line = one_line(capsys, "eval", tiny, "--dataset", loop, "--limit", "1")
+    assert str(loop) in line and "symbolic links" in line and "no such file" not in line
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "csv"])
+def test_dataset_line_over_1_mib_is_refused_unread(tmp_path: Path, ext: str) -> None:
+    """One 50 MB JSONL line took 2.5 GB before its refusal; now at most 1 MiB + 1 byte of it is read."""
+    path = tmp_path / f"big.{ext}"
+    head = b'{"question": "1+1?", "answer": "2"}\n' if ext == "jsonl" else b"question,answer\n"
+    with path.open("wb") as f:
+        f.write(head)
+        f.write(b'{"question": "' if ext == "jsonl" else b'"')
+        for _ in range(16):  # 16 MiB in one line
+            f.write(b"x" * (1 << 20))
+        f.write(b'", "answer": "2"}\n' if ext == "jsonl" else b'",2\n')
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError) as e:
+            load_problems(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value).startswith(f"{path}:2: line longer than 1 MiB")
+    assert peak < 4 << 20, peak  # the 16 MiB line was not read whole (1 MiB + 1 byte of it, and its text)
