@@ -4,11 +4,14 @@ policy flags) under hostile input: one ``error:`` line, exit 2 (usage) or 1 (a b
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from edgekv.cli import main
 from edgekv.errors import DatasetError
 from edgekv.eval.datasets import load_problems
 from tests.ckptgen import write_llama_checkpoint
@@ -196,3 +199,49 @@ def test_dataset_line_over_1_mib_is_refused_unread(tmp_path: Path, ext: str) -> 
         tracemalloc.stop()
     assert str(e.value).startswith(f"{path}:2: line longer than 1 MiB")
     assert peak < 4 << 20, peak  # the 16 MiB line was not read whole (1 MiB + 1 byte of it, and its text)
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
+OTHER_OUT = {
+    "binary": (PNG, "out.png:3 is neither an eval result line nor one cut short"),
+    "binary, no newline": (PNG.replace(b"\n", b""), "out.png:1 is neither an eval result line nor one cut short"),
+    "another JSONL format": (b'{"name": "a", "score": 1}\n', "out.png:1 is not an eval result line (keys: name, sc"),
+    "another schema": (b'{"schema": 9, "type": "problem"}\n', "out.png:1 has results schema 9"),
+}
+
+
+@pytest.mark.parametrize("kind", list(OTHER_OUT))
+def test_eval_out_of_another_kind_is_refused_and_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path, kind: str
+) -> None:
+    """`eval --out` on a binary file was "internal error"; on a JSONL file of another format it appended (exit
+    0); a file without a newline would have been cut to nothing as a "torn line"."""
+    data, says = OTHER_OUT[kind]
+    out = tmp_path / "out.png"
+    out.write_bytes(data)
+    line = one_line(capsys, "eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--out", out)
+    assert f"{tmp_path}/{says}" in line
+    assert out.read_bytes() == data
+
+
+def test_second_writer_on_one_results_file_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path
+) -> None:
+    """Two evals on one --out each ran every problem, both appending; the second is now refused while the
+    first holds the file (here a second process holds its flock, as a running eval does)."""
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); sys.stdin.read()", str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        args = ["eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--out", out]
+        line = one_line(capsys, *args)
+        assert f"{out} is being written by another edgekv eval or sweep" in line
+        assert out.read_bytes() == b""
+    finally:
+        holder.communicate("")
+    main([str(a) for a in args])  # the first run ended: the file is free
+    assert b'"type":"summary"' in out.read_bytes()
