@@ -3,6 +3,7 @@ policy flags) under hostile input: one ``error:`` line, exit 2 (usage) or 1 (a b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -245,3 +246,14 @@ def test_second_writer_on_one_results_file_is_refused(
         holder.communicate("")
     main([str(a) for a in args])  # the first run ended: the file is free
     assert b'"type":"summary"' in out.read_bytes()
+
+
+def test_eval_0_percent_prints_one_wilson_interval(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
+    """The tiny random model gets none of 10 synth problems in 4 tokens: pass@1 printed [0, 0] and maj@1
+    another interval; now both are Wilson's 0/10, [0, 0.2775] (z^2 / (10 + z^2), by hand)."""
+    main(["eval", str(tiny), "--dataset", "synth", "--limit", "10", "--budget", "4", "--samples", "1",
+          "--temperature", "0", "--json"])  # fmt: skip
+    m = json.loads(capsys.readouterr().out)["metrics"]
+    assert m["pass_at_1"]["value"] == 0.0
+    for e in (m["pass_at_1"], m["pass_at_k"][0], m["maj_at_k"][0]):
+        assert (e["low"], round(e["high"], 4)) == (0.0, 0.2775)
