@@ -143,14 +143,17 @@ def read_results(path: Path, *, config_id: str | None = None, strict: bool = Fal
 
 @contextlib.contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (flock) on the results file ``path`` (created if missing) while the
-    block runs; a second writer is refused at once.
+    """Hold an exclusive advisory lock (flock) on the results file ``path`` while the block runs; a second
+    writer is refused at once. A file created here and still empty at the end is removed again.
 
     Raises:
         ResultsFileError: another process holds the lock (an eval or sweep writing ``path`` now).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,7 +162,12 @@ def writer_lock(path: Path) -> Iterator[None]:
                 f"{path} is being written by another edgekv eval or sweep (it holds the file's lock)",
                 hint="wait for that run to end, or pass another --out file",
             ) from None
-        yield
+        try:
+            yield
+        finally:
+            if created and os.fstat(fd).st_size == 0:  # a run refused before its first line leaves no file
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

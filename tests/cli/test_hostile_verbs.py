@@ -257,3 +257,12 @@ def test_eval_0_percent_prints_one_wilson_interval(capsys: pytest.CaptureFixture
     assert m["pass_at_1"]["value"] == 0.0
     for e in (m["pass_at_1"], m["pass_at_k"][0], m["maj_at_k"][0]):
         assert (e["low"], round(e["high"], 4)) == (0.0, 0.2775)
+
+
+def test_eval_refused_by_the_preflight_leaves_no_results_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path
+) -> None:
+    out = tmp_path / "r.jsonl"
+    line = one_line(capsys, "eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--vram", "1M",
+                    "--out", out)  # fmt: skip
+    assert line.startswith("error: ") and not out.exists()
