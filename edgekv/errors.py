@@ -172,6 +172,11 @@ class UnknownCard(SpecError):
         self.ambiguous = ambiguous  # several cards (variants) rather than none
 
 
+class ResultsFileError(SpecError):
+    """An eval results file or a sweep folder that cannot be read: not UTF-8, not JSON, another schema or
+    format, no results at all; names the file (and line) or the folder."""
+
+
 class DatasetError(EdgekvError, ValueError):
     """A problem file that cannot be read: bad JSON or CSV, a missing field; names the file and line."""
 

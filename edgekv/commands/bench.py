@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edgekv.commands.options import sampler_option, threads_option
+from edgekv.commands.options import LAYERS, sampler_option, threads_option
 from edgekv.llama.sampling import SamplerPlace
 
 
@@ -22,7 +22,7 @@ from edgekv.llama.sampling import SamplerPlace
 @click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap (12G,8G: one per device of a layer split); "
               "configurations over it are reported as refused.")  # fmt: skip
 @click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share (llama.cpp -ts).")
-@click.option("--ngl", default=-1, show_default=True, type=int, help="Layers on the GPU (-1: all).")
+@click.option("--ngl", default=-1, show_default=True, type=LAYERS, help="Layers on the GPU (-1: all).")
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
 @threads_option()
 @click.option("--parallel", "parallel", metavar="G[,G...]", help="Parallel samples instead: G samples of one shared "

@@ -47,7 +47,7 @@ def command(
     from rich.console import Console
 
     from edgekv.convert.checkpoint import convert_checkpoint
-    from edgekv.errors import SpecError
+    from edgekv.errors import BadArgument, SpecError
     from edgekv.fsutil import input_file, not_a_regular_file
     from edgekv.model.quant import WeightQuant
     from edgekv.report import convert as rconvert
@@ -59,6 +59,8 @@ def command(
         if path is not None:
             input_file(str(path), what=what)
     ladder = [WeightQuant.parse(q) for q in quants.split(",") if q.strip()]
+    if not ladder:
+        raise BadArgument("--quants is empty: nothing to make", hint="e.g. --quants Q4_K_M,Q8_0")
     with rprogress.convert_bars(show=not as_json and sys.stderr.isatty()) as progress:
         result = convert_checkpoint(
             checkpoint_dir, quants=ladder, outtype=outtype, outdir=outdir, model_name=model_name, imatrix=imatrix,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgekv.commands.options import given, sampler_option, threads_option, verbosity
+from edgekv.commands.options import LAYERS, TEMPERATURE, given, sampler_option, threads_option, verbosity
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 
@@ -31,13 +31,13 @@ from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 @click.option("--vram", metavar="SIZE", help="Memory cap: 8G. Slots are as many as fit it.")
 @click.option("--slots", type=click.IntRange(1, 256), help="Sequences decoded together (default: as many as fit).")
 @sampler_option
-@click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="0: greedy.")
+@click.option("--temperature", default=0.6, show_default=True, type=TEMPERATURE, help="0: greedy.")
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
-@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
+@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
               help="Layers on the GPU (-1: all).")  # fmt: skip
 @threads_option()
 @click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.")

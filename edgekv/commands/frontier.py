@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 @click.command("frontier")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--png", type=click.Path(dir_okay=False), help="Also draw the frontier into this PNG (needs matplotlib).")
+@click.option("--png", type=click.Path(dir_okay=False), callback=lambda _c, _p, v: _png_name(v),
+              help="Also draw the frontier into this PNG (needs matplotlib).")  # fmt: skip
 @click.option("--all", "all_points", is_flag=True, help="List every point, not only the frontier and pick's plans.")
 @click.option("--e1", help="Where to mark E1 on the plot  [default: 4.19G, the paper's]")
 @click.option("--json", "as_json", is_flag=True, help="Every point as JSON.")
@@ -41,6 +42,13 @@ def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: str
         rcommon.console().print(reval.frontier_table(f, all_points=all_points))
     if png:
         _plot(f, png, e1)
+
+
+def _png_name(value: str | None) -> str | None:
+    """--png must name a .png file: matplotlib picks the format from the name (out.txt failed after the table)."""
+    if value is not None and not value.lower().endswith(".png"):
+        raise click.BadParameter(f"{value!r} is not a .png file name (e.g. --png frontier.png)")
+    return value
 
 
 def _plot(f: Frontier, png: str, e1: str | None) -> None:

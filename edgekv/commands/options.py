@@ -1,12 +1,14 @@
-"""Options and context shared by the commands: --sampler, the verbosity, whether a flag was given.
+"""Options and context shared by the commands: --sampler, --temperature's type, the verbosity, whether a flag
+was given.
 
 Declarations only; the values are parsed in ``edgekv.requests``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -49,3 +51,19 @@ def threads_option(help: str = "CPU threads (default: all cores).") -> Callable[
     """``--threads N``: refused (exit 2) outside llama.cpp's 1..512 while the flags are read, before
     any file is opened or converted (llama.cpp crashes past its GGML_MAX_N_THREADS)."""
     return click.option("--threads", type=int, callback=_check_threads, help=help)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and inf (nan passes any bound: every comparison is false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# run's, eval's and bench's --ngl: -1 (every layer) or a count. llama.cpp reads any negative value as
+# every layer; edgekv names one (-1), so -5 is a typo, not a setting.
+LAYERS = click.IntRange(-1)
+TEMPERATURE = FiniteFloatRange(0)  # run's and eval's --temperature: 0 (greedy) or more, never nan or inf

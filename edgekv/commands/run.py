@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from edgekv.commands.options import given, threads_option, verbosity
+from edgekv.commands.options import LAYERS, TEMPERATURE, given, threads_option, verbosity
 from edgekv.commands.pick_options import gpu_option, tensor_split_option
 from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
               "by the --parallel samples as llama.cpp's -c/-np; or auto: the largest that fits.")  # fmt: skip
 @click.option("--parallel", default=DEFAULT_PARALLEL, show_default=True, type=click.IntRange(1, 256),
               help="Parallel samples G.")  # fmt: skip
-@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=click.IntRange(-1),
+@click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
               help="Layers on the GPU (-1: all).")  # fmt: skip
 @click.option("--margin", default="0", show_default=True, help="Memory kept free under --vram (as pick's --margin).")
 @click.option("--prompt", help="Prompt text (the model's chat template is applied unless --raw).")
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 @click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1),
               help="Tokens to generate per sample.")  # fmt: skip
 @click.option("--greedy", is_flag=True, help="Greedy decoding instead of sampling.")
-@click.option("--temperature", default=0.6, show_default=True, type=click.FloatRange(0), help="Qwen3 thinking default.")
+@click.option("--temperature", default=0.6, show_default=True, type=TEMPERATURE, help="Qwen3 thinking default.")
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))

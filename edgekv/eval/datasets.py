@@ -24,11 +24,16 @@ A local file names its fields with ``question_field``/``answer_field``/``id_fiel
 --question-field`` ...). A problem's id is its ``id_field``, else the file's own ``id`` field where a
 row has one, else ``<file stem>-<row number>``: with ids of its own a file can be reordered and still
 resume (``eval --out``). Ids are unique within a file.
+
+Local files are read as a hostile user may write them: a path that is a folder, a FIFO or a symlink loop is
+named as such; JSONL and CSV are read line by line in binary, so a line that is not UTF-8 is a DatasetError
+naming the file and line, and a line over ``MAX_LINE_BYTES`` (1 MiB) is refused without being read whole.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import random
@@ -40,6 +45,7 @@ from typing import Any
 from edgekv.errors import DatasetError, RuntimeUnavailable, SpecError
 from edgekv.eval.answers import CHOICE_LETTERS, Kind, parse_kind
 from edgekv.eval.synth import generate
+from edgekv.fsutil import not_a_regular_file
 from edgekv.logconfig import get_logger
 
 logger = get_logger(__name__)
@@ -89,22 +95,62 @@ GPQA_WRONG_FIELDS = ("Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answ
 Row = dict[str, Any]
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+MAX_LINE_BYTES = 1 << 20  # one problem is a few KiB; a longer line is refused before it is read whole
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text with its line ending) of each line of ``path``, read in binary so that a line
+    that is not UTF-8 is named by its number, and a line over MAX_LINE_BYTES is refused after reading
+    MAX_LINE_BYTES + 1 bytes of it.
+
+    Raises:
+        DatasetError: a line that is not UTF-8, or longer than MAX_LINE_BYTES.
+    """
+    with path.open("rb") as f:
+        for line_no in itertools.count(1):
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES:
+                raise DatasetError(
+                    f"line longer than {MAX_LINE_BYTES >> 20} MiB (a problem is a few KiB)", path=str(path),
+                    line=line_no, hint="split the file into one problem per line",
+                )  # fmt: skip
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=line_no) from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=line_no)
-            yield line_no, row
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DatasetError(
+                    f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                    path=str(path),
+                    line=line_no,
+                    hint="save the file as UTF-8",
+                ) from None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
+    for line_no, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=line_no) from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=line_no)
+        yield line_no, row
 
 
 def _read_json(path: Path) -> Iterator[tuple[int, Row]]:
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(
+            f"not UTF-8 text (byte 0x{data[e.start]:02x})",
+            path=str(path),
+            line=data.count(b"\n", 0, e.start) + 1,
+            hint="save the file as UTF-8",
+        ) from None
     if not text.lstrip().startswith("["):
         yield from _read_jsonl(path)
         return
@@ -119,20 +165,19 @@ def _read_json(path: Path) -> Iterator[tuple[int, Row]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, Row]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise DatasetError("empty CSV file (no header line)", path=str(path))
-        try:
-            for row in reader:
-                if None in row:
-                    raise DatasetError(
-                        f"more values than the {len(reader.fieldnames)} header fields", path=str(path),
-                        line=reader.line_num,
-                    )  # fmt: skip
-                yield reader.line_num, dict(row)
-        except csv.Error as e:
-            raise DatasetError(f"bad CSV: {e}", path=str(path), line=reader.line_num) from None
+    reader = csv.DictReader(line for _, line in _lines(path))
+    if not reader.fieldnames:
+        raise DatasetError("empty CSV file (no header line)", path=str(path))
+    try:
+        for row in reader:
+            if None in row:
+                raise DatasetError(
+                    f"more values than the {len(reader.fieldnames)} header fields", path=str(path),
+                    line=reader.line_num,
+                )  # fmt: skip
+            yield reader.line_num, dict(row)
+    except csv.Error as e:
+        raise DatasetError(f"bad CSV: {e}", path=str(path), line=reader.line_num) from None
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[int, Row]]:
@@ -287,9 +332,12 @@ def load_problems(
         )  # fmt: skip
     else:
         path = Path(name_or_path)
-        if not path.is_file():
+        why = not_a_regular_file(path)
+        if why == "does not exist":
             known = ", ".join(["synth", *HUB_DATASETS])
             raise DatasetError(f"{name}: no such file and not a known dataset", hint=f"known datasets: {known}")
+        if why is not None:
+            raise DatasetError(f"{name} {why}", hint="pass a .jsonl, .json, .csv or .parquet file")
         problems = _problems_from_rows(
             path, question_field=question_field, answer_field=answer_field, id_field=id_field,
             kind=parse_kind(kind), limit=limit,

@@ -9,7 +9,11 @@
 
 Intervals (95 %): maj@k is a proportion of problems, so it gets the Wilson score interval over
 problems. pass@1 and pass@k are means of per-problem fractions, so they get a seeded percentile
-bootstrap over problems (resampling problems, not samples; ``n_bootstrap`` draws, ``seed``).
+bootstrap over problems (resampling problems, not samples; ``n_bootstrap`` draws, ``seed``) -- except
+where every per-problem value is 0 or 1 (G = 1, or every problem all right or all wrong): that mean is a
+proportion of problems, and gets Wilson too. So a 0 % or 100 % figure gets a real interval (Wilson 0/10 is
+[0, 0.2775]; a bootstrap of ten zeros is [0, 0]), and at G = 1, where pass@1, pass@k at k = 1 and maj@1
+are one figure, they print one interval.
 """
 
 from __future__ import annotations
@@ -160,13 +164,15 @@ def summarize(records: Sequence[ProblemRecord], *, n_bootstrap: int = DEFAULT_BO
     n = len(records)
     draws = _draws(n, n_bootstrap=n_bootstrap, seed=seed)
 
-    def mean_estimate(values: list[float]) -> Estimate:
-        lo, hi = _bootstrap(values, draws)
-        return Estimate(sum(values) / n, lo, hi)
-
     def proportion(successes: int) -> Estimate:
         lo, hi = wilson_interval(successes, n)
         return Estimate(successes / n, lo, hi)
+
+    def mean_estimate(values: list[float]) -> Estimate:
+        if all(v in (0.0, 1.0) for v in values):  # a proportion of problems (module docstring)
+            return proportion(sum(v == 1.0 for v in values))
+        lo, hi = _bootstrap(values, draws)
+        return Estimate(sum(values) / n, lo, hi)
 
     pass1 = mean_estimate([r.n_correct / g for r in records])
     maj = tuple(proportion(sum(r.majority_correct(k) for r in records)) for k in range(1, g + 1))

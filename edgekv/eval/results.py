@@ -11,7 +11,14 @@ The torn-line rule: lines are appended one at a time, each ending in its newline
 killed run leaves whole lines and at most one torn line: the last, without its newline. Readers
 (:func:`read_lines`) drop that line (logged); :func:`open_for_append` cuts it off before appending,
 so a resumed run writes that problem again. A whole line (one that ends in a newline) that is not
-JSON, or a result line of another schema, is damage no kill makes: a SpecError naming the file and line.
+JSON (or not UTF-8), or a result line of another schema, is damage no kill makes: a ResultsFileError naming
+the file and line.
+
+A results file has one writer: :func:`writer_lock` holds an advisory lock (``fcntl.flock``) on it for a
+whole run, and a second ``eval`` or ``sweep`` on the same file is refused while the first runs. Before
+appending, the writer reads the whole file (:func:`read_results` with ``strict``): a line that is not an
+eval result line (another format), or a torn last line that cannot be the start of one (a binary file), is
+refused, so eval never appends to, or cuts, a file that is not its own.
 
 ``config_id`` is a stable hash of the config's settings (everything but the predicted ``memory``
 and ``n_ctx``, which follow from them and the prompts, and ``model_path``: the file's name, quant
@@ -20,6 +27,8 @@ and bytes identify it wherever it lies), so a rerun with the same settings resum
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from edgekv.errors import SpecError
+from edgekv.errors import ResultsFileError
 from edgekv.logconfig import get_logger
 
 SCHEMA = 1
@@ -51,26 +60,51 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     rule (module docstring): a torn last line is dropped.
 
     Raises:
-        SpecError: a whole line that is not JSON, or a problem or summary line of another schema.
+        ResultsFileError: a whole line that is not UTF-8 or not JSON, a problem or summary line of
+            another schema, or a torn last line that no results writer began (not ``{`` and UTF-8 text).
     """
     lines = path.read_bytes().split(b"\n")
+    if lines[-1] != b"" and not _could_be_torn(lines[-1]):
+        raise ResultsFileError(
+            f"{path}:{len(lines)} is neither an eval result line nor one cut short: not an eval results file",
+            hint="pass another --out file (eval writes JSONL)",
+        )
     if lines[-1] != b"":
         log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(lines[-1]))
     for no, raw in enumerate(lines[:-1], start=1):
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ResultsFileError(
+                f"{path}:{no} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): "
+                "not an eval results file",
+                hint="pass eval's --out JSONL files or a sweep's folder",
+            ) from None
+        try:
+            row = json.loads(text)
         except json.JSONDecodeError as e:
-            raise SpecError(
+            raise ResultsFileError(
                 f"{path}:{no} is not JSON ({e.msg}), and not a torn last line from a killed run",
                 hint="the file is damaged: remove that line, or use another --out file",
             ) from e
         if not isinstance(row, dict):
             continue
         if row.get("type") in RESULT_TYPES and row.get("schema") != SCHEMA:
-            raise SpecError(f"{path}:{no} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
+            raise ResultsFileError(f"{path}:{no} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
         yield no, row
+
+
+def _could_be_torn(raw: bytes) -> bool:
+    """Whether ``raw`` can be the start of a line append_line wrote: ``{`` and UTF-8 (a cut may split a
+    character at the end)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(raw) - 3:
+            return False
+    return raw.startswith(b"{")
 
 
 @dataclass
@@ -81,12 +115,23 @@ class ResultsFile:
     summaries: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_results(path: Path, *, config_id: str | None = None) -> ResultsFile:
-    """The problem and summary lines of ``path`` (of ``config_id`` only, if given); a missing file is empty."""
+def read_results(path: Path, *, config_id: str | None = None, strict: bool = False) -> ResultsFile:
+    """The problem and summary lines of ``path`` (of ``config_id`` only, if given); a missing file is empty.
+
+    Raises:
+        ResultsFileError: as read_lines; with ``strict`` (the writer's read), also a line that is not a
+            problem or summary line: a file of another format, which eval must not append to.
+    """
     out = ResultsFile()
     if not path.is_file():
         return out
-    for _, row in read_lines(path):
+    for no, row in read_lines(path):
+        if strict and row.get("type") not in RESULT_TYPES:
+            shown = ", ".join(list(row)[:5])
+            raise ResultsFileError(
+                f"{path}:{no} is not an eval result line (keys: {shown or 'none'}): a file of another format",
+                hint="pass another --out file",
+            )
         if config_id is not None and row.get("config_id") != config_id:
             continue
         if row.get("type") == "problem":
@@ -94,6 +139,37 @@ def read_results(path: Path, *, config_id: str | None = None) -> ResultsFile:
         elif row.get("type") == "summary":
             out.summaries.append(row)
     return out
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on the results file ``path`` while the block runs; a second
+    writer is refused at once. A file created here and still empty at the end is removed again.
+
+    Raises:
+        ResultsFileError: another process holds the lock (an eval or sweep writing ``path`` now).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsFileError(
+                f"{path} is being written by another edgekv eval or sweep (it holds the file's lock)",
+                hint="wait for that run to end, or pass another --out file",
+            ) from None
+        try:
+            yield
+        finally:
+            if created and os.fstat(fd).st_size == 0:  # a run refused before its first line leaves no file
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def summary_written(path: Path) -> bool:

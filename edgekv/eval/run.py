@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,7 +31,7 @@ from edgekv.eval.answers import Kind, extract_answer
 from edgekv.eval.datasets import Problem
 from edgekv.eval.equivalence import is_equivalent
 from edgekv.eval.metrics import EvalSummary, ProblemRecord, summarize
-from edgekv.eval.results import SCHEMA, append_line, config_id, open_for_append, read_results
+from edgekv.eval.results import SCHEMA, append_line, config_id, open_for_append, read_results, writer_lock
 from edgekv.llama import session
 from edgekv.llama.batch import Engine
 from edgekv.llama.build import device_is_gpu
@@ -271,22 +272,25 @@ def evaluate(
     Raises:
         DoesNotFit: not even one sample of prompt + budget + reserve fits the memory budget.
         KvConfigError: the K/V types cannot run on this build.
+        ResultsFileError: ``out`` is written by another run now (``results.writer_lock``), or is not an
+            eval results file.
     """
-    spec = read_spec(config.model_path)
-    if model is not None:
-        return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress)
-    loaded: list[LoadedModel] = []
+    with writer_lock(out) if out is not None else nullcontext():
+        spec = read_spec(config.model_path)
+        if model is not None:
+            return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress)
+        loaded: list[LoadedModel] = []
 
-    def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
-        loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers))
-        return loaded[-1]
+        def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
+            loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers))
+            return loaded[-1]
 
-    with LoadedModel(config.model_path, vocab_only=True) as vocab:
-        try:
-            return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress)
-        finally:
-            for m in loaded:
-                m.close()
+        with LoadedModel(config.model_path, vocab_only=True) as vocab:
+            try:
+                return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress)
+            finally:
+                for m in loaded:
+                    m.close()
 
 
 def _evaluate(
@@ -307,7 +311,7 @@ def _evaluate(
     memory = memory_dict(preflight.predict(spec, paper_cfg, gpu=gpu))
     cfg_dict = config_dict(config, spec, thinking=thinking, n_ctx=n_ctx_seq, memory=memory)
     cid = config_id(cfg_dict)
-    previous = read_results(out, config_id=cid) if out is not None else None
+    previous = read_results(out, config_id=cid, strict=True) if out is not None else None
     done_rows = dict(previous.problems) if previous else {}
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done_rows]
     by_id = {p.id: p for p in problems}

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekv.errors import SpecError
+from edgekv.errors import ResultsFileError
 from edgekv.eval.results import RESULT_TYPES, read_lines
 from edgekv.logconfig import get_logger
 
 logger = get_logger(__name__)
+_WHAT = "pass eval's --out JSONL files or a sweep's --out folder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +78,14 @@ def _paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(p.rglob("*.jsonl")))
+            found = sorted(f for f in p.rglob("*.jsonl") if f.is_file())
+            if not found:
+                raise ResultsFileError(f"{p} holds no results files (*.jsonl)", hint=_WHAT)
+            out.extend(found)
         elif p.is_file():
             out.append(p)
         else:
-            raise SpecError(f"no results at {p}", hint="pass a results JSONL file or a sweep's --out folder")
+            raise ResultsFileError(f"no results at {p}", hint=_WHAT)
     return out
 
 
@@ -98,14 +102,19 @@ def read_results(paths: Iterable[str | os.PathLike[str]], *, include_partial: bo
     without a summary line (an unfinished run) are left out unless ``include_partial``.
 
     Raises:
-        SpecError: a path that does not exist, a damaged line or a line of another schema
-            (``results.read_lines``), or a result line that lacks what a score needs.
+        ResultsFileError: a path that does not exist, a folder without ``*.jsonl`` files, a damaged line
+            or a line of another schema (``results.read_lines``), a result line that lacks what a score
+            needs, or no result line at all.
     """
     by_id: dict[str, ConfigResult] = {}
-    for path in _paths(paths):
+    files = _paths(paths)
+    for path in files:
         for n, row in read_lines(path):
             if row.get("type") in RESULT_TYPES:
                 _add(by_id, row, path, n)
+    if not by_id:
+        shown = ", ".join(map(str, files[:3])) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        raise ResultsFileError(f"no eval result lines in {shown}", hint=_WHAT)
     out = [r for r in by_id.values() if r.complete or include_partial]
     dropped = len(by_id) - len(out)
     if dropped:
@@ -124,4 +133,4 @@ def _add(by_id: dict[str, ConfigResult], row: Mapping[str, Any], path: Path, n: 
         else:
             res.problems[str(row["problem_id"])] = _scores(row)
     except (KeyError, TypeError, ValueError) as e:
-        raise SpecError(f"{path}:{n} is not an eval result line: {e!r}") from None
+        raise ResultsFileError(f"{path}:{n} is not an eval result line: {e!r}") from None

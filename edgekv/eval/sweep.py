@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, SpecError
+from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, ResultsFileError, SpecError
 from edgekv.eval.frontier import Frontier, PickMark, frontier
 from edgekv.fsutil import write_atomic
 from edgekv.llama.sampling import SamplerPlace
@@ -252,8 +252,10 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ResultsFileError(f"{path} is not a sweep manifest: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise SpecError(f"{path} is not a sweep manifest: {e}") from None
+        raise ResultsFileError(f"{path} is not a sweep manifest: {e}") from None
     return data if isinstance(data, dict) and data.get("type") == "sweep" else None
 
 

@@ -36,9 +36,10 @@ class BenchRequest:
 
         Raises:
             click.UsageError: a split without a cap per device.
+            BadArgument: --n-prompt and --n-gen both 0 (every speed would be 0/0).
             SpecError: no context, no KV type, a bad --parallel.
         """
-        from edgekv.errors import SpecError
+        from edgekv.errors import BadArgument, SpecError
         from edgekv.fsutil import input_file
         from edgekv.llama import bench
         from edgekv.llama.records import BenchSettings
@@ -47,6 +48,8 @@ class BenchRequest:
         from edgekv.requests.flags import kv_pairs, parse_tensor_split
         from edgekv.units import parse_list, parse_tokens
 
+        if self.n_prompt == 0 and self.n_gen == 0:
+            raise BadArgument("--n-prompt 0 and --n-gen 0: nothing to time", hint="e.g. --n-prompt 512 --n-gen 128")
         input_file(self.model)
         vram_bytes = parse_vram(self.vram) if self.vram is not None else None
         split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split else ()

@@ -138,7 +138,7 @@ def pick_request(
 ) -> tuple[PickRequest, list[str] | None, list[str] | None]:
     """(the request, --model's names, --quants' names): each flag parsed; where a constant's flag is
     not given, the --profile's value, else the paper's (PickRequest's default)."""
-    from edgekv.errors import SpecError
+    from edgekv.errors import BadArgument, SpecError
     from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
     from edgekv.model.spec import Task
     from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
@@ -163,6 +163,8 @@ def pick_request(
     e2 = parse_size(flags.e2) if flags.e2 is not None else None
     token_floor = parse_tokens(flags.token_floor) if flags.token_floor is not None else None
     saturation = parse_tokens(flags.saturation) if flags.saturation is not None else None
+    if saturation == 0:
+        raise BadArgument("--saturation 0: accuracy cannot saturate at no tokens", hint="e.g. --saturation 16k")
     min_ctx = parse_tokens(flags.min_ctx) if flags.min_ctx is not None else None
     margin = parse_size(flags.margin, allow_zero=True) if flags.margin is not None else None
     overhead = parse_size(flags.overhead, allow_zero=True) if flags.overhead not in (None, "auto") else None

@@ -68,14 +68,20 @@ class SweepRequest:
         return cards
 
     def settings(self) -> SweepSettings:
+        from edgekv.errors import BadArgument
         from edgekv.eval.sweep import SweepSettings
         from edgekv.model.quant import KvType
         from edgekv.units import parse_list, parse_tokens
 
+        budgets = sorted({parse_tokens(b) for b in parse_list(self.budgets)})
+        if not budgets or budgets[0] < 1:
+            raise BadArgument(f"--budgets {self.budgets!r}: every budget must be a positive token count",
+                              hint="e.g. --budgets 2k,8k")  # fmt: skip
+        samples = sorted({_count(g) for g in parse_list(self.samples)})
+        if not samples or samples[0] < 1:
+            raise BadArgument(f"--samples {self.samples!r}: every G must be a count >= 1", hint="e.g. --samples 1,4")
         return SweepSettings(
-            dataset=self.dataset, limit=self.limit,
-            budgets=tuple(sorted({parse_tokens(b) for b in parse_list(self.budgets)})),
-            samples=tuple(sorted({int(g) for g in parse_list(self.samples)})),
+            dataset=self.dataset, limit=self.limit, budgets=tuple(budgets), samples=tuple(samples),
             kv_types=tuple(KvType.parse(k) for k in parse_list(self.kv)),
             prompt_tokens=parse_tokens(self.prompt_tokens), reserve_tokens=parse_tokens(self.reserve),
             seed=self.seed,
@@ -88,3 +94,12 @@ class SweepRequest:
 
         return EvalBackend(settings, loader=LoadedModel, slots=self.slots, sampler=self.sampler,
                            n_threads=self.threads)  # fmt: skip
+
+
+def _count(text: str) -> int:
+    from edgekv.errors import BadArgument
+
+    try:
+        return int(text)
+    except ValueError:
+        raise BadArgument(f"--samples: {text!r} is not a count", hint="e.g. --samples 1,4") from None

@@ -117,3 +117,28 @@ def test_maj_at_k_votes_by_equivalence() -> None:
     assert r.vote_group == (0, 1, 1)
     assert not r.majority_correct(2)  # "3" vs "0.5": a tie, "3" came first
     assert r.majority_correct(3)  # by string it would still be a three-way tie won by "3"
+
+
+# Wilson 95 % by hand (z = 1.959964, z^2 = 3.841459): 0/10 -> [0, z^2 / (10 + z^2)] = [0, 0.27753];
+# 10/10 -> [10 / (10 + z^2), 1] = [0.72247, 1]; 3/10 -> center 0.35551 -+ 0.20985 = [0.10779, 0.60322].
+WILSON_BY_HAND = {0: (0.0, 0.27753), 10: (0.72247, 1.0), 3: (0.10779, 0.60322)}
+
+
+@pytest.mark.parametrize("right", [0, 10, 3])
+def test_g1_pass1_pass_at_1_and_maj1_print_one_wilson_interval(right: int) -> None:
+    """At G = 1 pass@1, pass@k (k = 1) and maj@1 are one figure: they had two intervals (bootstrap and
+    Wilson), and a 0 % pass@1 had [0, 0]."""
+    records = [record(str(i), ["1" if i < right else "2"], gold="1") for i in range(10)]
+    s = summarize(records, n_bootstrap=200, seed=1)
+    lo, hi = WILSON_BY_HAND[right]
+    for e in (s.pass_at_1, s.pass_at_k[0], s.maj_at_k[0]):
+        assert (e.value, e.low, e.high) == (right / 10, pytest.approx(lo, abs=1e-5), pytest.approx(hi, abs=1e-5))
+
+
+@pytest.mark.parametrize(("answer", "right"), [("2", 0), ("1", 10)])
+def test_0_and_100_percent_with_g4_get_a_real_interval(answer: str, right: int) -> None:
+    """Every problem all wrong (or all right) over G = 4: the bootstrap of equal values was [0, 0]."""
+    s = summarize([record(str(i), [answer] * 4, gold="1") for i in range(10)], n_bootstrap=200, seed=1)
+    lo, hi = WILSON_BY_HAND[right]
+    for e in (s.pass_at_1, *s.pass_at_k, *s.maj_at_k):
+        assert (e.low, e.high) == (pytest.approx(lo, abs=1e-5), pytest.approx(hi, abs=1e-5))
