@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from edgekv.commands.options import LAYERS, sampler_option, threads_option
 from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.options import LAYERS, sampler_option, threads_option
 
 
 @click.command("bench")

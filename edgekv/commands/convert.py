@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgekv.commands.options import threads_option
+from edgekv.requests.options import threads_option
 
 DEFAULT_QUANTS = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0"
 

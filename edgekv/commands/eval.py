@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from edgekv.commands.options import LAYERS, TEMPERATURE, given, sampler_option, threads_option, verbosity
+from edgekv.commands.options import given, verbosity
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
+from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads_option
 
 
 @click.command("eval")

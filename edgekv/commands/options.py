@@ -1,21 +1,12 @@
-"""Options and context shared by the commands: --sampler, --temperature's type, the verbosity, whether a flag
-was given.
-
-Declarations only; the values are parsed in ``edgekv.requests``.
+"""Context shared by the commands: the verbosity, whether a flag was given. The shared option
+declarations and their types are in ``edgekv.requests.options``; the values are parsed in
+``edgekv.requests``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import click
 from click.core import ParameterSource
-
-from edgekv.llama.sampling import SamplerPlace
-
-FC = TypeVar("FC", bound=Callable[..., object])
 
 
 def verbosity(ctx: click.Context) -> int:
@@ -25,45 +16,3 @@ def verbosity(ctx: click.Context) -> int:
 
 def given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
-
-
-sampler_option = click.option(
-    "--sampler",
-    type=click.Choice([p.value for p in SamplerPlace]),
-    callback=lambda _ctx, _param, value: SamplerPlace(value),
-    default="auto",
-    show_default=True,
-    help="Where the sampler chains run: host (auto: a numpy top-k cut of all rows, then each chain in C on its "
-    "candidates); full (llama.cpp's chain over each whole row, the same tokens, slower); backend (in llama.cpp's "
-    "decode graph) or split (top-k in the graph, the rest on the host), both for 4 x (n_ubatch + 1) x n_vocab bytes "
-    "more compute buffer (counted in the pre-flight; 297 MiB for Qwen3).",
-)  # fmt: skip
-
-
-def _check_threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
-    from edgekv.llama.build import check_threads  # off pick's import path
-
-    check_threads(value)
-    return value
-
-
-def threads_option(help: str = "CPU threads (default: all cores).") -> Callable[[FC], FC]:
-    """``--threads N``: refused (exit 2) outside llama.cpp's 1..512 while the flags are read, before
-    any file is opened or converted (llama.cpp crashes past its GGML_MAX_N_THREADS)."""
-    return click.option("--threads", type=int, callback=_check_threads, help=help)
-
-
-class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange that also refuses nan and inf (nan passes any bound: every comparison is false)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
-
-
-# run's, eval's and bench's --ngl: -1 (every layer) or a count. llama.cpp reads any negative value as
-# every layer; edgekv names one (-1), so -5 is a typo, not a setting.
-LAYERS = click.IntRange(-1)
-TEMPERATURE = FiniteFloatRange(0)  # run's and eval's --temperature: 0 (greedy) or more, never nan or inf

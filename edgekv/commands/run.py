@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from edgekv.commands.options import LAYERS, TEMPERATURE, given, threads_option, verbosity
+from edgekv.commands.options import given, verbosity
 from edgekv.commands.pick_options import gpu_option, tensor_split_option
+from edgekv.requests.options import LAYERS, TEMPERATURE, threads_option
 from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
 
 if TYPE_CHECKING:

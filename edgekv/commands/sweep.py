@@ -6,8 +6,8 @@ import json
 
 import click
 
-from edgekv.commands.options import sampler_option, threads_option
 from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.options import sampler_option, threads_option
 
 
 @click.command("sweep")
