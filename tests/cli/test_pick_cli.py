@@ -129,8 +129,9 @@ def test_plain_pick_leaves_out_what_it_does_not_show() -> None:
     assert "edgekv.plan.policy" in modules
     unused = {
         "edgekv.store.planfile", "edgekv.model.gguf_spec", "edgekv.model.gguf_reader", "edgekv.plan.split_plans",
-        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.store.speeds", "edgekv.commands.options", "edgekv.requests.options",
-        "edgekv.requests.flags", "edgekv.requests.overlay", "edgekv.store.profiles", "logging", "pathlib",
+        "edgekv.plan.devices", "edgekv.plan.timing", "edgekv.store.speeds", "edgekv.commands.options",
+        "edgekv.requests.options", "edgekv.requests.flags", "edgekv.requests.overlay", "edgekv.store.profiles",
+        "logging", "pathlib",
     }  # fmt: skip
     assert not modules & unused
 
