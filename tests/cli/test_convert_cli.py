@@ -10,12 +10,6 @@ from click.testing import CliRunner
 
 from edgekv.cli import cli, main
 from edgekv.errors import OutputExists, UnsupportedModel
-from tests.ckptgen import write_llama_checkpoint
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_llama_checkpoint(tmp_path_factory.mktemp("cli") / "Llama-tiny")
 
 
 def test_convert_json(ckpt: Path, tmp_path: Path) -> None:

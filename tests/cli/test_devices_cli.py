@@ -94,13 +94,6 @@ def test_plan_file_carries_the_devices(tmp_path: Path) -> None:
 llama_cpp = pytest.importorskip("llama_cpp")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.ggufgen import tiny_config, write_tiny_gguf
-
-    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen3-F16.gguf", tiny_config(), outtype="F16")
-
-
 @pytest.mark.skipif(bool(llama_cpp.llama_supports_gpu_offload()), reason="a CPU build refuses a split")
 @pytest.mark.parametrize("verb", ["run", "bench"])
 def test_split_is_refused_on_a_cpu_build(tiny: Path, verb: str) -> None:

@@ -10,20 +10,9 @@ from pathlib import Path
 import pytest
 
 from edgekv.cli import main
-from tests.ckptgen import HOSTILE_CHECKPOINTS, hostile_checkpoint, write_llama_checkpoint
-from tests.ggufgen import tiny_config, write_tiny_gguf
+from tests.ckptgen import HOSTILE_CHECKPOINTS, hostile_checkpoint
 
 pytest.importorskip("llama_cpp")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen3-F16.gguf", tiny_config(), outtype="F16")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_llama_checkpoint(tmp_path_factory.mktemp("ck") / "Llama-tiny")
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ import pytest
 from edgekv.cli import main
 from edgekv.errors import DatasetError
 from edgekv.eval.datasets import load_problems
-from tests.ckptgen import write_llama_checkpoint
 from tests.cli.test_hostile_cli import edgekv, one_line
-from tests.ggufgen import tiny_config, write_tiny_gguf
 
 pytest.importorskip("llama_cpp")
 
@@ -29,16 +27,6 @@ def click_usage(capsys: pytest.CaptureFixture[str], *args: object) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith("Error: ")]
     assert len(lines) == 1, err
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen3-F16.gguf", tiny_config(), outtype="F16")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_llama_checkpoint(tmp_path_factory.mktemp("ck") / "Llama-tiny")
 
 
 def test_bench_with_nothing_to_time_is_refused(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:

@@ -18,14 +18,8 @@ from edgekv.model.gguf_reader import read_spec
 from edgekv.model.quant import KvType
 from edgekv.plan.memory import RunConfig, kv_bytes
 from edgekv.units import MIB
-from tests.ggufgen import tiny_config, write_tiny_gguf
 
 pytest.importorskip("llama_cpp")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen3-F16.gguf", tiny_config(), outtype="F16")
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
