@@ -99,7 +99,7 @@ def command(
         click.echo(rec.csv_text(rows), nl=False)
     else:
         con = rcommon.console()
-        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records)):
+        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records), width=con.width):
             con.print(part)
     if not any(r["status"] == "ok" for r in rows):
         reasons = sorted({str(r.get("reason")) for r in rows if r.get("reason")})

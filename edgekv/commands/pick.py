@@ -63,4 +63,4 @@ def command(
         return
     con = rcommon.console()
     for part in rpick.pick_report(ans, width=con.width):
-        con.print(part)
+        con.print(part, crop=False)  # a command line longer than the terminal is not cut

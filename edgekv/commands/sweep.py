@@ -72,7 +72,8 @@ def command(
             click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
         else:
             done = frozenset(it.key for it in plan.items if sweep.is_done(out, it))
-            rcommon.console().print(reval.sweep_table(plan, done=done))
+            con = rcommon.console()
+            con.print(reval.sweep_table(plan, done=done, width=con.width))
         return
     plan = sweep.resolve_models(plan, locate=sweep.hub_locate, fetch=sweep.hub_fetch if download else None)
     con = rcommon.console(stderr=True)

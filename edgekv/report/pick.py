@@ -13,7 +13,7 @@ from rich.text import Text
 
 from edgekv.plan.llama_settings import llama_args
 from edgekv.plan.plans import PickResult, Plan
-from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
+from edgekv.report.common import BAR_WIDTH, bar_legend, command_lines, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
@@ -89,9 +89,8 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
             parts.append(Text("  " + baseline_contrast(best, base)))
         args = llama_args(best)
         parts.append(Text("llama.cpp settings for #1:", style="bold"))
-        parts.append(Text("  " + args["server_cmd"]))
-        py = ", ".join(f"{k}={v!r}" for k, v in args["python"].items())
-        parts.append(Text(f"  llama_cpp.Llama({py})"))
+        parts.extend(command_lines(args["server"], width=width))  # one paste-able command, `\`-continued
+        parts.extend(call_lines("llama_cpp.Llama", args["python"], width=width))
         if best.parallel > 1:
             parts.append(
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
@@ -100,6 +99,24 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
 
 
 _MEASURE = Console(width=1000, emoji=False)
+
+
+def call_lines(func: str, kwargs: dict[str, Any], *, width: int, indent: str = "  ") -> list[Text]:
+    """``func(k=v, ...)`` as Python a user can paste: broken after a comma (inside the parentheses, so
+    still one expression), never inside an argument; the lines are no_wrap."""
+    args = [f"{k}={v!r}" for k, v in kwargs.items()]
+    lines: list[str] = []
+    line = f"{indent}{func}("
+    for i, a in enumerate(args):
+        piece = a + (", " if i < len(args) - 1 else ")")
+        if len(line) + len(piece.rstrip()) > width and line.strip() != f"{func}(":
+            lines.append(line.rstrip())
+            line = indent + "    "
+        line += piece
+    if not args:
+        line += ")"
+    lines.append(line.rstrip())
+    return [Text(ln, no_wrap=True, overflow="ignore") for ln in lines]
 
 
 def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, str]:

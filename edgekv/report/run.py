@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from edgekv.plan.memory import Footprint, RunConfig
+from edgekv.report.common import column_kw, fitted_table
 from edgekv.units import MIB, format_bytes
 
 if TYPE_CHECKING:
@@ -244,31 +245,47 @@ def _mib(n: Any) -> str:
     return f"{n / MIB:.2f}" if isinstance(n, int) else "-"
 
 
-def bench_table(rows: list[dict[str, Any]], *, title: str) -> Any:
-    """One row per record: speeds (median ± stdev) and memory in MiB, predicted / measured."""
-    t = Table(title=title, box=box.SIMPLE_HEAD)
-    for col, just in (
-        ("K/V", "left"), ("n_ctx", "right"), ("depth", "right"), ("status", "left"), ("prompt t/s", "right"),
-        ("decode t/s", "right"), ("KV MiB pred/meas", "right"), ("total MiB pred/meas", "right"),
-    ):  # fmt: skip
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+BENCH_COLUMNS = (("K/V", "left"), ("n_ctx", "right"), ("depth", "right"), ("status", "left"),
+                 ("prompt t/s", "right"), ("decode t/s", "right"), ("KV MiB pred/meas", "right"),
+                 ("total MiB pred/meas", "right"))  # fmt: skip
+# at narrow widths: depth and status go first where every row has the same (said in the title), then
+# the KV part of the memory (the total stays); speeds fold their ± stdev onto a second line
+BENCH_OPTIONAL = ("depth", "status", "KV MiB pred/meas")
+
+
+def bench_table(rows: list[dict[str, Any]], *, title: str, width: int | None = None) -> Any:
+    """One row per record: speeds (median ± stdev) and memory in MiB, predicted / measured; fitted to
+    ``width`` (``common.fitted_table``): a value is never cut."""
+    cells = []
     for r in rows:
         pred, meas = r.get("predicted") or {}, r.get("measured") or {}
         kv = r["type_k"] if r["type_k"] == r["type_v"] else f"{r['type_k']}/{r['type_v']}"
-        t.add_row(
-            kv, str(r["n_ctx"]), str(r["depth"]), r["status"], _fmt_tps(r.get("prompt_tps")),
-            _fmt_tps(r.get("decode_tps")), f"{_mib(pred.get('kv'))}/{_mib(meas.get('kv'))}",
-            f"{_mib(pred.get('total'))}/{_mib(meas.get('process'))}",
-        )  # fmt: skip
-    return t
+        values = (kv, str(r["n_ctx"]), str(r["depth"]), r["status"], _fmt_tps(r.get("prompt_tps")),
+                  _fmt_tps(r.get("decode_tps")), f"{_mib(pred.get('kv'))}/{_mib(meas.get('kv'))}",
+                  f"{_mib(pred.get('total'))}/{_mib(meas.get('process'))}")  # fmt: skip
+        cells.append(dict(zip([c for c, _ in BENCH_COLUMNS], values, strict=True)))
+    same = {c: {r[c] for r in cells} for c in ("depth", "status")}
+    optional = [c for c in BENCH_OPTIONAL if c not in same or len(same[c]) == 1]
+
+    def build(dropped: frozenset[str]) -> Table:
+        notes = [f"{c} {next(iter(same[c]))}" for c in ("depth", "status") if c in dropped and cells]
+        t = Table(title=title + (f" ({', '.join(notes)})" if notes else ""), box=box.SIMPLE_HEAD, pad_edge=False)
+        cols = [(c, j) for c, j in BENCH_COLUMNS if c not in dropped]
+        for col, just in cols:
+            t.add_column(col, justify=just, **column_kw())  # type: ignore[arg-type]
+        for r in cells:
+            t.add_row(*(r[c] for c, _ in cols))
+        return t
+
+    return fitted_table(build, optional=optional, width=width)
 
 
-def bench_report(rows: list[dict[str, Any]], *, model: str, summary: str) -> list[Any]:
+def bench_report(rows: list[dict[str, Any]], *, model: str, summary: str, width: int | None = None) -> list[Any]:
     """``edgekv bench``'s output, in order: the table, a line per configuration that did not run
     (with why), and ``summary`` (``llama.records.summary``)."""
     head = rows[0] if rows else {}
     title = f"edgekv bench: {head.get('model', model)} on {head.get('device', '?')}"
-    out: list[Any] = [bench_table(rows, title=title)]
+    out: list[Any] = [bench_table(rows, title=title, width=width)]
     for r in rows:
         if r["status"] != "ok" and r.get("reason"):
             out.append(f"{r['type_k']}/{r['type_v']} ctx {r['n_ctx']} depth {r['depth']}: {r['status']}: {r['reason']}")
