@@ -115,13 +115,17 @@ def calibration_table(profile: Mapping[str, Any], *, path: Path | None = None) -
         t.add_column(col)
     c, pol = profile["constants"], profile["policy"]
     rows = [("E1", "e1_bytes", c["e1_bytes"]), ("token saturation", "saturation_tokens", c["saturation_tokens"])]
+
+    def weak(e: Mapping[str, Any]) -> str:  # a fit calibrate found too weak: pick keeps the paper's value
+        return " (paper's: fit too weak)" if e.get("actionable") is False else ""
+
     for label, key, e in rows:
         interval = f"{fmt_const(key, e['low'])} .. {fmt_const(key, e['high'])} ({e['n_defined']}/{fit['bootstrap']})"
-        t.add_row(label, fmt_const(key, e["value"]), e["kind"], interval, fmt_const(key, pol[key]))
+        t.add_row(label, fmt_const(key, e["value"]), e["kind"], interval, fmt_const(key, pol[key]) + weak(e))
     for acc, e in c["parallel_min_bytes"].items():
         interval = f"{fmt_const('b_bytes', e['low'])} .. {fmt_const('b_bytes', e['high'])}"
         used = fmt_const("b_bytes", pol["parallel_min_bytes_by_accounting"][acc])
-        t.add_row(f"G > 1 pays from ({acc})", fmt_const("b_bytes", e["value"]), e["kind"], interval, used)
+        t.add_row(f"G > 1 pays from ({acc})", fmt_const("b_bytes", e["value"]), e["kind"], interval, used + weak(e))
     for label, key, field in (("4-bit weights on frontier", "q4_weights_on_frontier", "flat_precision"),
                               ("4-bit KV on frontier", "q4_kv_on_frontier", "q4_kv_ok")):  # fmt: skip
         v = c[key]

@@ -31,7 +31,12 @@ def pick_json(answer: PickAnswer) -> dict[str, Any]:
 
     data = pick_dict(answer.result, card=answer.card.card)
     if answer.profile is not None:
-        data["profile"] = {"name": answer.profile.name, "applied": [asdict(a) for a in answer.profile.applied]}
+        p = answer.profile
+        moved = None
+        if p.default is not None and p.default.plans and answer.result.plans:
+            moved = _plan_desc(p.default.plans[0]) != _plan_desc(answer.result.plans[0])
+        data["profile"] = {"name": p.name, "applied": [asdict(a) for a in p.applied], "n_problems": p.n_problems,
+                           "moved_top_plan": moved, "not_used": list(p.warnings)}  # fmt: skip
     return data
 
 
@@ -40,7 +45,8 @@ def pick_report(answer: PickAnswer, *, width: int) -> list[Group]:
     parts = [pick_table(answer.result, width=width, notes=answer.card.notes)]
     if answer.profile is not None:
         p = answer.profile
-        parts.append(profile_lines(p.name, p.applied, answer.result, p.default))
+        parts.append(profile_lines(p.name, p.applied, answer.result, p.default, n_problems=p.n_problems,
+                                   warnings=p.warnings))  # fmt: skip
     return parts
 
 
@@ -216,13 +222,18 @@ def baseline_contrast(best: Plan, base: Plan) -> str:
     return f"#1 trades {base.option.name} for {best.option.name}: {bits}, {more}{samples} (rules 1-4)."
 
 
-def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None) -> Group:
-    """What ``pick --profile`` took from the profile, and how its #1 differs from the paper's defaults."""
+def profile_lines(
+    name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None, *,
+    n_problems: int | None = None, warnings: Sequence[str] = (),
+) -> Group:  # fmt: skip
+    """What ``pick --profile`` took from the profile (each value with the evidence behind it), whether it
+    moved #1 away from the paper's defaults, and the fits calibrate found too weak to use."""
     lines = [Text(f"Profile {name}:", style="bold")]
     for a in applied:
         if a.source == "profile":
+            why = f"; {a.evidence}" if a.evidence else ""
             lines.append(Text(f"  {a.field} = {fmt_const(a.field, a.value)} from the profile "
-                              f"(paper default {fmt_const(a.field, a.default)})"))  # fmt: skip
+                              f"(paper default {fmt_const(a.field, a.default)}{why})"))  # fmt: skip
         elif a.source == "flag":
             lines.append(Text(f"  {a.field}: your flag (the profile's value is not used)"))
         else:
@@ -236,6 +247,12 @@ def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, def
         )
         if not same:
             lines.append(Text(f"  #1 with the paper's defaults: {pdesc}"))
+            used = [a.field for a in applied if a.source == "profile"]
+            on = f"{n_problems} problems" if n_problems is not None else "the profile's sweep"
+            lines.append(Text(f"  The profile moved #1, on the evidence of {on} ({', '.join(used)}; the intervals "
+                              "above)"))  # fmt: skip
+    for w in warnings:
+        lines.append(Text(f"  not used: {w}"))
     return Group(*lines)
 
 
