@@ -163,6 +163,9 @@ def test_stdin_not_utf8_is_one_line(tiny: Path, chat: bool) -> None:
         (["run", "TINY", "--prompt", "hi", "--greedy", "--temperature", "0.7"], ("--greedy", "--temperature")),
         (["sweep", "--vram", "8G", "--dataset", "synth", "--gguf", "TINY", "--models", "Qwen3-8B", "--dry-run"],
          ("--gguf", "--models")),
+        (["bench", "TINY", "--parallel", "1,2", "--depth", "1k"], ("--parallel", "--depth")),
+        (["bench", "TINY", "--parallel", "1,2", "--csv"], ("--parallel", "--csv")),
+        (["bench", "TINY", "--json", "--csv"], ("--json", "--csv")),
     ],
 )  # fmt: skip
 def test_flags_that_exclude_each_other_are_a_usage_error(
