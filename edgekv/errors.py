@@ -148,6 +148,10 @@ class KvConfigError(EdgekvError, ValueError):
     """A K/V cache type and flash-attention combination the build cannot run."""
 
 
+class PromptError(EdgekvError, ValueError):
+    """A prompt (``run``'s stdin) that cannot be used: not UTF-8 text, or larger than any context."""
+
+
 class NoFeasiblePlan(EdgekvError, ValueError):
     """Nothing fits the budget; carries how much the smallest option needs."""
 

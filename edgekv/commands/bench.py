@@ -52,7 +52,7 @@ def command(
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
       edgekv bench model.gguf --kv q8_0 --parallel 1,4,16 --n-prompt 256 --n-gen 256
     """
-    from edgekv.commands.options import verbosity
+    from edgekv.commands.options import exclusive, verbosity
     from edgekv.errors import NothingRan
     from edgekv.llama import bench
     from edgekv.llama import records as rec
@@ -60,8 +60,12 @@ def command(
     from edgekv.report import run as rrun
     from edgekv.requests.bench import BenchRequest
 
-    if as_json and as_csv:
-        raise click.UsageError("give --json or --csv, not both")
+    exclusive(
+        ("as_json", "as_csv", "give one output format"),
+        ("parallel", "depths", "--parallel times G samples of one prompt from an empty cache; --depth is for the "
+         "per-configuration runs"),
+        ("parallel", "as_csv", "--parallel prints its table or --json; --csv is for the per-configuration runs"),
+    )  # fmt: skip
     request = BenchRequest(model=model, kv=kv, contexts=contexts, depths=depths, n_prompt=n_prompt, n_gen=n_gen,
                            reps=reps, vram=vram, tensor_split=tensor_split, ngl=ngl, flash_attn=flash_attn,
                            threads=threads, parallel=parallel)  # fmt: skip
@@ -99,7 +103,7 @@ def command(
         click.echo(rec.csv_text(rows), nl=False)
     else:
         con = rcommon.console()
-        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records)):
+        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records), width=con.width):
             con.print(part)
     if not any(r["status"] == "ok" for r in rows):
         reasons = sorted({str(r.get("reason")) for r in rows if r.get("reason")})

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from edgekv.commands.pick_options import pick_options
+from edgekv.commands.options import exclusive
+from edgekv.commands.pick_options import SOURCE_PAIRS, pick_options
 
 
 @click.command("download")
@@ -52,6 +53,12 @@ def command(
     from edgekv.requests.download import download_target
     from edgekv.requests.pick import PickFlags
 
+    exclusive(
+        *SOURCE_PAIRS,
+        ("repo_id", "repo", "both name the repo; give it once"),
+        ("repo_id", "gguf_path", "--gguf ranks a local file, REPO a hub repo's files; give one"),
+        ("quant", "filename", "--file names the file exactly, --quant picks it by quant; give one"),
+    )
     flags = PickFlags(
         vram=vram, gpu=gpu, max_time=max_time, tensor_split=tensor_split, task=task, family=family, model=model,
         quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload, overhead=overhead,

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from edgekv.commands.pick_options import pick_options
+from edgekv.commands.pick_options import SOURCE_PAIRS, pick_options
 
 
 @click.command("pick")
@@ -46,6 +46,10 @@ def command(
     from edgekv.report import pick as rpick
     from edgekv.requests.pick import PickFlags, answer
 
+    if gguf_path is not None or repo is not None:  # every pair has one of them (the plain path loads no more)
+        from edgekv.commands.options import exclusive
+
+        exclusive(*SOURCE_PAIRS)
     flags = PickFlags(
         vram=vram, gpu=gpu, max_time=max_time, tensor_split=tensor_split, task=task, family=family, model=model,
         quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload, overhead=overhead,
@@ -59,4 +63,4 @@ def command(
         return
     con = rcommon.console()
     for part in rpick.pick_report(ans, width=con.width):
-        con.print(part)
+        con.print(part, crop=False)  # a command line longer than the terminal is not cut

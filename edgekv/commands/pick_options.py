@@ -38,6 +38,15 @@ def tensor_split_option() -> Callable[[F], F]:
                         "layers (llama.cpp -ts).  [default: proportional to --vram]")  # fmt: skip
 
 
+# what to rank: a local file, a hub repo or the catalog (filtered by --model, --quants) - one at a time
+SOURCE_PAIRS = (
+    ("gguf_path", "repo", "--gguf ranks a local file, --repo a hub repo's files; give one"),
+    ("gguf_path", "model", "--model picks catalog models, --gguf ranks only that file; give one"),
+    ("repo", "model", "--model picks catalog models, --repo ranks only that repo's files; give one"),
+    ("gguf_path", "quants", "--quants filters the catalog's or a --repo's files, --gguf ranks only that file"),
+)
+
+
 def pick_options(f: F) -> F:
     """The options pick shares with ``edgekv download --vram``."""
     kv_default = ",".join(k.value for k in DEFAULT_KV_TYPES)

@@ -264,10 +264,13 @@ def evaluate(
     out: Path | None = None,
     progress: Progress | None = None,
     model: LoadedModel | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Evaluate ``problems`` under ``config``; append to ``out`` (resuming it) if given.
 
     ``model`` is a LoadedModel of ``config.model_path`` to reuse (a sweep opens each file once).
+    ``on_start(n_resumed, n_problems)`` is called once ``out`` was read and the pre-flight accepted the
+    configuration, before anything is generated.
 
     Raises:
         DoesNotFit: not even one sample of prompt + budget + reserve fits the memory budget.
@@ -278,7 +281,8 @@ def evaluate(
     with writer_lock(out) if out is not None else nullcontext():
         spec = read_spec(config.model_path)
         if model is not None:
-            return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress)
+            return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress,
+                             on_start=on_start)  # fmt: skip
         loaded: list[LoadedModel] = []
 
         def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
@@ -287,7 +291,8 @@ def evaluate(
 
         with LoadedModel(config.model_path, vocab_only=True) as vocab:
             try:
-                return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress)
+                return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress,
+                                 on_start=on_start)  # fmt: skip
             finally:
                 for m in loaded:
                     m.close()
@@ -295,7 +300,7 @@ def evaluate(
 
 def _evaluate(
     config: EvalConfig, problems: Sequence[Problem], spec: Any, model: Vocab, open_model: Callable[[], LoadedModel],
-    *, out: Path | None, progress: Progress | None,
+    *, out: Path | None, progress: Progress | None, on_start: Callable[[int, int], None] | None = None,
 ) -> EvalResult:  # fmt: skip
     thinking = is_thinking_model(model) if config.thinking is None else config.thinking
     forcing = forcing_for(model, config, thinking=thinking)
@@ -329,6 +334,8 @@ def _evaluate(
         if todo:
             prepared = _choose_slots(config, spec, n_ctx_seq, len(todo))
             fh = open_for_append(out) if out is not None else None  # after the pre-flight accepted
+            if on_start is not None:
+                on_start(n_resumed, len(problems))
             predicted, slots = prepared.footprint, prepared.cfg.n_seq
             cap = session.open_cap(config.vram_bytes, gpu=prepared.gpu)
             try:
@@ -359,6 +366,8 @@ def _evaluate(
                 )
                 stats = engine.run(requests, on_finished=finished)
                 measured = session.measure(sess)
+        elif on_start is not None:
+            on_start(n_resumed, len(problems))
         ordered = [rows[p.id] for p in problems if p.id in rows]
         summary = summarize([records[p.id] for p in problems if p.id in records])
         metrics = metrics_dict(summary, decode_tps=stats.decode_tps)

@@ -329,6 +329,24 @@ class RunOutput:
     generations: list[Generation]
     measured: Measured
     measured_per_device: list[dict[str, int | str | None]] = field(default_factory=list)  # a layer split
+    context: LoadedContext | None = None  # the context llama.cpp made
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedContext:
+    """The context llama.cpp made, which may be larger than asked: it rounds each sample's share up
+    to a multiple of 256 cells (``n_ctx_seq``), and the whole is that times the samples."""
+
+    n_ctx: int
+    n_ctx_seq: int
+    n_seq: int
+
+    @staticmethod
+    def of(runner: runtime.Runner) -> LoadedContext:
+        return LoadedContext(runner.n_ctx, runner.n_ctx_seq, runner.n_seq_max)
+
+
+OpenCallback = Callable[[LoadedContext], None]
 
 
 def run_prompt(
@@ -341,17 +359,22 @@ def run_prompt(
     n_threads: int | None = None,
     verbose: bool = False,
     on_token: SequenceTokenCallback | None = None,
+    on_open: OpenCallback | None = None,
 ) -> RunOutput:
     """Load the prepared configuration, sample ``n_seq`` continuations of ``prompt`` and measure.
 
-    The model's chat template is applied unless ``raw``.
+    The model's chat template is applied unless ``raw``. ``on_open`` gets the context llama.cpp made,
+    once it is loaded (before the prompt decodes).
     """
     with open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
         runner = session.runner
+        loaded = LoadedContext.of(runner)
+        if on_open is not None:
+            on_open(loaded)
         text = prompt if raw else runner.apply_chat_template([{"role": "user", "content": prompt}])
         tokens = runner.tokenize(text)
         gen = generate(runner, tokens, max_tokens, n_seq=prepared.cfg.n_seq, sampling=sampling, on_token=on_token)
-        return RunOutput([gen], measure(session), measure_devices(session))
+        return RunOutput([gen], measure(session), measure_devices(session), loaded)
 
 
 def strip_thinking(text: str) -> str:
@@ -368,13 +391,17 @@ def run_chat(
     n_threads: int | None = None,
     verbose: bool = False,
     on_token: SequenceTokenCallback | None = None,
-    on_turn_end: Callable[[], None] | None = None,
+    on_turn_end: Callable[[Generation], None] | None = None,
+    on_open: OpenCallback | None = None,
 ) -> RunOutput:
     """One turn per line; earlier turns stay in the KV cache (only the new tokens decode)."""
     messages: list[dict[str, str]] = []
     gens = []
     with open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
         runner = session.runner
+        loaded = LoadedContext.of(runner)
+        if on_open is not None:
+            on_open(loaded)
         for line in lines:
             if not line.strip():
                 continue
@@ -382,7 +409,7 @@ def run_chat(
             tokens = runner.tokenize(runner.apply_chat_template(messages))
             gen = generate(runner, tokens, max_tokens, sampling=sampling, on_token=on_token)
             if on_turn_end is not None:
-                on_turn_end()
+                on_turn_end(gen)
             messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
             gens.append(gen)
-        return RunOutput(gens, measure(session), measure_devices(session))
+        return RunOutput(gens, measure(session), measure_devices(session), loaded)

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from edgekv.plan.llama_settings import llama_args
 from edgekv.plan.plans import PickResult, Plan
-from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
+from edgekv.report.common import BAR_WIDTH, bar_legend, command_lines, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
@@ -31,7 +31,12 @@ def pick_json(answer: PickAnswer) -> dict[str, Any]:
 
     data = pick_dict(answer.result, card=answer.card.card)
     if answer.profile is not None:
-        data["profile"] = {"name": answer.profile.name, "applied": [asdict(a) for a in answer.profile.applied]}
+        p = answer.profile
+        moved = None
+        if p.default is not None and p.default.plans and answer.result.plans:
+            moved = _plan_desc(p.default.plans[0]) != _plan_desc(answer.result.plans[0])
+        data["profile"] = {"name": p.name, "applied": [asdict(a) for a in p.applied], "n_problems": p.n_problems,
+                           "moved_top_plan": moved, "not_used": list(p.warnings)}  # fmt: skip
     return data
 
 
@@ -40,7 +45,8 @@ def pick_report(answer: PickAnswer, *, width: int) -> list[Group]:
     parts = [pick_table(answer.result, width=width, notes=answer.card.notes)]
     if answer.profile is not None:
         p = answer.profile
-        parts.append(profile_lines(p.name, p.applied, answer.result, p.default))
+        parts.append(profile_lines(p.name, p.applied, answer.result, p.default, n_problems=p.n_problems,
+                                   warnings=p.warnings))  # fmt: skip
     return parts
 
 
@@ -89,9 +95,8 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
             parts.append(Text("  " + baseline_contrast(best, base)))
         args = llama_args(best)
         parts.append(Text("llama.cpp settings for #1:", style="bold"))
-        parts.append(Text("  " + args["server_cmd"]))
-        py = ", ".join(f"{k}={v!r}" for k, v in args["python"].items())
-        parts.append(Text(f"  llama_cpp.Llama({py})"))
+        parts.extend(command_lines(args["server"], width=width))  # one paste-able command, `\`-continued
+        parts.extend(call_lines("llama_cpp.Llama", args["python"], width=width))
         if best.parallel > 1:
             parts.append(
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
@@ -100,6 +105,24 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
 
 
 _MEASURE = Console(width=1000, emoji=False)
+
+
+def call_lines(func: str, kwargs: dict[str, Any], *, width: int, indent: str = "  ") -> list[Text]:
+    """``func(k=v, ...)`` as Python a user can paste: broken after a comma (inside the parentheses, so
+    still one expression), never inside an argument; the lines are no_wrap."""
+    args = [f"{k}={v!r}" for k, v in kwargs.items()]
+    lines: list[str] = []
+    line = f"{indent}{func}("
+    for i, a in enumerate(args):
+        piece = a + (", " if i < len(args) - 1 else ")")
+        if len(line) + len(piece.rstrip()) > width and line.strip() != f"{func}(":
+            lines.append(line.rstrip())
+            line = indent + "    "
+        line += piece
+    if not args:
+        line += ")"
+    lines.append(line.rstrip())
+    return [Text(ln, no_wrap=True, overflow="ignore") for ln in lines]
 
 
 def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, str]:
@@ -199,13 +222,18 @@ def baseline_contrast(best: Plan, base: Plan) -> str:
     return f"#1 trades {base.option.name} for {best.option.name}: {bits}, {more}{samples} (rules 1-4)."
 
 
-def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None) -> Group:
-    """What ``pick --profile`` took from the profile, and how its #1 differs from the paper's defaults."""
+def profile_lines(
+    name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None, *,
+    n_problems: int | None = None, warnings: Sequence[str] = (),
+) -> Group:  # fmt: skip
+    """What ``pick --profile`` took from the profile (each value with the evidence behind it), whether it
+    moved #1 away from the paper's defaults, and the fits calibrate found too weak to use."""
     lines = [Text(f"Profile {name}:", style="bold")]
     for a in applied:
         if a.source == "profile":
+            why = f"; {a.evidence}" if a.evidence else ""
             lines.append(Text(f"  {a.field} = {fmt_const(a.field, a.value)} from the profile "
-                              f"(paper default {fmt_const(a.field, a.default)})"))  # fmt: skip
+                              f"(paper default {fmt_const(a.field, a.default)}{why})"))  # fmt: skip
         elif a.source == "flag":
             lines.append(Text(f"  {a.field}: your flag (the profile's value is not used)"))
         else:
@@ -219,6 +247,12 @@ def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, def
         )
         if not same:
             lines.append(Text(f"  #1 with the paper's defaults: {pdesc}"))
+            used = [a.field for a in applied if a.source == "profile"]
+            on = f"{n_problems} problems" if n_problems is not None else "the profile's sweep"
+            lines.append(Text(f"  The profile moved #1, on the evidence of {on} ({', '.join(used)}; the intervals "
+                              "above)"))  # fmt: skip
+    for w in warnings:
+        lines.append(Text(f"  not used: {w}"))
     return Group(*lines)
 
 

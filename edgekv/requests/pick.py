@@ -63,6 +63,8 @@ class ProfileNote:
     name: str
     applied: list[Applied]
     default: PickResult | None  # None: nothing fits with the paper's defaults
+    n_problems: int | None = None  # the problems the profile was fitted on
+    warnings: tuple[str, ...] = ()  # the fits calibrate found too weak to act on (pick keeps the paper's)
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,16 @@ def answer(flags: PickFlags, *, top: int) -> PickAnswer:
 
     flagged = (("e1_bytes", flags.e1), ("saturation_tokens", flags.saturation))
     given = {name for name, flag in flagged if flag is not None}
-    rows = applied(load_profile(flags.profile), accounting=flags.accounting or "runtime", given=given)
+    prof = load_profile(flags.profile)
+    rows = applied(prof, accounting=flags.accounting or "runtime", given=given)
     try:
         default = run_pick(flags, card, top=1, profile=False)
     except NoFeasiblePlan:
         default = None
-    return PickAnswer(result, card, ProfileNote(flags.profile, rows, default))
+    n = prof.get("n_problems")
+    warnings = tuple(str(w) for w in prof.get("warnings") or ())
+    return PickAnswer(result, card, ProfileNote(flags.profile, rows, default, n if isinstance(n, int) else None,
+                                                warnings))  # fmt: skip
 
 
 def run_pick(

@@ -3,6 +3,7 @@ memory as the cap when there is no --vram; resolved into what ``edgekv.llama.ses
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TextIO
 
@@ -99,15 +100,89 @@ class RunRequest:
                            margin_bytes=margin, prompt=prompt, sampling=sampling)  # fmt: skip
 
     def _prompt(self, parallel: int, stdin: TextIO) -> str | None:
+        """--prompt, else stdin's text when stdin is not a terminal; never an empty prompt (the model
+        would generate --max-tokens tokens of nothing)."""
         if self.chat and parallel > 1:
             raise click.UsageError("--chat runs one sample; drop --parallel")
         if self.chat and self.prompt is not None:
             raise click.UsageError("give --prompt or --chat, not both")
-        if self.chat or self.prompt is not None:
+        if self.chat:
+            return None
+        if self.prompt is not None:
+            if not self.prompt.strip():
+                raise click.UsageError("--prompt is empty: give the text to answer, e.g. --prompt 'What is 17*23?'")
             return self.prompt
         if stdin.isatty():
-            raise click.UsageError("give --prompt TEXT, --chat, or a prompt on stdin")
-        return stdin.read()
+            raise click.UsageError(NO_PROMPT)
+        text = read_stdin(stdin)
+        if not text.strip():
+            raise click.UsageError(f"{NO_PROMPT} (stdin was empty)")
+        return text
+
+
+NO_PROMPT = "no prompt: give --prompt TEXT, --chat, or the prompt on stdin (edgekv run MODEL < prompt.txt)"
+MAX_STDIN_BYTES = 64 << 20  # far past any context a card holds (1M tokens are about 4 MiB of text)
+
+
+def read_stdin(stdin: TextIO, *, limit: int = MAX_STDIN_BYTES) -> str:
+    """stdin's text, read as bytes and decoded as UTF-8 line by line, at most ``limit`` bytes.
+
+    Raises:
+        PromptError: a line that is not UTF-8 (named with its line, byte and column), or more than ``limit``.
+    """
+    from edgekv.errors import PromptError
+
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:  # a text stream without bytes under it (already decoded)
+        text = stdin.read(limit + 1)
+        if len(text) > limit:
+            raise PromptError(f"the prompt on stdin is over {limit >> 20} MiB", hint="pass a shorter prompt")
+        return text
+    data = raw.read(limit + 1)
+    if len(data) > limit:
+        raise PromptError(f"the prompt on stdin is over {limit >> 20} MiB", hint="pass a shorter prompt")
+    return "".join(decode_line(line, i) for i, line in enumerate(data.splitlines(keepends=True), start=1))
+
+
+def chat_lines(stdin: TextIO) -> Iterator[str]:
+    """stdin's lines for --chat, each decoded as UTF-8 (bytes, so a bad line is named, not a traceback).
+
+    Raises:
+        PromptError: a line that is not UTF-8, or longer than MAX_STDIN_BYTES.
+    """
+    from edgekv.errors import PromptError
+
+    raw = getattr(stdin, "buffer", None)
+    n = 0
+    while True:
+        n += 1
+        if raw is None:
+            line = stdin.readline(MAX_STDIN_BYTES + 1)
+        else:
+            data = raw.readline(MAX_STDIN_BYTES + 1)
+            line = decode_line(data, n)
+        if not line:
+            return
+        if len(line) > MAX_STDIN_BYTES:
+            raise PromptError(f"stdin line {n} is over {MAX_STDIN_BYTES >> 20} MiB", hint="send shorter messages")
+        yield line
+
+
+def decode_line(data: bytes, line: int) -> str:
+    """One line of stdin as UTF-8 text.
+
+    Raises:
+        PromptError: naming the line, the first bad byte and its column (1-based).
+    """
+    from edgekv.errors import PromptError
+
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PromptError(
+            f"stdin line {line} is not UTF-8 text (byte 0x{data[e.start]:02x} at column {e.start + 1})",
+            hint="pass UTF-8 text (iconv -f latin1 -t utf-8 converts a Latin-1 file)",
+        ) from None
 
 
 def _ctx_flag(text: str) -> int | Literal["auto"]:
