@@ -35,7 +35,8 @@ def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_
     """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth.
 
     bench times ``n_gen`` single-token steps of one sequence after ``depth`` cached tokens, so the
-    average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx.
+    average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx, of the
+    record's ``type_k`` (its attention efficiency; f16 when the record does not say).
     """
     out = []
     for r in records:
@@ -49,6 +50,7 @@ def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_
                 n_seq=1,
                 bandwidth_bytes_per_s=bandwidth_bytes_per_s,
                 measured_tps=float(r["decode_tps"]["median"]),
+                kv_type=str(r.get("type_k") or "f16"),
             )
         )
     return out
