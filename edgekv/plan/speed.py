@@ -7,8 +7,9 @@ Decode (speed model v2). One step of G parallel samples, each at ``depth`` cache
     step_s = fixed_step_s
            + gpu_read_bytes(G) / (gpu_bandwidth x weights_efficiency)     weights read on the GPU
            + ram_read_bytes(G) / (ram_bandwidth x ram_efficiency)         weights read from RAM by the CPU
-           + G x 2 x active_params / (fp16_flops x compute_efficiency)    each sample's matmul work
-           + G x depth x kv_bytes_per_token / (gpu_bandwidth x kv_efficiency[kv type])
+           + (min(G, 8) - 1) x 2 x active_params / (fp16_flops x compute_eff)   further samples' matmuls
+           + G x depth x kv_bytes_per_token / (gpu_bandwidth x kv_f16_efficiency)        f16 KV, or
+           + G x depth x attn_flops_per_token / (fp16_flops x kv_efficiency[kv type])    q8_0/q4_0 KV
 
 and yields G tokens. The terms:
 
@@ -22,15 +23,21 @@ and yields G tokens. The terms:
   expected share of a layer's experts read by G tokens is ``1 - (1 - k/E)^G``
   (:func:`experts_read_fraction`): k/E at G = 1, growing toward all of them. Shared experts,
   routers and attention are dense parts, read in full.
-- *Per-sample compute*: with G > 1 the quantized matmul kernels dequantize and multiply each
-  sample's column: measured, the step grows with G by an amount proportional to the parameters
-  even at shallow depth (bench/results/speed_check.md). Counted at a fraction of the card's listed
-  FP16 rate; left out when the rate is unknown.
+- *Per-sample compute*: with G > 1 the quantized mat-vec kernels multiply each further sample's
+  column on top of the one hidden under the weight read: measured, the step grows with G by an
+  amount proportional to the parameters even at shallow depth (bench/results/speed_check.md), up to
+  G = 8; larger batches go to the mat-mat kernel, which holds them at about the cost of 8
+  (:data:`COMPUTE_MAX_SAMPLES`). Counted at a fraction of the card's listed FP16 rate; left out
+  when the rate is unknown.
 - *Attention* reads each sample's own KV up to its depth (edgekv's cache is not unified: every
-  sample is its own stream). Its efficiency depends on the KV type: llama.cpp's flash-attention
-  kernel dequantizes q8_0/q4_0 on the fly and is compute-bound there, so a quantized KV is read at
-  a lower fraction of the bandwidth than f16 (on an H200, q8_0 and q4_0 take the same time per
-  cached token though q4_0 has half the bytes).
+  sample is its own stream), with its own efficiency per KV type. An f16 KV is bandwidth-bound:
+  its bytes at a fraction of the GPU bandwidth. A quantized KV (q8_0, q4_0) is compute-bound:
+  llama.cpp's flash-attention decode kernel dequantizes it on the fly, and on an H200 q8_0 and q4_0
+  take the same time per cached token though q4_0 has half the bytes
+  (bench/results/speed_check.md); so its term is the attention FLOPs per cached token (2 x n_head x
+  (head_dim_k + head_dim_v) per full-attention layer) at a fraction of the FP16 rate. Where the
+  rate is unknown it falls back to bytes at the bandwidth. The choice matters across cards: a
+  GeForce card has more FLOPs per byte than an H200, so its quantized-KV penalty is smaller.
 - *Fixed cost*: kernel launches, host sync and sampling, per step.
 
 Every efficiency is a fraction of a listed or measured rate: no efficiency above 1 (the fit
@@ -57,6 +64,11 @@ N_UBATCH = 512  # llama.cpp's default physical batch: the prompt reads the weigh
 # 76.8 GB/s listed, about what a desktop of 2023-2025 has. A setting, said in pick's output.
 DEFAULT_RAM_BANDWIDTH = 76.8e9
 KV_EFFICIENCY_TYPES = ("f16", "q8_0", "q4_0")  # the KV types with their own attention efficiency
+# llama.cpp's CUDA mat-vec kernels (mmvq/mmvf) take decode batches of up to 8 columns: the first
+# column's dot products hide under the weight read (memory-bound), each further column adds its own;
+# a larger batch goes to the mat-mat kernel (mmq), whose tile holds the columns at about the cost of
+# 8 (ggml-cuda MMVQ_MAX_BATCH_SIZE). The compute term counts min(G, 8) - 1 samples.
+COMPUTE_MAX_SAMPLES = 8
 
 
 def kv_class(kv_type: str) -> str:
@@ -101,6 +113,7 @@ class StepLoad:
     n_expert: int = 0
     n_expert_used: int = 0
     n_active_params: int = 0  # parameters one token multiplies (dense + its experts): 0 = no compute term
+    attn_flops_per_token: int = 0  # one query's attention FLOPs per cached token (0: time quantized KV by bytes)
 
     def gpu_read_bytes(self, n_seq: int) -> float:
         return self.weights_gpu_bytes + self.experts_gpu_bytes * experts_read_fraction(
@@ -176,14 +189,22 @@ def step_terms(load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int)
         raise ValueError(f"n_seq {n_seq} must be positive")
     compute = 0.0
     if rates.flops_per_s and load.n_active_params:
-        compute = n_seq * 2.0 * load.n_active_params / rates.flops_per_s
+        compute = (min(n_seq, COMPUTE_MAX_SAMPLES) - 1) * 2.0 * load.n_active_params / rates.flops_per_s
     return StepTerms(
         gpu_s=load.gpu_read_bytes(n_seq) / rates.bandwidth_bytes_per_s,
         ram_s=load.ram_read_bytes(n_seq) / rates.ram_bandwidth_bytes_per_s,
         compute_s=compute,
-        kv_s=n_seq * max(depth_tokens, 0.0) * load.kv_bytes_per_token / rates.bandwidth_bytes_per_s,
+        kv_s=n_seq * max(depth_tokens, 0.0) * _kv_seconds_per_token(load, rates),
         kv_class=kv_class(load.kv_type),
     )
+
+
+def _kv_seconds_per_token(load: StepLoad, rates: Rates) -> float:
+    """One sample's attention seconds per cached token at efficiency 1: bytes at the bandwidth (f16),
+    FLOPs at the FP16 rate (quantized KV, when both are known)."""
+    if kv_class(load.kv_type) != "f16" and rates.flops_per_s and load.attn_flops_per_token:
+        return load.attn_flops_per_token / rates.flops_per_s
+    return load.kv_bytes_per_token / rates.bandwidth_bytes_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +215,8 @@ class SpeedModel:
     fixed_step_s: float  # per decode step: kernel launches, sampling, host sync
     prompt_efficiency: float  # prompt FLOP/s over the card's listed (non-tensor) FP16 FLOP/s
     kv_f16_efficiency: float = 0.5  # attention reads of an f16 KV over the listed bandwidth
-    kv_q8_0_efficiency: float = 0.12
-    kv_q4_0_efficiency: float = 0.06
+    kv_q8_0_efficiency: float = 0.06  # attention FLOPs over a q8_0 KV over the listed FP16 rate
+    kv_q4_0_efficiency: float = 0.06  # the same for q4_0 (and the other 4-5 bit types)
     ram_efficiency: float = 0.7  # the CPU's reads of RAM-resident weights over the RAM bandwidth
     compute_efficiency: float = 0.5  # per-sample matmul FLOP/s over the listed FP16 rate
 
@@ -218,7 +239,7 @@ class SpeedModel:
 
     def depth_slope_s(self, load: StepLoad, rates: Rates, *, n_seq: int = 1) -> float:
         """Seconds a step gains per token of depth (every sample one token deeper)."""
-        return n_seq * load.kv_bytes_per_token / (rates.bandwidth_bytes_per_s * self.kv_efficiency(load.kv_type))
+        return n_seq * _kv_seconds_per_token(load, rates) / self.kv_efficiency(load.kv_type)
 
     def decode(self, load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int = 1) -> DecodeSpeed:
         """One decode step at ``depth_tokens`` (tokens already in each sample's cache)."""
@@ -263,10 +284,17 @@ class SpeedModel:
         return AnswerTime(prompt, budget_tokens * step.step_s, step)
 
 
-# Fitted by bench/speed_check.py: the GPU grid for the attention, compute and RAM terms, then the
-# weights' efficiency and the fixed cost on llama.cpp's published consumer-card numbers (tables and
-# sources in bench/results/speed_check.md). Replaced below by the fitted values.
-DEFAULT_SPEED = SpeedModel(weights_efficiency=0.877, fixed_step_s=0.0028, prompt_efficiency=2.08)
+# Fitted by bench/speed_check.py (tables in bench/results/speed_check.md): the attention and compute
+# efficiencies on llama.cpp's own tools on an H200 (39 rows: dense Qwen3 shapes, G 1-16, depth to
+# 32k, f16/q8_0/q4_0 KV), then the weights' efficiency and the fixed cost on the published
+# consumer-card numbers (19 rows; 2024 builds, whose fixed cost per step is larger). ram_efficiency
+# is not fitted yet (no RAM-resident rows measured; bench/gpu_speed_grid.py measures them): 0.7 of
+# the RAM bandwidth, what llama.cpp's CPU mat-vec reaches on a memory-bound decode. prompt_efficiency
+# is relative to the listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
+DEFAULT_SPEED = SpeedModel(
+    weights_efficiency=1.0, fixed_step_s=0.00347, prompt_efficiency=2.08, kv_f16_efficiency=0.630,
+    kv_q8_0_efficiency=0.0597, kv_q4_0_efficiency=0.0602, ram_efficiency=0.7, compute_efficiency=0.335,
+)  # fmt: skip
 
 
 # -- plans timed on a card (edgekv.plan.timing makes them) ---------------------------------------
@@ -372,6 +400,7 @@ class DecodeSample:
     n_active_params: int = 0
     ram_bandwidth_bytes_per_s: float = DEFAULT_RAM_BANDWIDTH
     flops_per_s: float = 0.0  # 0: unknown
+    attn_flops_per_token: int = 0
 
     @property
     def step_s(self) -> float:
@@ -381,7 +410,7 @@ class DecodeSample:
     def load(self) -> StepLoad:
         return StepLoad(self.weights_gpu_bytes, self.kv_bytes_per_token, self.kv_type, self.weights_ram_bytes,
                         self.experts_gpu_bytes, self.experts_ram_bytes, self.n_expert, self.n_expert_used,
-                        self.n_active_params)  # fmt: skip
+                        self.n_active_params, self.attn_flops_per_token)  # fmt: skip
 
     @property
     def rates(self) -> Rates:

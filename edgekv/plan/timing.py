@@ -20,7 +20,7 @@ Definitions, per plan of T tokens per sample and G samples:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from edgekv.model.quant import KvType
@@ -30,10 +30,15 @@ from edgekv.plan.plans import ModelOption, PickResult, Plan, Policy
 from edgekv.plan.speed import CardSpeed, PickSpeed, PlanTime, StepLoad
 
 
-def step_load(opt: ModelOption, *, n_gpu_layers: int, type_k: KvType, type_v: KvType, n_cpu_moe: int = 0) -> StepLoad:
+def step_load(
+    opt: ModelOption, *, n_gpu_layers: int, type_k: KvType, type_v: KvType, n_cpu_moe: int = 0,
+    experts_per_layer: Sequence[int] | None = None,
+) -> StepLoad:  # fmt: skip
     """Where the weights one decode step reads live, for ``n_gpu_layers`` offloaded blocks (-1 = all)
     and the routed experts of the first ``n_cpu_moe`` blocks kept in RAM (llama.cpp ``--n-cpu-moe``).
 
+    ``experts_per_layer``: the experts' bytes of each block at this quant (a catalog entry's
+    ``expert_layer_bytes``); by default read from ``opt.spec``'s tensors (exact for a GGUF's spec).
     The input embedding is a row lookup and is not counted. ``n_active_params`` weighs the parameters
     by bytes: the dense share in full, the experts' share at n_expert_used / n_expert.
     """
@@ -42,7 +47,10 @@ def step_load(opt: ModelOption, *, n_gpu_layers: int, type_k: KvType, type_v: Kv
     n_layer = len(lay.layer_bytes)
     gpu, host = lay.split(n_gpu_layers)
     host = max(host - lay.input_bytes, 0)
-    experts = expert_layer_bytes(spec) if spec.n_expert else (0,) * n_layer
+    if not spec.n_expert:
+        experts: Sequence[int] = (0,) * n_layer
+    else:
+        experts = tuple(experts_per_layer) if experts_per_layer is not None else expert_layer_bytes(spec)
     ngl = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
     first_gpu = max(n_layer + 1 - ngl, 0)  # blocks [first_gpu, n_layer) are on the GPU
     exp_gpu = sum(b for il, b in enumerate(experts) if il >= first_gpu and il >= n_cpu_moe)
@@ -52,14 +60,24 @@ def step_load(opt: ModelOption, *, n_gpu_layers: int, type_k: KvType, type_v: Kv
     dense_ram = host - sum(experts[:first_gpu])
     n_params = _n_params(opt)
     active = n_params
-    if spec.n_expert and spec.weights_bytes:
-        share = sum(experts) / spec.weights_bytes
+    total = lay.input_bytes + sum(lay.layer_bytes) + lay.output_bytes
+    if spec.n_expert and total:
+        share = sum(experts) / total
         active = round(n_params * (1 - share + share * spec.n_expert_used / spec.n_expert))
     return StepLoad(
         weights_gpu_bytes=max(dense_gpu, 0), kv_bytes_per_token=_kv_per_token(opt, type_k, type_v),
         kv_type=type_k.value, weights_ram_bytes=max(dense_ram, 0), experts_gpu_bytes=exp_gpu,
         experts_ram_bytes=exp_ram, n_expert=spec.n_expert, n_expert_used=spec.n_expert_used, n_active_params=active,
+        attn_flops_per_token=attn_flops_per_token(opt),
     )  # fmt: skip
+
+
+def attn_flops_per_token(opt: ModelOption) -> int:
+    """One query's attention FLOPs per cached token: Q.K and P.V, 2 x n_head x (head_dim_k + head_dim_v)
+    on every full-attention layer (a sliding-window layer's reads stop at its window)."""
+    spec = opt.spec
+    per_layer = 2 * spec.n_head * (spec.head_dim_k + spec.head_dim_v)
+    return sum(per_layer for il in range(spec.n_layer) if spec.n_head_kv[il] and not spec.is_swa(il))
 
 
 def _kv_per_token(opt: ModelOption, type_k: KvType, type_v: KvType) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,12 +64,16 @@ def test_step_is_monotone_in_depth_and_samples() -> None:
 
 
 def test_step_by_hand() -> None:
-    # 4 GiB on the GPU at 360 GB/s x 0.8, 2 samples at depth 1000 of f16 KV at 0.5, 8e9 active params
-    # at 12.7 TFLOP/s x 0.25, and 2 ms
+    # 4 GiB on the GPU at 360 GB/s x 0.8, 2 samples at depth 1000 of f16 KV at 0.5, the second
+    # sample's 8e9 active params at 12.7 TFLOP/s x 0.25 (the first hides under the weight read), 2 ms
     s = M.step_s(load(4 * GIB, n_active_params=8_000_000_000), R, depth_tokens=1000, n_seq=2)
-    by_hand = 0.002 + 4 * GIB / (360e9 * 0.8) + 2 * 2 * 8e9 / (12.7e12 * 0.25) + 2 * 1000 * KV / (360e9 * 0.5)
+    by_hand = 0.002 + 4 * GIB / (360e9 * 0.8) + 1 * 2 * 8e9 / (12.7e12 * 0.25) + 2 * 1000 * KV / (360e9 * 0.5)
     assert s == pytest.approx(by_hand, rel=1e-12)
-    assert by_hand == pytest.approx(0.002 + 0.0149131 + 0.0100787 + 0.0016384, rel=1e-5)
+    assert by_hand == pytest.approx(0.002 + 0.0149131 + 0.0050394 + 0.0016384, rel=1e-4)
+    # 16 samples count as 8 in the compute term (the mat-mat kernel): 7 further samples, as for 8
+    g8 = M.step_s(load(4 * GIB, kv=0, n_active_params=8_000_000_000), R, depth_tokens=0, n_seq=8)
+    g16 = M.step_s(load(4 * GIB, kv=0, n_active_params=8_000_000_000), R, depth_tokens=0, n_seq=16)
+    assert g8 == g16 == pytest.approx(0.002 + 0.0149131 + 7 * 0.0050394, rel=1e-4)
 
 
 def test_quantized_kv_attention_has_its_own_efficiency() -> None:
@@ -255,3 +260,45 @@ def test_samples_from_bench_records() -> None:
     assert s.weights_gpu_bytes == records[0]["predicted"]["weights"]
     assert s.depth_tokens == records[0]["n_gen"] / 2
     assert s.kv_bytes_per_token * records[0]["n_ctx"] == records[0]["predicted"]["kv"]
+
+
+def test_quantized_kv_is_timed_by_its_attention_flops() -> None:
+    # Qwen3-4B: 36 layers x 2 x 32 heads x (128 + 128) = 589,824 FLOPs per cached token; at depth 32768
+    # that is 1.9327e10 FLOPs per sample, at 12.7 TFLOP/s x 0.125 (q8_0) = 12.18 ms, x 0.0625 (q4_0) = 24.35 ms,
+    # whatever the KV's bytes; an f16 KV stays on its bytes (78,336 x 2 x 32768 at 360 GB/s x 0.5 = 28.5 ms)
+    def attn_s(kv_type: str, kv: int) -> float:
+        ld = StepLoad(0, kv, kv_type, attn_flops_per_token=589_824)
+        return M.step_s(ld, R, depth_tokens=32768) - M.fixed_step_s
+
+    assert attn_s("q8_0", 78_336) == pytest.approx(0.012175, rel=1e-3)
+    assert attn_s("q4_0", 41_472) == pytest.approx(0.024349, rel=1e-3)
+    assert attn_s("f16", 147_456) == pytest.approx(147_456 * 32768 / (360e9 * 0.5), rel=1e-9)
+    no_rate = Rates(BW)  # the FP16 rate unknown: quantized KV falls back to its bytes
+    ld = StepLoad(0, 78_336, "q8_0", attn_flops_per_token=589_824)
+    assert M.step_s(ld, no_rate, depth_tokens=32768) - M.fixed_step_s == pytest.approx(78_336 * 32768 / (BW * 0.125))
+
+
+def test_step_load_of_a_catalog_model() -> None:
+    from edgekv.model.quant import KvType
+    from edgekv.plan.timing import step_load
+    from edgekv.store.catalog import catalog_options
+
+    dense = catalog_options("all", ["Qwen3-4B"], ["Q8_0"])[0]
+    ld = step_load(dense, n_gpu_layers=-1, type_k=KvType.Q8_0, type_v=KvType.Q8_0)
+    assert ld.attn_flops_per_token == 36 * 2 * 32 * 256
+    assert ld.kv_bytes_per_token == 36 * 2 * 8 * 128 * 34 // 32  # K + V, q8_0: 34 bytes per 32 values
+    assert ld.experts_gpu_bytes == ld.experts_ram_bytes == ld.weights_ram_bytes == 0
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from speed_check import _option  # MoE options are built from the catalog entry until pick ranks them
+
+    moe, experts = _option("qwen3-30b-a3b", "Q4_K_M")
+    assert experts is not None and len(experts) == 48
+    on_gpu = step_load(moe, n_gpu_layers=-1, type_k=KvType.F16, type_v=KvType.F16, experts_per_layer=experts)
+    on_cpu = step_load(moe, n_gpu_layers=-1, type_k=KvType.F16, type_v=KvType.F16, n_cpu_moe=48,
+                       experts_per_layer=experts)  # fmt: skip
+    assert on_cpu.experts_ram_bytes == sum(experts)
+    assert (on_gpu.n_expert, on_gpu.n_expert_used) == (128, 8)
+    assert on_cpu.experts_ram_bytes == on_gpu.experts_gpu_bytes > 0 and on_cpu.experts_gpu_bytes == 0
+    assert on_cpu.weights_gpu_bytes == on_gpu.weights_gpu_bytes
+    # a step of one token reads the dense part and 8/128 of the experts: far less than the file
+    assert on_gpu.gpu_read_bytes(1) < 0.2 * moe.effective_bytes
