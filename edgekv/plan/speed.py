@@ -311,6 +311,7 @@ class CardSpeed:
     n_user_samples: int = 0  # > 0: ``model`` was refit on the user's own ``edgekv bench`` samples
     prompt_tokens: int = PROMPT_TOKENS
     ram_bandwidth_bytes_per_s: float = DEFAULT_RAM_BANDWIDTH  # the CPU's reads of RAM-resident weights
+    ram_bandwidth_given: bool = False  # --ram-bandwidth (else the default, said in pick's output)
 
     def __post_init__(self) -> None:
         if self.card.bandwidth_bytes_per_s <= 0:

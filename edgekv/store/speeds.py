@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.logconfig import get_logger
-from edgekv.plan.speed import DEFAULT_SPEED, CardSpeed, DecodeSample, SpeedModel, fit
+from edgekv.plan.speed import DEFAULT_RAM_BANDWIDTH, DEFAULT_SPEED, CardSpeed, DecodeSample, SpeedModel, fit
 from edgekv.settings import user_dir
 
 if TYPE_CHECKING:
@@ -31,7 +31,12 @@ def samples_path() -> Path:
     return user_dir() / "speed" / "decode.jsonl"
 
 
-def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_per_s: float) -> list[DecodeSample]:
+def samples_from_bench(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    bandwidth_bytes_per_s: float,
+    ram_bandwidth_bytes_per_s: float | None = None,
+) -> list[DecodeSample]:
     """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth.
 
     bench times ``n_gen`` single-token steps of one sequence after ``depth`` cached tokens, so the
@@ -51,6 +56,7 @@ def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_
                 bandwidth_bytes_per_s=bandwidth_bytes_per_s,
                 measured_tps=float(r["decode_tps"]["median"]),
                 kv_type=str(r.get("type_k") or "f16"),
+                ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s or DEFAULT_RAM_BANDWIDTH,
             )
         )
     return out
@@ -109,10 +115,14 @@ def user_speed_model_n(
     return fit(samples, base=base), len(samples)
 
 
-def card_speed(card: Card) -> CardSpeed | None:
+def card_speed(card: Card, *, ram_bandwidth_bytes_per_s: float | None = None) -> CardSpeed | None:
     """The card with the speed model: refit on the user's own bench samples of it when there are
-    enough, else the published-numbers fit. None when the card's bandwidth is unknown."""
+    enough, else the published-numbers fit; the RAM bandwidth given (``--ram-bandwidth``) or
+    :data:`edgekv.plan.speed.DEFAULT_RAM_BANDWIDTH`. None when the card's bandwidth is unknown."""
     if card.bandwidth_bytes_per_s <= 0:
         return None
     model, n = user_speed_model_n(bandwidth_bytes_per_s=card.bandwidth_bytes_per_s)
-    return CardSpeed(card, model, n_user_samples=n)
+    if ram_bandwidth_bytes_per_s is None:
+        return CardSpeed(card, model, n_user_samples=n)
+    return CardSpeed(card, model, n_user_samples=n, ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s,
+                     ram_bandwidth_given=True)  # fmt: skip
