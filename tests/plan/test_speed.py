@@ -260,6 +260,10 @@ def test_samples_from_bench_records() -> None:
     assert s.weights_gpu_bytes == records[0]["predicted"]["weights"]
     assert s.depth_tokens == records[0]["n_gen"] / 2
     assert s.kv_bytes_per_token * records[0]["n_ctx"] == records[0]["predicted"]["kv"]
+    assert s.kv_type == records[0]["type_k"]  # its attention efficiency
+    assert s.ram_bandwidth_bytes_per_s == 76.8e9  # none given: the default
+    given = samples_from_bench(records, bandwidth_bytes_per_s=4.89e12, ram_bandwidth_bytes_per_s=50e9)
+    assert given[0].ram_bandwidth_bytes_per_s == 50e9
 
 
 def test_quantized_kv_is_timed_by_its_attention_flops() -> None:
