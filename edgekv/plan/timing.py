@@ -38,7 +38,8 @@ def step_load(
     and the routed experts of the first ``n_cpu_moe`` blocks kept in RAM (llama.cpp ``--n-cpu-moe``).
 
     ``experts_per_layer``: the experts' bytes of each block at this quant (a catalog entry's
-    ``expert_layer_bytes``); by default read from ``opt.spec``'s tensors (exact for a GGUF's spec).
+    ``expert_layer_bytes``); by default the option's ``expert_layer_bytes`` where it has one, else read
+    from ``opt.spec``'s tensors (exact for a GGUF's spec).
     The input embedding is a row lookup and is not counted. ``n_active_params`` weighs the parameters
     by bytes: the dense share in full, the experts' share at n_expert_used / n_expert.
     """
@@ -50,7 +51,8 @@ def step_load(
     if not spec.n_expert:
         experts: Sequence[int] = (0,) * n_layer
     else:
-        experts = tuple(experts_per_layer) if experts_per_layer is not None else expert_layer_bytes(spec)
+        given = experts_per_layer if experts_per_layer is not None else getattr(opt, "expert_layer_bytes", None)
+        experts = tuple(given) if given else expert_layer_bytes(spec)
     ngl = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
     first_gpu = max(n_layer + 1 - ngl, 0)  # blocks [first_gpu, n_layer) are on the GPU
     exp_gpu = sum(b for il, b in enumerate(experts) if il >= first_gpu and il >= n_cpu_moe)
@@ -90,12 +92,14 @@ def _n_params(opt: ModelOption) -> int:
 
 
 def time_config(
-    cs: CardSpeed, opt: ModelOption, *, type_k: KvType, type_v: KvType, n_ctx_seq: int, n_seq: int, n_gpu_layers: int
-) -> PlanTime:
-    """The answer of ``n_seq`` samples of ``n_ctx_seq`` tokens each (prompt included)."""
+    cs: CardSpeed, opt: ModelOption, *, type_k: KvType, type_v: KvType, n_ctx_seq: int, n_seq: int, n_gpu_layers: int,
+    n_cpu_moe: int = 0,
+) -> PlanTime:  # fmt: skip
+    """The answer of ``n_seq`` samples of ``n_ctx_seq`` tokens each (prompt included), the experts of the
+    first ``n_cpu_moe`` blocks in RAM."""
     prompt = min(cs.prompt_tokens, n_ctx_seq)
     answer = n_ctx_seq - prompt
-    load = step_load(opt, n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v)
+    load = step_load(opt, n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v, n_cpu_moe=n_cpu_moe)
     t = cs.model.time_to_answer_s(prompt, answer, n_seq, load=load, rates=cs.rates, n_params=_n_params(opt))
     return PlanTime(n_seq, prompt, answer, t.prompt_s, t.decode_s)
 
@@ -103,8 +107,14 @@ def time_config(
 def time_plan(cs: CardSpeed, plan: Plan) -> PlanTime:
     return time_config(
         cs, plan.option, type_k=plan.type_k, type_v=plan.type_v, n_ctx_seq=plan.n_ctx_seq, n_seq=plan.parallel,
-        n_gpu_layers=plan.n_gpu_layers,
+        n_gpu_layers=plan.n_gpu_layers, n_cpu_moe=_n_cpu_moe(plan),
     )  # fmt: skip
+
+
+def _n_cpu_moe(placed: object) -> int:
+    """The blocks whose experts a plan (or run configuration) keeps in RAM: 0 until plans place experts
+    (issue 24's ``--ram`` work adds the field; the speed model takes it from here)."""
+    return int(getattr(placed, "n_cpu_moe", 0) or 0)
 
 
 def max_tokens_within(cs: CardSpeed, opt: ModelOption, cfg: RunConfig, max_time_s: float) -> int:
@@ -115,7 +125,9 @@ def max_tokens_within(cs: CardSpeed, opt: ModelOption, cfg: RunConfig, max_time_
     """
     m = cs.model
     prompt = cs.prompt_tokens
-    load = step_load(opt, n_gpu_layers=cfg.n_gpu_layers, type_k=cfg.type_k, type_v=cfg.type_v)
+    load = step_load(
+        opt, n_gpu_layers=cfg.n_gpu_layers, type_k=cfg.type_k, type_v=cfg.type_v, n_cpu_moe=_n_cpu_moe(cfg)
+    )
     prompt_s = m.prompt_s(prompt, n_params=_n_params(opt), load=load, rates=cs.rates) if _n_params(opt) else 0.0
     left = max_time_s - prompt_s
     if left <= 0:
