@@ -224,6 +224,8 @@ def main() -> int:
     ap.add_argument("--only", help="shape:placement[,..] to run")
     ap.add_argument("--depths", help="comma-separated depths (default 128,8192,32768)")
     ap.add_argument("--configs", help="shape:quant:placement[,..] instead of the grid's (a tiny test)")
+    ap.add_argument("--models", type=Path, help="read shapes from this folder instead of the catalog (a tiny test)")
+    ap.add_argument("--no-facts", action="store_true", help="skip the machine facts (torch; the GPU machine's)")
     a = ap.parse_args()
     if a.depths:
         DEPTHS[:] = [int(x) for x in a.depths.split(",")]
@@ -241,7 +243,7 @@ def main() -> int:
                 k = (r["shape"], r["placement"], r["kv"])
                 n_rows[k] = n_rows.get(k, 0) + 1
         done = {k for k, n in n_rows.items() if n == len(DEPTHS) * len(GS)}
-    facts = machine_facts()
+    facts = {"nproc": os.cpu_count()} if a.no_facts else machine_facts()
     print("machine:", facts, flush=True)
 
     def emit(row: dict[str, Any]) -> None:
@@ -269,7 +271,7 @@ def main() -> int:
             if not path.is_file():
                 a.workdir.mkdir(parents=True, exist_ok=True)
                 t = time.time()
-                write_sparse_model(path, catalog_config(shape), quant=quant)
+                write_sparse_model(path, catalog_config(shape, a.models), quant=quant)
                 print(f"wrote {path.name} in {time.time() - t:.1f} s", flush=True)
             t = time.time()
             model = b.load(path, placement)

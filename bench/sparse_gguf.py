@@ -68,11 +68,12 @@ def has_data(name: str, *, moe: bool) -> bool:
     )
 
 
-def catalog_config(name: str) -> dict[str, Any]:
-    """The HF config of a catalog model (``models/<name>.json``)."""
-    path = ROOT / "models" / f"{name}.json"
+def catalog_config(name: str, models_dir: Path | None = None) -> dict[str, Any]:
+    """The HF config of a catalog model (``models/<name>.json``, or ``models_dir/<name>.json``)."""
+    d = models_dir or ROOT / "models"
+    path = d / f"{name}.json"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in (ROOT / "models").glob("*.json")))
+        known = ", ".join(sorted(p.stem for p in d.glob("*.json")))
         raise SystemExit(f"no catalog model {name!r}; known: {known}")
     config: dict[str, Any] = json.loads(path.read_text())["config"]
     return config
