@@ -6,7 +6,11 @@ shape costs a few MB of disk and a second), except
 - ``token_embd``: random, so the hidden states are non-zero and differ from token to token;
 - the MoE routers ``ffn_gate_inp`` (F32): random N(0, 1), so the experts chosen differ from token to
   token and from sample to sample as in real use (the hidden state is the token's embedding through
-  every block, since every block's output projection is zero);
+  every block, since every block's output projection is zero). Each expert's row is centred (sums
+  to 0): random K-quant embeddings (Q4_K, with no minimum subtracted) are all positive, and their
+  common component would otherwise favour the same experts for every token; centred, the experts G
+  random tokens choose cover 1 - (1 - k/E)^G of a layer, the independence the speed model assumes
+  (tests/bench/test_sparse_gguf.py);
 - the norms (``*_norm.weight``): 1.
 
 llama.cpp computes on zeros at the speed of real data for the memory-bound decode (what bytes are
@@ -153,6 +157,8 @@ def write_sparse_model(
                     values = np.empty((rows, t.shape[0]), dtype=np.float32)
                 else:
                     values = rng.standard_normal((rows, t.shape[0]), dtype=np.float32)
+                    if t.name.endswith("ffn_gate_inp.weight"):  # each expert's row sums to 0: see the docstring
+                        values -= values.mean(axis=1, keepdims=True)
                 data = random_block_bytes(ty, values, rng)
                 if len(data) != tensor_bytes(ty, t.shape):
                     raise AssertionError(f"{t.name}: {len(data)} bytes written, {tensor_bytes(ty, t.shape)} expected")

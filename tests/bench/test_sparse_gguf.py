@@ -69,3 +69,26 @@ def test_real_shape_is_sparse_and_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no catalog model"):
         catalog_config("no-such-model")
+
+
+@pytest.mark.parametrize(("arch", "quant", "n_expert", "n_used"), [
+    ("Qwen3MoeForCausalLM", "Q4_K_M", 32, 4),  # Q4_K embeddings: all positive, the routers centred
+    ("GptOssForCausalLM", "MXFP4_MOE", 32, 4),  # Q8_0 embeddings
+])  # fmt: skip
+def test_experts_of_g_random_tokens_cover_the_expected_share(arch: str, quant: str, n_expert: int, n_used: int,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """Layer 0's routing of the file's own embeddings: G random tokens choose 1 - (1 - k/E)^G of the
+    experts (k/E = 1/8: 0.125, 0.414, 0.882 for G = 1, 4, 16), the speed model's expectation."""
+    key = "num_experts" if arch == "Qwen3MoeForCausalLM" else "num_local_experts"
+    config = tiny_config(arch, num_experts_per_tok=n_used, vocab_size=2048, **{key: n_expert})
+    r = gguf.GGUFReader(write_sparse_model(tmp_path / "m.gguf", config, quant=quant))
+    embd_t = next(t for t in r.tensors if t.name == "token_embd.weight")
+    embd = gguf.quants.dequantize(np.asarray(embd_t.data), embd_t.tensor_type)
+    w = next(t for t in r.tensors if t.name == "blk.0.ffn_gate_inp.weight")
+    router = np.asarray(w.data, dtype=np.float32).reshape(n_expert, -1)
+    x = embd / np.sqrt(np.mean(embd**2, axis=1, keepdims=True) + 1e-6)
+    top = np.argsort(x @ router.T, axis=1)[:, -n_used:]
+    rng = np.random.default_rng(1)
+    for g, want in ((1, 0.125), (4, 0.4138), (16, 0.8822)):
+        share = np.mean([len(set(top[rng.integers(0, 2048, g)].ravel())) / n_expert for _ in range(400)])
+        assert share == pytest.approx(want, abs=0.04), g
