@@ -22,7 +22,10 @@ def store_speed_samples(
         return None
     bw = local.card.bandwidth_bytes_per_s
     samples = samples_from_bench(
-        gpu_rows, bandwidth_bytes_per_s=bw, ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s
+        gpu_rows,
+        bandwidth_bytes_per_s=bw,
+        ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s,
+        flops_per_s=local.card.fp16_flops_per_s,
     )
     if not samples:
         return None

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from edgekv.model.quant import KvType
+from edgekv.model.spec import ModelSpec
 from edgekv.model.tensor_groups import expert_layer_bytes
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, kv_bytes_per_token
 from edgekv.plan.plans import ModelOption, PickResult, Plan, Policy
@@ -75,9 +76,13 @@ def step_load(
 
 
 def attn_flops_per_token(opt: ModelOption) -> int:
+    """One query's attention FLOPs per cached token (:func:`spec_attn_flops` of the option's spec)."""
+    return spec_attn_flops(opt.spec)
+
+
+def spec_attn_flops(spec: ModelSpec) -> int:
     """One query's attention FLOPs per cached token: Q.K and P.V, 2 x n_head x (head_dim_k + head_dim_v)
     on every full-attention layer (a sliding-window layer's reads stop at its window)."""
-    spec = opt.spec
     per_layer = 2 * spec.n_head * (spec.head_dim_k + spec.head_dim_v)
     return sum(per_layer for il in range(spec.n_layer) if spec.n_head_kv[il] and not spec.is_swa(il))
 

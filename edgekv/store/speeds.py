@@ -9,6 +9,7 @@ pure; the file I/O lives here.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -36,13 +37,18 @@ def samples_from_bench(
     *,
     bandwidth_bytes_per_s: float,
     ram_bandwidth_bytes_per_s: float | None = None,
+    flops_per_s: float | None = None,
 ) -> list[DecodeSample]:
     """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth.
 
     bench times ``n_gen`` single-token steps of one sequence after ``depth`` cached tokens, so the
     average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx, of the
-    record's ``type_k`` (its attention efficiency; f16 when the record does not say).
+    record's ``type_k`` (its attention efficiency; f16 when the record does not say). With the card's
+    FP16 rate (``flops_per_s``) and the model file still at the record's ``path``, a sample also
+    carries the attention FLOPs per cached token, so a quantized KV is fitted on the FLOPs basis pick
+    predicts it on.
     """
+    attn: dict[str, int] = {}
     out = []
     for r in records:
         if r.get("status") != "ok" or not r.get("decode_tps") or not r.get("predicted"):
@@ -57,9 +63,26 @@ def samples_from_bench(
                 measured_tps=float(r["decode_tps"]["median"]),
                 kv_type=str(r.get("type_k") or "f16"),
                 ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s or DEFAULT_RAM_BANDWIDTH,
+                flops_per_s=flops_per_s or 0.0,
+                attn_flops_per_token=_attn_flops(str(r.get("path") or ""), attn) if flops_per_s else 0,
             )
         )
     return out
+
+
+def _attn_flops(path: str, cache: dict[str, int]) -> int:
+    """The attention FLOPs per cached token of the GGUF at ``path`` (0 when it cannot be read)."""
+    if path not in cache:
+        from edgekv.errors import EdgekvError
+        from edgekv.model.gguf_reader import read_spec
+        from edgekv.plan.timing import spec_attn_flops
+
+        try:
+            cache[path] = spec_attn_flops(read_spec(path)) if path and os.path.isfile(path) else 0
+        except (OSError, EdgekvError) as e:
+            log.warning("%s: no attention FLOPs for the speed samples (%s)", path, e)
+            cache[path] = 0
+    return cache[path]
 
 
 def append_samples(samples: Iterable[DecodeSample], *, path: Path | None = None) -> Path:

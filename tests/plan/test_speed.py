@@ -306,3 +306,17 @@ def test_step_load_of_a_catalog_model() -> None:
     assert on_cpu.weights_gpu_bytes == on_gpu.weights_gpu_bytes
     # a step of one token reads the dense part and 8/128 of the experts: far less than the file
     assert on_gpu.gpu_read_bytes(1) < 0.2 * moe.effective_bytes
+
+
+def test_bench_samples_carry_attention_flops_when_the_card_rate_is_known(tmp_path: Path) -> None:
+    from tests.ggufgen import tiny_config, write_sparse_gguf
+
+    gguf_path = write_sparse_gguf(tmp_path / "tiny.gguf", tiny_config())  # 2 layers x 4 heads x head_dim 64
+    line = Path(__file__).resolve().parents[2] / "bench" / "results" / "gpu_grid.jsonl"
+    rec = {**json.loads(line.read_text().splitlines()[0]), "path": str(gguf_path), "type_k": "q8_0"}
+    s = samples_from_bench([rec], bandwidth_bytes_per_s=360e9, flops_per_s=12.7e12)[0]
+    assert s.attn_flops_per_token == 2 * (2 * 4 * (64 + 64))  # 2 layers x 2 x n_head x (head_dim_k + head_dim_v)
+    assert s.flops_per_s == 12.7e12
+    gone = {**rec, "path": str(tmp_path / "moved.gguf")}
+    assert samples_from_bench([gone], bandwidth_bytes_per_s=360e9, flops_per_s=12.7e12)[0].attn_flops_per_token == 0
+    assert samples_from_bench([rec], bandwidth_bytes_per_s=360e9)[0].attn_flops_per_token == 0  # no rate: bytes
