@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from edgekv.commands.pick_options import ram_bandwidth_option
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.options import LAYERS, sampler_option, threads_option
 
@@ -33,11 +34,12 @@ from edgekv.requests.options import LAYERS, sampler_option, threads_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
 @click.option("--store/--no-store", default=True, show_default=True,
               help="Keep the GPU decode speeds as this card's speed samples: pick --gpu refits from them.")  # fmt: skip
+@ram_bandwidth_option()
 @click.pass_context
 def command(
     ctx: click.Context, /, model: str, kv: str, contexts: str, depths: str, n_prompt: int, n_gen: int, reps: int,
     vram: str | None, tensor_split: str | None, ngl: int, flash_attn: bool, threads: int | None, as_json: bool,
-    as_csv: bool, store: bool, parallel: str | None, sampler: SamplerPlace,
+    as_csv: bool, store: bool, parallel: str | None, sampler: SamplerPlace, ram_bandwidth: str | None,
 ) -> None:  # fmt: skip
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
@@ -66,6 +68,9 @@ def command(
          "per-configuration runs"),
         ("parallel", "as_csv", "--parallel prints its table or --json; --csv is for the per-configuration runs"),
     )  # fmt: skip
+    from edgekv.units import parse_bandwidth
+
+    ram_bw = parse_bandwidth(ram_bandwidth) if ram_bandwidth is not None else None  # refused before any load
     request = BenchRequest(model=model, kv=kv, contexts=contexts, depths=depths, n_prompt=n_prompt, n_gen=n_gen,
                            reps=reps, vram=vram, tensor_split=tensor_split, ngl=ngl, flash_attn=flash_attn,
                            threads=threads, parallel=parallel)  # fmt: skip
@@ -94,7 +99,7 @@ def command(
     if store:
         from edgekv.llama.speed_samples import store_speed_samples
 
-        stored = store_speed_samples(rows)
+        stored = store_speed_samples(rows, ram_bandwidth_bytes_per_s=ram_bw)
         if stored:
             click.echo(stored, err=True)
     if as_json:

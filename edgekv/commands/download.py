@@ -32,6 +32,7 @@ def command(
     accounting: str, gguf_path: str | None, repo: str | None, e1: str | None, e2: str | None,
     token_floor: str | None, saturation: str | None, max_parallel: int | None, similar: float | None,
     cap_precision: bool, capacity: str, profile: str | None,
+    ram_bandwidth: str | None = None,
 ) -> None:  # fmt: skip
     """Download a GGUF from the Hugging Face hub, or the file of pick's top plan for a card.
 
@@ -65,6 +66,7 @@ def command(
         margin=margin, accounting=accounting, gguf_path=gguf_path, repo=repo_id if repo_id and not repo else repo,
         e1=e1, e2=e2, token_floor=token_floor, saturation=saturation, max_parallel=max_parallel, similar=similar,
         cap_precision=cap_precision, capacity=capacity, profile=profile,
+        ram_bandwidth=ram_bandwidth,
     )  # fmt: skip
     repo_id, filename = download_target(repo_id, quant=quant, filename=filename, pick=flags, endpoint=endpoint,
                                         revision=revision, cache_dir=cache_dir)  # fmt: skip

@@ -32,6 +32,13 @@ def gpu_option() -> Callable[[F], F]:
                         "card through NVML.")  # fmt: skip
 
 
+def ram_bandwidth_option() -> Callable[[F], F]:
+    """``--ram-bandwidth``, shared by pick, download and bench: the speed model's RAM term."""
+    return click.option("--ram-bandwidth", "ram_bandwidth", metavar="GB/s", help="System RAM bandwidth for the "
+                        "weights the CPU reads (layers or MoE experts kept in RAM): 60GB/s, 76.8G, 1.2TB/s.  "
+                        "[default: 76.8GB/s, dual-channel DDR5-4800]")  # fmt: skip
+
+
 def tensor_split_option() -> Callable[[F], F]:
     """``--tensor-split``, shared by pick, download and run."""
     return click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share of the "
@@ -57,6 +64,7 @@ def pick_options(f: F) -> F:
         gpu_option(),
         click.option("--max-time", "max_time", metavar="DURATION", help="Only plans that answer within this (90s, "
                      "2m, 1h), each answer as long as fits; needs --gpu."),
+        ram_bandwidth_option(),
         tensor_split_option(),
         click.option("--task", type=click.Choice([t.value for t in Task]), default=Task.MATH.value, show_default=True,
                      help="Sets the weight-precision rule (rule 3)."),

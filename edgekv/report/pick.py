@@ -188,9 +188,13 @@ def speed_line(result: PickResult) -> Text:
         return Text("speed: pass --gpu NAME (e.g. --gpu 'RTX 4060') for predicted tokens/s and time to answer")
     cs = sp.card_speed
     limit = f"; only plans that answer within {_duration(sp.max_time_s)}" if sp.max_time_s else ""
+    ram = ""
+    if cs.ram_bandwidth_given or any(p.n_gpu_layers >= 0 for p in result.plans):
+        how = "given" if cs.ram_bandwidth_given else "assumed; set --ram-bandwidth"
+        ram = f"; weights in RAM read at {cs.ram_bandwidth_bytes_per_s / 1e9:.1f} GB/s ({how})"
     return Text(
         f"speed on {cs.card.name} ({cs.card.bandwidth_bytes_per_s / 1e9:.0f} GB/s): tok/s of each sample; answer = "
-        f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}. Constants {cs.source}."
+        f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}{ram}. Constants {cs.source}."
     )
 
 

@@ -54,6 +54,7 @@ class PickFlags:
     cap_precision: bool
     profile: str | None
     capacity: str = "published"  # plan.capacity: "published" scores or the model's own "size"
+    ram_bandwidth: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,17 @@ def run_pick(
     card.require_memory()
     max_time_s = parse_max_time(flags.max_time, None if isinstance(card.vram_bytes, list) else card.card)
     speed: CardSpeed | None = None
+    ram_bw = None
+    if flags.ram_bandwidth is not None:
+        from edgekv.units import parse_bandwidth
+
+        ram_bw = parse_bandwidth(flags.ram_bandwidth)
     if not isinstance(card.vram_bytes, list) and card.card is not None:  # the speed model only for a named card
         from edgekv.store.speeds import card_speed
 
-        speed = card_speed(card.card)
+        speed = card_speed(card.card, ram_bandwidth_bytes_per_s=ram_bw)
+    if ram_bw is not None and speed is None:
+        raise click.UsageError("--ram-bandwidth times plans: name the card with --gpu NAME (or --gpu auto)")
     request, models, quants = pick_request(flags, card, max_time_s=max_time_s, top=top, profile=profile)
     options: list[ModelOption] | None = None
     gguf_path = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +127,7 @@ def _speed_dict(result: PickResult) -> dict[str, Any] | None:
     m = sp.card_speed.model
     return {
         "prompt_tokens": sp.card_speed.prompt_tokens, "max_time_s": sp.max_time_s,
-        "model": {"efficiency": m.efficiency, "fixed_step_s": m.fixed_step_s, "prompt_efficiency": m.prompt_efficiency},
+        "model": asdict(m), "ram_bandwidth_bytes_per_s": sp.card_speed.ram_bandwidth_bytes_per_s,
         "user_samples": sp.card_speed.n_user_samples, "source": sp.card_speed.source,
     }  # fmt: skip
 
