@@ -100,11 +100,6 @@ class CatalogModel:
         """Its Qwen3-equivalent size from its published scores (``plan.capacity``); None without scores."""
         return equivalent_params(self.scores, references) if self.scores else None
 
-
-def references(models: Iterable[CatalogModel]) -> list[Reference]:
-    """The capacity curve's points among ``models`` (``CatalogModel.is_reference``)."""
-    return [Reference(m.name, m.n_params, m.scores) for m in models if m.is_reference]
-
     def compute_figures(self, *, backend: str = "cuda", n_ubatch: int = 512) -> ComputeFigures | None:
         """The measured figures of the compute buffer with flash attention (``memory.ComputeFigures``)."""
         return ComputeFigures.from_keys(self.compute, backend=backend, n_ubatch=n_ubatch)
@@ -116,6 +111,11 @@ def references(models: Iterable[CatalogModel]) -> list[Reference]:
             figs = self.compute_figures(backend=backend, n_ubatch=cfg.n_ubatch)
             return compute_bytes_term(self.spec, cfg, figs, backend=backend) if figs else None
         return self.compute.get(f"{backend}/ub{cfg.n_ubatch}/fa0/ctx{cfg.n_ctx}")
+
+
+def references(models: Iterable[CatalogModel]) -> list[Reference]:
+    """The capacity curve's points among ``models`` (``CatalogModel.is_reference``)."""
+    return [Reference(m.name, m.n_params, m.scores) for m in models if m.is_reference]
 
 
 def _parse(data: dict[str, Any], source: str) -> CatalogModel:
