@@ -12,10 +12,11 @@ of a 512-token prompt, and records:
 
   - device: NVML's figure for the process less the reservation, against pick's GPU side (less its
     margin) and run's (the dry run's compute buffer); the issue's bound: max(1%, 64 MiB);
-  - host: the process's RSS (VmRSS; RssAnon and RssFile apart) after the run less its RSS before
-    loading, against the plan's host side (``memory.host_total``: token_embd + experts in RAM + host
-    buffers); the issue's bound: 5%. The file-backed part depends on mmap (the GPU tensors' pages
-    llama.cpp read and unmapped or not), so both parts are kept;
+  - host: the process's RSS (VmRSS; RssAnon and RssFile apart) after the run less its RSS after the
+    pre-flight's dry run (so the CUDA context's own host memory is left out), against the plan's host
+    side (``memory.host_total``: token_embd + experts in RAM + host buffers); the issue's bound: 5%.
+    The file-backed part depends on mmap (experts left mapped are resident only once read; CPU_REPACK
+    copies are anonymous), so both parts are kept;
   - llama.cpp's buffers (model per buffer type, KV, compute per device) as its log gives them.
 
 Rows go to OUT/moe_cap.jsonl (one per plan, plus a machine record per invocation); a plan already
@@ -89,24 +90,23 @@ def one(args: argparse.Namespace) -> int:
     from edgekv.model.quant import KvType
     from edgekv.plan.memory import RunConfig
 
-    before = rss()
     kv = KvType.parse(args.kv)
     cfg = RunConfig(n_ctx=args.n_ctx, type_k=kv, type_v=kv, n_seq=args.parallel, n_cpu_moe=args.n_cpu_moe)
     cap, ram = round(args.cap * GIB), round(args.ram * GIB)
     prepared = session.prepare(args.path, cfg, vram_bytes=cap, ram_bytes=ram)
+    before = rss()  # after the dry run: the CUDA context's own host memory is not the plan's
     t0 = time.time()
     with session.open_run(prepared) as sess:
         runner = sess.runner
         tokens = (runner.tokenize("Prove that the sum of two even numbers is even. " * 64) * 4)[:PROMPT_TOKENS]
-        gen = session.generate(runner, tokens, GEN_TOKENS, n_seq=cfg.n_seq, sampling=Sampling(greedy=True))
+        session.generate(runner, tokens, GEN_TOKENS, n_seq=cfg.n_seq, sampling=Sampling(greedy=True))
         measured = session.measure(sess)
         after = rss()
         buffers = sess.runner.buffers.as_dict()
     fp = prepared.check.footprint
     print(json.dumps({
         "predicted": fp.as_dict(), "measured": measured.as_dict(), "rss_before": before, "rss_after": after,
-        "buffers": buffers, "generated": [len(s) for s in gen.tokens] if hasattr(gen, "tokens") else None,
-        "seconds": round(time.time() - t0, 1),
+        "buffers": buffers, "seconds": round(time.time() - t0, 1),
     }))  # fmt: skip
     return 0
 
