@@ -88,3 +88,18 @@ def test_preflight_refuses_a_ram_side_that_does_not_fit() -> None:
     whole = RunConfig(n_ctx=8192, type_k=KvType.Q8_0, type_v=KvType.Q8_0)  # every expert on the GPU: both short
     with pytest.raises(DoesNotFit, match=r"needs .* of the GPU; .* short; the RAM side needs .* of --ram .*: .* short"):
         preflight.preflight(spec, whole, have_bytes=8 * GIB, gpu=True, ram_bytes=GIB // 8)
+
+
+def test_plan_file_carries_n_cpu_moe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """pick --json's plan file keeps n_cpu_moe and the placement; run reads n_cpu_moe back from it."""
+    import json
+
+    from edgekv.store.planfile import pick_dict, read_plan
+
+    r = pick(PickRequest(vram_bytes=8 * GIB, ram_bytes=32 * GIB, top=1), catalog_options(None, ["Qwen3-30B-A3B"], None))
+    data = pick_dict(r)
+    first = data["plans"][0]
+    assert first["n_cpu_moe"] == r.plans[0].n_cpu_moe > 0 and first["placement"][0]["group"] == "embeddings"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    assert read_plan(path).n_cpu_moe == r.plans[0].n_cpu_moe
