@@ -565,7 +565,9 @@ def expert_copy_bytes(layout: WeightLayout, cfg: RunConfig) -> int:
     llama.cpp's scheduler runs a matmul whose weights are in host memory on the GPU when the batch
     has 32 tokens or more (``op_offload``, on by default; the CUDA backend's ``offload_op``),
     copying the weights into the GPU's compute buffer as a split input: one block's experts at a
-    time, so the largest host block's experts count once."""
+    time, so the largest host block's experts count once (ggml-backend.cpp, cause "1.off"). Experts
+    that llama.cpp repacks (a CPU_REPACK buffer, not host-addressable: its ``is_host`` is unset) are
+    never offloaded that way and nothing is copied: for them the term is the safe side."""
     if not cfg.n_cpu_moe or not layout.expert_bytes:
         return 0
     start = gpu_layer_start(len(layout.layer_bytes), cfg.n_gpu_layers)
