@@ -81,3 +81,25 @@ def test_n_cpu_moe_on_a_dense_model_is_refused(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "dense.gguf", tiny_config())
     out = CliRunner().invoke(cli, ["run", str(path), "--n-cpu-moe", "1", "--ctx", "512", "--prompt", "hi"])
     assert out.exit_code == 1 and "has no experts to keep in RAM" in str(out.exception)
+
+
+def test_eval_runs_a_moe_with_its_experts_on_the_host(models: dict[str, Path], tmp_path: Path) -> None:
+    """eval loads the model with the plan's n_cpu_moe (the same overrides) and records it."""
+    from edgekv.eval.datasets import synth_problems
+    from edgekv.eval.run import EvalConfig, evaluate
+
+    cfg = EvalConfig(model_path=str(models["qwen3moe"]), budget_tokens=8, reserve_tokens=4, samples=2, n_threads=1,
+                     slots=2, n_cpu_moe=2, thinking=False)  # fmt: skip
+    res = evaluate(cfg, synth_problems(1), out=tmp_path / "r.jsonl")
+    assert res.config["n_cpu_moe"] == 2 and len(res.problems) == 1
+
+
+def test_eval_takes_n_cpu_moe_from_the_plan_file(models: dict[str, Path], tmp_path: Path) -> None:
+    from edgekv.requests.eval import EvalRequest
+
+    first = {"path": str(models["qwen3moe"]), "n_ctx": 1024, "parallel": 2, "type_k": "q8_0", "type_v": "q8_0",
+             "n_gpu_layers": -1, "n_cpu_moe": 2}  # fmt: skip
+    plan = {"schema": 1, "plans": [first]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    config = EvalRequest(model=None, dataset="synth", plan_path=str(tmp_path / "plan.json")).config()
+    assert config.n_cpu_moe == 2 and config.model_path == str(models["qwen3moe"])
