@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edgekv.commands.pick_options import ram_bandwidth_option
+from edgekv.commands.pick_options import n_cpu_moe_option, ram_bandwidth_option, ram_option
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.options import LAYERS, sampler_option, threads_option
 
@@ -23,6 +23,8 @@ from edgekv.requests.options import LAYERS, sampler_option, threads_option
 @click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap (12G,8G: one per device of a layer split); "
               "configurations over it are reported as refused.")  # fmt: skip
 @click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share (llama.cpp -ts).")
+@ram_option()
+@n_cpu_moe_option()
 @click.option("--ngl", default=-1, show_default=True, type=LAYERS, help="Layers on the GPU (-1: all).")
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
 @threads_option()
@@ -40,6 +42,7 @@ def command(
     ctx: click.Context, /, model: str, kv: str, contexts: str, depths: str, n_prompt: int, n_gen: int, reps: int,
     vram: str | None, tensor_split: str | None, ngl: int, flash_attn: bool, threads: int | None, as_json: bool,
     as_csv: bool, store: bool, parallel: str | None, sampler: SamplerPlace, ram_bandwidth: str | None,
+    ram: str | None, n_cpu_moe: int | None,
 ) -> None:  # fmt: skip
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
@@ -73,7 +76,7 @@ def command(
     ram_bw = parse_bandwidth(ram_bandwidth) if ram_bandwidth is not None else None  # refused before any load
     request = BenchRequest(model=model, kv=kv, contexts=contexts, depths=depths, n_prompt=n_prompt, n_gen=n_gen,
                            reps=reps, vram=vram, tensor_split=tensor_split, ngl=ngl, flash_attn=flash_attn,
-                           threads=threads, parallel=parallel)  # fmt: skip
+                           threads=threads, parallel=parallel, ram=ram, n_cpu_moe=n_cpu_moe or 0)  # fmt: skip
     plan = request.plan()
     verbose = verbosity(ctx) >= 2
     if plan.counts is not None:
@@ -81,7 +84,7 @@ def command(
 
         rows = [r.as_dict() for base in plan.pair_bases() for r in bench_parallel(
             model, plan.counts, base=base, n_prompt=n_prompt, n_gen=n_gen, reps=reps, vram_bytes=plan.vram_bytes,
-            cap_text=vram, n_threads=threads, verbose=verbose, sampler=sampler)]  # fmt: skip
+            cap_text=vram, n_threads=threads, verbose=verbose, sampler=sampler, ram_bytes=plan.ram_bytes)]  # fmt: skip
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         else:
@@ -94,7 +97,8 @@ def command(
     show_bar = sys.stderr.isatty() and not (as_json or as_csv)
     with rcommon.step_bar("bench", len(plan.configs) * len(plan.depths), show=show_bar) as progress:
         records = bench.bench(model, plan.configs, progress=progress, depths=plan.depths, settings=plan.settings,
-                              vram_bytes=plan.vram_bytes, cap_text=vram, verbose=verbose)  # fmt: skip
+                              vram_bytes=plan.vram_bytes, cap_text=vram, verbose=verbose,
+                              ram_bytes=plan.ram_bytes)  # fmt: skip
     rows = [r.as_dict() for r in records]
     if store:
         from edgekv.llama.speed_samples import store_speed_samples

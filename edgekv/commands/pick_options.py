@@ -39,6 +39,21 @@ def ram_bandwidth_option() -> Callable[[F], F]:
                         "[default: 76.8GB/s, dual-channel DDR5-4800]")  # fmt: skip
 
 
+def ram_option() -> Callable[[F], F]:
+    """``--ram SIZE``, shared by pick, download, run and bench: system RAM for a plan's host side."""
+    return click.option("--ram", "ram", metavar="SIZE", help="System RAM a plan may use for what stays on the host "
+                        "(experts of a MoE, offloaded layers, llama.cpp's host buffers), as --vram's sizes; 0 = "
+                        "GPU only.  [default: $EDGEKV_RAM, else this machine's available RAM less max(10%, "
+                        "1G)]")  # fmt: skip
+
+
+def n_cpu_moe_option() -> Callable[[F], F]:
+    """``--n-cpu-moe N``, shared by run and bench: llama.cpp's flag, through edgekv's own overrides."""
+    return click.option("--n-cpu-moe", "n_cpu_moe", type=click.IntRange(0), default=None, help="Keep the experts "
+                        "of the first N blocks of a mixture-of-experts model in RAM (llama.cpp --n-cpu-moe).  "
+                        "[default: the plan's, else 0]")  # fmt: skip
+
+
 def tensor_split_option() -> Callable[[F], F]:
     """``--tensor-split``, shared by pick, download and run."""
     return click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share of the "
@@ -62,6 +77,7 @@ def pick_options(f: F) -> F:
                      "units); 12G,8G for several devices (llama.cpp's layer split, in llama.cpp's device order: RPC "
                      "servers first, then local GPUs)."),
         gpu_option(),
+        ram_option(),
         click.option("--max-time", "max_time", metavar="DURATION", help="Only plans that answer within this (90s, "
                      "2m, 1h), each answer as long as fits; needs --gpu."),
         ram_bandwidth_option(),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from edgekv.commands.options import exclusive, given, verbosity
-from edgekv.commands.pick_options import gpu_option, tensor_split_option
+from edgekv.commands.pick_options import gpu_option, n_cpu_moe_option, ram_option, tensor_split_option
 from edgekv.requests.options import LAYERS, TEMPERATURE, threads_option
 from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 @click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap: 8G, 6GiB, 7.5G; 12G,8G caps GPU 0 and GPU 1 of a "
               "layer split. Refuses what would not fit.")  # fmt: skip
 @gpu_option()
+@ram_option()
 @tensor_split_option()
 @click.option("--kv", metavar="TYPE", help="K and V cache type: f16, q8_0, q4_0 (also bf16, q5_0, ...).")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
               help="Parallel samples G.")  # fmt: skip
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
               help="Layers on the GPU (-1: all).")  # fmt: skip
+@n_cpu_moe_option()
 @click.option("--margin", default="0", show_default=True, help="Memory kept free under --vram (as pick's --margin).")
 @click.option("--prompt", help="Prompt text (the model's chat template is applied unless --raw).  [default: stdin "
               "when it is not a terminal]")  # fmt: skip
@@ -57,6 +59,7 @@ def command(
     kv: str | None, type_k: str | None, type_v: str | None, ctx_text: str, parallel: int, ngl: int, margin: str,
     prompt: str | None, chat: bool, raw: bool, max_tokens: int, greedy: bool, temperature: float, top_p: float,
     top_k: int, seed: int, flash_attn: bool | None, threads: int | None, plan_path: str | None, as_json: bool,
+    ram: str | None, n_cpu_moe: int | None,
 ) -> None:  # fmt: skip
     """Run a GGUF under a VRAM cap with a (quantized) KV cache, and show the memory it used.
 
@@ -85,14 +88,14 @@ def command(
         type_v=type_v, ctx=ctx_text if given(ctx, "ctx_text") else None,
         parallel=parallel if given(ctx, "parallel") else None, ngl=ngl if given(ctx, "ngl") else None, margin=margin,
         prompt=prompt, chat=chat, raw=raw, max_tokens=max_tokens, greedy=greedy, temperature=temperature,
-        top_p=top_p, top_k=top_k, seed=seed, flash_attn=flash_attn, threads=threads,
+        top_p=top_p, top_k=top_k, seed=seed, flash_attn=flash_attn, threads=threads, ram=ram, n_cpu_moe=n_cpu_moe,
     )  # fmt: skip
     s = request.resolve(stdin=sys.stdin)
     cfg, verbose = s.config, verbosity(ctx) >= 2
     if (note := rrun.no_offload_note(cfg, s.vram_bytes)) is not None:
         click.echo(note, err=True)
     prepared = session.prepare(s.model, cfg, vram_bytes=s.vram_bytes, auto_ctx=s.auto_ctx, margin_bytes=s.margin_bytes,
-                               cap_text=s.cap_text, verbose=verbose)  # fmt: skip
+                               cap_text=s.cap_text, verbose=verbose, ram_bytes=s.ram_bytes)  # fmt: skip
 
     def header(loaded: LoadedContext) -> None:  # once llama.cpp made the context: the one used, not the one asked
         if not as_json:

@@ -82,6 +82,7 @@ class EvalConfig:
     n_threads: int | None = None
     margin_bytes: int = 0
     sampler: SamplerPlace = SamplerPlace.AUTO  # where the sampler chains run
+    n_cpu_moe: int = 0  # a MoE's experts of the first N blocks in RAM (the plan file's; llama.cpp --n-cpu-moe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ def config_dict(config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, me
         "budget_tokens": config.budget_tokens, "reserve_tokens": config.reserve_tokens, "samples": config.samples,
         "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k, "seed": config.seed,
         "force_length": config.force_length, "thinking": thinking, "dataset": config.dataset,
-        "n_ctx": n_ctx, "memory": memory,
+        "n_ctx": n_ctx, "memory": memory, **({"n_cpu_moe": config.n_cpu_moe} if config.n_cpu_moe else {}),
     }  # fmt: skip
 
 
@@ -243,6 +244,7 @@ def _choose_slots(config: EvalConfig, spec: Any, n_ctx_seq: int, n_todo: int) ->
         cfg = RunConfig(
             n_ctx=s * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=s,
             n_gpu_layers=config.n_gpu_layers, flash_attn=True, device_sampling=config.sampler.on_device,
+            n_cpu_moe=config.n_cpu_moe,
         )  # fmt: skip
         try:
             return session.prepare(
@@ -286,7 +288,7 @@ def evaluate(
         loaded: list[LoadedModel] = []
 
         def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
-            loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers))
+            loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers, n_cpu_moe=config.n_cpu_moe))
             return loaded[-1]
 
         with LoadedModel(config.model_path, vocab_only=True) as vocab:
@@ -312,7 +314,7 @@ def _evaluate(
     g = config.samples
     gpu = device_is_gpu(RunConfig(n_ctx=n_ctx_seq, n_gpu_layers=config.n_gpu_layers))
     paper_cfg = RunConfig(n_ctx=g * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=g,
-                          n_gpu_layers=config.n_gpu_layers)  # fmt: skip
+                          n_gpu_layers=config.n_gpu_layers, n_cpu_moe=config.n_cpu_moe)  # fmt: skip
     memory = memory_dict(preflight.predict(spec, paper_cfg, gpu=gpu))
     cfg_dict = config_dict(config, spec, thinking=thinking, n_ctx=n_ctx_seq, memory=memory)
     cid = config_id(cfg_dict)

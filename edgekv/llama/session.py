@@ -115,8 +115,10 @@ def prepare(
     spec: ModelSpec | None = None,
     compute: preflight.ComputeProbe | None = None,
     verbose: bool = False,
+    ram_bytes: int | None = None,
 ) -> Prepared:
-    """Size ``cfg`` with the memory model (compute buffer from a dry run) against ``vram_bytes``.
+    """Size ``cfg`` with the memory model (compute buffer from a dry run) against ``vram_bytes``,
+    and on a GPU its host side (experts kept in RAM by ``cfg.n_cpu_moe``, ...) against ``ram_bytes``.
 
     Without ``vram_bytes`` the budget is the card's free memory (GPU) or available RAM (CPU).
     Several caps (one per device, with ``cfg.tensor_split``, default proportional to the caps)
@@ -143,7 +145,7 @@ def prepare(
     measure = (compute or compute_probe(p, gpu=gpu, verbose=verbose)) if probe else None
     check = preflight.preflight(
         spec, cfg, have_bytes=have, gpu=gpu, compute=measure, auto_ctx=auto_ctx,
-        margin_bytes=margin_bytes, cap_text=cap_text,
+        margin_bytes=margin_bytes, cap_text=cap_text, ram_bytes=ram_bytes,
     )  # fmt: skip
     return Prepared(p, spec, check, vram_bytes)
 

@@ -84,6 +84,10 @@ class Budget:
     # ``vram_bytes`` is then their sum, and overhead and margin count once per device.
     devices: tuple[multi.DeviceBudget, ...] = ()
     tensor_split: tuple[float, ...] = ()
+    # System RAM for the host side (``Footprint.host_total``): None = not known (not checked; no
+    # experts in RAM, --allow-offload's layers unchecked as before), 0 = GPU only (no layers or experts
+    # in RAM; llama.cpp's input embedding and host buffers stay there regardless).
+    ram_bytes: int | None = None
 
     def overhead_for(self, opt: ModelOption, cfg: RunConfig) -> int:
         """The CUDA overhead to count: ``overhead_bytes``, else the measured one for ``opt``'s weights."""
@@ -122,6 +126,8 @@ class ModelOption:
     compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1/out" -> bytes (memory.figure_keys)
     n_params: int = 0
     sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
+    group_bytes: dict[str, int] = field(default_factory=dict)  # bytes per tensor group (tensor_groups), if known
+    dominant_type: str = ""  # the tensor type holding most weight bytes ("MXFP4" for gpt-oss), if known
     capacity_params: int = 0  # Qwen3-equivalent parameters from published scores (plan.capacity); 0 = none
     capacity_note: str = ""  # how capacity_params was read (capacity.Capacity.describe)
 
@@ -141,6 +147,8 @@ class ModelOption:
     @cached_property
     def weight_bits(self) -> int:
         """Nominal weight precision: 32 (F32), 16 (F16/BF16), 8 (Q8*), 0 = below 8 bits."""
+        if self.dominant_type.upper() == "MXFP4":  # gpt-oss: its experts are MXFP4 whatever the file type says
+            return 0
         q = self.quant.upper()
         if q.startswith("F32"):
             return 32
@@ -150,8 +158,9 @@ class ModelOption:
 
     @cached_property
     def bits_class(self) -> int:
-        """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
-        return bits_class(self.quant)
+        """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below. Choice: a file
+        whose most bytes are MXFP4 (gpt-oss's experts, in its BF16 and MXFP4_MOE files alike) is 4-bit."""
+        return 0 if self.dominant_type.upper() == "MXFP4" else bits_class(self.quant)
 
     def compute_figures(self, n_ubatch: int = 512) -> ComputeFigures | None:
         """The measured figures of this model's compute buffer (CUDA, flash attention), if any."""
@@ -181,6 +190,7 @@ class Plan:
     offload_slowdown: float = 1.0
     device_footprints: tuple[Footprint, ...] = ()  # one per device of a split (``footprint`` is their sum)
     tensor_split: tuple[float, ...] = ()
+    n_cpu_moe: int = 0  # experts of the first N blocks in host memory (llama.cpp --n-cpu-moe N)
 
     @property
     def n_ctx(self) -> int:

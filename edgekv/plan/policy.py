@@ -133,8 +133,12 @@ def enumerate_plans(
                 if fp is None or (g > 1 and t < policy.saturation_tokens):
                     break
                 plans.append(Plan(opt, k, v, t, g, -1, fp, ""))
-            if policy.allow_offload:
+            if policy.allow_offload and budget.ram_bytes != 0:
                 plans.extend(_offload_plans(opt, k, v, budget, policy, cap, token_cap))
+            if opt.layout.expert_bytes and budget.ram_bytes:  # RAM unknown (None) or 0: experts stay on the GPU
+                plans.extend(_moe_plans(opt, k, v, budget, policy, cap, token_cap))
+    if budget.ram_bytes:
+        plans = [p for p in plans if p.footprint.host_total <= budget.ram_bytes]
     return plans
 
 
@@ -159,6 +163,56 @@ def _offload_plans(
             out.append(Plan(opt, k, v, t, 1, ngl, fp, "", offload_slowdown=slowdown))
             break
     return out
+
+
+def moe_slowdown(opt: ModelOption, n_cpu_moe: int, policy: Policy) -> float:
+    """Decode time per token of a MoE plan with the experts of ``n_cpu_moe`` blocks in RAM, relative
+    to a dense model of the same capacity (``ModelOption.capacity_ratio``) read wholly from the GPU.
+
+    A MoE reads per token its non-expert weights and ``n_expert_used / n_expert`` of its experts;
+    host RAM is taken as 10x slower than the card (as ``_offload_slowdown``). Choice: relative to a
+    dense model of its capacity, not to itself on a card that would hold it whole: what matters is
+    whether the plan beats what the same memory buys otherwise (``max_offload_slowdown`` applies).
+    At least 1."""
+    lay, spec = opt.layout, opt.spec
+    frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
+    experts = sum(lay.expert_bytes)
+    host_exp = lay.host_experts(-1, n_cpu_moe)
+    dense = sum(lay.layer_bytes) - experts + lay.output_bytes
+    t = dense + frac * (experts - host_exp) + 10.0 * frac * host_exp
+    ref = opt.capacity_ratio(policy) * (sum(lay.layer_bytes) + lay.output_bytes)
+    return max(1.0, t / max(ref, 1.0))
+
+
+def _moe_plans(
+    opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int, token_cap: TokenCap | None = None
+) -> list[Plan]:
+    """The fewest blocks' experts in RAM (``n_cpu_moe``, G = 1, every layer on the GPU) that reach
+    min(saturation, cap) tokens, else all of them if that reaches the floor; none when full offload
+    already reaches it (the plain plan) or the host side does not fit ``budget.ram_bytes``."""
+    n_layer = opt.spec.n_layer
+    target = min(policy.saturation_tokens, cap)
+    floor = min(target, max(policy.token_floor, policy.min_ctx))
+
+    def at(n: int) -> tuple[int, Footprint | None]:
+        cfg = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, n_cpu_moe=n)
+        return max_tokens_per_seq(opt, cfg, budget, cap=_cap(cap, token_cap, opt, cfg))
+
+    if at(0)[0] >= target:
+        return []
+    lo, hi = 1, n_layer  # the smallest n reaching the target: T grows with n
+    if at(hi)[0] < target:
+        lo = hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if at(mid)[0] >= target else (mid + 1, hi)
+    t, fp = at(lo)
+    slowdown = moe_slowdown(opt, lo, policy)
+    if fp is None or t < floor or slowdown > policy.max_offload_slowdown:
+        return []
+    if budget.ram_bytes and fp.host_total > budget.ram_bytes:
+        return []
+    return [Plan(opt, k, v, t, 1, -1, fp, "", offload_slowdown=slowdown, n_cpu_moe=lo)]
 
 
 def regime(opt: ModelOption, policy: Policy) -> str:
@@ -244,7 +298,7 @@ def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
     cands = [
         p for p in plans
         if p.option.quant.upper() == "Q4_K_M" and p.type_k == KvType.F16 and p.type_v == KvType.F16
-        and p.parallel == 1 and p.n_gpu_layers < 0
+        and p.parallel == 1 and p.n_gpu_layers < 0 and not p.n_cpu_moe
     ]  # fmt: skip
     if not cands:
         return None

@@ -55,6 +55,7 @@ class PickRequest:
     parallel_min_bytes: int = 0
     top: int = DEFAULT_TOP
     max_time_s: float | None = None
+    ram_bytes: int | None = None  # system RAM for the host side; None = not known (no experts in RAM), 0 = GPU only
 
     @property
     def caps(self) -> list[int]:

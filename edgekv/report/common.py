@@ -58,8 +58,9 @@ def bar_legend() -> Text:
 def footprint_line(fp: Footprint) -> str:
     return (
         f"weights {format_bytes(fp.weights_gpu)} + KV {format_bytes(fp.kv)} + compute {format_bytes(fp.compute)} "
-        f"({fp.compute_source}) + CUDA overhead {format_bytes(fp.overhead)} + margin {format_bytes(fp.margin)} "
-        f"= {format_bytes(fp.gpu_total)}"
+        f"({fp.compute_source}) + "
+        + (f"copy of RAM experts {format_bytes(fp.expert_copy)} (estimate) + " if fp.expert_copy else "")
+        + f"CUDA overhead {format_bytes(fp.overhead)} + margin {format_bytes(fp.margin)} = {format_bytes(fp.gpu_total)}"
     )
 
 

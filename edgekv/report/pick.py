@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekv.plan.llama_settings import llama_args
+from edgekv.plan.placement import placement
 from edgekv.plan.plans import PickResult, Plan
 from edgekv.report.common import BAR_WIDTH, bar_legend, command_lines, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes
@@ -30,6 +31,10 @@ def pick_json(answer: PickAnswer) -> dict[str, Any]:
     from edgekv.store.planfile import pick_dict
 
     data = pick_dict(answer.result, card=answer.card.card)
+    if answer.ram is not None:
+        r = answer.ram
+        data["ram"] = {"ram_bytes": r.ram_bytes, "available_bytes": r.available_bytes, "margin_bytes": r.margin_bytes,
+                       "source": r.source}  # fmt: skip
     if answer.profile is not None:
         p = answer.profile
         moved = None
@@ -42,7 +47,9 @@ def pick_json(answer: PickAnswer) -> dict[str, Any]:
 
 def pick_report(answer: PickAnswer, *, width: int) -> list[Group]:
     """pick's table (with --gpu's notes), and with --profile what it took from the profile."""
-    parts = [pick_table(answer.result, width=width, notes=answer.card.notes)]
+    unknown = "RAM: not known here (pass --ram): no experts in RAM, the host side is not checked"
+    ram = [answer.ram.describe()] if answer.ram is not None else [unknown]
+    parts = [pick_table(answer.result, width=width, notes=[*answer.card.notes, *ram])]
     if answer.profile is not None:
         p = answer.profile
         parts.append(profile_lines(p.name, p.applied, answer.result, p.default, n_problems=p.n_problems,
@@ -67,6 +74,8 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
     parts: list[Any] = [t]
     if any(c.header == "memory" for c in t.columns):
         parts.append(bar_legend())
+    if any(p.n_cpu_moe for p in result.plans):
+        parts.append(Text("cmoeN / *: the experts of the first N blocks in system RAM (llama.cpp --n-cpu-moe N)"))
     parts.extend(Text(n) for n in notes)
     parts.append(speed_line(result))
     if result.plans:
@@ -94,9 +103,17 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
             )
             parts.append(Text("  " + baseline_contrast(best, base)))
         args = llama_args(best)
+        if best.n_cpu_moe or best.n_gpu_layers >= 0 or best.option.layout.expert_bytes:
+            parts.append(Text("Where #1's weights live (GPU / RAM):", style="bold"))
+            parts.append(Text("  " + ", ".join(
+                f"{r.group} {gib(r.gpu_bytes)} / {gib(r.host_bytes)}" for r in placement(best))
+                + f"; RAM side in all {gib(best.footprint.host_total)} GiB"))  # fmt: skip
         parts.append(Text("llama.cpp settings for #1:", style="bold"))
         parts.extend(command_lines(args["server"], width=width))  # one paste-able command, `\`-continued
         parts.extend(call_lines("llama_cpp.Llama", args["python"], width=width))
+        if best.n_cpu_moe:
+            parts.append(Text(f"  experts in RAM: edgekv run --n-cpu-moe {best.n_cpu_moe} (llama_cpp.Llama cannot "
+                              "place them: llama-cpp-python leaves tensor_buft_overrides unset)"))  # fmt: skip
         if best.parallel > 1:
             parts.append(
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
@@ -129,10 +146,12 @@ def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, s
     fp = p.footprint
     total = gib(fp.gpu_total)
     if wide:
-        total = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {total}"
+        compute = gib(fp.compute + fp.expert_copy)  # a MoE's copied RAM experts are compute-buffer bytes
+        total = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{compute}+{gib(fp.overhead + fp.margin)} = {total}"
     row = {
         "#": str(i), "model": p.option.name,
-        "quant": p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}"),
+        "quant": p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}")
+        + ((f" cmoe{p.n_cpu_moe}" if wide else "*") if p.n_cpu_moe else ""),
         "E GiB": gib(p.option.effective_bytes), "KV": p.kv_label, "tokens x G": f"{p.n_ctx_seq} x {p.parallel}",
         "total": total,
     }  # fmt: skip

@@ -171,6 +171,7 @@ def run_dict(
             "type_v": cfg.type_v.value,
             "parallel": cfg.n_seq,
             "n_gpu_layers": cfg.n_gpu_layers,
+            "n_cpu_moe": cfg.n_cpu_moe,
             "flash_attn": cfg.flash_attn,
             "n_ubatch": cfg.n_ubatch,
         },  # fmt: skip

@@ -78,7 +78,7 @@ class EvalRequest:
             top_p=self.top_p, top_k=self.top_k, seed=self.seed, force_length=self.force_length,
             thinking=self.thinking, vram_bytes=s.vram_bytes,
             n_gpu_layers=s.n_gpu_layers if s.n_gpu_layers is not None else DEFAULT_NGL, slots=self.slots,
-            n_threads=self.threads, sampler=self.sampler,
+            n_threads=self.threads, sampler=self.sampler, n_cpu_moe=plan.n_cpu_moe if plan is not None else 0,
         )  # fmt: skip
 
 

@@ -46,6 +46,8 @@ class RunRequest:
     seed: int = 0
     flash_attn: bool | None = None  # None: on (a quantized V needs it)
     threads: int | None = None
+    ram: str | None = None  # --ram: the host side's budget on a GPU (0 = GPU only); None: EDGEKV_RAM, else detected
+    n_cpu_moe: int | None = None  # --n-cpu-moe: experts of the first N blocks in RAM; None: the plan's, else 0
 
     def resolve(self, *, stdin: TextIO) -> RunSettings:
         """The settings to run: flag > plan file > default, then --gpu's memory where --vram is not
@@ -62,9 +64,11 @@ class RunRequest:
         from edgekv.requests.card import parse_vram, resolve_card
         from edgekv.requests.flags import kv_flags, parse_context, parse_tensor_split
         from edgekv.requests.overlay import PlanFlags, overlay
+        from edgekv.store.hostmem import host_ram
         from edgekv.store.planfile import read_plan
         from edgekv.units import format_bytes, parse_size
 
+        ram = host_ram(self.ram)  # first: a bad value is a usage error whatever else is wrong
         plan = read_plan(input_file(self.plan_path, what="plan file")) if self.plan_path is not None else None
         vram = parse_vram(self.vram) if self.vram is not None else None
         split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split else ()
@@ -92,12 +96,14 @@ class RunRequest:
             type_k=s.type_k or KvType.F16, type_v=s.type_v or KvType.F16, n_seq=parallel,
             n_gpu_layers=s.n_gpu_layers if s.n_gpu_layers is not None else DEFAULT_NGL,
             flash_attn=self.flash_attn is not False, tensor_split=s.tensor_split,
+            n_cpu_moe=self.n_cpu_moe if self.n_cpu_moe is not None else (plan.n_cpu_moe if plan is not None else 0),
         )  # fmt: skip
         sampling = Sampling(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed,
                             greedy=self.greedy)  # fmt: skip
         margin = parse_size(self.margin, allow_zero=True)
         return RunSettings(model=s.model, vram_bytes=vram, cap_text=cap_text, config=cfg, auto_ctx=auto,
-                           margin_bytes=margin, prompt=prompt, sampling=sampling)  # fmt: skip
+                           margin_bytes=margin, prompt=prompt, sampling=sampling,
+                           ram_bytes=ram.ram_bytes if ram is not None else None)  # fmt: skip
 
     def _prompt(self, parallel: int, stdin: TextIO) -> str | None:
         """--prompt, else stdin's text when stdin is not a terminal; never an empty prompt (the model
@@ -204,3 +210,4 @@ class RunSettings:
     margin_bytes: int
     prompt: str | None  # None with --chat
     sampling: Sampling
+    ram_bytes: int | None = None  # --ram (or its default): the host side's budget on a GPU

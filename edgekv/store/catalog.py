@@ -8,8 +8,8 @@ buffers measured with llama.cpp's no_alloc dry run (``bench/measure_compute.py``
 Reading it is stdlib json only: ``edgekv pick`` loads it in milliseconds.
 
 Mixture-of-experts entries (Qwen3-30B-A3B, gpt-oss-20b) also hold their bytes per tensor group and
-their experts' bytes per block. ``pick`` does not rank them yet (issue 24): the rule ranks by
-capacity below E1, and a MoE's capacity is not its total size; ``options_from_catalog`` leaves them out.
+their experts' bytes per block; pick ranks them by their capacity from published scores
+(``"scores"``, ``edgekv.plan.capacity``) and may keep their experts in RAM (``--ram``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from edgekv.model.quant import WeightQuant
 from edgekv.model.spec import ModelSpec, from_hf_config
 from edgekv.plan.capacity import REFERENCE_FAMILY, Capacity, Reference, Score, equivalent_params, parse_scores
 from edgekv.plan.memory import ComputeFigures, RunConfig, WeightLayout, compute_bytes_term
-from edgekv.plan.pick import refuse_moe, spec_option
+from edgekv.plan.pick import spec_option
 from edgekv.plan.plans import ModelOption
 from edgekv.plan.requests import DEFAULT_FAMILY
 
@@ -131,6 +131,7 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
             layout = WeightLayout(
                 int(w["input_bytes"]), tuple(int(x) for x in w["layer_bytes"]), int(w["output_bytes"]),
                 bool(data["config"].get("tie_word_embeddings", False)),
+                tuple(int(x) for x in w.get("expert_layer_bytes", ())),
             )  # fmt: skip
             quants[q] = QuantEntry(
                 q, int(w["weights_bytes"]), layout, dict(w.get("tensor_type_bytes", {})), repo, file_name,
@@ -197,16 +198,13 @@ def options_from_catalog(
     with its Qwen3-equivalent size where it has published scores (``refs``: the capacity curve,
     default the reference models among ``models``; ``catalog_options`` passes the whole catalog's).
 
-    Mixture-of-experts models are left out: the rule ranks by capacity below E1 and the capacity of a
-    MoE is not defined yet (issue 24); ranking one by its total bytes would put Qwen3-30B-A3B with 30B
-    dense models."""
+    Mixture-of-experts models rank by their capacity too (their published scores); their layouts
+    carry each block's expert bytes, which plans may keep in RAM (``policy._moe_plans``)."""
     wanted = {q.upper() for q in quants} if quants else None
     models = list(models)
     curve = list(refs) if refs is not None else references(models)
     out: list[ModelOption] = []
     for m in models:
-        if m.spec.is_moe:
-            continue
         cap = m.capacity(curve)
         with_file = {q.value for q, e in m.quants.items() if e.file}
         siblings = {q.value: e.weights_bytes for q, e in m.quants.items()}  # policy.capped_bytes
@@ -229,6 +227,8 @@ def options_from_catalog(
                     compute=m.compute,
                     n_params=m.n_params,
                     sibling_bytes=siblings,
+                    group_bytes=entry.group_bytes,
+                    dominant_type=max(entry.tensor_type_bytes, key=entry.tensor_type_bytes.__getitem__, default=""),
                     capacity_params=cap.n_params if cap else 0,
                     capacity_note=cap.describe() if cap else "",
                 )  # fmt: skip
@@ -250,8 +250,6 @@ def catalog_options(
             hint="families: qwen3, deepseek-r1-distill, all; see models/",
         )
     options = options_from_catalog(chosen, quants=quants, refs=references(catalog))
-    if all(m.spec.is_moe for m in chosen):
-        refuse_moe(", ".join(m.name for m in chosen))
     if not options and quants:
         have = sorted({o.quant for o in options_from_catalog(chosen, quants=None)})
         raise SpecError(
@@ -267,6 +265,4 @@ def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
     from edgekv.model.gguf_reader import read_spec
 
     spec = read_spec(path)
-    if spec.is_moe:
-        refuse_moe(os.path.basename(os.fspath(path)))
     return spec_option(spec, name=os.path.splitext(os.path.basename(os.fspath(path)))[0], path=str(path))  # its stem
