@@ -36,7 +36,11 @@ from edgekv.serve.protocol import ApiCall, Limits
 log = get_logger("edgekv.serve")
 
 DEFAULT_RESERVE = 64  # answer tokens after the cue when a thinking budget comes without max_tokens (eval's)
-RATE_WINDOW_S = 5.0  # the decode rate /metrics shows is over this many recent seconds
+RATE_WINDOW_S = 5.0
+# A prompt longer than (limit + 1) x this many characters is first tokenized in that head only: past the
+# limit there, it is refused without tokenizing the rest (llama.cpp's SPM tokenizer is superlinear:
+# 1.5 s for 60 kB on the tiny test vocabulary, so 20 such prompts at once held up every request).
+HEAD_CHARS_PER_TOKEN = 8  # the decode rate /metrics shows is over this many recent seconds
 
 
 @dataclass
@@ -142,21 +146,24 @@ class Worker:
         """Tokenize and size a checked call into a Job (run off the event loop: tokenizing a long
         prompt takes milliseconds). Raises ApiRequestError naming the limit it is past."""
         r = self.runner
-        if call.endpoint == "chat":
-            text = r.apply_chat_template(list(call.messages))
-            tokens = r.tokenize(text)
-            param = "messages"
-        else:
-            text = call.prompt
-            tokens = r.tokenize(text)
-            param = "prompt"
+        chat = call.endpoint == "chat"
+        text = r.apply_chat_template(list(call.messages)) if chat else call.prompt
+        param = "messages" if chat else "prompt"
+        limit = self.limits.max_prompt_tokens
+        head = (limit + 1) * HEAD_CHARS_PER_TOKEN
+        if len(text) > head and (n_head := len(r.tokenize(text[:head]))) > limit:  # bounded work for a huge prompt
+            raise ApiRequestError(
+                f"the prompt has more than {limit} tokens ({n_head} in its first {head} characters); this "
+                f"server's limit is {limit} (--max-prompt-tokens)", param=param, code="context_length_exceeded",
+            )  # fmt: skip
+        tokens = r.tokenize(text)
         if not tokens:
             raise ApiRequestError("the prompt is empty", param=param, code="invalid_value")
         n_prompt = len(tokens)
-        if n_prompt > self.limits.max_prompt_tokens:
+        if n_prompt > limit:
             raise ApiRequestError(
-                f"the prompt has {n_prompt} tokens; this server's limit is {self.limits.max_prompt_tokens} "
-                "(--max-prompt-tokens)", param=param, code="context_length_exceeded",
+                f"the prompt has {n_prompt} tokens; this server's limit is {limit} (--max-prompt-tokens)",
+                param=param, code="context_length_exceeded",
             )  # fmt: skip
         room = r.n_ctx_seq - n_prompt - 1  # cells left in a slot after the prompt
         forcing, max_tokens = self._forcing(call, room, n_prompt, param)
