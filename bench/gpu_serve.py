@@ -2,7 +2,7 @@
 concurrent requests, on one GPU, same model, same sampler, same context per slot (issue #26).
 
 The model is the Qwen3-4B shape at Q8_0 as a sparse GGUF (zero weights, tests/ggufgen: llama.cpp
-computes on zeros at full speed; its filler vocabulary tokenizes " t123" as one token). Both servers
+computes on zeros at full speed; its test vocabulary makes each ASCII letter one token). Both servers
 get G slots of T = 1024 cells (``--ctx G*T --parallel G`` and ``-c G*T -np G``), q8_0 K and V, flash
 attention, every layer on the GPU, and the same requests: ``/v1/completions`` of a distinct random
 128-token prompt (no prompt cache can help), temperature 0.6, top_p 0.95, top_k 20, min_p 0 (llama-
@@ -94,12 +94,11 @@ def start(kind: str, model: Path, g: int, out: Path) -> tuple[subprocess.Popen[b
     return proc, port
 
 
-PROMPT_IDS = (1000, 100000)  # filler tokens " t{i}" of the shape's vocabulary (one token each)
-
-
-def one(port: int, kind: str, n_gen: int, seed: int) -> float:
+def one(port: int, kind: str, n_gen: int, seed: int) -> tuple[float, int]:
     rng = random.Random(seed)
-    prompt = "".join(f" t{rng.randrange(*PROMPT_IDS)}" for _ in range(N_PROMPT))
+    # the test vocabulary's words never merge: each ASCII letter is one byte token, so N_PROMPT letters are
+    # N_PROMPT tokens (+ the leading space's 3 byte tokens), the same for both servers
+    prompt = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(N_PROMPT))
     body: dict[str, Any] = {"model": "m", "prompt": prompt, "max_tokens": n_gen, "ignore_eos": True, "seed": seed,
                             **SAMPLER}  # fmt: skip
     if kind == "llama-server":
@@ -115,7 +114,7 @@ def one(port: int, kind: str, n_gen: int, seed: int) -> float:
     got = data["usage"]["completion_tokens"]
     if got != n_gen:
         raise RuntimeError(f"{kind}: {got} tokens, asked {n_gen}")
-    return dt
+    return dt, int(data["usage"]["prompt_tokens"])
 
 
 def info(port: int, path: str) -> Any:
@@ -131,11 +130,15 @@ def info(port: int, path: str) -> Any:
     return data
 
 
+PROMPT_TOKENS: set[int] = set()  # as the servers counted them (the same tokenizer: one value)
+
+
 def batch(port: int, kind: str, g: int, n_gen: int, seed: int) -> float:
     """G requests at once; the wall time until the last one is answered."""
     t0 = time.perf_counter()
     with ThreadPoolExecutor(g) as pool:
-        list(pool.map(lambda i: one(port, kind, n_gen, seed * 1000 + i), range(g)))
+        done = list(pool.map(lambda i: one(port, kind, n_gen, seed * 1000 + i), range(g)))
+    PROMPT_TOKENS.update(p for _, p in done)
     return time.perf_counter() - t0
 
 
@@ -147,13 +150,9 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=450.0, help="seconds; steps past it are skipped")
     ap.add_argument("--servers", default="llama-server,edgekv", help="a smoke test on CPU: --servers edgekv")
     ap.add_argument("--model", type=Path, help="another GGUF (a smoke test with the tiny model)")
-    ap.add_argument("--prompt-ids", default="1000:100000", help="the filler token numbers prompts draw from")
     args = ap.parse_args()
     t_start = time.time()
     servers = args.servers.split(",")
-    global PROMPT_IDS
-    lo, hi = args.prompt_ids.split(":")
-    PROMPT_IDS = (int(lo), int(hi))
     if "llama-server" in servers and "LLAMA_SERVER" not in os.environ:
         raise SystemExit("set LLAMA_SERVER=/path/to/llama-server")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -178,10 +177,12 @@ def main() -> int:
                     t2 = [batch(port, kind, g, N2, seed=20 + r) for r in range(REPS)]
                     m1, m2 = statistics.median(t1), statistics.median(t2)
                     row.update(status="ok", wall_n1_s=t1, wall_n2_s=t2, end_to_end_tps_n2=round(g * N2 / m2, 1),
+                               prompt_tokens=sorted(PROMPT_TOKENS),
                                decode_tps=round(g * (N2 - N1) / (m2 - m1), 1))  # fmt: skip
                 except Exception as e:  # recorded: the other runs still go
                     row.update(status="error", error=f"{type(e).__name__}: {e}"[:500])
                 finally:
+                    PROMPT_TOKENS.clear()
                     proc.terminate()
                     try:
                         proc.wait(30)
