@@ -13,6 +13,8 @@ Aggregate decode tokens/s at G: G requests sent at once, non-streaming, with N1 
 N2 = 384 tokens each; rate = G x (N2 - N1) / (wall(N2) - wall(N1)), the medians of 3 runs of each,
 after a warm-up; the prompt, the HTTP and the servers' per-request costs cancel in the difference.
 One JSON line per (server, G) to $OUT/gpu_serve.jsonl, and the ratio edgekv / llama-server per G.
+Then, if time allows (``--anchor-by``), the anchor in the same run: ``edgekv bench --parallel`` against
+``llama-batched-bench -pps`` (from the same folder as LLAMA_SERVER), G = 1, 4, 16, appended there too.
 
 On the GPU machine, from the repo root (LLAMA_SERVER: the llama-server binary built from the vendored
 llama.cpp; PYTHONPATH: the CUDA llama-cpp-python's site and the repo; starlette and uvicorn are pure
@@ -142,6 +144,32 @@ def batch(port: int, kind: str, g: int, n_gen: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+def anchor(tools: Path, model: Path, gs: list[int], jsonl: Path) -> None:
+    """``edgekv bench --parallel`` against ``llama-batched-bench -pps`` (a shared 128-token prompt, 256
+    tokens per sample) in the same run: the engine without HTTP, against llama.cpp's own tool (no sampling)."""
+    from bench.gpu_batched import batched_bench, edgekv_parallel
+
+    if not (tools / "llama-batched-bench").is_file():
+        print(f"no {tools / 'llama-batched-bench'}: anchor skipped", flush=True)
+        return
+    base = {"model_file": model.name, "n_prompt": 128, "n_gen": 256, "kv": "q8_0"}
+    rows = [
+        {"anchor": "llama-batched-bench", **base, **r}
+        for r in batched_bench(tools, model, kv="q8_0", npp=[128], ntg=[256], npl=gs, shared=True, device=0)
+    ]
+    ours = edgekv_parallel(model, kv="q8_0", npp=128, ntg=256, npl=gs, device=0, sampler="host")
+    rows += [{"anchor": "edgekv bench --parallel", **base, **r} for r in ours]
+    with jsonl.open("a") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    lb = {r.get("pl"): r.get("speed_tg") for r in rows if r["anchor"] == "llama-batched-bench"}
+    ek = {r.get("n_seq"): (r.get("decode_tps") or {}).get("median") for r in ours}
+    print("\n| G | llama-batched-bench S_TG | edgekv bench --parallel | ratio |\n|---|---|---|---|")
+    for g in gs:
+        ratio = f"{ek[g] / lb[g]:.3f}" if lb.get(g) and ek.get(g) else "-"
+        print(f"| {g} | {lb.get(g)} | {ek.get(g)} | {ratio} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/gpu_serve")))
@@ -150,6 +178,9 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=400.0, help="seconds; steps past it are skipped")
     ap.add_argument("--servers", default="llama-server,edgekv", help="a smoke test on CPU: --servers edgekv")
     ap.add_argument("--model", type=Path, help="another GGUF (a smoke test with the tiny model)")
+    ap.add_argument("--anchor-by", type=float, default=300.0,
+                    help="run the anchor (llama-batched-bench -pps vs edgekv bench --parallel, G = 1, 4, 16) only "
+                    "if the serve runs ended within this many seconds; 0: never")  # fmt: skip
     args = ap.parse_args()
     t_start = time.time()
     servers = args.servers.split(",")
@@ -205,6 +236,9 @@ def main() -> int:
         ls, ek = by.get("llama-server"), by.get("edgekv")
         ratio = f"{ek / ls:.3f}" if ls and ek else "-"
         print(f"| {g} | {ls} | {ek} | {ratio} |")
+    tools = Path(os.environ.get("LLAMA_SERVER", "")).parent
+    if "llama-server" in servers and args.anchor_by and time.time() - t_start < args.anchor_by:
+        anchor(tools, model, [int(x) for x in args.gs.split(",")], jsonl)
     print(f"total {time.time() - t_start:.0f} s; wrote {jsonl}")
     return 0
 
