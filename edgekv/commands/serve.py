@@ -88,10 +88,13 @@ def command(
     samples (docs/serve.md). Listens on 127.0.0.1 unless --host; needs the serve extra
     (pip install "edgekv[serve]").
 
+    What to serve: MODEL, a plan file (--plan), or just a card (--vram or --gpu): then pick's top
+    plan for it, the file edgekv download --vram fetches.
+
     \b
     Examples:
-      edgekv pick --vram 8G --json > plan.json && edgekv download --plan plan.json
-      edgekv serve --plan plan.json
+      edgekv download --vram 8G && edgekv serve --vram 8G
+      edgekv pick --vram 8G --json > plan.json && edgekv serve --plan plan.json
       edgekv serve model.gguf --vram 8G --parallel 8 --ctx 32k --api-key secret
     """
     from edgekv.requests.run import RunRequest

@@ -53,9 +53,39 @@ class ServeRequest:
 
         if self.api_key is not None and not self.api_key.strip():
             raise click.UsageError("--api-key is empty")
-        run = self.run.resolve(stdin=io.StringIO())  # a server has no prompt: RunRequest.prompt is ""
+        if self.run.model is None and self.run.plan_path is None and (self.run.vram or self.run.gpu):
+            run = self._top_plan()
+        else:
+            run = self.run.resolve(stdin=io.StringIO())  # a server has no prompt: RunRequest.prompt is ""
         max_body = parse_size(self.max_body)
         return ServeSettings(run=run, request=self, max_body_bytes=max_body, exposed=not _loopback(self.host))
+
+    def _top_plan(self) -> RunSettings:
+        """``edgekv serve --vram 8G`` alone: pick's top plan for the card (pick's defaults, as ``edgekv
+        download --vram 8G`` fetches it), served from huggingface_hub's cache with the plan's settings."""
+        import dataclasses
+        import io
+        import json
+        import tempfile
+        from pathlib import Path
+
+        from edgekv.plan.requests import DEFAULT_FAMILY
+        from edgekv.requests.card import resolve_card
+        from edgekv.requests.pick import PickFlags, run_pick
+        from edgekv.store.planfile import pick_dict
+
+        r = self.run
+        flags = PickFlags(
+            vram=r.vram, gpu=r.gpu, max_time=None, tensor_split=r.tensor_split, task="math", family=DEFAULT_FAMILY,
+            model=None, quants=None, kv=None, mixed_kv=False, min_ctx="0", allow_offload=False, overhead="auto",
+            margin=None, accounting="runtime", gguf_path=None, repo=None, e1=None, e2=None, token_floor=None,
+            saturation=None, max_parallel=None, similar=None, cap_precision=True, profile=None,
+        )  # fmt: skip
+        result = run_pick(flags, resolve_card(r.gpu, r.vram), top=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            plan = Path(tmp) / "plan.json"
+            plan.write_text(json.dumps(pick_dict(result)))
+            return dataclasses.replace(r, plan_path=str(plan)).resolve(stdin=io.StringIO())
 
 
 def _loopback(host: str) -> bool:

@@ -280,3 +280,15 @@ def test_sigterm_cuts_running_requests_with_a_finish_reason(tiny: Path, tmp_path
     finally:
         if s.proc.poll() is None:
             s.proc.kill()
+
+
+def test_a_card_alone_serves_picks_top_plan_once_downloaded() -> None:
+    """`edgekv serve --vram 8G`: pick's top plan for the card; not downloaded, one line says how to get it."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgekv", "serve", "--vram", "8G"], capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ") and "is not on this machine" in r.stderr
+    assert "edgekv download " in r.stderr and len(r.stderr.strip().splitlines()) == 1
