@@ -292,3 +292,23 @@ def test_a_card_alone_serves_picks_top_plan_once_downloaded() -> None:
     assert r.returncode == 1
     assert r.stderr.startswith("error: ") and "is not on this machine" in r.stderr
     assert "edgekv download " in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_lets_a_running_request_finish_within_the_grace(tiny: Path, tmp_path: Path) -> None:
+    s = start(tiny, "--ctx", "8192", "--parallel", "1", "--threads", "1", "--grace", "30", log=tmp_path / "serve.log")
+    try:
+        body = json.dumps({"prompt": "go", "max_tokens": 1500, "stream": True, "ignore_eos": True})
+        conn = http.client.HTTPConnection(s.url.removeprefix("http://"), timeout=60)
+        conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.readline()
+        s.proc.send_signal(15)
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):  # no new connections while it drains
+            httpx.get(s.url + "/health", timeout=2)
+        chunks = [json.loads(line[6:]) for line in resp.read().decode().splitlines() if line.startswith("data: {")]
+        assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] == ["length"]
+        assert s.proc.wait(30) == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
