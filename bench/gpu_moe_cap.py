@@ -48,6 +48,7 @@ PROMPT_TOKENS = 512
 GEN_TOKENS = 16
 SHAPES = Path(os.environ.get("EDGEKV_SHAPES", "/tmp/edgekv-shapes"))
 CATALOG_FILES = {"Qwen3-30B-A3B": "qwen3-30b-a3b", "gpt-oss-20b": "gpt-oss-20b"}
+QUANTS = {"gpt-oss-20b": ["MXFP4_MOE"]}
 
 
 def model_file(name: str, quant: str) -> tuple[Path, str]:
@@ -152,7 +153,8 @@ def main() -> int:
         }) + "\n")  # fmt: skip
     failures: list[str] = []
     for model in args.models.split(","):
-        options = catalog_options(None, [model], None)
+        # the quants a file exists for (gpt-oss-20b: MXFP4_MOE; its BF16/F16 would be upcast experts)
+        options = catalog_options(None, [model], QUANTS.get(model))
         for cap_gib in (float(c) for c in args.caps.split(",")):
             req = PickRequest(vram_bytes=round(cap_gib * GIB), ram_bytes=round(args.ram * GIB), top=args.top)
             for rank, plan in enumerate(pick(req, options).plans, 1):

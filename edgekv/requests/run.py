@@ -48,6 +48,7 @@ class RunRequest:
     threads: int | None = None
     ram: str | None = None  # --ram: the host side's budget on a GPU (0 = GPU only); None: EDGEKV_RAM, else detected
     n_cpu_moe: int | None = None  # --n-cpu-moe: experts of the first N blocks in RAM; None: the plan's, else 0
+    needs_prompt: bool = True  # False for serve: its prompts come with each HTTP request
 
     def resolve(self, *, stdin: TextIO) -> RunSettings:
         """The settings to run: flag > plan file > default, then --gpu's memory where --vram is not
@@ -114,6 +115,8 @@ class RunRequest:
             raise click.UsageError("give --prompt or --chat, not both")
         if self.chat:
             return None
+        if not self.needs_prompt:
+            return self.prompt or ""
         if self.prompt is not None:
             if not self.prompt.strip():
                 raise click.UsageError("--prompt is empty: give the text to answer, e.g. --prompt 'What is 17*23?'")
