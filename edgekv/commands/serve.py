@@ -105,8 +105,8 @@ def command(
     run = RunRequest(
         model=model, plan_path=plan_path, vram=vram, gpu=gpu, tensor_split=tensor_split, kv=kv, type_k=type_k,
         type_v=type_v, ctx=ctx_text if given(ctx, "ctx_text") else None, parallel=slots,
-        ngl=ngl if given(ctx, "ngl") else None, margin=margin, prompt="", needs_prompt=False, greedy=greedy, temperature=temperature,
-        top_p=top_p, top_k=top_k, flash_attn=flash_attn, threads=threads,
+        ngl=ngl if given(ctx, "ngl") else None, margin=margin, prompt="", needs_prompt=False, greedy=greedy,
+        temperature=temperature, top_p=top_p, top_k=top_k, flash_attn=flash_attn, threads=threads,
     )  # fmt: skip
     request = ServeRequest(
         run=run, host=host, port=port, api_key=api_key, name=name, max_body=max_body,
