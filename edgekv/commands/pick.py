@@ -19,7 +19,7 @@ def command(
     task: str, family: str, model: str | None, quants: str | None, kv: str | None, mixed_kv: bool, min_ctx: str,
     allow_offload: bool, overhead: str, margin: str | None, accounting: str, gguf_path: str | None,
     repo: str | None, e1: str | None, e2: str | None, token_floor: str | None, saturation: str | None,
-    max_parallel: int | None, similar: float | None, cap_precision: bool, profile: str | None,
+    max_parallel: int | None, similar: float | None, cap_precision: bool, capacity: str, profile: str | None,
 ) -> None:  # fmt: skip
     """Rank model x weight quant x KV type x context x parallel samples for a card.
 
@@ -51,7 +51,7 @@ def command(
         quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload, overhead=overhead,
         margin=margin, accounting=accounting, gguf_path=gguf_path, repo=repo, e1=e1, e2=e2, token_floor=token_floor,
         saturation=saturation, max_parallel=max_parallel, similar=similar, cap_precision=cap_precision,
-        profile=profile,
+        capacity=capacity, profile=profile,
     )  # fmt: skip
     ans = answer(flags, top=top)
     if as_json:

@@ -79,6 +79,9 @@ def pick_options(f: F) -> F:
         click.option("--cap-precision/--no-cap-precision", "cap_precision", default=True, show_default=True,
                      help="Below E1 count weights above 8 bits as their 8-bit size, F32 as 16-bit (rule 3); "
                      "--no-cap-precision ranks by the file's bytes."),
+        click.option("--capacity", type=click.Choice(["published", "size"]), default="published", show_default=True,
+                     help="What a model's size counts as for the rule: published = its Qwen3-equivalent size read "
+                     "from published reasoning scores (MoE models; docs/rule.md), size = its own bytes (E alone)."),
         click.option("--profile",
                      help="A calibration profile (edgekv calibrate): its constants where no flag is given."),
     ]  # fmt: skip

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 from edgekv.errors import NoFeasiblePlan, SpecError, UnsupportedModel
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec
+from edgekv.plan.capacity import CAPACITY_MODES
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
 from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan
@@ -77,6 +78,8 @@ def check(request: PickRequest, *, card_speed: CardSpeed | None = None) -> Budge
         raise SpecError("a time limit needs the card's speed", hint="name the card, e.g. --gpu 'RTX 4060'")
     if max_time_s is not None and max_time_s <= 0:
         raise SpecError(f"the time limit must be positive, not {max_time_s}")
+    if request.capacity not in CAPACITY_MODES:
+        raise SpecError(f"capacity must be {' or '.join(CAPACITY_MODES)}, not {request.capacity!r}")
     if request.accounting not in ("runtime", "paper"):
         raise SpecError(f"accounting must be runtime or paper, not {request.accounting!r}")
     if not request.kv_types:

@@ -40,6 +40,16 @@ every E is the file's bytes, the old rule):
   model at 8 bits"). Below 8 bits, bytes do track precision, so no cap applies there.
 - At or above E1, 16-bit keeps counting (rule 3: "8- or 16-bit for large ones").
 
+Capacity from published scores (``Policy.capacity``, "published" by default; "size" = E alone, the
+old rule): a model whose catalog entry has reasoning scores counts as its Qwen3-equivalent size, read
+on the curve of the Qwen3 dense models' thinking-mode scores (Qwen3 Technical Report,
+arXiv:2505.09388, tables 13-19: AIME'24 and AIME'25; MATH-500 is saturated and not used), piecewise
+linear in log(parameters), the geometric mean over the benchmarks (``edgekv.plan.capacity``). E,
+its 8-bit capacity and the parameter count of the knowledge task are scaled by that size over the
+model's own: Qwen3-30B-A3B (80.4 / 70.9, Table 15) reads as 19.7B, so its E is 0.65 of its bytes;
+gpt-oss-20b at reasoning effort medium (80.0 / 72.1, model card arXiv:2508.10925 Table 3) as 22.1B.
+The dense Qwen3 models read back their own size (unchanged); models without scores keep their size.
+
 Ambiguity kept as a setting: the paper puts the eviction/quantization crossover at E1 (intro)
 and at E2 (KV section). llama.cpp has no R-KV eviction, only a bounded, shifting context, which
 the paper found weaker than R-KV; edgekv therefore never proposes eviction and uses KV
@@ -168,13 +178,14 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     prec = float(opt.bits_class if not (knowledge or policy.flat_precision) else min(opt.bits_class, 0))
     tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
     if e16 < policy.e1_bytes * (1 - policy.similar):  # the capacity regime (``regime``)
-        size = float(opt.n_params) if knowledge else e8
+        size = float(opt.rule_params(policy)) if knowledge else e8
         spare = -float(opt.effective_bytes) if policy.cap_precision else 0.0  # equal capacity: fewer bytes
         return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e8, spare, 0.0) + tail
+    params = float(opt.rule_params(policy))
     if knowledge:  # more parameters first, then length, then samples
-        return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e16, 0.0) + tail
+        return (floor_ok, kv_ok, 1.0, prec, params, t_eff, float(plan.parallel), e16, 0.0) + tail
     size = min(e16, float(policy.e2_bytes))
-    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e16) + tail
+    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), params, e16) + tail
 
 
 def pick(

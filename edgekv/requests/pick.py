@@ -53,6 +53,7 @@ class PickFlags:
     similar: float | None
     cap_precision: bool
     profile: str | None
+    capacity: str = "published"  # plan.capacity: "published" scores or the model's own "size"
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def pick_request(
         max_parallel=_first(flags.max_parallel, MAX_PARALLEL), similar=_first(flags.similar, SIMILAR),
         cap_precision=flags.cap_precision, flat_precision=_first(None, False, prof, "flat_precision"),
         q4_kv_ok=_first(None, False, prof, "q4_kv_ok"), parallel_min_bytes=_first(None, 0, prof, "parallel_min_bytes"),
-        top=top, max_time_s=max_time_s,
+        top=top, max_time_s=max_time_s, capacity=flags.capacity,
     )  # fmt: skip
     return request, models, quants
 

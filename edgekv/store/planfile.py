@@ -97,6 +97,7 @@ def pick_dict(result: PickResult, *, card: Any = None) -> dict[str, Any]:
             "kv_types": [k.value for k in pol.kv_types],
             "eviction": pol.eviction,
             "cap_precision": pol.cap_precision,
+            "capacity": pol.capacity,
         },  # fmt: skip
         "considered": result.n_considered,
         "card": _card_dict(card),

@@ -166,6 +166,7 @@ def _imports(path: Path) -> set[str]:
         "plan/reasons",
         "plan/split_plans",
         "plan/llama_settings",
+        "plan/capacity",
         "plan/requests",
         "plan/card",
         "store/catalog",
@@ -213,3 +214,14 @@ def test_contrast_names_a_trade_only_between_models() -> None:
     out = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "3.5G", "--accounting", "paper"]).output.split())
     assert "trades Qwen3-4B for Qwen3-4B" not in out
     assert "#1 keeps Qwen3-4B with Q6_K weights instead of Q4_K_M" in out
+
+
+def test_pick_capacity_setting() -> None:
+    """--capacity is a choice: published (default) or size; anything else is a usage error (exit 2)."""
+    result = CliRunner().invoke(cli, ["pick", "--vram", "8G", "--capacity", "bogus"])
+    assert result.exit_code == 2 and "'bogus' is not one of 'published', 'size'" in result.output
+    code, out, exc = invoke("--vram", "8G", "--capacity", "size", "--json")
+    assert code == 0, exc
+    assert json.loads(out)["policy"]["capacity"] == "size"
+    code, out, exc = invoke("--vram", "8G", "--json")
+    assert code == 0 and json.loads(out)["policy"]["capacity"] == "published"
