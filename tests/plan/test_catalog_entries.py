@@ -37,12 +37,15 @@ SOURCES: dict[str, tuple[Any, ...]] = {
     "OpenReasoning-Nemotron-14B": ("qwen2", 5120, 48, 40, 8, 128, 13824, 152064, False, 131072),
     "OpenReasoning-Nemotron-32B": ("qwen2", 5120, 64, 40, 8, 128, 27648, 152064, False, 131072),
     "DeepSeek-R1-Distill-Llama-8B": ("llama", 4096, 32, 32, 8, 128, 14336, 128256, False, 131072),
+    "DeepSeek-R1-Distill-Llama-70B": ("llama", 8192, 80, 64, 8, 128, 28672, 128256, False, 131072),
+    "QwQ-32B": ("qwen2", 5120, 64, 40, 8, 128, 27648, 152064, False, 32768),
 }
 # Parameter counts the model cards (or hub pages) print, in billions, to their precision.
 CARD_PARAMS = {
     "Qwen3-4B-Thinking-2507": ("4.0", 1), "Qwen3-30B-A3B-Thinking-2507": ("30.5", 1), "SmolLM3-3B": ("3.08", 2),
     "Phi-4-mini-reasoning": ("3.8", 1), "Magistral-Small-2506": ("23.6", 1), "OpenReasoning-Nemotron-32B": ("32.8", 1),
     "Phi-4-reasoning": ("14.7", 1), "DeepSeek-R1-Distill-Llama-8B": ("8.0", 1),
+    "DeepSeek-R1-Distill-Llama-70B": ("70.6", 1),
 }  # fmt: skip
 # Each publisher's naming: {repo name without -GGUF} (bartowski: org_Model; unsloth: Model) + -QUANT.gguf,
 # the 16-bit file as bartowski (bf16 / f16 for the R1 distills) or unsloth (BF16) spell it.
@@ -55,10 +58,10 @@ def catalog() -> dict[str, CatalogModel]:
 
 
 def test_catalog_has_the_issue_models(catalog: dict[str, CatalogModel]) -> None:
-    assert len(catalog) >= 24
+    assert len(catalog) >= 26
     assert set(SOURCES) <= set(catalog)
     dense = [m for m in catalog.values() if not m.spec.is_moe]
-    assert len(dense) >= 21 and len(catalog) - len(dense) >= 3
+    assert len(dense) >= 23 and len(catalog) - len(dense) >= 3
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
@@ -126,6 +129,7 @@ LOADS = [
     ("Phi-4-reasoning", "Q4_K_M"), ("Phi-4-mini-reasoning", "Q4_K_M"), ("SmolLM3-3B", "Q8_0"),
     ("Magistral-Small-2506", "Q4_K_M"), ("DeepSeek-R1-Distill-Llama-8B", "Q4_K_M"),
     ("OpenReasoning-Nemotron-7B", "Q4_K_M"), ("Qwen3-4B-Thinking-2507", "Q6_K"),
+    ("DeepSeek-R1-Distill-Llama-70B", "Q3_K_M"),
 ]  # fmt: skip
 
 
