@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sweep": ("edgekv.commands.sweep", "Evaluate every configuration that fits the given cards (resumable)."),
     "frontier": ("edgekv.commands.frontier", "Show accuracy vs memory of eval results, both accountings."),
     "calibrate": ("edgekv.commands.calibrate", "Fit the rule's constants to a sweep; save a profile for pick."),
+    "catalog": ("edgekv.commands.catalog", "Add hub repos to the models pick ranks; list them; remove added ones."),
 }
 
 

@@ -54,6 +54,8 @@ def command(
         capacity=capacity, profile=profile,
     )  # fmt: skip
     ans = answer(flags, top=top)
+    for line in ans.warnings:
+        click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(json.dumps(rpick.pick_json(ans), indent=2))
         return

@@ -124,6 +124,7 @@ class ModelOption:
     sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
     capacity_params: int = 0  # Qwen3-equivalent parameters from published scores (plan.capacity); 0 = none
     capacity_note: str = ""  # how capacity_params was read (capacity.Capacity.describe)
+    capacity_source: str = "published"  # "published" (the catalog's scores) | "profile" (the user's measurements)
 
     def capacity_ratio(self, policy: Policy) -> float:
         """Qwen3-equivalent parameters / parameters under ``policy.capacity`` ("size" or no scores: 1)."""
@@ -207,6 +208,7 @@ class PickResult:
     budget: Budget
     n_considered: int
     enumerated: tuple[Plan, ...] = ()  # every fitting plan, unranked (``pick(plans=...)`` reuses them)
+    n_models: int = 0  # models weighed: the distinct model names among the options given to pick
     speed: PickSpeed | None = None  # the plans timed on a named card (edgekv.plan.timing.timed); None without one
 
 

@@ -72,6 +72,7 @@ class PickAnswer:
     result: PickResult
     card: CardChoice
     profile: ProfileNote | None = None
+    warnings: tuple[str, ...] = ()  # added catalog files pick left out (one line each)
 
 
 def answer(flags: PickFlags, *, top: int) -> PickAnswer:
@@ -80,9 +81,10 @@ def answer(flags: PickFlags, *, top: int) -> PickAnswer:
     from edgekv.requests.card import resolve_card
 
     card = resolve_card(flags.gpu, flags.vram)
-    result = run_pick(flags, card, top=top)
+    problems: list[str] = []
+    result = run_pick(flags, card, top=top, problems=problems)
     if not flags.profile:
-        return PickAnswer(result, card)
+        return PickAnswer(result, card, warnings=tuple(problems))
     from edgekv.errors import NoFeasiblePlan
     from edgekv.store.profiles import applied, load_profile
 
@@ -93,14 +95,21 @@ def answer(flags: PickFlags, *, top: int) -> PickAnswer:
         default = run_pick(flags, card, top=1, profile=False)
     except NoFeasiblePlan:
         default = None
-    return PickAnswer(result, card, ProfileNote(flags.profile, rows, default))
+    return PickAnswer(result, card, ProfileNote(flags.profile, rows, default), warnings=tuple(problems))
 
 
 def run_pick(
-    flags: PickFlags, card: CardChoice, *, top: int, endpoint: str | None = None, profile: bool = True
+    flags: PickFlags,
+    card: CardChoice,
+    *,
+    top: int,
+    endpoint: str | None = None,
+    profile: bool = True,
+    problems: list[str] | None = None,
 ) -> PickResult:
     """The request from ``flags`` (with the --profile's constants unless ``profile`` is False), its
     options, and ``edgekv.plan.pick.pick`` on them; the card's speed model for a single named card.
+    Added catalog files left out (not valid entries) add one line each to ``problems``.
 
     Raises:
         SpecError: the card's memory is not known.
@@ -130,8 +139,28 @@ def run_pick(
     if options is None:
         from edgekv.store.catalog import catalog_options, gguf_option
 
-        options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(flags.family, models, quants)
+        if gguf_path is not None:
+            options = [gguf_option(gguf_path)]
+        else:
+            options = catalog_options(flags.family, models, quants, problems=problems)
+    if flags.profile and profile and request.capacity == "published":
+        options = measured_capacities(options, flags.profile)
     return pick(request, options, card_speed=speed)
+
+
+def measured_capacities(options: list[ModelOption], profile_name: str) -> list[ModelOption]:
+    """``options`` with the profile's measured Qwen3-equivalent sizes in place of the published ones
+    (a calibrated profile overrides the publishers' scores with the user's own measurements)."""
+    from dataclasses import replace
+
+    from edgekv.store.profiles import capacity_overrides, load_profile
+
+    over = capacity_overrides(load_profile(profile_name))
+    return [
+        replace(o, capacity_params=over[o.name][0], capacity_note=over[o.name][1], capacity_source="profile")
+        if o.name in over else o
+        for o in options
+    ]  # fmt: skip
 
 
 def pick_request(
