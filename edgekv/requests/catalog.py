@@ -48,6 +48,7 @@ class CatalogAddRequest:
         """
         from edgekv.errors import OutputExists, SpecError
         from edgekv.hub.catalog_add import entries_from_repo
+        from edgekv.store.catalog import load_catalog
         from edgekv.store.user_catalog import entry_path, write_entry
         from edgekv.units import parse_list
 
@@ -64,10 +65,13 @@ class CatalogAddRequest:
                 (repo, e) for e in entries_from_repo(repo, quants=quants, family=self.family, name=self.name,
                                                      endpoint=self.endpoint, revision=self.revision)
             ]  # fmt: skip
-        if not self.force:  # refuse before writing any: all or nothing
-            for _, e in entries:
-                if entry_path(e.data["name"]).exists():
-                    raise OutputExists(f"catalog entry {e.data['name']} exists", hint="pass --force to replace it")
+        builtin = {m.name.lower() for m in load_catalog()}
+        for _, e in entries:  # refuse before writing any: all or nothing
+            name = e.data["name"]
+            if name.lower() in builtin:
+                raise SpecError(f"{name} is a built-in catalog entry", hint="name it otherwise (--name)")
+            if not self.force and entry_path(name).exists():
+                raise OutputExists(f"catalog entry {name} exists", hint="pass --force to replace it")
         out = []
         for repo, e in entries:
             path = write_entry(e.data, force=self.force)

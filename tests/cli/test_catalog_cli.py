@@ -156,3 +156,16 @@ def test_a_user_entry_is_data_only(hub: FakeHub) -> None:
     path.write_text(json.dumps(data))
     code, _, err, _ = run("pick", "--vram", "8G")
     assert code == 0 and "not a plain name" in err and err.count("\n") == 1
+
+
+def test_the_user_catalog_lives_in_edgekvs_user_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Beside the calibration profiles: settings.user_dir()/catalog, spelled without pathlib for pick."""
+    from edgekv.settings import user_dir
+    from edgekv.store.catalog import user_catalog_dir
+
+    assert user_catalog_dir() == str(user_dir() / "catalog")
+    monkeypatch.delenv("EDGEKV_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_catalog_dir() == str(user_dir() / "catalog") == str(tmp_path / "xdg" / "edgekv" / "catalog")
+    monkeypatch.setenv("EDGEKV_CATALOG", str(tmp_path / "mine"))
+    assert user_catalog_dir() == str(tmp_path / "mine")
