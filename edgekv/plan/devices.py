@@ -185,7 +185,8 @@ def multi_footprint(
     if terms.overhead_bytes is not None:
         overhead = terms.overhead_bytes
     else:
-        overhead = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)
+        overhead = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn,
+                                       moe=spec.is_moe)  # fmt: skip
     fps = []
     for d, r in enumerate(ranges):
         weights = sum(layout.layer_bytes[il] for il in r if il < n_layer)

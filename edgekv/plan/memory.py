@@ -35,6 +35,11 @@ KV_PAD_CELLS = 256  # llama-context.cpp: cparams.n_ctx = GGML_PAD(cparams.n_ctx,
 CUDA_CONTEXT_BYTES = 514 * MIB
 CUDA_FIRST_PROMPT_BYTES = 80 * MIB
 CUDA_FIRST_PROMPT_F16_BYTES = 178 * MIB
+# Measured on an H100 (2026-12-06, bench/results/gpu/2026-12-06.md): a mixture-of-experts model holds
+# 102-112 MiB more than its buffers and the figures above, with or without experts in RAM (Qwen3-30B-A3B
+# at 8/12/16 GiB, gpt-oss-20b at 12/16 GiB), which no dry run shows (likely ggml-cuda's pool for the
+# expert matmuls' temporaries); counted at the largest seen.
+CUDA_MOE_EXTRA_BYTES = 112 * MIB
 DEFAULT_MARGIN_BYTES = 256 * MIB  # headroom for the desktop/driver on a real card; a setting
 
 
@@ -574,10 +579,11 @@ def expert_copy_bytes(layout: WeightLayout, cfg: RunConfig) -> int:
     return max(layout.expert_bytes[start : max(start, cfg.n_cpu_moe)], default=0)
 
 
-def cuda_overhead_bytes(*, float_weights: bool, flash_attn: bool = True) -> int:
-    """CUDA context + first-prompt workspace, measured on the H200 (see the constants above)."""
+def cuda_overhead_bytes(*, float_weights: bool, flash_attn: bool = True, moe: bool = False) -> int:
+    """CUDA context + first-prompt workspace, measured on the H200 (see the constants above), and the
+    H100's measured extra for a mixture-of-experts model."""
     extra = CUDA_FIRST_PROMPT_F16_BYTES if (float_weights or not flash_attn) else CUDA_FIRST_PROMPT_BYTES
-    return CUDA_CONTEXT_BYTES + extra
+    return CUDA_CONTEXT_BYTES + extra + (CUDA_MOE_EXTRA_BYTES if moe else 0)
 
 
 def float_weights(spec: ModelSpec) -> bool:
@@ -623,7 +629,8 @@ def footprint(
         source = compute_source or (figs.source if figs is not None else "estimate")
     compute += sampling_buffer_bytes(spec, cfg)
     if overhead_bytes is None:
-        overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)
+        overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn,
+                                             moe=spec.is_moe)  # fmt: skip
     overhead = overhead_bytes
     return Footprint(
         gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source, kv_host,

@@ -93,7 +93,8 @@ class Budget:
         """The CUDA overhead to count: ``overhead_bytes``, else the measured one for ``opt``'s weights."""
         if self.overhead_bytes is not None:
             return self.overhead_bytes
-        return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn)
+        return cuda_overhead_bytes(float_weights=opt.quant.upper() in ("F16", "BF16", "F32"), flash_attn=cfg.flash_attn,
+                                   moe=opt.spec.is_moe)  # fmt: skip
 
 
 def bits_class(quant: str) -> int:
