@@ -83,6 +83,9 @@ class BenchRequest:
             ) from None
         if not counts or min(counts) < 1 or self.n_prompt < 1 or self.n_gen < 1:
             raise SpecError("--parallel needs counts >= 1 and --n-prompt, --n-gen >= 1", hint="e.g. --parallel 1,4,16")
+        from edgekv.plan.bounds import check_sequences
+
+        check_sequences("--parallel", counts)
         return counts
 
 
