@@ -62,7 +62,7 @@ def disk_full(out: Path, *, need_bytes: int | None, written_bytes: int | None, c
         f"the disk filled while writing {out.name}{why}: " + "; ".join(parts),
         need_bytes=need_bytes,
         free_bytes=free,
-        hint="free some space or choose another --outdir; the partial file was removed",
+        hint="free some space or write elsewhere; the partial file was removed",
     )
 
 

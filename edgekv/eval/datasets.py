@@ -245,12 +245,13 @@ def shuffle_choices(correct: str, wrong: tuple[str, ...], *, key: str, seed: int
 
 def _problems_from_rows(
     path: Path, *, question_field: str, answer_field: str, id_field: str | None, kind: Kind, limit: int | None,
-    name: str | None = None, seed: int = 0,
+    name: str | None = None, seed: int = 0, field_flags: bool = True,
 ) -> tuple[Problem, ...]:  # fmt: skip
     """The problems of a named dataset's file (``name``) or of a local file (``name`` None: the fields
-    are the user's, named by the eval flags in errors, and a row's own ``id`` is its id)."""
+    are the user's, named by the eval flags in errors unless ``field_flags`` is False (sweep has none), and
+    a row's own ``id`` is its id)."""
     out: list[Problem] = []
-    flags: dict[str, str | None] = dict(FIELD_FLAGS) if name is None else dict.fromkeys(FIELD_FLAGS)
+    flags: dict[str, str | None] = dict(FIELD_FLAGS) if name is None and field_flags else dict.fromkeys(FIELD_FLAGS)
     first_line: dict[str, int] = {}
     for index, (line, row) in enumerate(read_rows(path), 1):
         if limit is not None and len(out) >= limit:
@@ -266,7 +267,7 @@ def _problems_from_rows(
         if pid in first_line:
             raise DatasetError(
                 f"id {pid!r} is also the id of line {first_line[pid]}", path=str(path), line=line,
-                hint="ids must be unique: name another field with --id-field" if name is None else None,
+                hint="ids must be unique" + (": name another field with --id-field" if flags["id_field"] else ""),
             )  # fmt: skip
         first_line[pid] = line
         choices: tuple[str, ...] = ()
@@ -302,12 +303,14 @@ def load_problems(
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | None = None,
     revision: str | None = None,
+    field_flags: bool = True,
 ) -> tuple[Problem, ...]:
     """Problems from ``synth``, a named hub dataset (``HUB_DATASETS``) or a local file.
 
     Field names apply to local files (hub datasets have their own; the module docstring says which id
     a problem gets); ``seed`` picks synth's problems and GPQA's option order;
-    ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download.
+    ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download; ``field_flags``: errors
+    name eval's --question-field/--answer-field/--id-field (sweep has none: False).
     """
     if limit is not None and limit < 1:
         raise SpecError(f"limit must be at least 1, got {limit}")
@@ -340,7 +343,7 @@ def load_problems(
             raise DatasetError(f"{name} {why}", hint="pass a .jsonl, .json, .csv or .parquet file")
         problems = _problems_from_rows(
             path, question_field=question_field, answer_field=answer_field, id_field=id_field,
-            kind=parse_kind(kind), limit=limit,
+            kind=parse_kind(kind), limit=limit, field_flags=field_flags,
         )  # fmt: skip
     logger.info("loaded %d problems from %s", len(problems), name)
     return problems

@@ -67,7 +67,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if lines[-1] != b"" and not _could_be_torn(lines[-1]):
         raise ResultsFileError(
             f"{path}:{len(lines)} is neither an eval result line nor one cut short: not an eval results file",
-            hint="pass another --out file (eval writes JSONL)",
+            hint="name a results file eval or sweep wrote (JSONL)",
         )
     if lines[-1] != b"":
         log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(lines[-1]))
@@ -80,14 +80,14 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ResultsFileError(
                 f"{path}:{no} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): "
                 "not an eval results file",
-                hint="pass eval's --out JSONL files or a sweep's folder",
+                hint="name a results file eval or sweep wrote (JSONL), or a sweep's folder",
             ) from None
         try:
             row = json.loads(text)
         except json.JSONDecodeError as e:
             raise ResultsFileError(
                 f"{path}:{no} is not JSON ({e.msg}), and not a torn last line from a killed run",
-                hint="the file is damaged: remove that line, or use another --out file",
+                hint="the file is damaged: remove that line",
             ) from e
         if not isinstance(row, dict):
             continue

@@ -375,7 +375,9 @@ class EvalBackend:
         if self.problems is None:
             from edgekv.eval.datasets import load_problems
 
-            self.problems = load_problems(self.settings.dataset, limit=self.settings.limit, seed=self.settings.seed)
+            self.problems = load_problems(
+                self.settings.dataset, limit=self.settings.limit, seed=self.settings.seed, field_flags=False
+            )
         if item.model_path is None:
             raise ModelFileNotFound(f"{item.model} {item.quant} is not on this machine", hint="pass --download")
         config = EvalConfig(

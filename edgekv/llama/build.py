@@ -98,7 +98,7 @@ def resolve_flash_attn(
     if type_v.quantized and not fa:
         raise KvConfigError(
             f"a quantized V cache ({type_v.value}) needs flash attention, which --no-flash-attn turns off",
-            hint="drop --no-flash-attn, or keep V at f16 (--type-v f16)",
+            hint="drop --no-flash-attn, or keep V at f16",
         )
     info = system_info() if info is None else info
     if fa and is_cuda_build(info):

@@ -228,7 +228,7 @@ def catalog_options(
         raise SpecError(
             f"--quants {','.join(quants)}: no catalog file of the chosen models has "
             + ("that quant" if len(quants) == 1 else "those quants"),
-            hint=f"the catalog has {', '.join(have)}" if have else "choose other --family/--model",
+            hint=f"the catalog has {', '.join(have)}" if have else "choose other families or models",
         )
     return options
 
