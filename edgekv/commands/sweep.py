@@ -64,6 +64,7 @@ def command(
     )  # fmt: skip
     plan, out = request.plan(), request.out
     if dry_run:
+        sweep.check_resumable(plan, out)  # a folder of another sweep, or a sweep.json that is not one
         if as_json:
             click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
         else:

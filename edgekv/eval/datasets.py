@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from typing import Any
 from edgekv.errors import DatasetError, RuntimeUnavailable, SpecError
 from edgekv.eval.answers import CHOICE_LETTERS, Kind, parse_kind
 from edgekv.eval.synth import generate
-from edgekv.fsutil import not_a_regular_file
+from edgekv.fsutil import not_a_regular_file, read_json_document
 from edgekv.logconfig import get_logger
 
 logger = get_logger(__name__)
@@ -135,33 +136,32 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=line_no) from None
+        except RecursionError:
+            raise DatasetError("JSON nested too deeply", path=str(path), line=line_no) from None
         if not isinstance(row, dict):
             raise DatasetError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=line_no)
         yield line_no, row
 
 
+MAX_JSON_BYTES = 256 << 20  # a JSON array is read whole: past this, write one problem per line (.jsonl)
+
+
 def _read_json(path: Path) -> Iterator[tuple[int, Row]]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DatasetError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x})",
-            path=str(path),
-            line=data.count(b"\n", 0, e.start) + 1,
-            hint="save the file as UTF-8",
-        ) from None
-    if not text.lstrip().startswith("["):
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    if not head.startswith(b"["):  # JSON Lines named .json
         yield from _read_jsonl(path)
         return
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=e.lineno) from None
+    rows = read_json_document(path, what="JSON dataset", error=_json_error, max_bytes=MAX_JSON_BYTES)
+    assert isinstance(rows, list)
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise DatasetError(f"item {i} is a {type(row).__name__}, not an object", path=str(path))
         yield i, row
+
+
+def _json_error(text: str) -> DatasetError:
+    return DatasetError(text, hint="save it as UTF-8 JSON: a list of objects, or one object per line (.jsonl)")
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, Row]]:
@@ -208,13 +208,18 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, (list, dict, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+        raise TypeError(f"is a {type(value).__name__} ({value!r:.40}), not text or a number")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
 
 
 def _has(row: Row, name: str) -> bool:
-    return row.get(name) is not None and bool(_text(row[name]))
+    try:
+        return row.get(name) is not None and bool(_text(row[name]))
+    except TypeError:
+        return True  # there, and wrong: _field names it
 
 
 def _field(row: Row, name: str, *, path: Path, line: int, flag: str | None = None) -> str:
@@ -223,7 +228,10 @@ def _field(row: Row, name: str, *, path: Path, line: int, flag: str | None = Non
         fields = ", ".join(sorted(map(str, row))) or "none"
         hint = f"name the right one with {flag}" if flag else None
         raise DatasetError(f"no field {name!r} (fields: {fields})", path=str(path), line=line, hint=hint)
-    value = _text(row[name])
+    try:
+        value = _text(row[name])
+    except TypeError as e:
+        raise DatasetError(f"field {name!r} {e}", path=str(path), line=line) from None
     if not value:
         raise DatasetError(f"field {name!r} is empty", path=str(path), line=line)
     return value
@@ -261,7 +269,7 @@ def _problems_from_rows(
         if id_field:
             pid = _field(row, id_field, path=path, line=line, flag=flags["id_field"])
         elif name is None and _has(row, DEFAULT_ID_FIELD):
-            pid = _text(row[DEFAULT_ID_FIELD])
+            pid = _field(row, DEFAULT_ID_FIELD, path=path, line=line)
         else:
             pid = f"{name or path.stem}-{index}"
         if pid in first_line:

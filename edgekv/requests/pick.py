@@ -107,6 +107,8 @@ def run_pick(
     """
     from edgekv.plan.pick import check, pick
 
+    if flags.gguf_path is not None and flags.repo is not None:  # the repo was silently ignored
+        raise click.UsageError("give --gguf FILE or --repo REPO, not both")
     card.require_memory()
     max_time_s = parse_max_time(flags.max_time, None if isinstance(card.vram_bytes, list) else card.card)
     speed: CardSpeed | None = None
@@ -148,7 +150,7 @@ def pick_request(
 
     assert card.vram_bytes is not None  # CardChoice.require_memory
     split = None
-    if flags.tensor_split:
+    if flags.tensor_split is not None:
         from edgekv.requests.flags import parse_tensor_split
 
         split = tuple(parse_tensor_split(flags.tensor_split))

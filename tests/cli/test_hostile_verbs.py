@@ -131,7 +131,7 @@ def test_sweep_on_a_binary_manifest_names_it(capsys: pytest.CaptureFixture[str],
     (out / "sweep.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     line = one_line(capsys, "sweep", "--vram", "8G", "--dataset", "synth", "--limit", "1", "--gguf", tiny,
                     "--budgets", "16", "--samples", "1", "--kv", "f16", "--out", out)  # fmt: skip
-    assert f"{out / 'sweep.json'} is not a sweep manifest: not UTF-8 text" in line
+    assert f"{out / 'sweep.json'}:1: not UTF-8 text (byte 0x89 at column 1): not a sweep manifest" in line
 
 
 NOT_UTF8 = {
@@ -192,7 +192,7 @@ def test_dataset_line_over_1_mib_is_refused_unread(tmp_path: Path, ext: str) -> 
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
 OTHER_OUT = {
-    "binary": (PNG, "out.png:3 is neither an eval result line nor one cut short"),
+    "binary": (PNG, "out.png:1 is not UTF-8 text (byte 0x89 at column 1): not an eval results file"),
     "binary, no newline": (PNG.replace(b"\n", b""), "out.png:1 is neither an eval result line nor one cut short"),
     "another JSONL format": (b'{"name": "a", "score": 1}\n', "out.png:1 is not an eval result line (keys: name, sc"),
     "another schema": (b'{"schema": 9, "type": "problem"}\n', "out.png:1 has results schema 9"),
