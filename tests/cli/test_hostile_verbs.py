@@ -254,3 +254,24 @@ def test_eval_refused_by_the_preflight_leaves_no_results_file(
     line = one_line(capsys, "eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--vram", "1M",
                     "--out", out)  # fmt: skip
     assert line.startswith("error: ") and not out.exists()
+
+
+def test_pick_gguf_and_repo_together_is_refused(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
+    """`pick --gguf X --repo Y` ranked X and ignored the repo, exit 0."""
+    line = click_usage(capsys, "pick", "--vram", "8G", "--gguf", tiny, "--repo", "a/b")
+    assert "give --gguf FILE or --repo REPO, not both" in line
+
+
+@pytest.mark.parametrize("manifest", [b"[1, 2]", b'{"type": "notes"}', b'{"type": "sweep", "picks": 7}'])
+def test_sweep_json_that_is_not_a_manifest_is_refused_and_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path, manifest: bytes
+) -> None:
+    """A sweep.json that is not edgekv's was read as "no manifest": a sweep would have overwritten it, and
+    frontier ignored it (exit 0); one with picks of the wrong type was "internal error" in frontier."""
+    out = tmp_path / "sw"
+    (out / "results").mkdir(parents=True)
+    (out / "sweep.json").write_bytes(manifest)
+    line = one_line(capsys, "sweep", "--vram", "8G", "--dataset", "synth", "--limit", "1", "--gguf", tiny,
+                    "--budgets", "16", "--samples", "1", "--kv", "f16", "--out", out)  # fmt: skip
+    assert str(out / "sweep.json") in line and "not a sweep manifest" in line or "picks = 7" in line
+    assert (out / "sweep.json").read_bytes() == manifest
