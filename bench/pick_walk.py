@@ -1,5 +1,6 @@
 """A card walk: ``edgekv.plan.pick.pick`` for every card from 2 to 48 GiB in 0.25 GiB steps x task
-(math, code, knowledge) x family (qwen3, all) x accounting (paper, runtime).
+(math, code, knowledge) x family (qwen3, all) x accounting (paper, runtime), with 32 GiB of system RAM
+(``--ram``: plans may keep a MoE's experts there; ``n_cpu_moe`` and ``ram_gib`` say how much).
 
 Writes the top plans (``--top``, 3 by default) of each pick to ``bench/results/pick_walk.csv``.
 Work is shared: the catalog is read once, and each card x accounting is enumerated once (family
@@ -30,8 +31,9 @@ FAMILIES = ("qwen3", "all")
 ACCOUNTINGS = ("paper", "runtime")
 FIELDS = (
     "accounting", "vram_gib", "task", "family", "rank", "model", "quant", "e_gib", "capacity_gib", "regime",
-    "kv", "tokens", "parallel", "total_gib",
+    "kv", "tokens", "parallel", "total_gib", "n_cpu_moe", "ram_gib",
 )  # fmt: skip
+RAM_BYTES = 32 * GIB  # tests/plan/test_pick_walk.py walks with the same
 
 
 def cards(lo_gib: float = 2.0, hi_gib: float = 48.0, step_gib: float = 0.25) -> list[int]:
@@ -47,12 +49,16 @@ def walk(card_bytes: list[int], *, top: int) -> list[dict[str, object]]:
     for accounting in ACCOUNTINGS:
         for vram in card_bytes:
             try:
-                first = pick(PickRequest(vram_bytes=vram, accounting=accounting, top=top), options["all"])
+                first = pick(
+                    PickRequest(vram_bytes=vram, accounting=accounting, top=top, ram_bytes=RAM_BYTES), options["all"]
+                )
             except NoFeasiblePlan:
                 continue
             for task in TASKS:
                 for fam in FAMILIES:
-                    request = PickRequest(vram_bytes=vram, task=task, accounting=accounting, top=top)
+                    request = PickRequest(
+                        vram_bytes=vram, task=task, accounting=accounting, top=top, ram_bytes=RAM_BYTES
+                    )
                     result = pick(request, options[fam], plans=first.enumerated)
                     for rank, p in enumerate(result.plans, 1):
                         rows.append({
@@ -61,7 +67,8 @@ def walk(card_bytes: list[int], *, top: int) -> list[dict[str, object]]:
                             "e_gib": round(p.option.effective_bytes / GIB, 3),
                             "capacity_gib": round(sizes(p.option, result.policy)[1] / GIB, 3),
                             "regime": p.regime, "kv": p.kv_label, "tokens": p.n_ctx_seq, "parallel": p.parallel,
-                            "total_gib": round(p.footprint.gpu_total / GIB, 3),
+                            "total_gib": round(p.footprint.gpu_total / GIB, 3), "n_cpu_moe": p.n_cpu_moe,
+                            "ram_gib": round(p.footprint.host_total / GIB, 3),
                         })  # fmt: skip
     return rows
 

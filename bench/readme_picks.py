@@ -26,7 +26,8 @@ def normalize(text: str) -> str:
 
 
 def render(command: str) -> str:
-    env = {**os.environ, "COLUMNS": str(COLUMNS), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    # EDGEKV_RAM: --ram's default as on a machine with 32 GiB for the host side, whatever this one has
+    env = {**os.environ, "COLUMNS": str(COLUMNS), "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "EDGEKV_RAM": "32G"}
     proc = subprocess.run(
         [sys.executable, "-m", "edgekv", *shlex.split(command)[1:]], capture_output=True, text=True, env=env, check=True
     )

@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sweep": ("edgekv.commands.sweep", "Evaluate every configuration that fits the given cards (resumable)."),
     "frontier": ("edgekv.commands.frontier", "Show accuracy vs memory of eval results, both accountings."),
     "calibrate": ("edgekv.commands.calibrate", "Fit the rule's constants to a sweep; save a profile for pick."),
+    "serve": ("edgekv.commands.serve", "Serve a GGUF or a plan over the OpenAI API (budgets, votes, slots)."),
 }
 
 
@@ -84,13 +85,17 @@ def main(argv: list[str] | None = None) -> Any:
     file prints one line and exits 1; anything else is a bug: one line naming its type and exit 1.
     ``EDGEKV_DEBUG=1`` re-raises, with the traceback.
     """
+    from edgekv import interrupt
     from edgekv.errors import BadArgument, EdgekvError
 
     debug = os.environ.get(DEBUG_ENV) == "1"
+    restore = interrupt.install()  # a Ctrl-C inside llama.cpp's callbacks is raised once they return
     try:
-        return cli.main(args=argv, prog_name="edgekv", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        result = cli.main(args=argv, prog_name="edgekv", standalone_mode=False)
+        interrupt.raise_pending()  # a Ctrl-C deferred in a callback near the end is not lost
+        return result
+    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt (Ctrl-C) within a command
+        click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
@@ -122,3 +127,5 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(1)
+    finally:
+        restore()

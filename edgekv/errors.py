@@ -148,6 +148,10 @@ class KvConfigError(EdgekvError, ValueError):
     """A K/V cache type and flash-attention combination the build cannot run."""
 
 
+class PromptError(EdgekvError, ValueError):
+    """A prompt (``run``'s stdin) that cannot be used: not UTF-8 text, or larger than any context."""
+
+
 class NoFeasiblePlan(EdgekvError, ValueError):
     """Nothing fits the budget; carries how much the smallest option needs."""
 
@@ -192,3 +196,23 @@ class DatasetError(EdgekvError, ValueError):
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.path = path
         self.line = line
+
+
+class ApiRequestError(SpecError):
+    """A request to ``edgekv serve`` that is refused: the HTTP status, and OpenAI's error fields (the
+    request's ``param`` at fault and a machine-readable ``code``)."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None,
+        kind: str = "invalid_request_error", headers: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+        self.kind = kind
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, object]:
+        """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}

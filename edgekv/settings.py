@@ -13,3 +13,15 @@ def user_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgekv"
+
+
+def data_dir() -> Path:
+    """Where edgekv keeps what a user made and wants to keep (eval results): ``EDGEKV_HOME`` if set
+    (everything of edgekv under one folder), else ``$XDG_DATA_HOME/edgekv`` (default
+    ``~/.local/share/edgekv``, as platformdirs' user_data_dir on Linux). Not the cache folder
+    (:func:`user_dir`): a cache may be wiped, results must not be."""
+    env = os.environ.get("EDGEKV_HOME")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edgekv"

@@ -9,6 +9,7 @@ Token counts (``--ctx 16k``) use k = 1024, as llama.cpp users write them.
 
 from __future__ import annotations
 
+import math
 import re
 
 from edgekv.errors import BadArgument
@@ -134,3 +135,28 @@ def parse_duration(text: str | float) -> float:
     if not seconds <= MAX_DURATION:
         raise BadArgument(f"{text!r} is more than a year", hint="write it like 90s, 2m, 1m30s or 1h")
     return seconds
+
+
+_BANDWIDTH_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([MGT])(?:B)?(?:/s)?)?", re.IGNORECASE)
+MAX_BANDWIDTH = 20e12  # bytes/s: above any memory system of one machine
+
+
+def parse_bandwidth(text: str | float) -> float:
+    """Bytes/s from ``60``, ``60G``, ``60GB/s``, ``76.8 GB/s``, ``51200MB/s``, ``1.2TB/s``: decimal units,
+    as bandwidths are listed; a bare number is GB/s."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value, unit = float(text), "G"
+    else:
+        s = str(text).strip().replace(" ", "")
+        m = _BANDWIDTH_RE.fullmatch(s)
+        if not m:
+            raise BadArgument(f"cannot read {text!r} as a memory bandwidth", hint="write it like 60GB/s or 76.8G")
+        value, unit = float(m.group(1)), (m.group(2) or "G").upper()
+    n = value * {"M": 1e6, "G": 1e9, "T": 1e12}[unit]
+    if not math.isfinite(n) or n <= 0:
+        raise BadArgument(f"a memory bandwidth must be positive, got {text!r}")
+    if n > MAX_BANDWIDTH:
+        raise BadArgument(
+            f"{text!r} is more than 20 TB/s, faster than any machine's memory", hint="write it like 60GB/s"
+        )
+    return n

@@ -58,7 +58,7 @@ def test_library_pick_example_agrees_with_the_readmes_pick() -> None:
     """The library's best plan for 8G is the README's `edgekv pick --vram 8G` #1, with its first reason."""
     shown = _examples()[0][1].splitlines()
     block = README[README.index("### `edgekv pick --vram 8G --top 3`") :]
-    row = re.search(r"^ 1 +(\S+) +(\S+) +[\d.]+ +(\S+) +(\d+) x (\d+) ", block, re.M)
+    row = re.search(r"^ 1 +(\S+) +(\S+)(?: cmoe\d+)? +[\d.]+ +(\S+) +(\d+) x (\d+) ", block, re.M)
     assert row is not None
     assert shown[0] == f"{row[1]} {row[2]} {row[3]} {row[4]} tokens x {row[5]}"
     why = block[block.index("Why #1") :].split("\n  - ")[1]

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from edgekv.commands.pick_options import n_cpu_moe_option, ram_bandwidth_option, ram_option
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.bounded import bounded
 from edgekv.requests.options import LAYERS, sampler_option, threads_option
@@ -23,6 +24,8 @@ from edgekv.requests.options import LAYERS, sampler_option, threads_option
 @click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap (12G,8G: one per device of a layer split); "
               "configurations over it are reported as refused.")  # fmt: skip
 @click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share (llama.cpp -ts).")
+@ram_option()
+@n_cpu_moe_option()
 @click.option("--ngl", default=-1, show_default=True, type=LAYERS, help="Layers on the GPU (-1: all).")
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=True, show_default=True)
 @threads_option()
@@ -34,11 +37,13 @@ from edgekv.requests.options import LAYERS, sampler_option, threads_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per record.")
 @click.option("--store/--no-store", default=True, show_default=True,
               help="Keep the GPU decode speeds as this card's speed samples: pick --gpu refits from them.")  # fmt: skip
+@ram_bandwidth_option()
 @click.pass_context
 def command(
     ctx: click.Context, /, model: str, kv: str, contexts: str, depths: str, n_prompt: int, n_gen: int, reps: int,
     vram: str | None, tensor_split: str | None, ngl: int, flash_attn: bool, threads: int | None, as_json: bool,
-    as_csv: bool, store: bool, parallel: str | None, sampler: SamplerPlace,
+    as_csv: bool, store: bool, parallel: str | None, sampler: SamplerPlace, ram_bandwidth: str | None,
+    ram: str | None, n_cpu_moe: int | None,
 ) -> None:  # fmt: skip
     """Benchmark prompt processing and decode speed, with predicted and measured memory.
 
@@ -53,7 +58,7 @@ def command(
       edgekv bench model.gguf --kv q8_0/f16,q8_0 --csv
       edgekv bench model.gguf --kv q8_0 --parallel 1,4,16 --n-prompt 256 --n-gen 256
     """
-    from edgekv.commands.options import verbosity
+    from edgekv.commands.options import exclusive, verbosity
     from edgekv.errors import NothingRan
     from edgekv.llama import bench
     from edgekv.llama import records as rec
@@ -61,11 +66,18 @@ def command(
     from edgekv.report import run as rrun
     from edgekv.requests.bench import BenchRequest
 
-    if as_json and as_csv:
-        raise click.UsageError("give --json or --csv, not both")
+    exclusive(
+        ("as_json", "as_csv", "give one output format"),
+        ("parallel", "depths", "--parallel times G samples of one prompt from an empty cache; --depth is for the "
+         "per-configuration runs"),
+        ("parallel", "as_csv", "--parallel prints its table or --json; --csv is for the per-configuration runs"),
+    )  # fmt: skip
+    from edgekv.units import parse_bandwidth
+
+    ram_bw = parse_bandwidth(ram_bandwidth) if ram_bandwidth is not None else None  # refused before any load
     request = BenchRequest(model=model, kv=kv, contexts=contexts, depths=depths, n_prompt=n_prompt, n_gen=n_gen,
                            reps=reps, vram=vram, tensor_split=tensor_split, ngl=ngl, flash_attn=flash_attn,
-                           threads=threads, parallel=parallel)  # fmt: skip
+                           threads=threads, parallel=parallel, ram=ram, n_cpu_moe=n_cpu_moe or 0)  # fmt: skip
     plan = request.plan()
     verbose = verbosity(ctx) >= 2
     if plan.counts is not None:
@@ -73,7 +85,7 @@ def command(
 
         rows = [r.as_dict() for base in plan.pair_bases() for r in bench_parallel(
             model, plan.counts, base=base, n_prompt=n_prompt, n_gen=n_gen, reps=reps, vram_bytes=plan.vram_bytes,
-            cap_text=vram, n_threads=threads, verbose=verbose, sampler=sampler)]  # fmt: skip
+            cap_text=vram, n_threads=threads, verbose=verbose, sampler=sampler, ram_bytes=plan.ram_bytes)]  # fmt: skip
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         else:
@@ -86,12 +98,13 @@ def command(
     show_bar = sys.stderr.isatty() and not (as_json or as_csv)
     with rcommon.step_bar("bench", len(plan.configs) * len(plan.depths), show=show_bar) as progress:
         records = bench.bench(model, plan.configs, progress=progress, depths=plan.depths, settings=plan.settings,
-                              vram_bytes=plan.vram_bytes, cap_text=vram, verbose=verbose)  # fmt: skip
+                              vram_bytes=plan.vram_bytes, cap_text=vram, verbose=verbose,
+                              ram_bytes=plan.ram_bytes)  # fmt: skip
     rows = [r.as_dict() for r in records]
     if store:
         from edgekv.llama.speed_samples import store_speed_samples
 
-        stored = store_speed_samples(rows)
+        stored = store_speed_samples(rows, ram_bandwidth_bytes_per_s=ram_bw)
         if stored:
             click.echo(stored, err=True)
     if as_json:
@@ -100,7 +113,7 @@ def command(
         click.echo(rec.csv_text(rows), nl=False)
     else:
         con = rcommon.console()
-        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records)):
+        for part in rrun.bench_report(rows, model=model, summary=rec.summary(records), width=con.width):
             con.print(part)
     if not any(r["status"] == "ok" for r in rows):
         reasons = sorted({str(r.get("reason")) for r in rows if r.get("reason")})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edgekv.requests.bounded import bounded, bounded_float
+from edgekv.plan.bounds import OPTIONS
+from edgekv.requests.bounded import BoundedFloat, bounded, bounded_float
 
 
 @click.command("calibrate")
@@ -19,16 +20,23 @@ from edgekv.requests.bounded import bounded, bounded_float
 @click.option("--seed", default=0, show_default=True, type=bounded("--seed"), help="Bootstrap seed.")
 @click.option("--tolerance", default=0.02, show_default=True, type=bounded_float("--tolerance"),
               help="Saturation: the budget within this fraction of the best accuracy.")  # fmt: skip
+@click.option("--max-spread", default=2.0, show_default=True, type=BoundedFloat(OPTIONS["--max-spread"], open_lo=True),
+              help="A fit whose 95% interval spans more (high/low) is not used by pick.")  # fmt: skip
+@click.option("--min-problems", default=30, show_default=True, type=bounded("--min-problems"),
+              help="Fits on fewer problems are not used by pick.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing profile of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 def command(
     results: tuple[str, ...], name: str | None, accounting: str, bootstrap: int, seed: int, tolerance: float,
-    force: bool, as_json: bool,
+    max_spread: float, min_problems: int, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Fit E1, the token saturation, the 4-bit findings and where G > 1 pays, from a sweep's results.
 
     Each constant comes with a bootstrap interval over problems. The profile is written to
-    edgekv's settings folder (profiles/NAME.json); `edgekv pick --profile NAME` uses it.
+    edgekv's settings folder (profiles/NAME.json); `edgekv pick --profile NAME` uses it. A fit too
+    weak to act on (fewer than --min-problems problems, an interval wider than --max-spread, or one
+    that holds in under 90% of the resamples) is kept in the profile but not used by pick, which
+    keeps the paper's value; a warning says why and about how many problems would do.
 
     \b
     Examples:
@@ -46,8 +54,11 @@ def command(
     res = read_results(results)
     cal = calibrate(res, accounting=Accounting(accounting), n_bootstrap=bootstrap, seed=seed, tolerance=tolerance)
     prof_name = name or Path(cal.dataset.split(",")[0] or "default").stem
-    data = profile_dict(cal, name=prof_name, sources=[str(Path(r).resolve()) for r in results])
+    data = profile_dict(cal, name=prof_name, sources=[str(Path(r).resolve()) for r in results],
+                        max_spread=max_spread, min_problems=min_problems)  # fmt: skip
     path = write_profile(data, prof_name, force=force)
+    for w in data["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return

@@ -70,5 +70,5 @@ def command(
         click.echo(json.dumps(result.manifest, indent=2))
         return
     console = Console()
-    console.print(rconvert.convert_table(result))
-    console.print(f"manifest: {result.manifest_path}")
+    console.print(rconvert.convert_table(result, width=console.width))
+    console.print(f"manifest: {result.manifest_path}", soft_wrap=True)  # a path to paste: never wrapped

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from edgekv.commands.pick_options import pick_options
+from edgekv.commands.options import exclusive
+from edgekv.commands.pick_options import SOURCE_PAIRS, pick_options
 
 
 @click.command("download")
@@ -30,7 +31,8 @@ def command(
     kv: str | None, mixed_kv: bool, min_ctx: str, allow_offload: bool, overhead: str, margin: str | None,
     accounting: str, gguf_path: str | None, repo: str | None, e1: str | None, e2: str | None,
     token_floor: str | None, saturation: str | None, max_parallel: int | None, similar: float | None,
-    cap_precision: bool, profile: str | None,
+    cap_precision: bool, capacity: str, profile: str | None, ram: str | None,
+    ram_bandwidth: str | None = None,
 ) -> None:  # fmt: skip
     """Download a GGUF from the Hugging Face hub, or the file of pick's top plan for a card.
 
@@ -52,12 +54,19 @@ def command(
     from edgekv.requests.download import download_target
     from edgekv.requests.pick import PickFlags
 
+    exclusive(
+        *SOURCE_PAIRS,
+        ("repo_id", "repo", "both name the repo; give it once"),
+        ("repo_id", "gguf_path", "--gguf ranks a local file, REPO a hub repo's files; give one"),
+        ("quant", "filename", "--file names the file exactly, --quant picks it by quant; give one"),
+    )
     flags = PickFlags(
         vram=vram, gpu=gpu, max_time=max_time, tensor_split=tensor_split, task=task, family=family, model=model,
         quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload, overhead=overhead,
         margin=margin, accounting=accounting, gguf_path=gguf_path, repo=repo_id if repo_id and not repo else repo,
         e1=e1, e2=e2, token_floor=token_floor, saturation=saturation, max_parallel=max_parallel, similar=similar,
-        cap_precision=cap_precision, profile=profile,
+        cap_precision=cap_precision, capacity=capacity, profile=profile, ram=ram,
+        ram_bandwidth=ram_bandwidth,
     )  # fmt: skip
     repo_id, filename = download_target(repo_id, quant=quant, filename=filename, pick=flags, endpoint=endpoint,
                                         revision=revision, cache_dir=cache_dir)  # fmt: skip

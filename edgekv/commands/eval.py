@@ -43,7 +43,9 @@ from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
               help="Layers on the GPU (-1: all).")  # fmt: skip
 @threads_option()
-@click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Append results (JSONL); a rerun resumes it.  [default: "
+              "DATA/results/MODEL--DATASET.jsonl, DATA: $EDGEKV_HOME, else $XDG_DATA_HOME/edgekv or "
+              "~/.local/share/edgekv]")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def command(
@@ -70,7 +72,7 @@ def command(
     from edgekv.report import common as rcommon
     from edgekv.report import eval as reval
     from edgekv.report.progress import EvalBar
-    from edgekv.requests.eval import EvalRequest
+    from edgekv.requests.eval import EvalRequest, default_out
 
     request = EvalRequest(
         model=model, dataset=dataset, plan_path=plan_path, budget=budget if given(ctx, "budget") else None,
@@ -81,9 +83,22 @@ def command(
     config = request.config()
     problems = load_problems(dataset, limit=limit, seed=seed, question_field=question_field,
                              answer_field=answer_field, id_field=id_field)  # fmt: skip
-    with EvalBar(enabled=not as_json and verbosity(ctx) >= 0) as progress:
-        result = evaluate(config, problems, out=Path(out) if out else None, progress=progress)
+    path = Path(out) if out else default_out(config.model_path, dataset)
+    if not out:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    show = verbosity(ctx) >= 0
+
+    def started(n_resumed: int, n_problems: int) -> None:  # the file was read and the pre-flight passed
+        if show:
+            there = f" ({n_resumed} of {n_problems} problems there already)" if n_resumed else ""
+            click.echo(f"eval: results go to {path}{there}", err=True)
+
+    with EvalBar(enabled=show) as progress:
+        result = evaluate(config, problems, out=path, progress=progress, on_start=started)
     if as_json:
         click.echo(json.dumps(reval.eval_dict(result), indent=2))
     else:
         rcommon.console().print(reval.eval_table(result))
+    if show:
+        n = len(result.problems)
+        click.echo(f"eval: results kept in {path} ({n} problem{'s' if n != 1 else ''}; a rerun resumes it)", err=True)

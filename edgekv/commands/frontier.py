@@ -40,7 +40,8 @@ def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: int
     if as_json:
         click.echo(json.dumps(reval.frontier_dict(f), indent=1))
     else:
-        rcommon.console().print(reval.frontier_table(f, all_points=all_points))
+        con = rcommon.console()
+        con.print(reval.frontier_table(f, all_points=all_points, width=con.width))
     if png:
         _plot(f, png, e1)
 

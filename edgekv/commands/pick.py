@@ -7,7 +7,7 @@ import json
 
 import click
 
-from edgekv.commands.pick_options import pick_options
+from edgekv.commands.pick_options import SOURCE_PAIRS, pick_options
 from edgekv.requests.bounded import bounded
 
 
@@ -20,7 +20,9 @@ def command(
     task: str, family: str, model: str | None, quants: str | None, kv: str | None, mixed_kv: bool, min_ctx: str,
     allow_offload: bool, overhead: str, margin: str | None, accounting: str, gguf_path: str | None,
     repo: str | None, e1: str | None, e2: str | None, token_floor: str | None, saturation: str | None,
-    max_parallel: int | None, similar: float | None, cap_precision: bool, profile: str | None,
+    max_parallel: int | None, similar: float | None, cap_precision: bool, capacity: str, profile: str | None,
+    ram: str | None,
+    ram_bandwidth: str | None = None,
 ) -> None:  # fmt: skip
     """Rank model x weight quant x KV type x context x parallel samples for a card.
 
@@ -47,12 +49,17 @@ def command(
     from edgekv.report import pick as rpick
     from edgekv.requests.pick import PickFlags, answer
 
+    if gguf_path is not None or repo is not None:  # every pair has one of them (the plain path loads no more)
+        from edgekv.commands.options import exclusive
+
+        exclusive(*SOURCE_PAIRS)
     flags = PickFlags(
         vram=vram, gpu=gpu, max_time=max_time, tensor_split=tensor_split, task=task, family=family, model=model,
         quants=quants, kv=kv, mixed_kv=mixed_kv, min_ctx=min_ctx, allow_offload=allow_offload, overhead=overhead,
         margin=margin, accounting=accounting, gguf_path=gguf_path, repo=repo, e1=e1, e2=e2, token_floor=token_floor,
         saturation=saturation, max_parallel=max_parallel, similar=similar, cap_precision=cap_precision,
-        profile=profile,
+        capacity=capacity, profile=profile, ram=ram,
+        ram_bandwidth=ram_bandwidth,
     )  # fmt: skip
     ans = answer(flags, top=top)
     if as_json:
@@ -60,4 +67,4 @@ def command(
         return
     con = rcommon.console()
     for part in rpick.pick_report(ans, width=con.width):
-        con.print(part)
+        con.print(part, crop=False)  # a command line longer than the terminal is not cut

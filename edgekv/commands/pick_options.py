@@ -33,10 +33,41 @@ def gpu_option() -> Callable[[F], F]:
                         "card through NVML.")  # fmt: skip
 
 
+def ram_bandwidth_option() -> Callable[[F], F]:
+    """``--ram-bandwidth``, shared by pick, download and bench: the speed model's RAM term."""
+    return click.option("--ram-bandwidth", "ram_bandwidth", metavar="GB/s", help="System RAM bandwidth for the "
+                        "weights the CPU reads (layers or MoE experts kept in RAM): 60GB/s, 76.8G, 1.2TB/s.  "
+                        "[default: 76.8GB/s, dual-channel DDR5-4800]")  # fmt: skip
+
+
+def ram_option() -> Callable[[F], F]:
+    """``--ram SIZE``, shared by pick, download, run and bench: system RAM for a plan's host side."""
+    return click.option("--ram", "ram", metavar="SIZE", help="System RAM a plan may use for what stays on the host "
+                        "(experts of a MoE, offloaded layers, llama.cpp's host buffers), as --vram's sizes; 0 = "
+                        "GPU only.  [default: $EDGEKV_RAM, else this machine's available RAM less max(10%, "
+                        "1G)]")  # fmt: skip
+
+
+def n_cpu_moe_option() -> Callable[[F], F]:
+    """``--n-cpu-moe N``, shared by run and bench: llama.cpp's flag, through edgekv's own overrides."""
+    return click.option("--n-cpu-moe", "n_cpu_moe", type=bounded("--n-cpu-moe"), default=None, help="Keep the experts "
+                        "of the first N blocks of a mixture-of-experts model in RAM (llama.cpp --n-cpu-moe).  "
+                        "[default: the plan's, else 0]")  # fmt: skip
+
+
 def tensor_split_option() -> Callable[[F], F]:
     """``--tensor-split``, shared by pick, download and run."""
     return click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share of the "
                         "layers (llama.cpp -ts).  [default: proportional to --vram]")  # fmt: skip
+
+
+# what to rank: a local file, a hub repo or the catalog (filtered by --model, --quants) - one at a time
+SOURCE_PAIRS = (
+    ("gguf_path", "repo", "--gguf ranks a local file, --repo a hub repo's files; give one"),
+    ("gguf_path", "model", "--model picks catalog models, --gguf ranks only that file; give one"),
+    ("repo", "model", "--model picks catalog models, --repo ranks only that repo's files; give one"),
+    ("gguf_path", "quants", "--quants filters the catalog's or a --repo's files, --gguf ranks only that file"),
+)
 
 
 def pick_options(f: F) -> F:
@@ -47,8 +78,10 @@ def pick_options(f: F) -> F:
                      "units); 12G,8G for several devices (llama.cpp's layer split, in llama.cpp's device order: RPC "
                      "servers first, then local GPUs)."),
         gpu_option(),
+        ram_option(),
         click.option("--max-time", "max_time", metavar="DURATION", help="Only plans that answer within this (90s, "
                      "2m, 1h), each answer as long as fits; needs --gpu."),
+        ram_bandwidth_option(),
         tensor_split_option(),
         click.option("--task", type=click.Choice([t.value for t in Task]), default=Task.MATH.value, show_default=True,
                      help="Sets the weight-precision rule (rule 3)."),
@@ -80,6 +113,9 @@ def pick_options(f: F) -> F:
         click.option("--cap-precision/--no-cap-precision", "cap_precision", default=True, show_default=True,
                      help="Below E1 count weights above 8 bits as their 8-bit size, F32 as 16-bit (rule 3); "
                      "--no-cap-precision ranks by the file's bytes."),
+        click.option("--capacity", type=click.Choice(["published", "size"]), default="published", show_default=True,
+                     help="What a model's size counts as for the rule: published = its Qwen3-equivalent size read "
+                     "from published reasoning scores (MoE models; docs/rule.md), size = its own bytes (E alone)."),
         click.option("--profile",
                      help="A calibration profile (edgekv calibrate): its constants where no flag is given."),
     ]  # fmt: skip

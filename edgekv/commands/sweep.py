@@ -6,6 +6,7 @@ import json
 
 import click
 
+from edgekv.commands.options import exclusive
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.requests.bounded import bounded
 from edgekv.requests.options import sampler_option, threads_option
@@ -57,6 +58,10 @@ def command(
     from edgekv.report import eval as reval
     from edgekv.requests.sweep import SweepRequest
 
+    exclusive(
+        ("gguf_paths", "models", "--models picks catalog models, --gguf sweeps only those files; give one"),
+        ("gguf_paths", "quants", "--quants filters the catalog's files, --gguf sweeps only those files"),
+    )
     request = SweepRequest(
         vram=vram, dataset=dataset, limit=limit, family=family, models=models, gguf_paths=gguf_paths, quants=quants,
         kv=kv, budgets=budgets, samples=samples, prompt_tokens=prompt_tokens, reserve=reserve, seed=seed,
@@ -69,7 +74,8 @@ def command(
             click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
         else:
             done = frozenset(it.key for it in plan.items if sweep.is_done(out, it))
-            rcommon.console().print(reval.sweep_table(plan, done=done))
+            con = rcommon.console()
+            con.print(reval.sweep_table(plan, done=done, width=con.width))
         return
     plan = sweep.resolve_models(plan, locate=sweep.hub_locate, fetch=sweep.hub_fetch if download else None)
     con = rcommon.console(stderr=True)

@@ -26,6 +26,22 @@ How each constant is fitted (on the Pareto frontier of the chosen accounting, pa
 * **Memory where G > 1 starts paying** (rule 4): the least memory of a frontier point with more
   than one sample, fitted in both accountings. None on the frontier: ``at_least`` the most memory
   measured.
+
+When a fit is too weak to act on (:func:`judge`), the profile records it but pick keeps the paper's
+value for that constant, and calibrate says why and about how many problems would do:
+
+* fewer than ``min_problems`` (30) problems: the bootstrap's interval means little there (n problems
+  have only C(2n-1, n) distinct resamples: 10 for 3), however narrow it comes out;
+* the fit held (gave a value of the same kind) in fewer than 90% of the resamples: whether it is an
+  estimate or a bound is itself in doubt; a rough guide to the problems needed is n x (miss / 0.1)^2,
+  the miss rate shrinking as 1/sqrt(n);
+* its 95% interval spans more than ``max_spread`` (2x, high / low): pick's choices come in classes
+  about 2x apart (0.6B, 1.7B, 4B, 8B, 14B models; 2k, 4k, 8k, 16k budgets), so a wider interval
+  cannot tell two neighbouring classes apart and the point estimate is a coin flip between them. An
+  interval narrows as 1/sqrt(n) (in log terms), so n x (ln spread / ln max_spread)^2 problems would
+  bring it to ``max_spread``;
+* a yes/no finding (4-bit on the frontier) that holds in more than 10% and fewer than 90% of the
+  resamples.
 """
 
 from __future__ import annotations
@@ -234,20 +250,125 @@ def calibrate(
     )
 
 
-def _est_dict(e: Estimate) -> dict[str, Any]:
-    return {"value": e.value, "kind": e.kind, "low": e.low, "high": e.high, "n_defined": e.n_defined}
+MAX_SPREAD = 2.0  # an interval's high / low past which a fit is too wide to act on (module docstring)
+MIN_PROBLEMS = 30  # fewer problems: no bootstrap interval is trusted
+MIN_HELD = 0.9  # the share of resamples in which a fit must hold
 
 
-def profile_dict(cal: Calibration, *, name: str, sources: Sequence[str]) -> dict[str, Any]:
-    """The profile JSON (``edgekv.store.profiles``): the fits, and the Policy fields pick takes from them."""
-    par = {acc.value: int(resolve(0, e.value, e.kind)) for acc, e in cal.parallel_min_bytes.items()}
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether pick may act on a fit: if not, why (one clause) and about how many problems would do."""
+
+    actionable: bool
+    reason: str = ""
+    problems_needed: int | None = None
+
+
+def judge(e: Estimate, n_problems: int, *, max_spread: float = MAX_SPREAD, min_problems: int = MIN_PROBLEMS) -> Verdict:
+    """The rules of the module docstring, on one fitted constant (an undetermined one is not acted on
+    anyway: actionable, with nothing to say)."""
+    import math
+
+    if e.value is None or e.kind == "undetermined":
+        return Verdict(True)
+    if not e.n_bootstrap:
+        return Verdict(False, "it has no interval (--bootstrap 0)")
+    reasons: list[str] = []
+    need = [min_problems]
+    if n_problems < min_problems:
+        distinct = math.comb(2 * n_problems - 1, n_problems) if n_problems else 0
+        reasons.append(f"fitted on {n_problems} problems ({distinct} distinct resamples; the rule needs "
+                       f"{min_problems})")  # fmt: skip
+    held = e.n_defined / e.n_bootstrap if e.n_bootstrap else 1.0
+    if held < MIN_HELD:
+        reasons.append(f"it held in only {e.n_defined} of {e.n_bootstrap} resamples")
+        need.append(math.ceil(round(n_problems * ((1 - held) / (1 - MIN_HELD)) ** 2, 6)))
+    if e.low is not None and e.high is not None and e.low > 0:
+        spread = e.high / e.low
+        if spread > max_spread:
+            reasons.append(f"its 95% interval spans {spread:.1f}x (the rule allows {max_spread:g}x)")
+            need.append(math.ceil(round(n_problems * (math.log(spread) / math.log(max_spread)) ** 2, 6)))
+    else:
+        reasons.append("it has no interval")
+    if not reasons:
+        return Verdict(True)
+    return Verdict(False, "; ".join(reasons), max(need))
+
+
+def judge_flag(f: Flag, n_problems: int, *, min_problems: int = MIN_PROBLEMS) -> Verdict:
+    """A yes/no finding: acted on only when it holds in at most 10% or at least 90% of the resamples,
+    and on ``min_problems`` or more."""
+    if f.value is None:
+        return Verdict(True)
+    reasons = []
+    if n_problems < min_problems:
+        reasons.append(f"fitted on {n_problems} problems (the rule needs {min_problems})")
+    if 1 - MIN_HELD < f.share < MIN_HELD:
+        reasons.append(f"it holds in {f.share:.0%} of the resamples")
+    return Verdict(not reasons, "; ".join(reasons), None if not reasons else min_problems)
+
+
+def _est_dict(e: Estimate, v: Verdict) -> dict[str, Any]:
+    return {"value": e.value, "kind": e.kind, "low": e.low, "high": e.high, "n_defined": e.n_defined,
+            "actionable": v.actionable, "reason": v.reason or None, "problems_needed": v.problems_needed}  # fmt: skip
+
+
+def profile_dict(
+    cal: Calibration, *, name: str, sources: Sequence[str], max_spread: float = MAX_SPREAD,
+    min_problems: int = MIN_PROBLEMS,
+) -> dict[str, Any]:  # fmt: skip
+    """The profile JSON (``edgekv.store.profiles``): the fits, each with whether pick may act on it
+    (:func:`judge`), and the Policy fields pick takes from them: a fit too weak to act on keeps the
+    paper's value. ``warnings``: one line per fit that would have moved pick but is not used."""
+    n = cal.n_problems
+
+    def verdict(e: Estimate) -> Verdict:
+        return judge(e, n, max_spread=max_spread, min_problems=min_problems)
+
+    warnings: list[str] = []
+
+    def use(field: str, label: str, default: float, e: Estimate, unit: Callable[[float], str]) -> float:
+        fitted = resolve(default, e.value, e.kind)
+        v = verdict(e)
+        if fitted == default or v.actionable:
+            return fitted
+        more = (f"About {v.problems_needed} problems would do (this sweep has {n})" if v.problems_needed
+                else "Rerun calibrate with --bootstrap 200 to measure its interval")  # fmt: skip
+        warnings.append(f"{label} = {unit(fitted)} is too weak to act on: {v.reason}; pick keeps the paper's "
+                        f"value ({unit(default)}). {more}")  # fmt: skip
+        return default
+
+    def gib(x: float) -> str:
+        return f"{x / 2**30:.2f} GiB" if x else "none (G > 1 wherever it fits)"
+
+    def tokens(x: float) -> str:
+        return f"{int(x)} tokens"
+
+    par = {
+        acc.value: int(use("parallel_min_bytes", f"G > 1 pays from ({acc.value})", 0, e, gib))
+        for acc, e in cal.parallel_min_bytes.items()
+    }
+    flags = {}
+    for field, label, f in (("flat_precision", "4-bit weights on the frontier", cal.q4_weights),
+                            ("q4_kv_ok", "4-bit KV on the frontier", cal.q4_kv)):  # fmt: skip
+        fv = judge_flag(f, n, min_problems=min_problems)
+        flags[field] = bool(f.value) and fv.actionable
+        if f.value and not fv.actionable:
+            warnings.append(f"{label} is too weak to act on: {fv.reason}; pick keeps the paper's rule. About "
+                            f"{fv.problems_needed} problems would do (this sweep has {n})")  # fmt: skip
     policy = {
-        "e1_bytes": int(resolve(PAPER_DEFAULTS["e1_bytes"], cal.e1_bytes.value, cal.e1_bytes.kind)),
+        "e1_bytes": int(use("e1_bytes", "E1", PAPER_DEFAULTS["e1_bytes"], cal.e1_bytes, gib)),
         "saturation_tokens": int(
-            resolve(PAPER_DEFAULTS["saturation_tokens"], cal.saturation_tokens.value, cal.saturation_tokens.kind)
-        ),
-        "flat_precision": bool(cal.q4_weights.value),
-        "q4_kv_ok": bool(cal.q4_kv.value),
+            use(
+                "saturation_tokens",
+                "token saturation",
+                PAPER_DEFAULTS["saturation_tokens"],
+                cal.saturation_tokens,
+                tokens,
+            )
+        ),  # fmt: skip
+        "flat_precision": flags["flat_precision"],
+        "q4_kv_ok": flags["q4_kv_ok"],
         "parallel_min_bytes": par[Accounting.RUNTIME.value],
         "parallel_min_bytes_by_accounting": par,
     }
@@ -255,13 +376,16 @@ def profile_dict(cal: Calibration, *, name: str, sources: Sequence[str]) -> dict
         "schema": PROFILE_SCHEMA, "type": "profile", "name": name, "dataset": cal.dataset,
         "n_problems": cal.n_problems, "n_configs": cal.n_configs, "sources": list(sources),
         "fit": {"accounting": cal.accounting.value, "bootstrap": cal.e1_bytes.n_bootstrap, "seed": cal.seed,
-                "level": LEVEL, "tolerance": cal.tolerance},
+                "level": LEVEL, "tolerance": cal.tolerance, "max_spread": max_spread, "min_problems": min_problems},
         "constants": {
-            "e1_bytes": _est_dict(cal.e1_bytes),
-            "saturation_tokens": _est_dict(cal.saturation_tokens),
-            "q4_weights_on_frontier": {"value": cal.q4_weights.value, "share": cal.q4_weights.share},
-            "q4_kv_on_frontier": {"value": cal.q4_kv.value, "share": cal.q4_kv.share},
-            "parallel_min_bytes": {acc.value: _est_dict(e) for acc, e in cal.parallel_min_bytes.items()},
+            "e1_bytes": _est_dict(cal.e1_bytes, verdict(cal.e1_bytes)),
+            "saturation_tokens": _est_dict(cal.saturation_tokens, verdict(cal.saturation_tokens)),
+            "q4_weights_on_frontier": {"value": cal.q4_weights.value, "share": cal.q4_weights.share,
+                                       "actionable": flags["flat_precision"] or not cal.q4_weights.value},
+            "q4_kv_on_frontier": {"value": cal.q4_kv.value, "share": cal.q4_kv.share,
+                                  "actionable": flags["q4_kv_ok"] or not cal.q4_kv.value},
+            "parallel_min_bytes": {acc.value: _est_dict(e, verdict(e)) for acc, e in cal.parallel_min_bytes.items()},
         },
         "policy": policy,
+        "warnings": warnings,
     }  # fmt: skip

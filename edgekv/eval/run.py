@@ -82,6 +82,7 @@ class EvalConfig:
     n_threads: int | None = None
     margin_bytes: int = 0
     sampler: SamplerPlace = SamplerPlace.AUTO  # where the sampler chains run
+    n_cpu_moe: int = 0  # a MoE's experts of the first N blocks in RAM (the plan file's; llama.cpp --n-cpu-moe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ def config_dict(config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, me
         "budget_tokens": config.budget_tokens, "reserve_tokens": config.reserve_tokens, "samples": config.samples,
         "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k, "seed": config.seed,
         "force_length": config.force_length, "thinking": thinking, "dataset": config.dataset,
-        "n_ctx": n_ctx, "memory": memory,
+        "n_ctx": n_ctx, "memory": memory, **({"n_cpu_moe": config.n_cpu_moe} if config.n_cpu_moe else {}),
     }  # fmt: skip
 
 
@@ -243,6 +244,7 @@ def _choose_slots(config: EvalConfig, spec: Any, n_ctx_seq: int, n_todo: int) ->
         cfg = RunConfig(
             n_ctx=s * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=s,
             n_gpu_layers=config.n_gpu_layers, flash_attn=True, device_sampling=config.sampler.on_device,
+            n_cpu_moe=config.n_cpu_moe,
         )  # fmt: skip
         try:
             return session.prepare(
@@ -266,10 +268,13 @@ def evaluate(
     out: Path | None = None,
     progress: Progress | None = None,
     model: LoadedModel | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Evaluate ``problems`` under ``config``; append to ``out`` (resuming it) if given.
 
     ``model`` is a LoadedModel of ``config.model_path`` to reuse (a sweep opens each file once).
+    ``on_start(n_resumed, n_problems)`` is called once ``out`` was read and the pre-flight accepted the
+    configuration, before anything is generated.
 
     Raises:
         DoesNotFit: not even one sample of prompt + budget + reserve fits the memory budget.
@@ -280,16 +285,18 @@ def evaluate(
     with writer_lock(out) if out is not None else nullcontext():
         spec = read_spec(config.model_path)
         if model is not None:
-            return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress)
+            return _evaluate(config, problems, spec, model, lambda: model, out=out, progress=progress,
+                             on_start=on_start)  # fmt: skip
         loaded: list[LoadedModel] = []
 
         def open_model() -> LoadedModel:  # only once the pre-flight accepted the configuration
-            loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers))
+            loaded.append(LoadedModel(config.model_path, n_gpu_layers=config.n_gpu_layers, n_cpu_moe=config.n_cpu_moe))
             return loaded[-1]
 
         with LoadedModel(config.model_path, vocab_only=True) as vocab:
             try:
-                return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress)
+                return _evaluate(config, problems, spec, vocab, open_model, out=out, progress=progress,
+                                 on_start=on_start)  # fmt: skip
             finally:
                 for m in loaded:
                     m.close()
@@ -297,7 +304,7 @@ def evaluate(
 
 def _evaluate(
     config: EvalConfig, problems: Sequence[Problem], spec: Any, model: Vocab, open_model: Callable[[], LoadedModel],
-    *, out: Path | None, progress: Progress | None,
+    *, out: Path | None, progress: Progress | None, on_start: Callable[[int, int], None] | None = None,
 ) -> EvalResult:  # fmt: skip
     thinking = is_thinking_model(model) if config.thinking is None else config.thinking
     forcing = forcing_for(model, config, thinking=thinking)
@@ -309,7 +316,7 @@ def _evaluate(
     g = config.samples
     gpu = device_is_gpu(RunConfig(n_ctx=n_ctx_seq, n_gpu_layers=config.n_gpu_layers))
     paper_cfg = RunConfig(n_ctx=g * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=g,
-                          n_gpu_layers=config.n_gpu_layers)  # fmt: skip
+                          n_gpu_layers=config.n_gpu_layers, n_cpu_moe=config.n_cpu_moe)  # fmt: skip
     memory = memory_dict(preflight.predict(spec, paper_cfg, gpu=gpu))
     cfg_dict = config_dict(config, spec, thinking=thinking, n_ctx=n_ctx_seq, memory=memory)
     cid = config_id(cfg_dict)
@@ -331,6 +338,8 @@ def _evaluate(
         if todo:
             prepared = _choose_slots(config, spec, n_ctx_seq, len(todo))
             fh = open_for_append(out) if out is not None else None  # after the pre-flight accepted
+            if on_start is not None:
+                on_start(n_resumed, len(problems))
             predicted, slots = prepared.footprint, prepared.cfg.n_seq
             cap = session.open_cap(config.vram_bytes, gpu=prepared.gpu)
             try:
@@ -361,6 +370,8 @@ def _evaluate(
                 )
                 stats = engine.run(requests, on_finished=finished)
                 measured = session.measure(sess)
+        elif on_start is not None:
+            on_start(n_resumed, len(problems))
         ordered = [rows[p.id] for p in problems if p.id in rows]
         summary = summarize([records[p.id] for p in problems if p.id in records])
         metrics = metrics_dict(summary, decode_tps=stats.decode_tps)

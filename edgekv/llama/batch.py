@@ -21,8 +21,14 @@ answer is decoded within ``reserve_tokens``. An early end (end-of-generation, or
 thinking model) is replaced by ``wait_tokens`` when they are given (``--force-length``).
 
 A sample's text is made once, when it ends, from its tokens' pieces (cached per model); only a
-streaming caller (``on_token``) gets each piece as it comes. After the cue "\\boxed{" the braces are
-counted in the raw bytes.
+streaming caller (``on_token``) gets each piece as it comes (the injected ones too, so the pieces add up to
+the text). After the cue "\\boxed{" the braces are counted in the raw bytes.
+
+A server feeds the engine through a :class:`~edgekv.llama.feed.Feed` instead of a list: the engine then
+runs until the feed is closed and drained, takes requests as slots free up, drops a cancelled request's
+slots before the next step (nothing is reported for it), and on a cut ends every running and waiting
+sample at once with finish ``"shutdown"``. ``slots_busy``, ``kv_cells`` and ``running`` say how loaded
+it is (written by the engine thread after each step, read by others).
 
 Sampling: one llama.cpp sampler chain per sample (its own seed), on the device with the decode
 (llama.cpp's backend sampling) or on the host; ``edgekv.llama.sampling`` says which and why.
@@ -39,6 +45,7 @@ from typing import Any
 
 from edgekv.errors import KvConfigError
 from edgekv.llama.build import device_is_gpu
+from edgekv.llama.feed import Feed
 from edgekv.llama.generation import (
     EngineStats,
     Finished,
@@ -50,7 +57,7 @@ from edgekv.llama.generation import (
     SequenceTokenCallback,
 )
 from edgekv.llama.runner import Runner
-from edgekv.llama.sampling import SamplerPlace, Sampling, SlotSamplers
+from edgekv.llama.sampling import SamplerPlace, Sampling, SlotSamplers, refuses_sampling
 
 
 @dataclass
@@ -113,6 +120,21 @@ class Engine:
         self.keep_cache = False
         self._callback_seconds = 0.0  # on_finished's time within the current step
         self.tokens_per_sample = tokens_per_sample(forcing)
+        self.slots_busy = 0  # live slots after the last step (read by other threads)
+        self.kv_cells = 0  # KV cells the live slots hold
+        self.running = 0  # requests with a sample in a slot
+        self.n_cancelled = 0
+
+    def check_request(self, request: Request) -> None:
+        """Refuse a request the engine could not run: its prompt and budget past a slot, no samples, or
+        a sampler this engine's sampling path cannot draw from (``SlotSamplers.refuses``)."""
+        self.check_fits(len(request.prompt), request.forcing)
+        if not request.seeds:
+            raise KvConfigError(f"request {request.key!r} asks for no samples")
+        if request.sampling is not None:
+            reason = refuses_sampling(self.sampling, self.sampler, request.sampling)
+            if reason is not None:
+                raise KvConfigError(reason, hint="sampler settings within the engine's (see docs/serve.md)")
 
     def check_fits(self, prompt_tokens: int, forcing: Forcing | None = None) -> None:
         """Refuse a prompt whose prompt + budget + reserve would not fit one slot's context."""
@@ -129,20 +151,23 @@ class Engine:
 
     def run(
         self,
-        requests: Iterable[Request],
+        requests: Iterable[Request] | Feed,
         *,
         on_finished: FinishCallback,
         on_token: TokenCallback | None = None,
         keep_cache: bool = False,
+        on_step: Callable[[], None] | None = None,
     ) -> EngineStats:
         """Generate every request's samples; ``on_finished`` gets each request when its last sample ends.
 
         ``keep_cache`` keeps what sequence 0 held (and leaves its last sample there) so that a next
-        prompt sharing a prefix decodes only the rest, as a chat's turns do.
+        prompt sharing a prefix decodes only the rest, as a chat's turns do. ``requests`` may be a
+        :class:`Feed` (a server's; see the module docstring). ``on_step`` is called after each step.
         """
         self.keep_cache = keep_cache
         waiting: deque[_Live] = deque()
-        source = iter(requests)
+        feed = requests if isinstance(requests, Feed) else None
+        source: Any = iter(requests) if not isinstance(requests, Feed) else None
         slots: list[_Slot | None] = [None] * self.n_slots
         live: dict[Hashable, _Live] = {}
         exhausted = False
@@ -156,11 +181,19 @@ class Engine:
         self.stats.sampler = self.samplers.where.value
         try:
             while True:
-                exhausted = self._admit(slots, waiting, live, source, exhausted)
+                if feed is not None:
+                    self._service(feed, slots, waiting, live, on_finished)
+                exhausted = self._admit(slots, waiting, live, source, exhausted, feed)
                 if not any(slots):
-                    break
+                    if feed is None or feed.drained():
+                        break
+                    continue
                 self._step(slots, live, on_finished, on_token)
+                self._note_load(slots, live)
+                if on_step is not None:
+                    on_step()
         finally:
+            self._note_load(slots, {})
             self.samplers.close()
             self.stats.sampler = self.samplers.where.value
         return self.stats
@@ -174,14 +207,20 @@ class Engine:
         live: dict[Hashable, _Live],
         source: Any,
         exhausted: bool,
+        feed: Feed | None = None,
     ) -> bool:
         free = [i for i, s in enumerate(slots) if s is None]
         while free:
             while not waiting and not exhausted:
-                req = next(source, None)
-                if req is None:
-                    exhausted = True
-                    break
+                if feed is not None:  # wait only while nothing decodes
+                    req = feed.take(wait=len(free) == len(slots))
+                    if req is None:
+                        break
+                else:
+                    req = next(source, None)
+                    if req is None:
+                        exhausted = True
+                        break
                 self.check_fits(len(req.prompt), req.forcing)
                 if not req.seeds:
                     raise KvConfigError(f"request {req.key!r} asks for no samples")
@@ -219,9 +258,48 @@ class Engine:
         for s in group:
             index = lr.next_index
             lr.next_index += 1
-            self.samplers.start(s, lr.request.seeds[index])
+            self.samplers.start(s, lr.request.seeds[index], lr.request.sampling)
             slots[s] = _Slot(lr, lr.request.forcing or self.forcing, index, body, [prompt[-1]])
             lr.slots.add(s)
+
+    # -- a feed's cancellations and cut -------------------------------------------------------
+
+    def _service(
+        self, feed: Feed, slots: list[_Slot | None], waiting: deque[_Live], live: dict[Hashable, _Live],
+        cb: FinishCallback,
+    ) -> None:  # fmt: skip
+        """Drop the cancelled requests' slots; on a cut, end everything with finish "shutdown"."""
+        for key in feed.take_cancelled():
+            lr = live.pop(key, None) or next((w for w in waiting if w.request.key == key), None)
+            if lr is None:
+                continue
+            for sid in sorted(lr.slots):
+                slots[sid] = None
+                self.samplers.stop(sid)
+                self.runner.seq_rm(sid)
+            lr.slots.clear()
+            if lr in waiting:
+                waiting.remove(lr)
+            self.n_cancelled += 1
+            self._note_load(slots, live)
+        if not feed.cut:
+            return
+        for sid, s in enumerate(slots):
+            if s is not None:
+                self._finish(sid, slots, live, "shutdown", cb)
+        ended = list(live.values()) + [w for w in waiting if w.request.key not in live]
+        waiting.clear()
+        ended += [_Live(r, time.perf_counter()) for r in feed.take_all()]
+        for lr in ended:
+            live.pop(lr.request.key, None)
+            for i in range(len(lr.request.seeds)):
+                lr.done.setdefault(i, Sample((), "", 0, "shutdown", True, ()))
+            cb(Finished(lr.request.key, tuple(lr.done[i] for i in range(len(lr.request.seeds))), 0.0))
+        self._note_load(slots, live)
+
+    def _note_load(self, slots: list[_Slot | None], live: dict[Hashable, _Live]) -> None:
+        busy = [s for s in slots if s is not None]
+        self.slots_busy, self.kv_cells, self.running = len(busy), sum(s.pos for s in busy), len(live)
 
     # -- one step ----------------------------------------------------------------------------
 
@@ -311,12 +389,15 @@ class Engine:
             r.decode_rows(ahead[start : start + r.n_batch])
         return [row for row in rows if row[3]]
 
-    def _inject(self, s: _Slot, tokens: Sequence[int]) -> None:
+    def _inject(self, s: _Slot, tokens: Sequence[int], on_token: TokenCallback | None) -> None:
         s.injected.append((len(s.tokens), tuple(tokens)))
         s.pending.extend(tokens)
         for t in tokens:
             s.special.add(len(s.tokens))
             s.tokens.append(t)
+            if on_token is not None:
+                piece = s.decoder.decode(self.runner.token_bytes(t, special=True))
+                on_token(s.request.request.key, s.index, t, piece)
 
     def _accept(self, s: _Slot, tok: int, on_token: TokenCallback | None) -> str | None:
         """Take one sampled token through budget forcing; returns a finish reason or None."""
@@ -324,9 +405,9 @@ class Engine:
         eog = self.runner.is_eog(tok) and not f.ignore_eog
         ends_thinking = f.end_think_token is not None and tok == f.end_think_token and not s.thinking_closed
         if s.after_cue < 0 and (eog or ends_thinking) and f.wait_tokens and s.n_budget < f.budget_tokens:
-            self._inject(s, f.wait_tokens)  # --force-length: an early end becomes "Wait"
+            self._inject(s, f.wait_tokens, on_token)  # --force-length: an early end becomes "Wait"
             s.n_budget += len(f.wait_tokens)
-            return None if s.n_budget < f.budget_tokens else self._at_budget(s)
+            return None if s.n_budget < f.budget_tokens else self._at_budget(s, on_token)
         if eog:
             return "eog"
         s.n_sampled += 1
@@ -352,15 +433,15 @@ class Engine:
         if ends_thinking:
             s.thinking_closed = True
         s.n_budget += 1
-        return self._at_budget(s) if s.n_budget >= f.budget_tokens else None
+        return self._at_budget(s, on_token) if s.n_budget >= f.budget_tokens else None
 
-    def _at_budget(self, s: _Slot) -> str | None:
+    def _at_budget(self, s: _Slot, on_token: TokenCallback | None) -> str | None:
         f = s.forcing
         s.cut = True
         cue = f.answer_cue_tokens if s.thinking_closed and f.answer_cue_tokens else f.cue_tokens
         if not cue or f.reserve_tokens <= 0:
             return "length"
-        self._inject(s, cue)
+        self._inject(s, cue, on_token)
         s.after_cue = 0
         return None
 

@@ -99,6 +99,7 @@ def bench(
     cap_text: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    ram_bytes: int | None = None,
 ) -> list[BenchRecord]:
     """Benchmark each configuration at each depth; over-cap ones come back as ``refused``.
 
@@ -130,7 +131,7 @@ def bench(
             try:
                 prepared = sess.prepare(
                     p, cfg, vram_bytes=vram_bytes, spec=spec, compute=probes[build.device_is_gpu(cfg)],
-                    cap_text=cap_text, verbose=verbose,
+                    cap_text=cap_text, verbose=verbose, ram_bytes=ram_bytes,
                 )  # fmt: skip
             except (DoesNotFit, KvConfigError) as e:
                 have = e.have_bytes if isinstance(e, DoesNotFit) else None

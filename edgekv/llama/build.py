@@ -134,6 +134,10 @@ def model_params(llama_cpp: Any, cfg: RunConfig, *, dry_run: bool) -> Any:
         # LAYER over every visible GPU by free memory, would spread a capped run over a second card)
         mp.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
         mp.main_gpu = 0
+    if cfg.n_cpu_moe:  # the experts of the first N blocks in host memory (llama.cpp --n-cpu-moe N)
+        from edgekv.llama.overrides import cpu_moe_overrides
+
+        mp.tensor_buft_overrides = cpu_moe_overrides(llama_cpp, cfg.n_cpu_moe)
     if dry_run:
         mp.no_alloc = True
         mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE  # without it no_alloc aborts the process

@@ -42,7 +42,7 @@ def cache_key(spec: ModelSpec, cfg: RunConfig, *, build: str, gpu: bool) -> str:
         "gpu" if gpu else "cpu",
         f"ub{cfg.n_ubatch}",
         f"fa{int(cfg.flash_attn)}",
-        f"ngl{cfg.n_gpu_layers}",
+        f"ngl{cfg.n_gpu_layers}" + (f"cmoe{cfg.n_cpu_moe}" if cfg.n_cpu_moe else ""),
         f"kv{cfg.type_k.value}-{cfg.type_v.value}",
     )
     return "/".join(parts) + ctx

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgekv.llama.sampling import Sampling
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +37,15 @@ class Request:
     """One prompt and the seeds of its samples (one per sample).
 
     ``forcing`` overrides the engine's budget forcing for this request's samples (a server's
-    per-request budget and token limit; tests that need samples to end at set steps).
+    per-request budget and token limit; tests that need samples to end at set steps); ``sampling``
+    the engine's sampler settings (a server's per-request temperature; ``Engine.check_request``).
     """
 
     key: Hashable
     prompt: tuple[int, ...]
     seeds: tuple[int, ...]
     forcing: Forcing | None = None
+    sampling: Sampling | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,7 @@ class Sample:
     tokens: tuple[int, ...]
     text: str
     n_sampled: int  # tokens the model sampled (the injected ones not counted)
-    finish: str  # "eog", "boxed" (answer closed after the cue), "reserve", "length" (no cue), "context"
+    finish: str  # "eog", "boxed" (answer closed after the cue), "reserve", "length" (no cue), "context", "shutdown"
     cut: bool  # reached the budget (the cue was injected, or it stopped there)
     injected: tuple[tuple[int, tuple[int, ...]], ...]  # (offset in tokens, tokens injected there)
 

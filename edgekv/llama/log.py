@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekv.interrupt import native_callback
 from edgekv.logconfig import get_logger
 from edgekv.units import MIB
 
@@ -176,6 +177,9 @@ def parse_buffers(lines: Sequence[str], *, dry_run: bool = False) -> LlamaBuffer
     return LlamaBuffers(model, kv, compute, output, tuple(caches), fa, ctx.get("n_ctx"), ctx.get("n_ctx_seq"), dry_run)
 
 
+_ABANDONED: list[LlamaLog] = []
+
+
 class LlamaLog:
     """Capture llama.cpp's log while open; restore the previous callback on close.
 
@@ -197,6 +201,7 @@ class LlamaLog:
         self._previous: tuple[Any, Any] | None = None
         self.keep_debug = True
 
+    @native_callback  # llama.cpp calls it: a Ctrl-C inside is raised once it returns (edgekv.interrupt)
     def _on_log(self, level: int, text: bytes | None, _user_data: Any) -> None:
         if level != _LEVEL_CONT:
             if self._partial:
@@ -211,11 +216,20 @@ class LlamaLog:
             self._emit(line)
 
     def _emit(self, line: str) -> None:
+        if self in _ABANDONED:
+            return
         self.lines.append((self._level, line))
         if self.echo:
             llama_log.log(_GGML_LEVELS.get(self._level, logging.DEBUG), "%s", line)
         if self.on_line is not None:
             self.on_line(self._level, line)
+
+    def abandon(self) -> None:
+        """Leave llama.cpp logging into nothing, for good: a thread this process gave up on (a
+        quantize after Ctrl-C) may still log, and must neither print nor call a freed callback."""
+        _ABANDONED.append(self)  # its callback stays alive as long as the process
+        self.on_line, self.echo, self.keep_debug, self._previous = None, False, False, None
+        self.lines = []
 
     def __enter__(self) -> LlamaLog:
         llama_cpp = _llama_cpp()

@@ -78,6 +78,7 @@ def bench_parallel(
     cap_text: str | None = None,
     n_threads: int | None = None,
     verbose: bool = False,
+    ram_bytes: int | None = None,
 ) -> list[ParallelRecord]:
     """For each G: one context of G sequences (T = prompt + n_gen per sample), ``reps`` timed runs."""
     from edgekv.llama.batch import Engine
@@ -92,7 +93,8 @@ def bench_parallel(
         cfg = replace(base, n_seq=g, n_ctx=per_seq * g, device_sampling=sampler.on_device)
         head = (p.name, g, n_prompt, n_gen, cfg.type_k.value, cfg.type_v.value, cfg.n_ctx)
         try:
-            prepared = sess.prepare(p, cfg, vram_bytes=vram_bytes, cap_text=cap_text, verbose=verbose)
+            prepared = sess.prepare(p, cfg, vram_bytes=vram_bytes, cap_text=cap_text, verbose=verbose,
+                                    ram_bytes=ram_bytes)  # fmt: skip
         except DoesNotFit as e:
             out.append(ParallelRecord(*head, status="refused", reason=str(e)))
             continue

@@ -9,6 +9,7 @@ import ctypes
 import os
 import re
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,33 @@ class _TensorProgress:
                 self.error = e
 
 
+def _in_worker(call: Callable[[], int], *, hold: object) -> int:
+    """``call()`` in a daemon thread while this one waits, so a Ctrl-C ends the wait at once.
+
+    llama_model_quantize has no way to stop it and runs for minutes on a large model; run here, a
+    Ctrl-C would be noticed only when it returned. The KeyboardInterrupt leaves the thread running
+    (its output is the ``.incomplete`` file, which ``atomic_output`` removes; the thread ends with the
+    process; ``hold``, what the call reads, lives as long as the thread).
+    """
+    box: list[int | BaseException] = []
+
+    def work() -> None:
+        _ = hold  # the parameters and imatrix arrays llama.cpp reads, kept alive by the running thread
+        try:
+            box.append(call())
+        except BaseException as e:  # handed to the waiting thread
+            box.append(e)
+
+    t = threading.Thread(target=work, name="llama_model_quantize", daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(0.1)
+    (result,) = box
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 def _failure_reason(lines: list[str]) -> str | None:
     """llama.cpp's reason for a failed quantize: its last line that says "error" or "failed"."""
     hits = [ln.strip() for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
@@ -209,8 +237,18 @@ def quantize_gguf(
     progress = _TensorProgress(on_tensor)
     llama_cpp.llama_backend_init()
     with atomic_output(out, before_rename=before_rename, need_bytes=need_bytes) as tmp:
-        with LlamaLog(on_line=progress.line) as cap:
-            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        cap = LlamaLog(on_line=progress.line)
+        with cap:
+            try:
+                rc = _in_worker(
+                    lambda: int(
+                        llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+                    ),
+                    hold=(params, keep),
+                )
+            except KeyboardInterrupt:  # the worker goes on until the process ends: its log goes nowhere
+                cap.abandon()
+                raise
             del keep
         if progress.error is not None:
             raise progress.error

@@ -235,15 +235,22 @@ class LoadedModel(Vocab):
     loads each file once). ``runner(cfg)`` makes a context; close the runners, then this."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, n_gpu_layers: int = -1, vocab_only: bool = False, verbose: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_gpu_layers: int = -1,
+        vocab_only: bool = False,
+        verbose: bool = False,
+        n_cpu_moe: int = 0,
     ) -> None:
         self.path = check_path(path)
         self.n_gpu_layers = n_gpu_layers
+        self.n_cpu_moe = n_cpu_moe
         self.vocab_only = vocab_only  # tokenizer and chat template only (no weights; no contexts)
         self._lib = llama_cpp = llama_lib()
         self._verbose = verbose
         with LlamaLog(echo=verbose) as cap:
-            cfg = RunConfig(n_ctx=KV_MIN_CTX, n_gpu_layers=n_gpu_layers)
+            cfg = RunConfig(n_ctx=KV_MIN_CTX, n_gpu_layers=n_gpu_layers, n_cpu_moe=n_cpu_moe)
             params = model_params(llama_cpp, cfg, dry_run=False)
             params.vocab_only = vocab_only
             self.handle: Any = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
@@ -258,6 +265,11 @@ class LoadedModel(Vocab):
         """A context over this model; ``cfg.n_gpu_layers`` must be the one the model was loaded with."""
         if not self.handle or self.vocab_only:
             raise LlamaError(f"{self.path.name} was {'loaded vocabulary-only' if self.handle else 'closed'}")
+        if cfg.n_cpu_moe != self.n_cpu_moe:
+            raise KvConfigError(
+                f"the model was loaded with the experts of {self.n_cpu_moe} blocks in RAM, the context asks for "
+                f"{cfg.n_cpu_moe}"
+            )
         if cfg.n_gpu_layers != self.n_gpu_layers:
             raise KvConfigError(
                 f"the model was loaded with {self.n_gpu_layers} GPU layers, the context asks for {cfg.n_gpu_layers}"

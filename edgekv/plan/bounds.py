@@ -83,6 +83,11 @@ FRACTION = Bound(0, 0.5, "fraction", "a fraction of the best (at most a half)")
 TOP = Bound(1, 100, "plans", "plans shown")
 MAX_PARALLEL = Bound(1, 64, "samples", "parallel samples pick plans for")
 SHARE = Bound(0, 1e6, "share", "a device's share of the layers")
+BLOCKS = Bound(0, INT32_MAX, "blocks", "blocks (llama.cpp's int32 layer count)")
+SPREAD = Bound(1, 1000, "ratio", "high/low ratios of an interval")
+PORT = Bound(0, 65535, "port", "TCP ports (0: any free one)")
+QUEUE = Bound(0, 100_000, "requests", "requests that may wait")
+SECONDS = Bound(0, 24 * 3600, "seconds", "seconds (a day)")
 
 # Every numeric option of every verb, by name (a name means one quantity across verbs).
 OPTIONS: dict[str, Bound] = {
@@ -121,6 +126,16 @@ OPTIONS: dict[str, Bound] = {
     "--tolerance": FRACTION,
     "--similar": FRACTION,
     "--top": TOP,
+    "--n-cpu-moe": BLOCKS,
+    "--max-spread": SPREAD,
+    "--min-problems": PROBLEMS,
+    "--port": PORT,
+    "--max-body": SIZE,
+    "--max-prompt-tokens": TOKENS,
+    "--max-n": SEQUENCES,
+    "--queue": QUEUE,
+    "--grace": SECONDS,
+    "--body-timeout": SECONDS,
 }
 
 

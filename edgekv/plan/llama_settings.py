@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgekv.plan.placement import cpu_moe_patterns
 from edgekv.plan.plans import Plan
 
 
@@ -26,6 +27,8 @@ def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
     ]  # fmt: skip
     if plan.tensor_split:  # llama.cpp's layer split across the devices (plan/devices.py)
         server += ["-sm", "layer", "-ts", split_text(plan.tensor_split)]
+    if plan.n_cpu_moe:  # the experts of the first N blocks in RAM (-ot with cpu_moe_patterns is the same)
+        server += ["--n-cpu-moe", str(plan.n_cpu_moe)]
     python: dict[str, Any] = {
         "model_path": opt.path or opt.file or f"{opt.name}-{opt.quant}.gguf",
         "n_gpu_layers": plan.n_gpu_layers,
@@ -38,7 +41,14 @@ def llama_args(plan: Plan, *, n_ubatch: int = 512) -> dict[str, Any]:
     if plan.tensor_split:
         python["split_mode"] = 1  # llama_cpp.LLAMA_SPLIT_MODE_LAYER
         python["tensor_split"] = list(plan.tensor_split)
-    return {"server": server, "server_cmd": " ".join(server), "python": python, "n_seq_max": plan.parallel}
+    out: dict[str, Any] = {"server": server, "server_cmd": " ".join(server), "python": python,
+                           "n_seq_max": plan.parallel}  # fmt: skip
+    if plan.n_cpu_moe:
+        # llama_cpp.Llama has no argument for it (llama-cpp-python 0.3.36 leaves tensor_buft_overrides
+        # unset): edgekv's runner sets them from n_cpu_moe (edgekv run --n-cpu-moe N, or the plan file)
+        out["edgekv"] = {"n_cpu_moe": plan.n_cpu_moe}
+        out["override_tensor"] = [f"{p}=CPU" for p in cpu_moe_patterns(plan.n_cpu_moe)]  # llama-server -ot
+    return out
 
 
 def split_text(tensor_split: tuple[float, ...]) -> str:

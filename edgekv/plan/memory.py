@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from edgekv.model.quant import KvType, row_bytes
 from edgekv.model.spec import ModelSpec
+from edgekv.model.tensor_groups import EXPS_RE
 from edgekv.units import MIB
 
 KV_PAD_CELLS = 256  # llama-context.cpp: cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256)
@@ -60,12 +61,16 @@ class RunConfig:
     tensor_split: tuple[float, ...] = ()
     # llama.cpp's backend samplers attached (edgekv --sampler backend|split): see sampling_buffer_bytes
     device_sampling: bool = False
+    # mixture of experts: the experts of blocks 0..n_cpu_moe-1 stay in host memory (llama.cpp's
+    # --n-cpu-moe N: tensor_buft_overrides "blk\.i\.ffn_(up|down|gate|gate_up)_(ch|)exps" -> CPU)
+    n_cpu_moe: int = 0
 
     def with_ctx(self, n_ctx: int) -> RunConfig:
         # positional construction: several times faster than dataclasses.replace (pick calls it often)
         return RunConfig(
             n_ctx, self.type_k, self.type_v, self.n_seq, self.n_gpu_layers, self.n_ubatch, self.flash_attn,
             self.swa_full, self.kv_unified, self.offload_kqv, self.tensor_split, self.device_sampling,
+            self.n_cpu_moe,
         )  # fmt: skip
 
 
@@ -176,37 +181,52 @@ class WeightLayout:
 
     ``output_bytes`` is what the output layer puts on its device: output.weight + output_norm,
     or for tied embeddings output_norm + a duplicate of token_embd (llama.cpp loads the tied
-    matrix twice when the output layer is offloaded).
+    matrix twice when the output layer is offloaded). ``expert_bytes``: a mixture of experts'
+    routed-expert bytes of each block (part of ``layer_bytes``; ``tensor_groups.expert_layer_bytes``),
+    what ``--n-cpu-moe`` moves; () for a dense model.
     """
 
     input_bytes: int
     layer_bytes: tuple[int, ...]
     output_bytes: int
     tied_embeddings: bool = False
+    expert_bytes: tuple[int, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> WeightLayout:
         layers = [0] * spec.n_layer
+        experts = [0] * spec.n_layer
         inp = out = 0
         for t in spec.tensors:
             il = t.layer
             if il is not None and il < spec.n_layer:
                 layers[il] += t.n_bytes
+                if EXPS_RE.search(t.name):
+                    experts[il] += t.n_bytes
             elif t.name == "token_embd.weight":
                 inp += t.n_bytes
                 if spec.tied_embeddings:
                     out += t.n_bytes
             else:
                 out += t.n_bytes
-        return cls(inp, tuple(layers), out, spec.tied_embeddings)
+        return cls(inp, tuple(layers), out, spec.tied_embeddings, tuple(experts) if any(experts) else ())
 
-    def split(self, n_gpu_layers: int = -1) -> tuple[int, int]:
-        """(GPU bytes, host bytes) with ``n_gpu_layers`` offloaded (-1 = all)."""
+    def host_experts(self, n_gpu_layers: int = -1, n_cpu_moe: int = 0) -> int:
+        """Expert bytes that ``n_cpu_moe`` keeps in host memory out of the blocks on the GPU."""
+        if not n_cpu_moe or not self.expert_bytes:
+            return 0
+        start = gpu_layer_start(len(self.layer_bytes), n_gpu_layers)
+        return sum(self.expert_bytes[start : max(start, n_cpu_moe)])
+
+    def split(self, n_gpu_layers: int = -1, n_cpu_moe: int = 0) -> tuple[int, int]:
+        """(GPU bytes, host bytes) with ``n_gpu_layers`` offloaded (-1 = all) and the experts of the
+        first ``n_cpu_moe`` blocks in host memory."""
         n_layer = len(self.layer_bytes)
         ngl = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
         i_gpu_start = max(n_layer + 1 - ngl, 0)
-        gpu = sum(self.layer_bytes[i_gpu_start:])
-        host = self.input_bytes + sum(self.layer_bytes[:i_gpu_start])
+        moved = self.host_experts(n_gpu_layers, n_cpu_moe)
+        gpu = sum(self.layer_bytes[i_gpu_start:]) - moved
+        host = self.input_bytes + sum(self.layer_bytes[:i_gpu_start]) + moved
         if ngl > 0:  # the output layer is il = n_layer: offloaded first (llama-model.cpp load_tensors)
             gpu += self.output_bytes
         elif self.tied_embeddings:
@@ -470,6 +490,9 @@ class Footprint:
     kv_on_gpu: bool = True
     compute_source: str = "estimate"  # "measured" (dry run / catalog) or "estimate" (formula)
     kv_host: int = 0  # the part of ``kv`` of blocks left on the CPU (partial offload)
+    # experts in host memory (n_cpu_moe): an estimate, not measured yet (docs/memory.md)
+    expert_copy: int = 0  # GPU: one block's host experts copied in for a prompt batch (op offload)
+    host_buffers: int = 0  # host: llama.cpp's host-side buffers (host_buffer_bytes)
 
     @property
     def kv_gpu(self) -> int:
@@ -477,7 +500,12 @@ class Footprint:
 
     @property
     def gpu_total(self) -> int:
-        return self.weights_gpu + self.kv_gpu + self.compute + self.overhead + self.margin
+        return self.weights_gpu + self.kv_gpu + self.compute + self.expert_copy + self.overhead + self.margin
+
+    @property
+    def host_total(self) -> int:
+        """What must fit in system RAM: host weights, host KV and the host-side buffers."""
+        return self.weights_host + (self.kv - self.kv_gpu) + self.host_buffers
 
     def as_dict(self) -> dict[str, int | str | bool]:
         return {
@@ -486,9 +514,12 @@ class Footprint:
             "kv": self.kv_gpu,
             "kv_host": self.kv - self.kv_gpu,
             "compute": self.compute,
+            "expert_copy": self.expert_copy,
             "overhead": self.overhead,
             "margin": self.margin,
             "total": self.gpu_total,
+            "host_buffers": self.host_buffers,
+            "host_total": self.host_total,
             "compute_source": self.compute_source,
         }
 
@@ -505,6 +536,42 @@ def sampling_buffer_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
     if not cfg.device_sampling:
         return 0
     return 4 * (min(cfg.n_ubatch, cfg.n_ctx) + 1) * spec.n_vocab
+
+
+def host_buffer_bytes(spec: ModelSpec, cfg: RunConfig) -> int:
+    """llama.cpp's host-side buffers of a GPU run (an estimate: not measured on a GPU yet).
+
+    * the output buffer: f32 logits of one output per sequence, ``4 x n_vocab x n_seq``
+      (``llama_context::output_reserve(n_seq_max)``);
+    * the host compute buffer (``CUDA_Host``): the graph's host inputs, the embedded batch
+      ``4 x n_embd x n_tokens`` (token_embd is in host memory) and the KQ mask;
+    * with experts in host memory (``n_cpu_moe``) the CPU backend's compute buffer for the expert
+      matmuls it runs: ``4 x n_tokens x (n_embd + n_expert_used x (2 n_ff_exp + n_embd))`` (their
+      inputs and f32 outputs, as if a whole batch ran there: the safe side; llama.cpp offloads a
+      large batch's expert matmuls to the GPU, ``expert_copy_bytes``).
+    """
+    n_tok = reserve_tokens(cfg)
+    out = 4 * spec.n_vocab * max(cfg.n_seq, 1)
+    inputs = 4 * spec.n_embd * n_tok + kq_mask_bytes(spec, cfg)
+    experts = 0
+    if cfg.n_cpu_moe and spec.is_moe:
+        experts = 4 * n_tok * (spec.n_embd + spec.n_expert_used * (2 * spec.n_ff_exp + spec.n_embd))
+    return out + inputs + experts
+
+
+def expert_copy_bytes(layout: WeightLayout, cfg: RunConfig) -> int:
+    """GPU bytes for host experts that a prompt batch copies to the GPU (an estimate).
+
+    llama.cpp's scheduler runs a matmul whose weights are in host memory on the GPU when the batch
+    has 32 tokens or more (``op_offload``, on by default; the CUDA backend's ``offload_op``),
+    copying the weights into the GPU's compute buffer as a split input: one block's experts at a
+    time, so the largest host block's experts count once (ggml-backend.cpp, cause "1.off"). Experts
+    that llama.cpp repacks (a CPU_REPACK buffer, not host-addressable: its ``is_host`` is unset) are
+    never offloaded that way and nothing is copied: for them the term is the safe side."""
+    if not cfg.n_cpu_moe or not layout.expert_bytes:
+        return 0
+    start = gpu_layer_start(len(layout.layer_bytes), cfg.n_gpu_layers)
+    return max(layout.expert_bytes[start : max(start, cfg.n_cpu_moe)], default=0)
 
 
 def cuda_overhead_bytes(*, float_weights: bool, flash_attn: bool = True) -> int:
@@ -539,7 +606,8 @@ def footprint(
     estimated from the shapes). ``overhead_bytes`` None = the measured CUDA overhead. ``costs`` =
     (KV cost of every block, of the blocks on the GPU) from ``kv_cost``, a fast path for searches
     over the context."""
-    gpu, host = (layout or WeightLayout.from_spec(spec)).split(cfg.n_gpu_layers)
+    lay = layout or WeightLayout.from_spec(spec)
+    gpu, host = lay.split(cfg.n_gpu_layers, cfg.n_cpu_moe)
     start = gpu_layer_start(spec.n_layer, cfg.n_gpu_layers)
     if costs is not None:
         kv = costs[0].total(spec, cfg)
@@ -557,4 +625,8 @@ def footprint(
     if overhead_bytes is None:
         overhead_bytes = cuda_overhead_bytes(float_weights=float_weights(spec), flash_attn=cfg.flash_attn)
     overhead = overhead_bytes
-    return Footprint(gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source, kv_host)
+    return Footprint(
+        gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source, kv_host,
+        0 if compute_bytes is not None else expert_copy_bytes(lay, cfg),  # a measured buffer holds the copies
+        host_buffer_bytes(spec, cfg),
+    )  # fmt: skip

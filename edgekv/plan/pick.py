@@ -8,11 +8,12 @@ hub repo (``edgekv.hub.remote.options_from_repo``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-from edgekv.errors import NoFeasiblePlan, SpecError, UnsupportedModel
+from edgekv.errors import NoFeasiblePlan, SpecError
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
 from edgekv.model.spec import ModelSpec
+from edgekv.plan.capacity import CAPACITY_MODES
 from edgekv.plan.fit import context_cap
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES, RunConfig, WeightLayout
 from edgekv.plan.plans import Budget, ModelOption, PickResult, Plan
@@ -77,6 +78,13 @@ def check(request: PickRequest, *, card_speed: CardSpeed | None = None) -> Budge
         raise SpecError("a time limit needs the card's speed", hint="name the card, e.g. --gpu 'RTX 4060'")
     if max_time_s is not None and max_time_s <= 0:
         raise SpecError(f"the time limit must be positive, not {max_time_s}")
+    if request.ram_bytes is not None and request.ram_bytes < 0:
+        raise SpecError(f"system RAM cannot be negative ({request.ram_bytes} bytes)", hint="e.g. --ram 32G, or 0")
+    if request.ram_bytes == 0 and request.allow_offload:
+        raise SpecError("--ram 0 keeps every layer on the GPU, which --allow-offload contradicts",
+                        hint="drop one of them, or give the RAM to use, e.g. --ram 16G")  # fmt: skip
+    if request.capacity not in CAPACITY_MODES:
+        raise SpecError(f"capacity must be {' or '.join(CAPACITY_MODES)}, not {request.capacity!r}")
     if request.accounting not in ("runtime", "paper"):
         raise SpecError(f"accounting must be runtime or paper, not {request.accounting!r}")
     if not request.kv_types:
@@ -103,14 +111,19 @@ def check(request: PickRequest, *, card_speed: CardSpeed | None = None) -> Budge
         include_compute=not paper,
         devices=devs,
         tensor_split=split,
+        ram_bytes=request.ram_bytes,
     )
 
 
 def spec_option(spec: ModelSpec, *, name: str | None = None, path: str | None = None) -> ModelOption:
     """A ModelOption sized from a spec's own tensors, called ``name`` (default: the spec's name)."""
+    from edgekv.model.tensor_groups import tensor_groups
+
+    groups = {g.value: n for g, n in tensor_groups(spec).items()} if spec.tensors else {}
     return ModelOption(
         name=name or spec.name, quant=spec.file_type or "?", spec=spec,
         layout=WeightLayout.from_spec(spec), effective_bytes=spec.weights_bytes, path=path, n_params=spec.n_params,
+        group_bytes=groups, dominant_type=next(iter(spec.tensor_type_bytes()), "") if spec.tensors else "",
     )  # fmt: skip
 
 
@@ -125,12 +138,3 @@ def largest_context_by_kv(
         t, _fp = max_tokens_per_seq(opt, RunConfig(n_ctx=256, type_k=k, type_v=k), budget, cap=context_cap(spec))
         out[k] = t
     return out
-
-
-def refuse_moe(names: str) -> NoReturn:
-    """pick does not rank mixture-of-experts models until their capacity for the rule is defined (issue 24)."""
-    raise UnsupportedModel(
-        f"{names}: a mixture-of-experts model, which pick does not rank yet (the rule's capacity of a MoE "
-        "is not defined, and its total size would overstate it)",
-        hint="choose dense models (--family, --model); `edgekv inspect` shows a MoE GGUF's sizes",
-    )

@@ -61,6 +61,7 @@ class Policy:
     flat_precision: bool = False  # 4-bit weights reach this task's frontier: >= 4-bit quants rank alike (rule 3)
     q4_kv_ok: bool = False  # 4-bit KV reaches this task's frontier: not only a last resort (rule 5)
     parallel_min_bytes: int = 0  # G > 1 only on cards of at least this much memory (rule 4: from E1 on)
+    capacity: str = "published"  # "published": E scaled to the Qwen3-equivalent size (plan.capacity); "size": E alone
 
     def kv_pairs(self) -> list[tuple[KvType, KvType]]:
         """The (K, V) types considered: each of ``kv_types`` for both, and with ``mixed_kv`` every mixed pair."""
@@ -83,6 +84,10 @@ class Budget:
     # ``vram_bytes`` is then their sum, and overhead and margin count once per device.
     devices: tuple[multi.DeviceBudget, ...] = ()
     tensor_split: tuple[float, ...] = ()
+    # System RAM for the host side (``Footprint.host_total``): None = not known (not checked; no
+    # experts in RAM, --allow-offload's layers unchecked as before), 0 = GPU only (no layers or experts
+    # in RAM; llama.cpp's input embedding and host buffers stay there regardless).
+    ram_bytes: int | None = None
 
     def overhead_for(self, opt: ModelOption, cfg: RunConfig) -> int:
         """The CUDA overhead to count: ``overhead_bytes``, else the measured one for ``opt``'s weights."""
@@ -121,10 +126,29 @@ class ModelOption:
     compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1/out" -> bytes (memory.figure_keys)
     n_params: int = 0
     sibling_bytes: dict[str, int] = field(default_factory=dict)  # same model's weight bytes by quant name
+    group_bytes: dict[str, int] = field(default_factory=dict)  # bytes per tensor group (tensor_groups), if known
+    dominant_type: str = ""  # the tensor type holding most weight bytes ("MXFP4" for gpt-oss), if known
+    capacity_params: int = 0  # Qwen3-equivalent parameters from published scores (plan.capacity); 0 = none
+    capacity_note: str = ""  # how capacity_params was read (capacity.Capacity.describe)
+
+    def capacity_ratio(self, policy: Policy) -> float:
+        """Qwen3-equivalent parameters / parameters under ``policy.capacity`` ("size" or no scores: 1)."""
+        if policy.capacity != "published" or not self.capacity_params or not self.n_params:
+            return 1.0
+        return self.capacity_params / self.n_params
+
+    def rule_params(self, policy: Policy) -> int:
+        """The parameter count the rule compares (knowledge task, ties): the Qwen3-equivalent one under
+        ``policy.capacity`` "published" when known, else ``n_params``."""
+        if policy.capacity == "published" and self.capacity_params:
+            return self.capacity_params
+        return self.n_params
 
     @cached_property
     def weight_bits(self) -> int:
         """Nominal weight precision: 32 (F32), 16 (F16/BF16), 8 (Q8*), 0 = below 8 bits."""
+        if self.dominant_type.upper() == "MXFP4":  # gpt-oss: its experts are MXFP4 whatever the file type says
+            return 0
         q = self.quant.upper()
         if q.startswith("F32"):
             return 32
@@ -134,8 +158,9 @@ class ModelOption:
 
     @cached_property
     def bits_class(self) -> int:
-        """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below."""
-        return bits_class(self.quant)
+        """Weight precision class: 3 = 8/16-bit, 2 = 6-bit, 1 = 5-bit, 0 = 4-bit, -1 = below. Choice: a file
+        whose most bytes are MXFP4 (gpt-oss's experts, in its BF16 and MXFP4_MOE files alike) is 4-bit."""
+        return 0 if self.dominant_type.upper() == "MXFP4" else bits_class(self.quant)
 
     def compute_figures(self, n_ubatch: int = 512) -> ComputeFigures | None:
         """The measured figures of this model's compute buffer (CUDA, flash attention), if any."""
@@ -165,6 +190,7 @@ class Plan:
     offload_slowdown: float = 1.0
     device_footprints: tuple[Footprint, ...] = ()  # one per device of a split (``footprint`` is their sum)
     tensor_split: tuple[float, ...] = ()
+    n_cpu_moe: int = 0  # experts of the first N blocks in host memory (llama.cpp --n-cpu-moe N)
 
     @property
     def n_ctx(self) -> int:
@@ -211,7 +237,11 @@ def capped_bytes(opt: ModelOption, max_bits: int) -> int:
 def sizes(opt: ModelOption, policy: Policy) -> tuple[int, int]:
     """(E for the regime, capacity below E1). With ``cap_precision``: E counts F32 as 16-bit (the
     paper's E, params x bits, never goes past 16 bits) and capacity counts anything above 8 bits as
-    8-bit (rule 3); without it, both are the file's weight bytes."""
-    if not policy.cap_precision:
-        return opt.effective_bytes, opt.effective_bytes
-    return capped_bytes(opt, 16), capped_bytes(opt, 8)
+    8-bit (rule 3); without it, both are the file's weight bytes. Both are then scaled by the
+    option's ``capacity_ratio`` (its Qwen3-equivalent size over its size, ``plan.capacity``; 1 with
+    ``policy.capacity`` "size" or without published scores)."""
+    e16, e8 = (capped_bytes(opt, 16), capped_bytes(opt, 8)) if policy.cap_precision else (opt.effective_bytes,) * 2
+    ratio = opt.capacity_ratio(policy)
+    if ratio == 1.0:
+        return e16, e8
+    return round(e16 * ratio), round(e8 * ratio)

@@ -40,6 +40,16 @@ every E is the file's bytes, the old rule):
   model at 8 bits"). Below 8 bits, bytes do track precision, so no cap applies there.
 - At or above E1, 16-bit keeps counting (rule 3: "8- or 16-bit for large ones").
 
+Capacity from published scores (``Policy.capacity``, "published" by default; "size" = E alone, the
+old rule): a model whose catalog entry has reasoning scores counts as its Qwen3-equivalent size, read
+on the curve of the Qwen3 dense models' thinking-mode scores (Qwen3 Technical Report,
+arXiv:2505.09388, tables 13-19: AIME'24 and AIME'25; MATH-500 is saturated and not used), piecewise
+linear in log(parameters), the geometric mean over the benchmarks (``edgekv.plan.capacity``). E,
+its 8-bit capacity and the parameter count of the knowledge task are scaled by that size over the
+model's own: Qwen3-30B-A3B (80.4 / 70.9, Table 15) reads as 19.7B, so its E is 0.65 of its bytes;
+gpt-oss-20b at reasoning effort medium (80.0 / 72.1, model card arXiv:2508.10925 Table 3) as 22.1B.
+The dense Qwen3 models read back their own size (unchanged); models without scores keep their size.
+
 Ambiguity kept as a setting: the paper puts the eviction/quantization crossover at E1 (intro)
 and at E2 (KV section). llama.cpp has no R-KV eviction, only a bounded, shifting context, which
 the paper found weaker than R-KV; edgekv therefore never proposes eviction and uses KV
@@ -123,8 +133,12 @@ def enumerate_plans(
                 if fp is None or (g > 1 and t < policy.saturation_tokens):
                     break
                 plans.append(Plan(opt, k, v, t, g, -1, fp, ""))
-            if policy.allow_offload:
+            if policy.allow_offload and budget.ram_bytes != 0:
                 plans.extend(_offload_plans(opt, k, v, budget, policy, cap, token_cap))
+            if opt.layout.expert_bytes and budget.ram_bytes:  # RAM unknown (None) or 0: experts stay on the GPU
+                plans.extend(_moe_plans(opt, k, v, budget, policy, cap, token_cap))
+    if budget.ram_bytes:
+        plans = [p for p in plans if p.footprint.host_total <= budget.ram_bytes]
     return plans
 
 
@@ -151,6 +165,56 @@ def _offload_plans(
     return out
 
 
+def moe_slowdown(opt: ModelOption, n_cpu_moe: int, policy: Policy) -> float:
+    """Decode time per token of a MoE plan with the experts of ``n_cpu_moe`` blocks in RAM, relative
+    to a dense model of the same capacity (``ModelOption.capacity_ratio``) read wholly from the GPU.
+
+    A MoE reads per token its non-expert weights and ``n_expert_used / n_expert`` of its experts;
+    host RAM is taken as 10x slower than the card (as ``_offload_slowdown``). Choice: relative to a
+    dense model of its capacity, not to itself on a card that would hold it whole: what matters is
+    whether the plan beats what the same memory buys otherwise (``max_offload_slowdown`` applies).
+    At least 1."""
+    lay, spec = opt.layout, opt.spec
+    frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
+    experts = sum(lay.expert_bytes)
+    host_exp = lay.host_experts(-1, n_cpu_moe)
+    dense = sum(lay.layer_bytes) - experts + lay.output_bytes
+    t = dense + frac * (experts - host_exp) + 10.0 * frac * host_exp
+    ref = opt.capacity_ratio(policy) * (sum(lay.layer_bytes) + lay.output_bytes)
+    return max(1.0, t / max(ref, 1.0))
+
+
+def _moe_plans(
+    opt: ModelOption, k: KvType, v: KvType, budget: Budget, policy: Policy, cap: int, token_cap: TokenCap | None = None
+) -> list[Plan]:
+    """The fewest blocks' experts in RAM (``n_cpu_moe``, G = 1, every layer on the GPU) that reach
+    min(saturation, cap) tokens, else all of them if that reaches the floor; none when full offload
+    already reaches it (the plain plan) or the host side does not fit ``budget.ram_bytes``."""
+    n_layer = opt.spec.n_layer
+    target = min(policy.saturation_tokens, cap)
+    floor = min(target, max(policy.token_floor, policy.min_ctx))
+
+    def at(n: int) -> tuple[int, Footprint | None]:
+        cfg = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, n_cpu_moe=n)
+        return max_tokens_per_seq(opt, cfg, budget, cap=_cap(cap, token_cap, opt, cfg))
+
+    if at(0)[0] >= target:
+        return []
+    lo, hi = 1, n_layer  # the smallest n reaching the target: T grows with n
+    if at(hi)[0] < target:
+        lo = hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if at(mid)[0] >= target else (mid + 1, hi)
+    t, fp = at(lo)
+    slowdown = moe_slowdown(opt, lo, policy)
+    if fp is None or t < floor or slowdown > policy.max_offload_slowdown:
+        return []
+    if budget.ram_bytes and fp.host_total > budget.ram_bytes:
+        return []
+    return [Plan(opt, k, v, t, 1, -1, fp, "", offload_slowdown=slowdown, n_cpu_moe=lo)]
+
+
 def regime(opt: ModelOption, policy: Policy) -> str:
     """ "capacity" below E1 (within ``similar``), else "generation"; E as ``sizes`` counts it."""
     return "generation" if sizes(opt, policy)[0] >= policy.e1_bytes * (1 - policy.similar) else "capacity"
@@ -168,13 +232,14 @@ def rank_key(plan: Plan, policy: Policy, *, q4_needed: bool) -> tuple[float, ...
     prec = float(opt.bits_class if not (knowledge or policy.flat_precision) else min(opt.bits_class, 0))
     tail = (_kv_rank(plan.type_k, plan.type_v), -plan.offload_slowdown)
     if e16 < policy.e1_bytes * (1 - policy.similar):  # the capacity regime (``regime``)
-        size = float(opt.n_params) if knowledge else e8
+        size = float(opt.rule_params(policy)) if knowledge else e8
         spare = -float(opt.effective_bytes) if policy.cap_precision else 0.0  # equal capacity: fewer bytes
         return (floor_ok, kv_ok, 0.0, size, prec, t_eff, e8, spare, 0.0) + tail
+    params = float(opt.rule_params(policy))
     if knowledge:  # more parameters first, then length, then samples
-        return (floor_ok, kv_ok, 1.0, prec, float(opt.n_params), t_eff, float(plan.parallel), e16, 0.0) + tail
+        return (floor_ok, kv_ok, 1.0, prec, params, t_eff, float(plan.parallel), e16, 0.0) + tail
     size = min(e16, float(policy.e2_bytes))
-    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), float(opt.n_params), e16) + tail
+    return (floor_ok, kv_ok, 1.0, prec, t_eff, size, float(plan.parallel), params, e16) + tail
 
 
 def pick(
@@ -233,7 +298,7 @@ def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:
     cands = [
         p for p in plans
         if p.option.quant.upper() == "Q4_K_M" and p.type_k == KvType.F16 and p.type_v == KvType.F16
-        and p.parallel == 1 and p.n_gpu_layers < 0
+        and p.parallel == 1 and p.n_gpu_layers < 0 and not p.n_cpu_moe
     ]  # fmt: skip
     if not cands:
         return None

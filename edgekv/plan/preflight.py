@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from edgekv.errors import DoesNotFit
+from edgekv.errors import DoesNotFit, SpecError
 from edgekv.model.quant import DEFAULT_KV_TYPES
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.devices import (
@@ -152,8 +152,13 @@ def preflight(
     auto_ctx: bool = False,
     margin_bytes: int = 0,
     cap_text: str | None = None,
+    ram_bytes: int | None = None,
 ) -> Preflight:
     """Check ``cfg`` against ``have_bytes`` before loading; with ``auto_ctx`` pick the largest n_ctx.
+
+    On a GPU, ``ram_bytes`` (``--ram``; None = not checked) bounds the host side as well
+    (``Footprint.host_total``: host weights such as experts kept in RAM by ``cfg.n_cpu_moe``, host KV,
+    llama.cpp's host buffers); a plan whose host side does not fit is refused too, naming both sides.
 
     ``compute(cfg)`` measures the compute buffer (a dry run); None falls back to the formula.
     With ``auto_ctx`` the search uses the buffer measured at the largest context (an upper
@@ -163,6 +168,11 @@ def preflight(
         DoesNotFit: with what the run needs, what the cap leaves, the shortfall and what to try.
     """
     cap_text = cap_text or format_bytes(have_bytes)
+    if cfg.n_cpu_moe and not spec.is_moe:
+        raise SpecError(
+            f"--n-cpu-moe {cfg.n_cpu_moe}: {describe(spec)} has no experts to keep in RAM (a dense model)",
+            hint="drop --n-cpu-moe, or use --ngl to keep whole layers in RAM",
+        )
     # Cheap before expensive: without its compute buffer a configuration that already does not fit
     # is refused before llama.cpp is asked for a dry run (which allocates host memory by n_ctx).
     first = cfg.with_ctx(KV_PAD_CELLS * cfg.n_seq) if auto_ctx else cfg
@@ -173,13 +183,29 @@ def preflight(
         cfg = _auto_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute=compute, margin_bytes=margin_bytes)
     c = compute(cfg) if compute else None
     fp = predict(spec, cfg, gpu=gpu, compute_bytes=c, margin_bytes=margin_bytes)
-    if fp.gpu_total <= have_bytes:
+    ram_short = gpu and ram_bytes is not None and fp.host_total > ram_bytes
+    if fp.gpu_total <= have_bytes and not ram_short:
         return Preflight(cfg, fp, have_bytes, gpu)
     need, short = fp.gpu_total, fp.gpu_total - have_bytes
     where = "the GPU" if gpu else "memory"
+    ram_part = ""
+    if gpu and ram_bytes is not None:
+        host = fp.host_total
+        ram_part = f"; the RAM side needs {format_bytes(host)} of --ram {format_bytes(ram_bytes)}" + (
+            f": {format_bytes(host - ram_bytes)} short" if ram_short else " (fits)"
+        )
+    if short <= 0:  # only the RAM side is short
+        experts = f" (experts of {cfg.n_cpu_moe} blocks in RAM)" if cfg.n_cpu_moe else ""
+        raise DoesNotFit(
+            f"{describe(spec)} at {cfg.n_ctx} tokens with {_kv_text(cfg)}{experts}: the GPU side needs "
+            f"{format_bytes(need)} of --vram {cap_text} (fits){ram_part}",
+            need_bytes=fp.host_total,
+            have_bytes=ram_bytes or 0,
+            hint="try fewer experts in RAM (--n-cpu-moe), a smaller quant, or more --ram if the machine has it.",
+        )
     raise DoesNotFit(
         f"{describe(spec)} at {cfg.n_ctx} tokens with {_kv_text(cfg)} needs {format_bytes(need)} of {where}; "
-        f"--vram {cap_text} leaves {format_bytes(have_bytes)}: {format_bytes(short)} short",
+        f"--vram {cap_text} leaves {format_bytes(have_bytes)}: {format_bytes(short)} short{ram_part}",
         need_bytes=need,
         have_bytes=have_bytes,
         hint=_suggestions(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=c, margin_bytes=margin_bytes),

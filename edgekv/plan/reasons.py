@@ -8,6 +8,7 @@ the KV compression (rule 5), the parallel samples (rule 4) and any partial offlo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from edgekv.model.spec import Task
 from edgekv.plan.plans import Plan, Policy, sizes
@@ -22,7 +23,8 @@ def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: 
     e = format_bytes(opt.effective_bytes)
     e1 = format_bytes(policy.e1_bytes)
     out: list[str] = []
-    e16, e8 = sizes(opt, policy)
+    e16 = sizes(opt, policy)[0]
+    raw16, raw8 = sizes(opt, replace(policy, capacity="size"))  # the precision caps alone, without capacity
     if plan.regime == "capacity":
         out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
     elif e16 >= policy.e1_bytes:
@@ -32,13 +34,13 @@ def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: 
             f'effective size {e} is within {policy.similar:.0%} of E1 = {e1} (the GGUF of "8-bit 4B" itself): '
             "memory goes to generation length first (rule 2)"
         )
-    if e16 < opt.effective_bytes:
-        out.append(f"{opt.quant} counts as 16-bit ({format_bytes(e16)}): 32-bit weights buy no accuracy over 16-bit")
+    if raw16 < opt.effective_bytes:
+        out.append(f"{opt.quant} counts as 16-bit ({format_bytes(raw16)}): 32-bit weights buy no accuracy over 16-bit")
     if policy.task == Task.KNOWLEDGE:
         out.append("knowledge task: more parameters matter more than more bits; 4-bit is fine (rule 3)")
-    elif plan.regime == "capacity" and e8 < opt.effective_bytes:
+    elif plan.regime == "capacity" and raw8 < opt.effective_bytes:
         out.append(
-            f"{policy.task.value}: {opt.quant} weights count as 8-bit ({format_bytes(e8)}) below E1: "
+            f"{policy.task.value}: {opt.quant} weights count as 8-bit ({format_bytes(raw8)}) below E1: "
             "8-bit is best for small models (rule 3)"
         )
     elif opt.bits_class >= 3:
@@ -77,6 +79,15 @@ def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: 
     if plan.parallel > 1:
         out.append(
             f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)"
+        )
+    if opt.capacity_params and policy.capacity == "published" and opt.capacity_params != opt.n_params:
+        out.append(f"capacity: {opt.capacity_note}: E counts as {opt.capacity_ratio(policy):.2f} of its bytes")
+    if plan.n_cpu_moe:
+        host = plan.footprint.host_total
+        out.append(
+            f"experts of {plan.n_cpu_moe}/{opt.spec.n_layer} blocks in system RAM (llama.cpp --n-cpu-moe "
+            f"{plan.n_cpu_moe}; RAM side {host / 2**30:.2f} GiB); decode about {plan.offload_slowdown:.1f}x the time "
+            "of a dense model of its capacity on the GPU"
         )
     if plan.n_gpu_layers >= 0:
         out.append(

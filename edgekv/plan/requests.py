@@ -26,8 +26,9 @@ class PickRequest:
     messages, default "GPU 0", "GPU 1", ...). ``accounting="paper"`` counts weights + KV only.
     ``cap_precision`` (rule 3): below E1, weights above 8 bits count as their 8-bit size; F32 as
     16-bit everywhere. ``flat_precision``, ``q4_kv_ok`` and ``parallel_min_bytes`` come from a
-    calibrated profile (``edgekv calibrate``). ``max_time_s`` (with a card's speed) keeps only the
-    plans that answer in time.
+    calibrated profile (``edgekv calibrate``). ``capacity`` "published" ranks a model with published
+    reasoning scores by its Qwen3-equivalent size (``edgekv.plan.capacity``), "size" by its own.
+    ``max_time_s`` (with a card's speed) keeps only the plans that answer in time.
     """
 
     vram_bytes: int | tuple[int, ...]
@@ -48,11 +49,13 @@ class PickRequest:
     max_parallel: int = MAX_PARALLEL
     similar: float = SIMILAR
     cap_precision: bool = True
+    capacity: str = "published"  # plan.capacity: the Qwen3-equivalent size from published scores, or "size"
     flat_precision: bool = False
     q4_kv_ok: bool = False
     parallel_min_bytes: int = 0
     top: int = DEFAULT_TOP
     max_time_s: float | None = None
+    ram_bytes: int | None = None  # system RAM for the host side; None = not known (no experts in RAM), 0 = GPU only
 
     @property
     def caps(self) -> list[int]:
@@ -67,4 +70,5 @@ class PickRequest:
             kv_types=tuple(self.kv_types), mixed_kv=self.mixed_kv, allow_offload=self.allow_offload,
             min_ctx=self.min_ctx_tokens, cap_precision=self.cap_precision, flat_precision=self.flat_precision,
             q4_kv_ok=self.q4_kv_ok, parallel_min_bytes=self.parallel_min_bytes,
+            capacity=self.capacity,
         )  # fmt: skip

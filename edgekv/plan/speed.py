@@ -2,14 +2,48 @@
 
 Pure arithmetic, stdlib only (it sits on ``pick``'s path): ints of bytes and tokens in, floats out.
 
-Decode is memory-bound. One step of G parallel samples reads the weights on the GPU once (the G
-tokens share that read) and each sample's KV cache up to its depth, so
+Decode (speed model v2). One step of G parallel samples, each at ``depth`` cached tokens, takes
 
-    step_s = (weights_gpu + G x kv_bytes_per_token x depth) / (bandwidth x efficiency) + fixed_step_s
+    step_s = fixed_step_s
+           + gpu_read_bytes(G) / (gpu_bandwidth x weights_efficiency)     weights read on the GPU
+           + ram_read_bytes(G) / (ram_bandwidth x ram_efficiency)         weights read from RAM by the CPU
+           + (min(G, 8) - 1) x 2 x active_params / (fp16_flops x compute_eff)   further samples' matmuls
+           + G x depth x kv_bytes_per_token / (gpu_bandwidth x kv_f16_efficiency)        f16 KV, or
+           + G x depth x attn_flops_per_token / (fp16_flops x kv_efficiency[kv type])    q8_0/q4_0 KV
 
-and the step yields G tokens. ``efficiency`` and ``fixed_step_s`` are fitted by
-``bench/speed_fit.py`` (results and their misses in ``bench/results/speed_fit.md``) and refitted
-from the user's own ``edgekv bench`` records with :func:`fit`.
+and yields G tokens. The terms:
+
+- *Weights on the GPU* are read once per step, shared by the G samples (one batched matmul).
+- *Weights in RAM* (whole layers kept on the host, or MoE experts there: llama.cpp's
+  ``--n-cpu-moe``/``-ot exps=CPU``) are multiplied by the CPU, as llama.cpp does for a batch below
+  its op-offload threshold (32 tokens): the CPU reads the bytes it multiplies from RAM once per step.
+- *MoE*: a step reads only the routed experts the G tokens chose. Each token picks ``k`` =
+  n_expert_used of ``E`` = n_expert experts per layer; with choices independent between tokens
+  (what random routers give, and close to real routing over a batch of unrelated samples), the
+  expected share of a layer's experts read by G tokens is ``1 - (1 - k/E)^G``
+  (:func:`experts_read_fraction`): k/E at G = 1, growing toward all of them. Shared experts,
+  routers and attention are dense parts, read in full.
+- *Per-sample compute*: with G > 1 the quantized mat-vec kernels multiply each further sample's
+  column on top of the one hidden under the weight read: measured, the step grows with G by an
+  amount proportional to the parameters even at shallow depth (bench/results/speed_check.md), up to
+  G = 8; larger batches go to the mat-mat kernel, which holds them at about the cost of 8
+  (:data:`COMPUTE_MAX_SAMPLES`). Counted at a fraction of the card's listed FP16 rate; left out
+  when the rate is unknown.
+- *Attention* reads each sample's own KV up to its depth (edgekv's cache is not unified: every
+  sample is its own stream), with its own efficiency per KV type. An f16 KV is bandwidth-bound:
+  its bytes at a fraction of the GPU bandwidth. A quantized KV (q8_0, q4_0) is compute-bound:
+  llama.cpp's flash-attention decode kernel dequantizes it on the fly, and on an H200 q8_0 and q4_0
+  take the same time per cached token though q4_0 has half the bytes
+  (bench/results/speed_check.md); so its term is the attention FLOPs per cached token (2 x n_head x
+  (head_dim_k + head_dim_v) per full-attention layer) at a fraction of the FP16 rate. Where the
+  rate is unknown it falls back to bytes at the bandwidth. The choice matters across cards: a
+  GeForce card has more FLOPs per byte than an H200, so its quantized-KV penalty is smaller.
+- *Fixed cost*: kernel launches, host sync and sampling, per step.
+
+Every efficiency is a fraction of a listed or measured rate: no efficiency above 1 (the fit
+enforces it). The constants are fitted by ``bench/speed_check.py`` (GPU grid and published
+consumer-card numbers; tables in ``bench/results/speed_check.md``) and refitted from the user's own
+``edgekv bench`` records with :func:`fit`.
 
 Prompt processing is compute-bound: 2 x n_params FLOPs per token at a fraction of the card's
 listed FP16 rate, plus one read of the weights per ubatch of 512 tokens.
@@ -18,14 +52,93 @@ listed FP16 rate, plus one read of the weights per ubatch of 512 tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgekv.plan.card import Card
 
 N_UBATCH = 512  # llama.cpp's default physical batch: the prompt reads the weights once per ubatch
+# System RAM bandwidth when neither measured nor given (--ram-bandwidth): dual-channel DDR5-4800,
+# 76.8 GB/s listed, about what a desktop of 2023-2025 has. A setting, said in pick's output.
+DEFAULT_RAM_BANDWIDTH = 76.8e9
+KV_EFFICIENCY_TYPES = ("f16", "q8_0", "q4_0")  # the KV types with their own attention efficiency
+# llama.cpp's CUDA mat-vec kernels (mmvq/mmvf) take decode batches of up to 8 columns: the first
+# column's dot products hide under the weight read (memory-bound), each further column adds its own;
+# a larger batch goes to the mat-mat kernel (mmq), whose tile holds the columns at about the cost of
+# 8 (ggml-cuda MMVQ_MAX_BATCH_SIZE). The compute term counts min(G, 8) - 1 samples.
+COMPUTE_MAX_SAMPLES = 8
+
+
+def kv_class(kv_type: str) -> str:
+    """The attention-efficiency class of a KV type: f16/bf16/f32 read like f16, q8_0 like q8_0, the
+    4- and 5-bit types (q4_0, q4_1, q5_0, q5_1, iq4_nl) like q4_0."""
+    t = kv_type.lower()
+    if t in ("f16", "bf16", "f32"):
+        return "f16"
+    if t == "q8_0":
+        return "q8_0"
+    return "q4_0"
+
+
+def experts_read_fraction(n_expert_used: int, n_expert: int, n_seq: int) -> float:
+    """Expected share of a layer's routed experts that one step of ``n_seq`` tokens reads.
+
+    Each token picks ``n_expert_used`` of ``n_expert``; with picks independent between tokens, an
+    expert is left out by all with probability (1 - k/E)^G. 1.0 for a dense model (E = 0).
+    """
+    if n_expert <= 0:
+        return 1.0
+    k = min(max(n_expert_used, 1), n_expert) / n_expert
+    return 1.0 - (1.0 - k) ** max(n_seq, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StepLoad:
+    """What one decode step reads, by where it lives: the interface between plans and the speed model.
+
+    ``weights_gpu_bytes`` and ``weights_ram_bytes`` are the dense weights (everything but the routed
+    experts: attention, dense FFN, shared experts, routers, output) on each side, read in full once
+    per step; the input embedding is a row lookup and belongs to neither. ``experts_*_bytes`` are all
+    the routed experts on each side, of which a step reads :func:`experts_read_fraction`.
+    """
+
+    weights_gpu_bytes: int
+    kv_bytes_per_token: int = 0  # K + V over the full-attention layers
+    kv_type: str = "f16"
+    weights_ram_bytes: int = 0
+    experts_gpu_bytes: int = 0
+    experts_ram_bytes: int = 0
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_active_params: int = 0  # parameters one token multiplies (dense + its experts): 0 = no compute term
+    attn_flops_per_token: int = 0  # one query's attention FLOPs per cached token (0: time quantized KV by bytes)
+
+    def gpu_read_bytes(self, n_seq: int) -> float:
+        return self.weights_gpu_bytes + self.experts_gpu_bytes * experts_read_fraction(
+            self.n_expert_used, self.n_expert, n_seq
+        )
+
+    def ram_read_bytes(self, n_seq: int) -> float:
+        return self.weights_ram_bytes + self.experts_ram_bytes * experts_read_fraction(
+            self.n_expert_used, self.n_expert, n_seq
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """The machine's rates: GPU bandwidth, RAM bandwidth (the CPU's reads) and the GPU's FP16 FLOP/s."""
+
+    bandwidth_bytes_per_s: float
+    ram_bandwidth_bytes_per_s: float = DEFAULT_RAM_BANDWIDTH
+    flops_per_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.bandwidth_bytes_per_s <= 0 or self.ram_bandwidth_bytes_per_s <= 0:
+            raise ValueError(
+                f"bandwidths must be positive: {self.bandwidth_bytes_per_s}, {self.ram_bandwidth_bytes_per_s}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,105 +173,128 @@ class AnswerTime:
 
 
 @dataclass(frozen=True, slots=True)
-class SpeedModel:
-    """Fitted constants: the fraction of bandwidth (decode) and of FP16 FLOPs (prompt) achieved."""
+class StepTerms:
+    """A step's seconds at efficiency 1, by term (the fit's features; :meth:`SpeedModel.step_s` weighs them)."""
 
-    efficiency: float  # decode bytes/s over the card's listed memory bandwidth
+    gpu_s: float
+    ram_s: float
+    compute_s: float
+    kv_s: float  # all samples' KV reads at this depth
+    kv_class: str
+
+
+def step_terms(load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int) -> StepTerms:
+    """The ideal seconds of each term of one step (see the module docstring)."""
+    if n_seq < 1:
+        raise ValueError(f"n_seq {n_seq} must be positive")
+    compute = 0.0
+    if rates.flops_per_s and load.n_active_params:
+        compute = (min(n_seq, COMPUTE_MAX_SAMPLES) - 1) * 2.0 * load.n_active_params / rates.flops_per_s
+    return StepTerms(
+        gpu_s=load.gpu_read_bytes(n_seq) / rates.bandwidth_bytes_per_s,
+        ram_s=load.ram_read_bytes(n_seq) / rates.ram_bandwidth_bytes_per_s,
+        compute_s=compute,
+        kv_s=n_seq * max(depth_tokens, 0.0) * _kv_seconds_per_token(load, rates),
+        kv_class=kv_class(load.kv_type),
+    )
+
+
+def _kv_seconds_per_token(load: StepLoad, rates: Rates) -> float:
+    """One sample's attention seconds per cached token at efficiency 1: bytes at the bandwidth (f16),
+    FLOPs at the FP16 rate (quantized KV, when both are known)."""
+    if kv_class(load.kv_type) != "f16" and rates.flops_per_s and load.attn_flops_per_token:
+        return load.attn_flops_per_token / rates.flops_per_s
+    return load.kv_bytes_per_token / rates.bandwidth_bytes_per_s
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedModel:
+    """Fitted constants: fractions of the machine's rates achieved, and a fixed cost per step."""
+
+    weights_efficiency: float  # GPU weight reads over the card's listed memory bandwidth
     fixed_step_s: float  # per decode step: kernel launches, sampling, host sync
     prompt_efficiency: float  # prompt FLOP/s over the card's listed (non-tensor) FP16 FLOP/s
+    kv_f16_efficiency: float = 0.5  # attention reads of an f16 KV over the listed bandwidth
+    kv_q8_0_efficiency: float = 0.06  # attention FLOPs over a q8_0 KV over the listed FP16 rate
+    kv_q4_0_efficiency: float = 0.06  # the same for q4_0 (and the other 4-5 bit types)
+    ram_efficiency: float = 0.7  # the CPU's reads of RAM-resident weights over the RAM bandwidth
+    compute_efficiency: float = 0.5  # per-sample matmul FLOP/s over the listed FP16 rate
 
-    def step_bytes(self, weights_gpu_bytes: int, *, kv_bytes_per_token: int, depth_tokens: float, n_seq: int) -> float:
-        """Bytes one decode step reads: the weights once, each sample's KV up to ``depth_tokens``."""
-        return weights_gpu_bytes + n_seq * kv_bytes_per_token * depth_tokens
+    @property
+    def efficiency(self) -> float:
+        """The weights' efficiency (v1's single efficiency)."""
+        return self.weights_efficiency
 
-    def decode(
-        self,
-        weights_gpu_bytes: int,
-        *,
-        kv_bytes_per_token: int,
-        depth_tokens: float,
-        n_seq: int = 1,
-        bandwidth_bytes_per_s: float,
-    ) -> DecodeSpeed:
+    def kv_efficiency(self, kv_type: str) -> float:
+        c = kv_class(kv_type)
+        return {"f16": self.kv_f16_efficiency, "q8_0": self.kv_q8_0_efficiency}.get(c, self.kv_q4_0_efficiency)
+
+    def weigh(self, t: StepTerms) -> float:
+        """Seconds of a step from its ideal terms."""
+        return (self.fixed_step_s + t.gpu_s / self.weights_efficiency + t.ram_s / self.ram_efficiency
+                + t.compute_s / self.compute_efficiency + t.kv_s / self.kv_efficiency(t.kv_class))  # fmt: skip
+
+    def step_s(self, load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int = 1) -> float:
+        return self.weigh(step_terms(load, rates, depth_tokens=depth_tokens, n_seq=n_seq))
+
+    def depth_slope_s(self, load: StepLoad, rates: Rates, *, n_seq: int = 1) -> float:
+        """Seconds a step gains per token of depth (every sample one token deeper)."""
+        return n_seq * _kv_seconds_per_token(load, rates) / self.kv_efficiency(load.kv_type)
+
+    def decode(self, load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int = 1) -> DecodeSpeed:
         """One decode step at ``depth_tokens`` (tokens already in each sample's cache)."""
-        if n_seq < 1 or bandwidth_bytes_per_s <= 0:
-            raise ValueError(f"n_seq {n_seq} and bandwidth {bandwidth_bytes_per_s} must be positive")
-        n_bytes = self.step_bytes(weights_gpu_bytes, kv_bytes_per_token=kv_bytes_per_token,
-                                  depth_tokens=depth_tokens, n_seq=n_seq)  # fmt: skip
-        return DecodeSpeed(n_bytes / (bandwidth_bytes_per_s * self.efficiency) + self.fixed_step_s, n_seq)
+        return DecodeSpeed(self.step_s(load, rates, depth_tokens=depth_tokens, n_seq=n_seq), n_seq)
 
-    def decode_tps(
-        self,
-        weights_gpu_bytes: int,
-        *,
-        kv_bytes_per_token: int,
-        depth_tokens: float,
-        n_seq: int = 1,
-        bandwidth_bytes_per_s: float,
-    ) -> tuple[float, float]:
+    def decode_tps(self, load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int = 1) -> tuple[float, float]:
         """(aggregate, per-sample) decode tokens/s."""
-        d = self.decode(weights_gpu_bytes, kv_bytes_per_token=kv_bytes_per_token, depth_tokens=depth_tokens,
-                        n_seq=n_seq, bandwidth_bytes_per_s=bandwidth_bytes_per_s)  # fmt: skip
+        d = self.decode(load, rates, depth_tokens=depth_tokens, n_seq=n_seq)
         return d.aggregate_tps, d.per_seq_tps
 
-    def prompt_s(
-        self,
-        prompt_tokens: int,
-        *,
-        n_params: int,
-        weights_gpu_bytes: int,
-        flops_per_s: float,
-        bandwidth_bytes_per_s: float,
-    ) -> float:
-        """Seconds to process a prompt once: its FLOPs, plus a weight read and a fixed cost per ubatch."""
-        if prompt_tokens <= 0:
+    def prompt_s(self, prompt_tokens: int, *, n_params: int, load: StepLoad, rates: Rates) -> float:
+        """Seconds to process a prompt once: its FLOPs, plus a weight read and a fixed cost per ubatch
+        (llama.cpp multiplies RAM-resident weights on the GPU for a prompt: they cross PCIe, counted
+        at the RAM rate, once per ubatch)."""
+        if prompt_tokens <= 0 or not rates.flops_per_s:
             return 0.0
-        compute_s = prompt_tokens * 2.0 * n_params / (flops_per_s * self.prompt_efficiency)
-        per_ubatch_s = weights_gpu_bytes / (bandwidth_bytes_per_s * self.efficiency) + self.fixed_step_s
+        compute_s = prompt_tokens * 2.0 * n_params / (rates.flops_per_s * self.prompt_efficiency)
+        per_ubatch_s = (
+            self.fixed_step_s
+            + (load.weights_gpu_bytes + load.experts_gpu_bytes)
+            / (rates.bandwidth_bytes_per_s * self.weights_efficiency)
+            + (load.weights_ram_bytes + load.experts_ram_bytes)
+            / (rates.ram_bandwidth_bytes_per_s * self.ram_efficiency)
+        )
         return compute_s + math.ceil(prompt_tokens / N_UBATCH) * per_ubatch_s
 
-    def prompt_tps(
-        self,
-        prompt_tokens: int,
-        *,
-        n_params: int,
-        weights_gpu_bytes: int,
-        flops_per_s: float,
-        bandwidth_bytes_per_s: float,
-    ) -> float:
+    def prompt_tps(self, prompt_tokens: int, *, n_params: int, load: StepLoad, rates: Rates) -> float:
         """Prompt tokens/s for a prompt of ``prompt_tokens``."""
-        s = self.prompt_s(prompt_tokens, n_params=n_params, weights_gpu_bytes=weights_gpu_bytes,
-                          flops_per_s=flops_per_s, bandwidth_bytes_per_s=bandwidth_bytes_per_s)  # fmt: skip
-        return prompt_tokens / s
+        return prompt_tokens / self.prompt_s(prompt_tokens, n_params=n_params, load=load, rates=rates)
 
     def time_to_answer_s(
-        self,
-        prompt_tokens: int,
-        budget_tokens: int,
-        n_seq: int = 1,
-        *,
-        weights_gpu_bytes: int,
-        kv_bytes_per_token: int,
-        bandwidth_bytes_per_s: float,
+        self, prompt_tokens: int, budget_tokens: int, n_seq: int = 1, *, load: StepLoad, rates: Rates,
         n_params: int | None = None,
-        flops_per_s: float | None = None,
-    ) -> AnswerTime:
+    ) -> AnswerTime:  # fmt: skip
         """The prompt once (then copied to the samples, as runtime does) plus ``budget_tokens`` steps
         of ``n_seq`` samples; step time is linear in depth, so the average depth
         (prompt + budget/2) gives the exact sum."""
-        step = self.decode(weights_gpu_bytes, kv_bytes_per_token=kv_bytes_per_token,
-                           depth_tokens=prompt_tokens + budget_tokens / 2, n_seq=n_seq,
-                           bandwidth_bytes_per_s=bandwidth_bytes_per_s)  # fmt: skip
+        step = self.decode(load, rates, depth_tokens=prompt_tokens + budget_tokens / 2, n_seq=n_seq)
         prompt = None
-        if flops_per_s and n_params:
-            prompt = self.prompt_s(prompt_tokens, n_params=n_params, weights_gpu_bytes=weights_gpu_bytes,
-                                   flops_per_s=flops_per_s, bandwidth_bytes_per_s=bandwidth_bytes_per_s)  # fmt: skip
+        if rates.flops_per_s and n_params:
+            prompt = self.prompt_s(prompt_tokens, n_params=n_params, load=load, rates=rates)
         return AnswerTime(prompt, budget_tokens * step.step_s, step)
 
 
-# Fitted by bench/speed_fit.py on llama.cpp's published consumer-card numbers (table and sources in
-# bench/results/speed_fit.md); the H200 grid is latency-bound and only checks the fixed cost.
-DEFAULT_SPEED = SpeedModel(efficiency=1.028, fixed_step_s=0.00373, prompt_efficiency=2.08)
+# Fitted by bench/speed_check.py (tables in bench/results/speed_check.md): the attention and compute
+# efficiencies on llama.cpp's own tools on an H200 (39 rows: dense Qwen3 shapes, G 1-16, depth to
+# 32k, f16/q8_0/q4_0 KV), then the weights' efficiency and the fixed cost on the published
+# consumer-card numbers (19 rows; 2024 builds, whose fixed cost per step is larger). ram_efficiency
+# is not fitted yet (no RAM-resident rows measured; bench/gpu_speed_grid.py measures them): 0.7 of
+# the RAM bandwidth, what llama.cpp's CPU mat-vec reaches on a memory-bound decode. prompt_efficiency
+# is relative to the listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
+DEFAULT_SPEED = SpeedModel(
+    weights_efficiency=1.0, fixed_step_s=0.00347, prompt_efficiency=2.08, kv_f16_efficiency=0.630,
+    kv_q8_0_efficiency=0.0597, kv_q4_0_efficiency=0.0602, ram_efficiency=0.7, compute_efficiency=0.335,
+)  # fmt: skip
 
 
 # -- plans timed on a card (edgekv.plan.timing makes them) ---------------------------------------
@@ -174,17 +310,27 @@ class CardSpeed:
     model: SpeedModel = DEFAULT_SPEED
     n_user_samples: int = 0  # > 0: ``model`` was refit on the user's own ``edgekv bench`` samples
     prompt_tokens: int = PROMPT_TOKENS
+    ram_bandwidth_bytes_per_s: float = DEFAULT_RAM_BANDWIDTH  # the CPU's reads of RAM-resident weights
+    ram_bandwidth_given: bool = False  # --ram-bandwidth (else the default, said in pick's output)
 
     def __post_init__(self) -> None:
         if self.card.bandwidth_bytes_per_s <= 0:
             raise ValueError(f"{self.card.name}: memory bandwidth unknown, cannot time plans")
+        if self.ram_bandwidth_bytes_per_s <= 0:
+            raise ValueError(f"RAM bandwidth {self.ram_bandwidth_bytes_per_s} must be positive")
+
+    @property
+    def rates(self) -> Rates:
+        return Rates(self.card.bandwidth_bytes_per_s, self.ram_bandwidth_bytes_per_s, self.card.fp16_flops_per_s)
 
     @property
     def source(self) -> str:
         """Where the speed constants come from, in words."""
         if self.n_user_samples:
             return f"refit on your {self.n_user_samples} edgekv bench samples on this card"
-        return "fitted on published llama.cpp numbers (bench/results/speed_fit.md); edgekv bench refits"
+        return (
+            "fitted on a GPU grid and published llama.cpp numbers (bench/results/speed_check.md); edgekv bench refits"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +383,8 @@ class PickSpeed:
 
 @dataclass(frozen=True, slots=True)
 class DecodeSample:
-    """A measured decode speed and the configuration it was measured at."""
+    """A measured decode speed and the configuration it was measured at (stored as JSONL by
+    ``edgekv.store.speeds``: fields added later have defaults, so older records still load)."""
 
     weights_gpu_bytes: int
     kv_bytes_per_token: int
@@ -245,55 +392,102 @@ class DecodeSample:
     n_seq: int
     bandwidth_bytes_per_s: float
     measured_tps: float  # aggregate tokens/s (n_seq tokens per step)
+    kv_type: str = "f16"
+    weights_ram_bytes: int = 0
+    experts_gpu_bytes: int = 0
+    experts_ram_bytes: int = 0
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_active_params: int = 0
+    ram_bandwidth_bytes_per_s: float = DEFAULT_RAM_BANDWIDTH
+    flops_per_s: float = 0.0  # 0: unknown
+    attn_flops_per_token: int = 0
 
     @property
     def step_s(self) -> float:
         return self.n_seq / self.measured_tps
 
     @property
-    def ideal_s(self) -> float:
-        """The step's bytes at the full listed bandwidth."""
-        n_bytes = self.weights_gpu_bytes + self.n_seq * self.kv_bytes_per_token * self.depth_tokens
-        return n_bytes / self.bandwidth_bytes_per_s
+    def load(self) -> StepLoad:
+        return StepLoad(self.weights_gpu_bytes, self.kv_bytes_per_token, self.kv_type, self.weights_ram_bytes,
+                        self.experts_gpu_bytes, self.experts_ram_bytes, self.n_expert, self.n_expert_used,
+                        self.n_active_params, self.attn_flops_per_token)  # fmt: skip
+
+    @property
+    def rates(self) -> Rates:
+        return Rates(self.bandwidth_bytes_per_s, self.ram_bandwidth_bytes_per_s, self.flops_per_s or None)
+
+    @property
+    def terms(self) -> StepTerms:
+        return step_terms(self.load, self.rates, depth_tokens=self.depth_tokens, n_seq=self.n_seq)
+
+    def predicted_tps(self, m: SpeedModel) -> float:
+        return self.n_seq / m.weigh(self.terms)
 
 
-def fit(samples: Iterable[DecodeSample], *, base: SpeedModel = DEFAULT_SPEED) -> SpeedModel:
-    """Least squares on relative error for ``efficiency`` and ``fixed_step_s``; prompt constants from ``base``.
+# The fitted parameters: (field, is an efficiency). An efficiency e enters as 1/e >= 1.
+PARAMS: tuple[tuple[str, bool], ...] = (
+    ("weights_efficiency", True), ("ram_efficiency", True), ("compute_efficiency", True),
+    ("kv_f16_efficiency", True), ("kv_q8_0_efficiency", True), ("kv_q4_0_efficiency", True),
+    ("fixed_step_s", False),
+)  # fmt: skip
 
-    step_s = ideal_s / efficiency + fixed_step_s is linear in (1/efficiency, fixed_step_s). With one
-    sample, or samples that all read the same bytes, only the efficiency is fitted (the fixed cost
-    kept from ``base``). A negative fixed cost is clamped to 0; a non-positive slope keeps ``base``'s
-    efficiency and fits the fixed cost. An efficiency above 1 is kept: it says the card is
-    latency-bound (step time grows with bytes more slowly than its listed bandwidth implies).
+
+def _features(t: StepTerms) -> list[float]:
+    kv = {c: t.kv_s if t.kv_class == c else 0.0 for c in KV_EFFICIENCY_TYPES}
+    return [t.gpu_s, t.ram_s, t.compute_s, kv["f16"], kv["q8_0"], kv["q4_0"], 1.0]
+
+
+def fit(
+    samples: Iterable[DecodeSample], *, base: SpeedModel = DEFAULT_SPEED, only: Sequence[str] | None = None,
+    sweeps: int = 400,
+) -> SpeedModel:  # fmt: skip
+    """Least squares on relative error of the step time, every efficiency at most 1, the fixed cost >= 0.
+
+    The step time is linear in (1/efficiency of each term, fixed cost), so this is a bounded linear
+    least-squares problem (1/e >= 1, fixed >= 0), solved by cyclic coordinate descent (each
+    coordinate's exact minimum, clamped to its bound; convex, so it converges). Parameters whose
+    term is zero in every sample (no RAM-resident weights measured, say) keep ``base``'s value, as do
+    parameters not named in ``only``. The prompt efficiency is not touched.
 
     Raises:
         ValueError: with no samples or a non-positive measurement.
     """
-    pts = [(s.ideal_s, s.step_s) for s in samples]
-    if not pts:
+    rows = [(_features(s.terms), s.step_s) for s in samples]
+    if not rows:
         raise ValueError("no speed measurements to fit")
-    if any(y <= 0 or x <= 0 for x, y in pts):
+    if any(y <= 0 for _, y in rows):
         raise ValueError("speed measurements must be positive")
-    # minimise sum((a*x + b - y) / y)^2 with u = x/y, v = 1/y: sum(a*u + b*v - 1)^2
-    suu = sum((x / y) ** 2 for x, y in pts)
-    suv = sum(x / y**2 for x, y in pts)
-    svv = sum(1 / y**2 for _, y in pts)
-    su = sum(x / y for x, y in pts)
-    sv = sum(1 / y for _, y in pts)
-    det = suu * svv - suv * suv
-    if len(pts) >= 2 and det > 1e-9 * suu * svv:
-        a, b = (su * svv - sv * suv) / det, (suu * sv - suv * su) / det
-        if a > 0 and b >= 0:
-            return replace(base, efficiency=1 / a, fixed_step_s=b)
-        if a > 0:  # b < 0: through the origin
-            return replace(base, efficiency=suu / su, fixed_step_s=0.0)
-        a = 1 / base.efficiency  # the bytes explain nothing: keep the efficiency, fit the fixed cost
-        return replace(base, fixed_step_s=max(0.0, (sv - a * suv) / svv))
-    b = base.fixed_step_s  # fixed cost kept: a = sum(u*(1 - b*v)) / sum(u*u)
-    a = (su - b * suv) / suu
-    if a <= 0:
+    names = [n for n, _ in PARAMS]
+    x = [1.0 / getattr(base, n) if eff else getattr(base, n) for n, eff in PARAMS]
+    free = [
+        (only is None or n in only) and (not eff or any(f[j] > 0 for f, _ in rows)) for j, (n, eff) in enumerate(PARAMS)
+    ]
+    if not any(free):
         return base
-    return replace(base, efficiency=1 / a)
+    # relative residuals: r_i = (f_i . x - y_i) / y_i
+    a = [[v / y for v in f] for f, y in rows]
+    r = [sum(ai[j] * x[j] for j in range(len(x))) - 1.0 for ai in a]
+    for _ in range(sweeps):
+        moved = 0.0
+        for j in range(len(x)):
+            if not free[j]:
+                continue
+            col = [ai[j] for ai in a]
+            den = sum(c * c for c in col)
+            if den <= 0:
+                continue
+            step = -sum(c * ri for c, ri in zip(col, r, strict=True)) / den
+            new = max(x[j] + step, 1.0 if PARAMS[j][1] else 0.0)
+            d = new - x[j]
+            if d:
+                x[j] = new
+                r = [ri + c * d for ri, c in zip(r, col, strict=True)]
+                moved = max(moved, abs(d) / max(abs(new), 1e-12))
+        if moved < 1e-10:
+            break
+    out = {n: (1.0 / v if eff else v) for (n, eff), v in zip(PARAMS, x, strict=True)}
+    return replace(base, **{n: out[n] for n, f in zip(names, free, strict=True) if f})
 
 
 def fit_prompt_efficiency(efficiencies: Iterable[float], *, base: SpeedModel = DEFAULT_SPEED) -> SpeedModel:
@@ -302,3 +496,8 @@ def fit_prompt_efficiency(efficiencies: Iterable[float], *, base: SpeedModel = D
     if not r:
         return base
     return replace(base, prompt_efficiency=math.exp(sum(math.log(x) for x in r) / len(r)))
+
+
+def model_fields() -> tuple[str, ...]:
+    """The SpeedModel's constants, in order (for tables)."""
+    return tuple(f.name for f in fields(SpeedModel))

@@ -11,31 +11,80 @@ Definitions, per plan of T tokens per sample and G samples:
   question do;
 - ``decode_tps`` is the tokens/s one sample sees, averaged over the answer (the cache grows, so
   the speed falls from the first token to the last): generated tokens / decode seconds;
-- a partially offloaded plan reads its host-side weights at a tenth of the card's bandwidth
-  (the ratio ``edgekv.plan.policy`` assumes for its offload slowdown).
+- a plan's weights are read where they live (:func:`step_load`): layers kept on the host, and MoE
+  experts kept in RAM (``n_cpu_moe``), are multiplied by the CPU at the RAM bandwidth
+  (``CardSpeed.ram_bandwidth_bytes_per_s``, ``--ram-bandwidth``); a MoE step reads only the experts
+  its samples chose (``edgekv.plan.speed.experts_read_fraction``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from edgekv.model.quant import KvType
+from edgekv.model.spec import ModelSpec
+from edgekv.model.tensor_groups import expert_layer_bytes
 from edgekv.plan.memory import KV_PAD_CELLS, RunConfig, kv_bytes_per_token
 from edgekv.plan.plans import ModelOption, PickResult, Plan, Policy
-from edgekv.plan.speed import CardSpeed, PickSpeed, PlanTime
-
-HOST_BANDWIDTH_RATIO = 10.0  # GDDR/HBM over system RAM, as policy._offload_slowdown assumes
+from edgekv.plan.speed import CardSpeed, PickSpeed, PlanTime, StepLoad
 
 
-def read_bytes(opt: ModelOption, n_gpu_layers: int) -> float:
-    """Weight bytes one decode step reads, host-side bytes weighted by the bandwidth ratio."""
-    if n_gpu_layers < 0:
-        return float(opt.layout.split(-1)[0])
-    gpu, host = opt.layout.split(n_gpu_layers)
-    host = max(host - opt.layout.input_bytes, 0)  # the input embedding is a row lookup, not a matmul
-    return gpu + HOST_BANDWIDTH_RATIO * host
+def step_load(
+    opt: ModelOption, *, n_gpu_layers: int, type_k: KvType, type_v: KvType, n_cpu_moe: int = 0,
+    experts_per_layer: Sequence[int] | None = None,
+) -> StepLoad:  # fmt: skip
+    """Where the weights one decode step reads live, for ``n_gpu_layers`` offloaded blocks (-1 = all)
+    and the routed experts of the first ``n_cpu_moe`` blocks kept in RAM (llama.cpp ``--n-cpu-moe``).
+
+    ``experts_per_layer``: the experts' bytes of each block at this quant (a catalog entry's
+    ``expert_layer_bytes``); by default the option's ``expert_layer_bytes`` where it has one, else read
+    from ``opt.spec``'s tensors (exact for a GGUF's spec).
+    The input embedding is a row lookup and is not counted. ``n_active_params`` weighs the parameters
+    by bytes: the dense share in full, the experts' share at n_expert_used / n_expert.
+    """
+    spec = opt.spec
+    lay = opt.layout
+    n_layer = len(lay.layer_bytes)
+    gpu, host = lay.split(n_gpu_layers)
+    host = max(host - lay.input_bytes, 0)
+    if not spec.n_expert:
+        experts: Sequence[int] = (0,) * n_layer
+    else:
+        given = experts_per_layer if experts_per_layer is not None else getattr(opt, "expert_layer_bytes", None)
+        experts = tuple(given) if given else expert_layer_bytes(spec)
+    ngl = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
+    first_gpu = max(n_layer + 1 - ngl, 0)  # blocks [first_gpu, n_layer) are on the GPU
+    exp_gpu = sum(b for il, b in enumerate(experts) if il >= first_gpu and il >= n_cpu_moe)
+    exp_ram = sum(experts) - exp_gpu
+    exp_on_gpu_layers = sum(experts[first_gpu:])
+    dense_gpu = gpu - exp_on_gpu_layers
+    dense_ram = host - sum(experts[:first_gpu])
+    n_params = _n_params(opt)
+    active = n_params
+    total = lay.input_bytes + sum(lay.layer_bytes) + lay.output_bytes
+    if spec.n_expert and total:
+        share = sum(experts) / total
+        active = round(n_params * (1 - share + share * spec.n_expert_used / spec.n_expert))
+    return StepLoad(
+        weights_gpu_bytes=max(dense_gpu, 0), kv_bytes_per_token=_kv_per_token(opt, type_k, type_v),
+        kv_type=type_k.value, weights_ram_bytes=max(dense_ram, 0), experts_gpu_bytes=exp_gpu,
+        experts_ram_bytes=exp_ram, n_expert=spec.n_expert, n_expert_used=spec.n_expert_used, n_active_params=active,
+        attn_flops_per_token=attn_flops_per_token(opt),
+    )  # fmt: skip
+
+
+def attn_flops_per_token(opt: ModelOption) -> int:
+    """One query's attention FLOPs per cached token (:func:`spec_attn_flops` of the option's spec)."""
+    return spec_attn_flops(opt.spec)
+
+
+def spec_attn_flops(spec: ModelSpec) -> int:
+    """One query's attention FLOPs per cached token: Q.K and P.V, 2 x n_head x (head_dim_k + head_dim_v)
+    on every full-attention layer (a sliding-window layer's reads stop at its window)."""
+    per_layer = 2 * spec.n_head * (spec.head_dim_k + spec.head_dim_v)
+    return sum(per_layer for il in range(spec.n_layer) if spec.n_head_kv[il] and not spec.is_swa(il))
 
 
 def _kv_per_token(opt: ModelOption, type_k: KvType, type_v: KvType) -> int:
@@ -48,25 +97,29 @@ def _n_params(opt: ModelOption) -> int:
 
 
 def time_config(
-    cs: CardSpeed, opt: ModelOption, *, type_k: KvType, type_v: KvType, n_ctx_seq: int, n_seq: int, n_gpu_layers: int
-) -> PlanTime:
-    """The answer of ``n_seq`` samples of ``n_ctx_seq`` tokens each (prompt included)."""
+    cs: CardSpeed, opt: ModelOption, *, type_k: KvType, type_v: KvType, n_ctx_seq: int, n_seq: int, n_gpu_layers: int,
+    n_cpu_moe: int = 0,
+) -> PlanTime:  # fmt: skip
+    """The answer of ``n_seq`` samples of ``n_ctx_seq`` tokens each (prompt included), the experts of the
+    first ``n_cpu_moe`` blocks in RAM."""
     prompt = min(cs.prompt_tokens, n_ctx_seq)
     answer = n_ctx_seq - prompt
-    card = cs.card
-    t = cs.model.time_to_answer_s(
-        prompt, answer, n_seq, weights_gpu_bytes=round(read_bytes(opt, n_gpu_layers)),
-        kv_bytes_per_token=_kv_per_token(opt, type_k, type_v), bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
-        n_params=_n_params(opt), flops_per_s=card.fp16_flops_per_s,
-    )  # fmt: skip
+    load = step_load(opt, n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v, n_cpu_moe=n_cpu_moe)
+    t = cs.model.time_to_answer_s(prompt, answer, n_seq, load=load, rates=cs.rates, n_params=_n_params(opt))
     return PlanTime(n_seq, prompt, answer, t.prompt_s, t.decode_s)
 
 
 def time_plan(cs: CardSpeed, plan: Plan) -> PlanTime:
     return time_config(
         cs, plan.option, type_k=plan.type_k, type_v=plan.type_v, n_ctx_seq=plan.n_ctx_seq, n_seq=plan.parallel,
-        n_gpu_layers=plan.n_gpu_layers,
+        n_gpu_layers=plan.n_gpu_layers, n_cpu_moe=_n_cpu_moe(plan),
     )  # fmt: skip
+
+
+def _n_cpu_moe(placed: object) -> int:
+    """The blocks whose experts a plan (or run configuration) keeps in RAM: 0 until plans place experts
+    (issue 24's ``--ram`` work adds the field; the speed model takes it from here)."""
+    return int(getattr(placed, "n_cpu_moe", 0) or 0)
 
 
 def max_tokens_within(cs: CardSpeed, opt: ModelOption, cfg: RunConfig, max_time_s: float) -> int:
@@ -76,20 +129,16 @@ def max_tokens_within(cs: CardSpeed, opt: ModelOption, cfg: RunConfig, max_time_
     B (each step reads the KV so far): prompt_s + B (a + c P) + c B^2 / 2 <= max_time_s.
     """
     m = cs.model
-    card = cs.card
-    bw = card.bandwidth_bytes_per_s * m.efficiency
     prompt = cs.prompt_tokens
-    prompt_s = 0.0
-    if card.fp16_flops_per_s and _n_params(opt):
-        prompt_s = m.prompt_s(
-            prompt, n_params=_n_params(opt), weights_gpu_bytes=round(read_bytes(opt, cfg.n_gpu_layers)),
-            flops_per_s=card.fp16_flops_per_s, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
-        )  # fmt: skip
+    load = step_load(
+        opt, n_gpu_layers=cfg.n_gpu_layers, type_k=cfg.type_k, type_v=cfg.type_v, n_cpu_moe=_n_cpu_moe(cfg)
+    )
+    prompt_s = m.prompt_s(prompt, n_params=_n_params(opt), load=load, rates=cs.rates) if _n_params(opt) else 0.0
     left = max_time_s - prompt_s
     if left <= 0:
         return 0
-    a = read_bytes(opt, cfg.n_gpu_layers) / bw + m.fixed_step_s
-    c = cfg.n_seq * _kv_per_token(opt, cfg.type_k, cfg.type_v) / bw
+    a = m.step_s(load, cs.rates, depth_tokens=0, n_seq=cfg.n_seq)
+    c = m.depth_slope_s(load, cs.rates, n_seq=cfg.n_seq)
     lin = a + c * prompt
     b = left / lin if c <= 0 else (-lin + math.sqrt(lin * lin + 2 * c * left)) / c
     t = (prompt + int(b)) // KV_PAD_CELLS * KV_PAD_CELLS

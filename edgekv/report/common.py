@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from edgekv.plan.memory import Footprint
@@ -57,8 +58,9 @@ def bar_legend() -> Text:
 def footprint_line(fp: Footprint) -> str:
     return (
         f"weights {format_bytes(fp.weights_gpu)} + KV {format_bytes(fp.kv)} + compute {format_bytes(fp.compute)} "
-        f"({fp.compute_source}) + CUDA overhead {format_bytes(fp.overhead)} + margin {format_bytes(fp.margin)} "
-        f"= {format_bytes(fp.gpu_total)}"
+        f"({fp.compute_source}) + "
+        + (f"copy of RAM experts {format_bytes(fp.expert_copy)} (estimate) + " if fp.expert_copy else "")
+        + f"CUDA overhead {format_bytes(fp.overhead)} + margin {format_bytes(fp.margin)} = {format_bytes(fp.gpu_total)}"
     )
 
 
@@ -99,3 +101,56 @@ def step_bar(label: str, total: int, *, show: bool) -> Iterator[Callable[[int, i
             bar.update(task, completed=done, total=total, description=label)
 
         yield update
+
+
+def natural_width(renderable: Any) -> int:
+    """The columns ``renderable`` takes when nothing is wrapped or cut."""
+    from rich.measure import Measurement
+
+    m = Console(width=1000, emoji=False)
+    return Measurement.get(m, m.options, renderable).maximum
+
+
+def fitted_table(
+    build: Callable[[frozenset[str]], Table], *, optional: Sequence[str], width: int | None
+) -> Table:  # fmt: skip
+    """``build(dropped)`` with as few of ``optional`` (least important first) dropped as lets it fit
+    ``width`` columns unwrapped. The key columns are never dropped; what still does not fit folds onto
+    more lines (every column ``overflow="fold"``: a value is never cut to "…"). ``width`` None: all kept."""
+    dropped: frozenset[str] = frozenset()
+    table = build(dropped)
+    if width is None:
+        return table
+    for col in optional:
+        if natural_width(table) <= width:
+            break
+        dropped |= {col}
+        table = build(dropped)
+    return table
+
+
+def column_kw() -> dict[str, Any]:
+    """The column settings of a fitted table: a value that does not fit folds, never "…"."""
+    return {"overflow": "fold"}
+
+
+def command_lines(argv: Sequence[str], *, width: int, indent: str = "  ") -> list[Text]:
+    """A shell command as lines a user can paste: the words (quoted as the shell reads them) packed into
+    lines of at most ``width`` columns, each but the last ending in `` \\`` and the next indented.
+    A word is never split: one longer than the width stands on its own line, whole, and the lines
+    are no_wrap (print them with ``crop=False``)."""
+    import shlex
+
+    words = [shlex.quote(w) for w in argv]
+    lines: list[str] = []
+    line = indent
+    for w in words:
+        head = line if line.strip() else ""
+        candidate = f"{line} {w}" if head else f"{line}{w}"
+        if head and len(candidate) + 2 > width:  # room for " \"
+            lines.append(line + " \\")
+            line = indent + "    " + w
+        else:
+            line = candidate
+    lines.append(line)
+    return [Text(ln, no_wrap=True, overflow="ignore") for ln in lines]

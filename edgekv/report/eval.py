@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekv.plan.memory import Footprint
-from edgekv.report.common import fmt_const, gib
+from edgekv.report.common import column_kw, fitted_table, fmt_const, gib
 from edgekv.report.run import memory_table
 from edgekv.units import GIB, format_bytes
 
@@ -21,53 +21,73 @@ if TYPE_CHECKING:  # the pick path does not import eval
     from edgekv.eval.sweep import SweepPlan
 
 
-def sweep_table(plan: SweepPlan, *, done: frozenset[str] = frozenset()) -> Table:
-    """The configurations of a sweep in run order."""
+SWEEP_COLUMNS = ("#", "model file", "E GiB", "KV", "budget", "G run", "G derived", "T", "GiB", "cards", "status")
+# at narrow widths these go first, in this order; the model file, KV, budget, G, T, GiB and cards stay
+SWEEP_OPTIONAL = ("E GiB", "G derived", "status", "#")
+
+
+def sweep_table(plan: SweepPlan, *, done: frozenset[str] = frozenset(), width: int | None = None) -> Table:
+    """The configurations of a sweep in run order, fitted to ``width`` (``common.fitted_table``; the
+    status column only goes when no configuration is done)."""
     cards = ", ".join(format_bytes(v) for v in plan.cards)
-    t = Table(title=f"edgekv sweep: {len(plan.items)} configurations for {cards}", box=box.SIMPLE_HEAD)
-    for col in ("#", "model file", "E GiB", "KV", "budget", "G run", "G derived", "T", "GiB", "cards", "status"):
-        t.add_column(col, justify="right" if col in ("#", "E GiB", "budget", "T", "GiB") else "left")
-    for i, it in enumerate(plan.items, 1):
-        t.add_row(
-            str(i), it.model_file, gib(it.effective_bytes), it.type_k.value, str(it.budget_tokens), str(it.samples),
-            ",".join(map(str, it.derived_samples)) or "-", str(it.n_ctx_seq), gib(it.total_bytes),
-            ",".join(f"{v / GIB:g}G" for v in it.cards), "done" if it.key in done else "",
-        )  # fmt: skip
-    return t
+    rows = [
+        {"#": str(i), "model file": it.model_file, "E GiB": gib(it.effective_bytes), "KV": it.type_k.value,
+         "budget": str(it.budget_tokens), "G run": str(it.samples),
+         "G derived": ",".join(map(str, it.derived_samples)) or "-", "T": str(it.n_ctx_seq),
+         "GiB": gib(it.total_bytes), "cards": ",".join(f"{v / GIB:g}G" for v in it.cards),
+         "status": "done" if it.key in done else ""}
+        for i, it in enumerate(plan.items, 1)
+    ]  # fmt: skip
+    optional = [c for c in SWEEP_OPTIONAL if c != "status" or not done]
+
+    def build(dropped: frozenset[str]) -> Table:
+        t = Table(title=f"edgekv sweep: {len(plan.items)} configurations for {cards}", box=box.SIMPLE_HEAD,
+                  pad_edge=False)  # fmt: skip
+        cols = [c for c in SWEEP_COLUMNS if c not in dropped]
+        for col in cols:
+            t.add_column(col, justify="right" if col in ("#", "E GiB", "budget", "T", "GiB") else "left",
+                         **column_kw())  # fmt: skip
+        for r in rows:
+            t.add_row(*(r[c] for c in cols))
+        return t
+
+    return fitted_table(build, optional=optional, width=width)
 
 
-def frontier_table(f: Frontier, *, all_points: bool = False) -> Table:
-    """Frontier points (or all points) by paper memory: both accountings, accuracy, pick's plans."""
+FRONTIER_COLUMNS = ("model", "quant", "E GiB", "KV", "budget x G", "paper GiB", "edgekv GiB", "accuracy", "frontier",
+                    "pick")  # fmt: skip
+FRONTIER_OPTIONAL = ("E GiB", "pick", "frontier")  # at narrow widths these go first, in this order
+
+
+def frontier_table(f: Frontier, *, all_points: bool = False, width: int | None = None) -> Table:
+    """Frontier points (or all points) by paper memory: both accountings, accuracy, pick's plans;
+    fitted to ``width`` (``common.fitted_table``)."""
     on_p = {(p.config_id, p.samples) for p in f.paper}
     on_r = {(p.config_id, p.samples) for p in f.runtime}
     pts = [p for p in f.points if all_points or (p.config_id, p.samples) in on_p | on_r or f.picked(p)]
     pts.sort(key=lambda p: (p.paper_bytes, -p.accuracy))
-    t = Table(
-        title=f"accuracy vs memory: {f.dataset or 'results'}, {f.n_problems} problems, {len(f.points)} points",
-        box=box.SIMPLE_HEAD,
-    )
-    for col in (
-        "model",
-        "quant",
-        "E GiB",
-        "KV",
-        "budget x G",
-        "paper GiB",
-        "edgekv GiB",
-        "accuracy",
-        "frontier",
-        "pick",
-    ):
-        t.add_column(col, justify="right" if "GiB" in col or col == "accuracy" else "left")
+    rows = []
     for p in pts:
         key = (p.config_id, p.samples)
         front = "+".join(x for x, s in (("paper", on_p), ("edgekv", on_r)) if key in s) or "-"
         picks = ",".join(f"{m.vram_bytes / GIB:g}G" for m in f.picked(p))
-        t.add_row(
-            p.model, p.quant, gib(p.effective_bytes), p.kv_label, p.label + (" (maj@k)" if p.derived else ""),
-            gib(p.paper_bytes), gib(p.runtime_bytes), f"{p.accuracy:.3f}", front, picks,
+        values = (p.model, p.quant, gib(p.effective_bytes), p.kv_label, p.label + (" (maj@k)" if p.derived else ""),
+                  gib(p.paper_bytes), gib(p.runtime_bytes), f"{p.accuracy:.3f}", front, picks)  # fmt: skip
+        rows.append(dict(zip(FRONTIER_COLUMNS, values, strict=True)))
+
+    def build(dropped: frozenset[str]) -> Table:
+        t = Table(
+            title=f"accuracy vs memory: {f.dataset or 'results'}, {f.n_problems} problems, {len(f.points)} points",
+            box=box.SIMPLE_HEAD, pad_edge=False,
         )  # fmt: skip
-    return t
+        cols = [c for c in FRONTIER_COLUMNS if c not in dropped]
+        for col in cols:
+            t.add_column(col, justify="right" if "GiB" in col or col == "accuracy" else "left", **column_kw())
+        for r in rows:
+            t.add_row(*(r[c] for c in cols))
+        return t
+
+    return fitted_table(build, optional=FRONTIER_OPTIONAL, width=width)
 
 
 def frontier_dict(f: Frontier) -> dict[str, Any]:
@@ -95,13 +115,17 @@ def calibration_table(profile: Mapping[str, Any], *, path: Path | None = None) -
         t.add_column(col)
     c, pol = profile["constants"], profile["policy"]
     rows = [("E1", "e1_bytes", c["e1_bytes"]), ("token saturation", "saturation_tokens", c["saturation_tokens"])]
+
+    def weak(e: Mapping[str, Any]) -> str:  # a fit calibrate found too weak: pick keeps the paper's value
+        return " (paper's: fit too weak)" if e.get("actionable") is False else ""
+
     for label, key, e in rows:
         interval = f"{fmt_const(key, e['low'])} .. {fmt_const(key, e['high'])} ({e['n_defined']}/{fit['bootstrap']})"
-        t.add_row(label, fmt_const(key, e["value"]), e["kind"], interval, fmt_const(key, pol[key]))
+        t.add_row(label, fmt_const(key, e["value"]), e["kind"], interval, fmt_const(key, pol[key]) + weak(e))
     for acc, e in c["parallel_min_bytes"].items():
         interval = f"{fmt_const('b_bytes', e['low'])} .. {fmt_const('b_bytes', e['high'])}"
         used = fmt_const("b_bytes", pol["parallel_min_bytes_by_accounting"][acc])
-        t.add_row(f"G > 1 pays from ({acc})", fmt_const("b_bytes", e["value"]), e["kind"], interval, used)
+        t.add_row(f"G > 1 pays from ({acc})", fmt_const("b_bytes", e["value"]), e["kind"], interval, used + weak(e))
     for label, key, field in (("4-bit weights on frontier", "q4_weights_on_frontier", "flat_precision"),
                               ("4-bit KV on frontier", "q4_kv_on_frontier", "q4_kv_ok")):  # fmt: skip
         v = c[key]

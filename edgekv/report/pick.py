@@ -12,8 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekv.plan.llama_settings import llama_args
+from edgekv.plan.placement import placement
 from edgekv.plan.plans import PickResult, Plan
-from edgekv.report.common import BAR_WIDTH, bar_legend, fmt_const, footprint_line, gib, memory_bar
+from edgekv.report.common import BAR_WIDTH, bar_legend, command_lines, fmt_const, footprint_line, gib, memory_bar
 from edgekv.units import format_bytes
 
 if TYPE_CHECKING:  # the pick path does not import eval
@@ -30,17 +31,29 @@ def pick_json(answer: PickAnswer) -> dict[str, Any]:
     from edgekv.store.planfile import pick_dict
 
     data = pick_dict(answer.result, card=answer.card.card)
+    if answer.ram is not None:
+        r = answer.ram
+        data["ram"] = {"ram_bytes": r.ram_bytes, "available_bytes": r.available_bytes, "margin_bytes": r.margin_bytes,
+                       "source": r.source}  # fmt: skip
     if answer.profile is not None:
-        data["profile"] = {"name": answer.profile.name, "applied": [asdict(a) for a in answer.profile.applied]}
+        p = answer.profile
+        moved = None
+        if p.default is not None and p.default.plans and answer.result.plans:
+            moved = _plan_desc(p.default.plans[0]) != _plan_desc(answer.result.plans[0])
+        data["profile"] = {"name": p.name, "applied": [asdict(a) for a in p.applied], "n_problems": p.n_problems,
+                           "moved_top_plan": moved, "not_used": list(p.warnings)}  # fmt: skip
     return data
 
 
 def pick_report(answer: PickAnswer, *, width: int) -> list[Group]:
     """pick's table (with --gpu's notes), and with --profile what it took from the profile."""
-    parts = [pick_table(answer.result, width=width, notes=answer.card.notes)]
+    unknown = "RAM: not known here (pass --ram): no experts in RAM, the host side is not checked"
+    ram = [answer.ram.describe()] if answer.ram is not None else [unknown]
+    parts = [pick_table(answer.result, width=width, notes=[*answer.card.notes, *ram])]
     if answer.profile is not None:
         p = answer.profile
-        parts.append(profile_lines(p.name, p.applied, answer.result, p.default))
+        parts.append(profile_lines(p.name, p.applied, answer.result, p.default, n_problems=p.n_problems,
+                                   warnings=p.warnings))  # fmt: skip
     return parts
 
 
@@ -61,6 +74,8 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
     parts: list[Any] = [t]
     if any(c.header == "memory" for c in t.columns):
         parts.append(bar_legend())
+    if any(p.n_cpu_moe for p in result.plans):
+        parts.append(Text("cmoeN / *: the experts of the first N blocks in system RAM (llama.cpp --n-cpu-moe N)"))
     parts.extend(Text(n) for n in notes)
     parts.append(speed_line(result))
     if result.plans:
@@ -88,10 +103,17 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
             )
             parts.append(Text("  " + baseline_contrast(best, base)))
         args = llama_args(best)
+        if best.n_cpu_moe or best.n_gpu_layers >= 0 or best.option.layout.expert_bytes:
+            parts.append(Text("Where #1's weights live (GPU / RAM):", style="bold"))
+            parts.append(Text("  " + ", ".join(
+                f"{r.group} {gib(r.gpu_bytes)} / {gib(r.host_bytes)}" for r in placement(best))
+                + f"; RAM side in all {gib(best.footprint.host_total)} GiB"))  # fmt: skip
         parts.append(Text("llama.cpp settings for #1:", style="bold"))
-        parts.append(Text("  " + args["server_cmd"]))
-        py = ", ".join(f"{k}={v!r}" for k, v in args["python"].items())
-        parts.append(Text(f"  llama_cpp.Llama({py})"))
+        parts.extend(command_lines(args["server"], width=width))  # one paste-able command, `\`-continued
+        parts.extend(call_lines("llama_cpp.Llama", args["python"], width=width))
+        if best.n_cpu_moe:
+            parts.append(Text(f"  experts in RAM: edgekv run --n-cpu-moe {best.n_cpu_moe} (llama_cpp.Llama cannot "
+                              "place them: llama-cpp-python leaves tensor_buft_overrides unset)"))  # fmt: skip
         if best.parallel > 1:
             parts.append(
                 Text(f"  parallel samples: llama-server -np {best.parallel}, or edgekv run --parallel {best.parallel}")
@@ -102,14 +124,34 @@ def pick_table(result: PickResult, *, width: int = 100, notes: Sequence[str] = (
 _MEASURE = Console(width=1000, emoji=False)
 
 
+def call_lines(func: str, kwargs: dict[str, Any], *, width: int, indent: str = "  ") -> list[Text]:
+    """``func(k=v, ...)`` as Python a user can paste: broken after a comma (inside the parentheses, so
+    still one expression), never inside an argument; the lines are no_wrap."""
+    args = [f"{k}={v!r}" for k, v in kwargs.items()]
+    lines: list[str] = []
+    line = f"{indent}{func}("
+    for i, a in enumerate(args):
+        piece = a + (", " if i < len(args) - 1 else ")")
+        if len(line) + len(piece.rstrip()) > width and line.strip() != f"{func}(":
+            lines.append(line.rstrip())
+            line = indent + "    "
+        line += piece
+    if not args:
+        line += ")"
+    lines.append(line.rstrip())
+    return [Text(ln, no_wrap=True, overflow="ignore") for ln in lines]
+
+
 def _pick_row(i: int, p: Plan, result: PickResult, *, wide: bool) -> dict[str, str]:
     fp = p.footprint
     total = gib(fp.gpu_total)
     if wide:
-        total = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{gib(fp.compute)}+{gib(fp.overhead + fp.margin)} = {total}"
+        compute = gib(fp.compute + fp.expert_copy)  # a MoE's copied RAM experts are compute-buffer bytes
+        total = f"{gib(fp.weights_gpu)}+{gib(fp.kv)}+{compute}+{gib(fp.overhead + fp.margin)} = {total}"
     row = {
         "#": str(i), "model": p.option.name,
-        "quant": p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}"),
+        "quant": p.option.quant + ("" if p.n_gpu_layers < 0 else f" ngl{p.n_gpu_layers}")
+        + ((f" cmoe{p.n_cpu_moe}" if wide else "*") if p.n_cpu_moe else ""),
         "E GiB": gib(p.option.effective_bytes), "KV": p.kv_label, "tokens x G": f"{p.n_ctx_seq} x {p.parallel}",
         "total": total,
     }  # fmt: skip
@@ -165,9 +207,13 @@ def speed_line(result: PickResult) -> Text:
         return Text("speed: pass --gpu NAME (e.g. --gpu 'RTX 4060') for predicted tokens/s and time to answer")
     cs = sp.card_speed
     limit = f"; only plans that answer within {_duration(sp.max_time_s)}" if sp.max_time_s else ""
+    ram = ""
+    if cs.ram_bandwidth_given or any(p.n_gpu_layers >= 0 for p in result.plans):
+        how = "given" if cs.ram_bandwidth_given else "assumed; set --ram-bandwidth"
+        ram = f"; weights in RAM read at {cs.ram_bandwidth_bytes_per_s / 1e9:.1f} GB/s ({how})"
     return Text(
         f"speed on {cs.card.name} ({cs.card.bandwidth_bytes_per_s / 1e9:.0f} GB/s): tok/s of each sample; answer = "
-        f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}. Constants {cs.source}."
+        f"{cs.prompt_tokens} prompt tokens, then the rest of T generated{limit}{ram}. Constants {cs.source}."
     )
 
 
@@ -199,13 +245,18 @@ def baseline_contrast(best: Plan, base: Plan) -> str:
     return f"#1 trades {base.option.name} for {best.option.name}: {bits}, {more}{samples} (rules 1-4)."
 
 
-def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None) -> Group:
-    """What ``pick --profile`` took from the profile, and how its #1 differs from the paper's defaults."""
+def profile_lines(
+    name: str, applied: Sequence[Applied], result: PickResult, default: PickResult | None, *,
+    n_problems: int | None = None, warnings: Sequence[str] = (),
+) -> Group:  # fmt: skip
+    """What ``pick --profile`` took from the profile (each value with the evidence behind it), whether it
+    moved #1 away from the paper's defaults, and the fits calibrate found too weak to use."""
     lines = [Text(f"Profile {name}:", style="bold")]
     for a in applied:
         if a.source == "profile":
+            why = f"; {a.evidence}" if a.evidence else ""
             lines.append(Text(f"  {a.field} = {fmt_const(a.field, a.value)} from the profile "
-                              f"(paper default {fmt_const(a.field, a.default)})"))  # fmt: skip
+                              f"(paper default {fmt_const(a.field, a.default)}{why})"))  # fmt: skip
         elif a.source == "flag":
             lines.append(Text(f"  {a.field}: your flag (the profile's value is not used)"))
         else:
@@ -219,6 +270,12 @@ def profile_lines(name: str, applied: Sequence[Applied], result: PickResult, def
         )
         if not same:
             lines.append(Text(f"  #1 with the paper's defaults: {pdesc}"))
+            used = [a.field for a in applied if a.source == "profile"]
+            on = f"{n_problems} problems" if n_problems is not None else "the profile's sweep"
+            lines.append(Text(f"  The profile moved #1, on the evidence of {on} ({', '.join(used)}; the intervals "
+                              "above)"))  # fmt: skip
+    for w in warnings:
+        lines.append(Text(f"  not used: {w}"))
     return Group(*lines)
 
 

@@ -14,18 +14,29 @@ if TYPE_CHECKING:
 
 
 class EvalBar:
-    """A rich progress bar with accuracy so far and an ETA, only for a human on a TTY."""
+    """eval's progress on stderr: a rich bar with accuracy so far and an ETA on a terminal; elsewhere
+    (a log file, a pipe, CI) a plain line at each tenth of the problems and at least every
+    ``every_s`` seconds, so a long run is never silent."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, every_s: float = 60.0) -> None:
         import sys
 
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.every_s = every_s
         self.bar: Any = None
         self.task: Any = None
+        self._tenth = 0
+        self._last = 0.0
 
     def __enter__(self) -> Callable[[EvalProgress], None] | None:
         if not self.enabled:
             return None
+        if not self.tty:
+            import time
+
+            self._last = time.monotonic()
+            return self.line
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
         from edgekv.report.common import progress_bar
@@ -36,6 +47,21 @@ class EvalBar:
         self.task = self.bar.add_task("", total=None)
         return self.update
 
+    def line(self, p: EvalProgress) -> None:
+        """A plain line when the run passed another tenth of its problems, or ``every_s`` went by."""
+        import sys
+        import time
+
+        tenth = 10 * p.done // max(p.total, 1)
+        now = time.monotonic()
+        if tenth <= self._tenth and now - self._last < self.every_s and p.done < p.total:
+            return
+        self._tenth, self._last = tenth, now
+        eta = f", ETA {_duration(p.eta_seconds)}" if p.eta_seconds is not None and p.done < p.total else ""
+        sys.stderr.write(f"eval: {p.done}/{p.total} problems, pass@1 {100 * p.pass_at_1:.1f}%, maj@G "
+                         f"{100 * p.maj_at_g:.1f}%, {p.decode_tps:.1f} tok/s{eta}\n")  # fmt: skip
+        sys.stderr.flush()
+
     def update(self, p: EvalProgress) -> None:
         text = f"pass@1 {100 * p.pass_at_1:.1f}% maj@G {100 * p.maj_at_g:.1f}% {p.decode_tps:.1f} tok/s"
         self.bar.update(self.task, completed=p.done, total=p.total, description=text)
@@ -43,6 +69,11 @@ class EvalBar:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 @contextmanager

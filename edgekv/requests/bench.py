@@ -30,6 +30,8 @@ class BenchRequest:
     flash_attn: bool = True
     threads: int | None = None
     parallel: str | None = None
+    ram: str | None = None  # --ram (host side on a GPU; 0 = GPU only); None: EDGEKV_RAM, else available less a margin
+    n_cpu_moe: int = 0  # --n-cpu-moe: the experts of the first N blocks in RAM
 
     def plan(self) -> BenchPlan:
         """What to time.
@@ -46,16 +48,19 @@ class BenchRequest:
         from edgekv.plan.memory import RunConfig
         from edgekv.requests.card import parse_vram
         from edgekv.requests.flags import kv_pairs, parse_tensor_split
+        from edgekv.store.hostmem import host_ram
         from edgekv.units import parse_list, parse_tokens
 
         if self.n_prompt == 0 and self.n_gen == 0:
             raise BadArgument("--n-prompt 0 and --n-gen 0: nothing to time", hint="e.g. --n-prompt 512 --n-gen 128")
+        ram = host_ram(self.ram)  # before the file: a bad value is a usage error first
         input_file(self.model)
         vram_bytes = parse_vram(self.vram) if self.vram is not None else None
         split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split is not None else ()
         if split and not isinstance(vram_bytes, list):
             raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
-        base = RunConfig(n_ctx=4096, n_gpu_layers=self.ngl, flash_attn=self.flash_attn, tensor_split=split)
+        base = RunConfig(n_ctx=4096, n_gpu_layers=self.ngl, flash_attn=self.flash_attn, tensor_split=split,
+                         n_cpu_moe=self.n_cpu_moe)  # fmt: skip
         contexts = [parse_tokens(c) for c in parse_list(self.contexts)]
         if not contexts or min(contexts) < 1:
             raise SpecError(
@@ -69,7 +74,7 @@ class BenchRequest:
         if not depths:
             raise BadArgument(f"--depth {self.depths!r} names no depth", hint="e.g. --depth 0,8k")
         return BenchPlan(bench.grid(pairs, contexts, base=base), settings, depths, vram_bytes, pairs, base,
-                         self._counts())  # fmt: skip
+                         self._counts(), ram.ram_bytes if ram is not None else None)  # fmt: skip
 
     def _counts(self) -> list[int] | None:
         if self.parallel is None:
@@ -102,6 +107,7 @@ class BenchPlan:
     pairs: list[tuple[KvType, KvType]]
     base: RunConfig
     counts: list[int] | None  # --parallel's G values
+    ram_bytes: int | None = None  # --ram: the host side's budget on a GPU
 
     def pair_bases(self) -> list[RunConfig]:
         """--parallel: the base settings of each KV pair (a quantized V turns flash attention on)."""

@@ -36,8 +36,10 @@ class BoundedInt(click.IntRange):
 class BoundedFloat(click.FloatRange):
     """A finite float within a ``bounds.Bound`` (nan passes any comparison, so it is refused by name)."""
 
-    def __init__(self, bound: Bound, *, lo: float | None = None, hi: float | None = None) -> None:
-        super().__init__(bound.lo if lo is None else lo, bound.hi if hi is None else hi)
+    def __init__(
+        self, bound: Bound, *, lo: float | None = None, hi: float | None = None, open_lo: bool = False
+    ) -> None:
+        super().__init__(bound.lo if lo is None else lo, bound.hi if hi is None else hi, min_open=open_lo)
         self.bound = bound
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

@@ -4,6 +4,7 @@ KV, G, --vram, the layers on the GPU and the budget its context leaves), resolve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -77,5 +78,20 @@ class EvalRequest:
             top_p=self.top_p, top_k=self.top_k, seed=self.seed, force_length=self.force_length,
             thinking=self.thinking, vram_bytes=s.vram_bytes,
             n_gpu_layers=s.n_gpu_layers if s.n_gpu_layers is not None else DEFAULT_NGL, slots=self.slots,
-            n_threads=self.threads, sampler=self.sampler,
+            n_threads=self.threads, sampler=self.sampler, n_cpu_moe=plan.n_cpu_moe if plan is not None else 0,
         )  # fmt: skip
+
+
+def default_out(model_path: str, dataset: str) -> Path:
+    """Where ``eval`` keeps its results without --out: ``data_dir()/results/MODEL--DATASET.jsonl``
+    (MODEL the GGUF's file stem, DATASET the set's name or its file's stem). One file per model and
+    dataset: every configuration of them appends there (each line carries its ``config_id``), and a
+    rerun of the same settings resumes it, as with --out."""
+    import re
+
+    from edgekv.settings import data_dir
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+    return data_dir() / "results" / f"{slug(Path(model_path).stem)}--{slug(Path(dataset).stem)}.jsonl"

@@ -8,7 +8,7 @@ Import-light like pick itself: the GGUF reader, the hub and the profile store lo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edgekv.plan.requests import PickRequest
     from edgekv.plan.speed import CardSpeed
     from edgekv.requests.card import CardChoice
+    from edgekv.store.hostmem import HostRam
     from edgekv.store.profiles import Applied
 
 T = TypeVar("T")
@@ -53,6 +54,9 @@ class PickFlags:
     similar: float | None
     cap_precision: bool
     profile: str | None
+    capacity: str = "published"  # plan.capacity: "published" scores or the model's own "size"
+    ram_bandwidth: str | None = None
+    ram: str | None = None  # --ram SIZE (0 = GPU only); None = EDGEKV_RAM, else available RAM less a margin
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class ProfileNote:
     name: str
     applied: list[Applied]
     default: PickResult | None  # None: nothing fits with the paper's defaults
+    n_problems: int | None = None  # the problems the profile was fitted on
+    warnings: tuple[str, ...] = ()  # the fits calibrate found too weak to act on (pick keeps the paper's)
 
 
 @dataclass(frozen=True)
@@ -71,32 +77,45 @@ class PickAnswer:
     result: PickResult
     card: CardChoice
     profile: ProfileNote | None = None
+    ram: HostRam | None = None  # the RAM the host side was checked against, and where it came from
 
 
 def answer(flags: PickFlags, *, top: int) -> PickAnswer:
     """pick's plans for the card; with --profile also where each constant came from and #1 with
     the paper's defaults."""
     from edgekv.requests.card import resolve_card
+    from edgekv.store.hostmem import host_ram
 
     card = resolve_card(flags.gpu, flags.vram)
-    result = run_pick(flags, card, top=top)
+    ram = host_ram(flags.ram)  # read once: the note says the figure the plans were checked against
+    result = run_pick(flags, card, top=top, ram=ram)
     if not flags.profile:
-        return PickAnswer(result, card)
+        return PickAnswer(result, card, ram=ram)
     from edgekv.errors import NoFeasiblePlan
     from edgekv.store.profiles import applied, load_profile
 
     flagged = (("e1_bytes", flags.e1), ("saturation_tokens", flags.saturation))
     given = {name for name, flag in flagged if flag is not None}
-    rows = applied(load_profile(flags.profile), accounting=flags.accounting or "runtime", given=given)
+    prof = load_profile(flags.profile)
+    rows = applied(prof, accounting=flags.accounting or "runtime", given=given)
     try:
-        default = run_pick(flags, card, top=1, profile=False)
+        default = run_pick(flags, card, top=1, profile=False, ram=ram)
     except NoFeasiblePlan:
         default = None
-    return PickAnswer(result, card, ProfileNote(flags.profile, rows, default))
+    n = prof.get("n_problems")
+    warnings = tuple(str(w) for w in prof.get("warnings") or ())
+    return PickAnswer(result, card, ProfileNote(flags.profile, rows, default, n if isinstance(n, int) else None,
+                                                warnings), ram)  # fmt: skip
 
 
 def run_pick(
-    flags: PickFlags, card: CardChoice, *, top: int, endpoint: str | None = None, profile: bool = True
+    flags: PickFlags,
+    card: CardChoice,
+    *,
+    top: int,
+    endpoint: str | None = None,
+    profile: bool = True,
+    ram: HostRam | None | str = "detect",
 ) -> PickResult:
     """The request from ``flags`` (with the --profile's constants unless ``profile`` is False), its
     options, and ``edgekv.plan.pick.pick`` on them; the card's speed model for a single named card.
@@ -107,16 +126,26 @@ def run_pick(
     """
     from edgekv.plan.pick import check, pick
 
-    if flags.gguf_path is not None and flags.repo is not None:  # the repo was silently ignored
-        raise click.UsageError("give --gguf FILE or --repo REPO, not both")
     card.require_memory()
     max_time_s = parse_max_time(flags.max_time, None if isinstance(card.vram_bytes, list) else card.card)
     speed: CardSpeed | None = None
+    ram_bw = None
+    if flags.ram_bandwidth is not None:
+        from edgekv.units import parse_bandwidth
+
+        ram_bw = parse_bandwidth(flags.ram_bandwidth)
     if not isinstance(card.vram_bytes, list) and card.card is not None:  # the speed model only for a named card
         from edgekv.store.speeds import card_speed
 
-        speed = card_speed(card.card)
+        speed = card_speed(card.card, ram_bandwidth_bytes_per_s=ram_bw)
+    if ram_bw is not None and speed is None:
+        raise click.UsageError("--ram-bandwidth times plans: name the card with --gpu NAME (or --gpu auto)")
+    if isinstance(ram, str):
+        from edgekv.store.hostmem import host_ram
+
+        ram = host_ram(flags.ram)
     request, models, quants = pick_request(flags, card, max_time_s=max_time_s, top=top, profile=profile)
+    request = replace(request, ram_bytes=ram.ram_bytes if ram is not None else None)
     options: list[ModelOption] | None = None
     gguf_path = None
     if flags.gguf_path is not None:
@@ -186,7 +215,7 @@ def pick_request(
         max_parallel=_first(flags.max_parallel, MAX_PARALLEL), similar=_first(flags.similar, SIMILAR),
         cap_precision=flags.cap_precision, flat_precision=_first(None, False, prof, "flat_precision"),
         q4_kv_ok=_first(None, False, prof, "q4_kv_ok"), parallel_min_bytes=_first(None, 0, prof, "parallel_min_bytes"),
-        top=top, max_time_s=max_time_s,
+        top=top, max_time_s=max_time_s, capacity=flags.capacity,
     )  # fmt: skip
     return request, models, quants
 

@@ -8,8 +8,8 @@ buffers measured with llama.cpp's no_alloc dry run (``bench/measure_compute.py``
 Reading it is stdlib json only: ``edgekv pick`` loads it in milliseconds.
 
 Mixture-of-experts entries (Qwen3-30B-A3B, gpt-oss-20b) also hold their bytes per tensor group and
-their experts' bytes per block. ``pick`` does not rank them yet (issue 24): the rule ranks by
-capacity below E1, and a MoE's capacity is not its total size; ``options_from_catalog`` leaves them out.
+their experts' bytes per block; pick ranks them by their capacity from published scores
+(``"scores"``, ``edgekv.plan.capacity``) and may keep their experts in RAM (``--ram``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import Any
 from edgekv.errors import ModelFileNotFound, SpecError
 from edgekv.model.quant import WeightQuant
 from edgekv.model.spec import ModelSpec, from_hf_config
+from edgekv.plan.capacity import REFERENCE_FAMILY, Capacity, Reference, Score, equivalent_params, parse_scores
 from edgekv.plan.memory import ComputeFigures, RunConfig, WeightLayout, compute_bytes_term
-from edgekv.plan.pick import refuse_moe, spec_option
+from edgekv.plan.pick import spec_option
 from edgekv.plan.plans import ModelOption
 from edgekv.plan.requests import DEFAULT_FAMILY
 
@@ -84,10 +85,20 @@ class CatalogModel:
     compute: dict[str, int] = field(default_factory=dict)  # "cuda/ub512/fa1/out" -> bytes (memory.figure_keys)
     n_params: int = 0
     source: str = ""
+    scores: tuple[Score, ...] = ()  # published reasoning scores, each with its source (plan.capacity)
 
     @cached_property
     def spec(self) -> ModelSpec:
         return from_hf_config(self.config, name=self.name)
+
+    @property
+    def is_reference(self) -> bool:
+        """A point of the capacity curve: a dense model of the reference family with scores."""
+        return self.family == REFERENCE_FAMILY and bool(self.scores) and not self.spec.is_moe
+
+    def capacity(self, references: Iterable[Reference]) -> Capacity | None:
+        """Its Qwen3-equivalent size from its published scores (``plan.capacity``); None without scores."""
+        return equivalent_params(self.scores, references) if self.scores else None
 
     def compute_figures(self, *, backend: str = "cuda", n_ubatch: int = 512) -> ComputeFigures | None:
         """The measured figures of the compute buffer with flash attention (``memory.ComputeFigures``)."""
@@ -100,6 +111,11 @@ class CatalogModel:
             figs = self.compute_figures(backend=backend, n_ubatch=cfg.n_ubatch)
             return compute_bytes_term(self.spec, cfg, figs, backend=backend) if figs else None
         return self.compute.get(f"{backend}/ub{cfg.n_ubatch}/fa0/ctx{cfg.n_ctx}")
+
+
+def references(models: Iterable[CatalogModel]) -> list[Reference]:
+    """The capacity curve's points among ``models`` (``CatalogModel.is_reference``)."""
+    return [Reference(m.name, m.n_params, m.scores) for m in models if m.is_reference]
 
 
 def _parse(data: dict[str, Any], source: str) -> CatalogModel:
@@ -115,12 +131,15 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
             layout = WeightLayout(
                 int(w["input_bytes"]), tuple(int(x) for x in w["layer_bytes"]), int(w["output_bytes"]),
                 bool(data["config"].get("tie_word_embeddings", False)),
+                tuple(int(x) for x in w.get("expert_layer_bytes", ())),
             )  # fmt: skip
             quants[q] = QuantEntry(
                 q, int(w["weights_bytes"]), layout, dict(w.get("tensor_type_bytes", {})), repo, file_name,
                 {k: int(v) for k, v in w.get("tensor_group_bytes", {}).items()},
                 tuple(int(x) for x in w.get("expert_layer_bytes", ())),
             )  # fmt: skip
+        if data.get("scores") and int(data.get("n_params", 0)) <= 0:
+            raise SpecError(f"catalog file {source}: scores need the model's n_params (the capacity curve's size)")
         return CatalogModel(
             name=data["name"],
             family=data["family"],
@@ -130,6 +149,7 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
             compute={k: int(v) for k, v in data.get("compute", {}).items()},
             n_params=int(data.get("n_params", 0)),
             source=source,
+            scores=parse_scores(data.get("scores"), f"catalog file {source}"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise SpecError(f"catalog file {source} is malformed: {e!r}") from None
@@ -171,17 +191,21 @@ def find(name: str, models: Iterable[CatalogModel] | None = None) -> CatalogMode
     raise ModelFileNotFound(f"no catalog model named {name!r}", hint="known: " + ", ".join(m.name for m in ms))
 
 
-def options_from_catalog(models: Iterable[CatalogModel], *, quants: Iterable[str] | None = None) -> list[ModelOption]:
-    """One ModelOption per catalog model x quant (F16 skipped where BF16 has the same bytes).
+def options_from_catalog(
+    models: Iterable[CatalogModel], *, quants: Iterable[str] | None = None, refs: Sequence[Reference] | None = None
+) -> list[ModelOption]:
+    """One ModelOption per catalog model x quant (F16 skipped where BF16 has the same bytes), each
+    with its Qwen3-equivalent size where it has published scores (``refs``: the capacity curve,
+    default the reference models among ``models``; ``catalog_options`` passes the whole catalog's).
 
-    Mixture-of-experts models are left out: the rule ranks by capacity below E1 and the capacity of a
-    MoE is not defined yet (issue 24); ranking one by its total bytes would put Qwen3-30B-A3B with 30B
-    dense models."""
+    Mixture-of-experts models rank by their capacity too (their published scores); their layouts
+    carry each block's expert bytes, which plans may keep in RAM (``policy._moe_plans``)."""
     wanted = {q.upper() for q in quants} if quants else None
+    models = list(models)
+    curve = list(refs) if refs is not None else references(models)
     out: list[ModelOption] = []
     for m in models:
-        if m.spec.is_moe:
-            continue
+        cap = m.capacity(curve)
         with_file = {q.value for q, e in m.quants.items() if e.file}
         siblings = {q.value: e.weights_bytes for q, e in m.quants.items()}  # policy.capped_bytes
         for q, entry in m.quants.items():
@@ -203,6 +227,10 @@ def options_from_catalog(models: Iterable[CatalogModel], *, quants: Iterable[str
                     compute=m.compute,
                     n_params=m.n_params,
                     sibling_bytes=siblings,
+                    group_bytes=entry.group_bytes,
+                    dominant_type=max(entry.tensor_type_bytes, key=entry.tensor_type_bytes.__getitem__, default=""),
+                    capacity_params=cap.n_params if cap else 0,
+                    capacity_note=cap.describe() if cap else "",
                 )  # fmt: skip
             )
     return out
@@ -214,15 +242,14 @@ def catalog_options(
     """The catalog's options for a family ("all"/None = every family) or named models."""
     fam = None if (models or family in (None, "all")) else family
     wanted = ",".join(models) if models else None
-    chosen = select(load_catalog(), family=fam, model=wanted)
+    catalog = load_catalog()
+    chosen = select(catalog, family=fam, model=wanted)
     if not chosen:
         raise SpecError(
             f"no catalog model matches family {family!r}" + (f" and models {wanted!r}" if wanted else ""),
             hint="families: qwen3, deepseek-r1-distill, all; see models/",
         )
-    options = options_from_catalog(chosen, quants=quants)
-    if all(m.spec.is_moe for m in chosen):
-        refuse_moe(", ".join(m.name for m in chosen))
+    options = options_from_catalog(chosen, quants=quants, refs=references(catalog))
     if not options and quants:
         have = sorted({o.quant for o in options_from_catalog(chosen, quants=None)})
         raise SpecError(
@@ -238,6 +265,4 @@ def gguf_option(path: str | os.PathLike[str]) -> ModelOption:
     from edgekv.model.gguf_reader import read_spec
 
     spec = read_spec(path)
-    if spec.is_moe:
-        refuse_moe(os.path.basename(os.fspath(path)))
     return spec_option(spec, name=os.path.splitext(os.path.basename(os.fspath(path)))[0], path=str(path))  # its stem

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.errors import PlanFileError
 from edgekv.model.quant import KvType
 from edgekv.plan.llama_settings import llama_args
+from edgekv.plan.placement import placement
 from edgekv.plan.plans import Budget, PickResult, Plan
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ def plan_dict(plan: Plan, budget: Budget | None = None) -> dict[str, Any]:
         "n_ctx_per_sample": plan.n_ctx_seq,
         "parallel": plan.parallel,
         "n_gpu_layers": plan.n_gpu_layers,
+        "n_cpu_moe": plan.n_cpu_moe,
+        "placement": [r.as_dict() for r in placement(plan)],
+        "capacity_params": opt.capacity_params or None,
+        "capacity": opt.capacity_note or None,
         "effective_bytes": opt.effective_bytes,
         "n_params": opt.n_params,
         "memory": fp.as_dict(),
@@ -97,6 +102,7 @@ def pick_dict(result: PickResult, *, card: Any = None) -> dict[str, Any]:
             "kv_types": [k.value for k in pol.kv_types],
             "eviction": pol.eviction,
             "cap_precision": pol.cap_precision,
+            "capacity": pol.capacity,
         },  # fmt: skip
         "considered": result.n_considered,
         "card": _card_dict(card),
@@ -126,7 +132,7 @@ def _speed_dict(result: PickResult) -> dict[str, Any] | None:
     m = sp.card_speed.model
     return {
         "prompt_tokens": sp.card_speed.prompt_tokens, "max_time_s": sp.max_time_s,
-        "model": {"efficiency": m.efficiency, "fixed_step_s": m.fixed_step_s, "prompt_efficiency": m.prompt_efficiency},
+        "model": asdict(m), "ram_bandwidth_bytes_per_s": sp.card_speed.ram_bandwidth_bytes_per_s,
         "user_samples": sp.card_speed.n_user_samples, "source": sp.card_speed.source,
     }  # fmt: skip
 
@@ -154,6 +160,7 @@ class PlanSettings:
     vram_bytes: int | None  # the sum over the devices of a split
     vram_per_device: tuple[int, ...] = ()  # the caps of a split's devices, in order
     tensor_split: tuple[float, ...] = ()
+    n_cpu_moe: int = 0  # experts of the first N blocks in RAM (pick's MoE plans)
 
     @property
     def base(self) -> Path:
@@ -249,6 +256,7 @@ def read_plan(path: str | os.PathLike[str]) -> PlanSettings:
         vram_bytes=_int(p, "vram_bytes", data.get("vram_bytes"), lo=1, hi=1 << 50),
         vram_per_device=_devices(p, data.get("devices")),
         tensor_split=_split(p, first.get("tensor_split")),
+        n_cpu_moe=_int(p, "n_cpu_moe", first.get("n_cpu_moe"), lo=0, hi=100_000) or 0,
     )
 
 

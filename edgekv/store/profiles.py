@@ -116,6 +116,41 @@ class Applied:
     value: Any
     default: Any
     source: str  # "profile" | "flag" | "default"
+    evidence: str = ""  # for a profile's value: the problems, the interval and the resamples behind it
+
+
+# Policy field -> the fitted constant of the profile it comes from
+CONSTANT_OF = {"e1_bytes": "e1_bytes", "saturation_tokens": "saturation_tokens",
+               "flat_precision": "q4_weights_on_frontier", "q4_kv_ok": "q4_kv_on_frontier",
+               "parallel_min_bytes": "parallel_min_bytes"}  # fmt: skip
+
+
+def evidence(profile: Mapping[str, Any], field: str, *, accounting: str) -> str:
+    """How much evidence a profile's value stands on: "fitted on 40 problems, 95% interval 4.00 GiB ..
+    4.40 GiB, in 200 of 200 resamples" (a finding: "in 92% of 200 resamples"). Empty if the profile
+    does not say (an older profile)."""
+    from edgekv.units import format_bytes
+
+    consts = profile.get("constants")
+    fit = profile.get("fit") or {}
+    c = consts.get(CONSTANT_OF.get(field, ""), None) if isinstance(consts, dict) else None
+    if isinstance(c, dict) and field == "parallel_min_bytes":
+        c = c.get(accounting)
+    if not isinstance(c, dict):
+        return ""
+    n, draws = profile.get("n_problems"), fit.get("bootstrap")
+    head = f"fitted on {n} problems"
+    if "share" in c:
+        return f"{head}, in {c['share']:.0%} of {draws} resamples"
+    if c.get("low") is None or c.get("high") is None:
+        return head
+
+    def show(x: float) -> str:
+        return f"{int(x)} tokens" if field == "saturation_tokens" else format_bytes(int(x))
+
+    level = fit.get("level", 0.95)
+    span = f"{level:.0%} interval {show(c['low'])} .. {show(c['high'])}"
+    return f"{head}, {span}, in {c.get('n_defined')} of {draws} resamples"
 
 
 def policy_fields(profile: Mapping[str, Any], *, accounting: str) -> dict[str, Any]:
@@ -135,7 +170,7 @@ def applied(profile: Mapping[str, Any], *, accounting: str, given: set[str]) -> 
         if name in given:
             out.append(Applied(name, None, default, "flag"))
         elif name in fields and fields[name] != default:
-            out.append(Applied(name, fields[name], default, "profile"))
+            out.append(Applied(name, fields[name], default, "profile", evidence(profile, name, accounting=accounting)))
         else:
             out.append(Applied(name, default, default, "default"))
     return out

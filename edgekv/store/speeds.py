@@ -9,13 +9,14 @@ pure; the file I/O lives here.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.logconfig import get_logger
-from edgekv.plan.speed import DEFAULT_SPEED, CardSpeed, DecodeSample, SpeedModel, fit
+from edgekv.plan.speed import DEFAULT_RAM_BANDWIDTH, DEFAULT_SPEED, CardSpeed, DecodeSample, SpeedModel, fit
 from edgekv.settings import user_dir
 
 if TYPE_CHECKING:
@@ -31,12 +32,23 @@ def samples_path() -> Path:
     return user_dir() / "speed" / "decode.jsonl"
 
 
-def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_per_s: float) -> list[DecodeSample]:
+def samples_from_bench(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    bandwidth_bytes_per_s: float,
+    ram_bandwidth_bytes_per_s: float | None = None,
+    flops_per_s: float | None = None,
+) -> list[DecodeSample]:
     """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth.
 
     bench times ``n_gen`` single-token steps of one sequence after ``depth`` cached tokens, so the
-    average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx.
+    average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx, of the
+    record's ``type_k`` (its attention efficiency; f16 when the record does not say). With the card's
+    FP16 rate (``flops_per_s``) and the model file still at the record's ``path``, a sample also
+    carries the attention FLOPs per cached token, so a quantized KV is fitted on the FLOPs basis pick
+    predicts it on.
     """
+    attn: dict[str, int] = {}
     out = []
     for r in records:
         if r.get("status") != "ok" or not r.get("decode_tps") or not r.get("predicted"):
@@ -49,9 +61,28 @@ def samples_from_bench(records: Iterable[Mapping[str, Any]], *, bandwidth_bytes_
                 n_seq=1,
                 bandwidth_bytes_per_s=bandwidth_bytes_per_s,
                 measured_tps=float(r["decode_tps"]["median"]),
+                kv_type=str(r.get("type_k") or "f16"),
+                ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s or DEFAULT_RAM_BANDWIDTH,
+                flops_per_s=flops_per_s or 0.0,
+                attn_flops_per_token=_attn_flops(str(r.get("path") or ""), attn) if flops_per_s else 0,
             )
         )
     return out
+
+
+def _attn_flops(path: str, cache: dict[str, int]) -> int:
+    """The attention FLOPs per cached token of the GGUF at ``path`` (0 when it cannot be read)."""
+    if path not in cache:
+        from edgekv.errors import EdgekvError
+        from edgekv.model.gguf_reader import read_spec
+        from edgekv.plan.timing import spec_attn_flops
+
+        try:
+            cache[path] = spec_attn_flops(read_spec(path)) if path and os.path.isfile(path) else 0
+        except (OSError, EdgekvError) as e:
+            log.warning("%s: no attention FLOPs for the speed samples (%s)", path, e)
+            cache[path] = 0
+    return cache[path]
 
 
 def append_samples(samples: Iterable[DecodeSample], *, path: Path | None = None) -> Path:
@@ -107,10 +138,14 @@ def user_speed_model_n(
     return fit(samples, base=base), len(samples)
 
 
-def card_speed(card: Card) -> CardSpeed | None:
+def card_speed(card: Card, *, ram_bandwidth_bytes_per_s: float | None = None) -> CardSpeed | None:
     """The card with the speed model: refit on the user's own bench samples of it when there are
-    enough, else the published-numbers fit. None when the card's bandwidth is unknown."""
+    enough, else the published-numbers fit; the RAM bandwidth given (``--ram-bandwidth``) or
+    :data:`edgekv.plan.speed.DEFAULT_RAM_BANDWIDTH`. None when the card's bandwidth is unknown."""
     if card.bandwidth_bytes_per_s <= 0:
         return None
     model, n = user_speed_model_n(bandwidth_bytes_per_s=card.bandwidth_bytes_per_s)
-    return CardSpeed(card, model, n_user_samples=n)
+    if ram_bandwidth_bytes_per_s is None:
+        return CardSpeed(card, model, n_user_samples=n)
+    return CardSpeed(card, model, n_user_samples=n, ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s,
+                     ram_bandwidth_given=True)  # fmt: skip

@@ -99,8 +99,8 @@ def test_missing_quant_lists_available(hub: FakeHub) -> None:
 def test_bad_combinations_are_spec_errors(hub: FakeHub) -> None:
     code, _, exc = run("--endpoint", hub.url)
     assert code == 1 and isinstance(exc, SpecError)
-    code, _, exc = run(TINY, "--quant", "Q8_0", "--file", "Tiny-Q8_0.gguf", "--endpoint", hub.url)
-    assert code == 1 and isinstance(exc, SpecError)
+    code, out, _ = run(TINY, "--quant", "Q8_0", "--file", "Tiny-Q8_0.gguf", "--endpoint", hub.url)
+    assert code == 2 and "--quant and --file cannot be used together" in out  # a usage error (#28)
     code, _, exc = run("--vram", "8G", "--quant", "Q8_0")
     assert code == 1 and isinstance(exc, SpecError) and "--vram picks the file" in str(exc)
 

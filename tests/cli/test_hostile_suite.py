@@ -70,6 +70,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("HF_HOME", str(home / "hf"))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.delenv("EDGEKV_DEBUG", raising=False)
+        from edgekv.serve import main as serve_main
+
+        def refuse(*_a: object, **_k: object) -> None:  # wrong input must never start a server (it would block)
+            raise AssertionError("the server started")
+
+        mp.setattr(serve_main, "serve", refuse)
         yield home
 
 

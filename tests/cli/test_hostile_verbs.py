@@ -259,7 +259,7 @@ def test_eval_refused_by_the_preflight_leaves_no_results_file(
 def test_pick_gguf_and_repo_together_is_refused(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
     """`pick --gguf X --repo Y` ranked X and ignored the repo, exit 0."""
     line = click_usage(capsys, "pick", "--vram", "8G", "--gguf", tiny, "--repo", "a/b")
-    assert "give --gguf FILE or --repo REPO, not both" in line
+    assert "--gguf and --repo cannot be used together" in line
 
 
 @pytest.mark.parametrize("manifest", [b"[1, 2]", b'{"type": "notes"}', b'{"type": "sweep", "picks": 7}'])

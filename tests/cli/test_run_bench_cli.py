@@ -38,7 +38,8 @@ def test_run_gemma_measures_what_it_predicts(gemma_gguf: Path, kv: str) -> None:
     d = run_json(gemma_gguf, "--vram", "2G", "--kv", kv, "--ctx", "4096", "--prompt", "What is 2+2?",
                  "--max-tokens", "6", "--greedy")  # fmt: skip
     assert d["config"] == {
-        "n_ctx": 4096, "type_k": kv, "type_v": kv, "parallel": 1, "n_gpu_layers": -1, "flash_attn": True,
+        "n_ctx": 4096, "type_k": kv, "type_v": kv, "parallel": 1, "n_gpu_layers": -1, "n_cpu_moe": 0,
+        "flash_attn": True,
         "n_ubatch": 512,
     }  # fmt: skip
     pred, meas = d["predicted"], d["measured"]

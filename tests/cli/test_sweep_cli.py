@@ -82,8 +82,8 @@ def test_calibrate_writes_profile_and_pick_uses_it(results: Path) -> None:
     code, out, exc = invoke("pick", "--vram", "8G", "--profile", "mine")
     assert code == 0, exc
     assert "Profile mine:" in out
-    assert "e1_bytes = 4.20 GiB from the profile (paper default 4.19 GiB)" in out
-    assert "saturation_tokens = 8192 tokens from the profile (paper default 32768 tokens)" in out
+    assert "e1_bytes = 4.20 GiB from the profile (paper default 4.19 GiB; fitted on 40 problems, 95% interval" in out
+    assert "saturation_tokens = 8192 tokens from the profile (paper default 32768 tokens; fitted on 40" in out
     assert "q4_kv_ok = False: the paper's default" in out
     assert "#1 with the profile:" in out
 

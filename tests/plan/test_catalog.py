@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from edgekv.errors import UnsupportedModel
 from edgekv.model.quant import KvType, WeightQuant
 from edgekv.plan.memory import RunConfig, kv_bytes
 from edgekv.store.catalog import CatalogModel, catalog_options, gguf_option, load_catalog
@@ -107,25 +106,26 @@ def test_moe_entry_groups_match_gguf_reader(
     assert entry.expert_layer_bytes == tuple(g["experts"] for g in per_layer)
 
 
-def test_pick_leaves_moe_models_out() -> None:
-    """The rule ranks by capacity below E1, undefined for a MoE yet (issue 24): never by its total bytes."""
-    every = catalog_options("all", None, None)
-    assert every and not {o.name for o in every} & set(MOE)
-    assert not {o.name for o in catalog_options("qwen3", None, None)} & set(MOE)
-    mixed = catalog_options(None, ["Qwen3-30B-A3B", "Qwen3-8B"], None)
-    assert {o.name for o in mixed} == {"Qwen3-8B"}
+def test_pick_ranks_moe_models_by_capacity() -> None:
+    """MoE entries are options, with their Qwen3-equivalent size and each block's expert bytes."""
+    every = {(o.name, o.quant): o for o in catalog_options("all", None, None)}
+    assert {n for n, _ in every} >= set(MOE)
+    moe = every[("Qwen3-30B-A3B", "Q4_K_M")]
+    assert 19.7e9 < moe.capacity_params < 19.71e9 and len(moe.layout.expert_bytes) == 48
+    assert sum(moe.layout.expert_bytes) == moe.group_bytes["experts"]
+    only = catalog_options("gpt-oss", None, None)
+    assert {o.name for o in only} == {"gpt-oss-20b"} and all(o.layout.expert_bytes for o in only)
 
 
-@pytest.mark.parametrize(("family", "models"), [("gpt-oss", None), (None, ["Qwen3-30B-A3B"]), (None, list(MOE))])
-def test_pick_refuses_only_moe(family: str | None, models: list[str] | None) -> None:
-    with pytest.raises(UnsupportedModel, match="mixture-of-experts model, which pick does not rank yet"):
-        catalog_options(family, models, None)
-
-
-def test_pick_refuses_a_moe_gguf(tmp_path: Path) -> None:
+def test_a_moe_gguf_is_an_option(tmp_path: Path) -> None:
+    """A local MoE GGUF: no published scores, so its own size; its experts per block from its header."""
     pytest.importorskip("gguf")
     from tests.ggufgen import tiny_config, write_sparse_gguf
 
     path = write_sparse_gguf(tmp_path / "tiny-moe.gguf", tiny_config("Qwen3MoeForCausalLM"))
-    with pytest.raises(UnsupportedModel, match=r"^tiny-moe\.gguf: a mixture-of-experts model"):
-        gguf_option(path)
+    opt = gguf_option(path)
+    assert (
+        opt.capacity_params == 0
+        and opt.layout.expert_bytes
+        and opt.group_bytes["experts"] == sum(opt.layout.expert_bytes)
+    )

@@ -53,7 +53,7 @@ def test_decode_tps_falls_with_depth_and_samples(opt) -> None:  # type: ignore[n
 def test_offloaded_layers_are_slower(opt) -> None:  # type: ignore[no-untyped-def]
     full = time_config(CS, opt, type_k=KvType.F16, type_v=KvType.F16, n_ctx_seq=8192, n_seq=1, n_gpu_layers=-1)
     half = time_config(CS, opt, type_k=KvType.F16, type_v=KvType.F16, n_ctx_seq=8192, n_seq=1, n_gpu_layers=18)
-    assert half.decode_tps < full.decode_tps / 3
+    assert half.decode_tps < full.decode_tps / 2
 
 
 def test_unknown_bandwidth_is_refused() -> None:
