@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "frontier": ("edgekv.commands.frontier", "Show accuracy vs memory of eval results, both accountings."),
     "calibrate": ("edgekv.commands.calibrate", "Fit the rule's constants to a sweep; save a profile for pick."),
     "serve": ("edgekv.commands.serve", "Serve a GGUF or a plan over the OpenAI API (budgets, votes, slots)."),
+    "catalog": ("edgekv.commands.catalog", "Add hub repos to the models pick ranks; list them; remove added ones."),
 }
 
 

@@ -2,7 +2,7 @@
 
 ``python -m edgekv.clidoc > docs/cli.md`` after changing a command, an option or a help text;
 ``tests/test_docs.py`` (and ``.ci/run``) fail while the page differs from this output. For every
-command: its usage line, its help text as written (no rewrapping, so nothing depends on the
+command (and subcommand): its usage line, its help text as written (no rewrapping, so nothing depends on the
 terminal's width) and a table of every option with its type, default and help. Nothing on
 ``edgekv pick``'s path imports this module.
 """
@@ -87,7 +87,13 @@ def render() -> str:
     for name in VERBS:
         cmd = cli.get_command(root, name)
         assert cmd is not None, name
-        lines += command_section(cmd, click.Context(cmd, info_name=name, parent=root), short=VERBS[name][1])
+        ctx = click.Context(cmd, info_name=name, parent=root)
+        lines += command_section(cmd, ctx, short=VERBS[name][1])
+        if isinstance(cmd, click.Group):  # a verb with subcommands (catalog add/list/remove): one section each
+            for sub_name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, sub_name)
+                assert sub is not None, sub_name
+                lines += command_section(sub, click.Context(sub, info_name=sub_name, parent=ctx))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -19,6 +19,7 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("EDGEKV_DEBUG", raising=False)
+    monkeypatch.delenv("EDGEKV_CATALOG", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("EDGEKV_RAM", "16G")  # --ram's default: the same on every machine (tests/store/test_hostmem.py)

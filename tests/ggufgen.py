@@ -32,7 +32,8 @@ def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, A
 
     MoE architectures get experts of width 256: Qwen3MoeForCausalLM 8 experts (2 used), GptOssForCausalLM
     4 experts (2 used), sliding window 128 on even layers, attention biases and MXFP4 experts (as the
-    published gpt-oss checkpoints are).
+    published gpt-oss checkpoints are). Phi3ForCausalLM gets Phi-4-mini's partial rotary (0.75: 48 of
+    64 dims, 24 LongRoPE factors) and tied embeddings.
     """
     config: dict[str, Any] = {
         "architectures": [arch],
@@ -54,6 +55,12 @@ def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, A
         config.update(
             num_local_experts=4, num_experts_per_tok=2, intermediate_size=256, sliding_window=128,
             attention_bias=True, tie_word_embeddings=False, quantization_config={"quant_method": "mxfp4"},
+        )  # fmt: skip
+    elif arch == "Phi3ForCausalLM":  # Phi-4-mini's shape: partial rotary, LongRoPE factors, tied
+        del config["head_dim"]
+        config.update(
+            partial_rotary_factor=0.75, tie_word_embeddings=True, original_max_position_embeddings=1024,
+            rope_scaling={"type": "longrope", "long_factor": [1.0] * 24, "short_factor": [1.0] * 24},
         )  # fmt: skip
     elif arch != "Qwen3ForCausalLM":
         del config["head_dim"]  # derived as hidden_size // num_attention_heads
@@ -80,7 +87,8 @@ def _writer(
     w.add_uint32(gguf.Keys.Attention.VALUE_LENGTH.format(arch=a), p.head_dim)
     w.add_float32(gguf.Keys.Attention.LAYERNORM_RMS_EPS.format(arch=a), p.rms_norm_eps)
     w.add_float32(gguf.Keys.Rope.FREQ_BASE.format(arch=a), p.rope_theta)
-    w.add_uint32(gguf.Keys.Rope.DIMENSION_COUNT.format(arch=a), p.head_dim)
+    # phi3 LongRoPE: the factors cover the rotated dims only (partial_rotary_factor)
+    w.add_uint32(gguf.Keys.Rope.DIMENSION_COUNT.format(arch=a), 2 * p.rope_factor_dims or p.head_dim)
     if a == "llama":
         w.add_uint32(gguf.Keys.LLM.VOCAB_SIZE.format(arch=a), p.n_vocab)
     if p.n_expert:  # a MoE config: the keys llama.cpp's converter writes for it
@@ -92,19 +100,24 @@ def _writer(
         w.add_uint32(gguf.Keys.LLM.EXPERT_USED_COUNT.format(arch=a), 2)
     if p.n_swa:
         w.add_uint32(gguf.Keys.Attention.SLIDING_WINDOW.format(arch=a), p.n_swa)
-    add_vocab(w, p.n_vocab)
+    elif a == "phi3":  # conversion/phi.py writes the config's window, 0 when it has none
+        w.add_uint32(gguf.Keys.Attention.SLIDING_WINDOW.format(arch=a), int(config.get("sliding_window") or 0))
+    # llama.cpp's vocab setup for a model named *phi3* looks up <|endoftext|> (llama-vocab.cpp), as Phi
+    # vocabularies have it
+    add_vocab(w, p.n_vocab, extra=("<|endoftext|>",) if a == "phi3" else ())
     return w, p
 
 
-def add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
-    """An SPM vocab: 3 control tokens, the 256 byte tokens (so '\\n' exists), then filler."""
+def add_vocab(w: gguf.GGUFWriter, n_vocab: int, extra: tuple[str, ...] = ()) -> None:
+    """An SPM vocab: 3 control tokens, the 256 byte tokens (so '\\n' exists), then filler (its last
+    entries replaced by ``extra``)."""
     if n_vocab < _N_SPECIAL + _N_BYTES:
         raise ValueError(f"vocab_size {n_vocab} is below the {_N_SPECIAL + _N_BYTES} tokens of the test vocab")
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(_N_BYTES)]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
     types += [gguf.TokenType.BYTE] * _N_BYTES
     n_rest = n_vocab - len(tokens)
-    tokens += [f"\u2581t{i}" for i in range(n_rest)]
+    tokens += [f"\u2581t{i}" for i in range(n_rest - len(extra))] + list(extra)
     types += [gguf.TokenType.NORMAL] * n_rest
     w.add_string(gguf.Keys.Tokenizer.MODEL, "llama")
     w.add_array(gguf.Keys.Tokenizer.LIST, tokens)
@@ -149,7 +162,10 @@ def write_sparse_gguf(
     types = {t.name: t.type for t in tensors}
     if q is not None:
         p = ArchParams.from_config(config)
-        types = quantized_types(tensors, q, arch=p.arch, n_layer=p.n_layer, n_expert=n_expert or p.n_expert)
+        types = quantized_types(
+            tensors, q, arch=p.arch, n_layer=p.n_layer, n_head=p.n_head, n_head_kv=p.n_head_kv,
+            n_expert=n_expert or p.n_expert,
+        )  # fmt: skip
     with atomic_output(path) as tmp:
         w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=q.value if q is not None else None)
         data_bytes = 0
@@ -189,7 +205,7 @@ def write_tiny_gguf(
         shape = tuple(reversed(t.shape))
         if t.name.endswith("_norm.weight"):
             data = np.ones(shape, dtype=np.float32)
-        elif t.name == "rope_freqs.weight":
+        elif t.name in ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"):
             data = np.ones(shape, dtype=np.float32)
         else:
             data = (rng.standard_normal(shape) * 0.02).astype(np.float32)

@@ -430,6 +430,12 @@ def arg_cases() -> list[Case]:
         ("frontier", ["frontier"], 2), ("frontier", ["frontier", "@none"], 2),
         ("frontier", ["frontier", "RESULTS", "--png", "@out.txt"], 2),
         ("calibrate", ["calibrate"], 2), ("calibrate", ["calibrate", "@none"], 2),
+        ("catalog", ["catalog"], 2), ("catalog", ["catalog", "frob"], 2), ("catalog", ["catalog", "add"], None),
+        ("catalog", ["catalog", "remove"], 2), ("catalog", ["catalog", "remove", "no-such-entry"], 1),
+        ("catalog", ["catalog", "add", "a/b", "--quants", "Q9_9"], None), ("catalog", ["catalog", "add", "not_a_repo!"], 1),
+        ("catalog", ["catalog", "list", "extra"], 2), ("catalog", ["catalog", "remove", "../x"], 1),
+        ("catalog", ["catalog", "add", "a/b", "--quants", ","], None), ("catalog", ["catalog", "list", "--bogus"], 2),
+        ("catalog", ["catalog", "add", "a/b", "--name", "../evil"], None),
         # serve's own pre-flight (a GGUF that is not one, a cap too small) runs inside serve(), which the suite
         # replaces (a wrong input that got through would block): only what is refused before it is here
         ("serve", ["serve", "@none.gguf", "--vram", "8G"], 1), ("serve", ["serve", "TINY", "--vram", "8G", "--kv", "q9"], 2),

@@ -44,7 +44,7 @@ def command(
       edgekv calibrate sweep-aime25 --name my-aime --bootstrap 1000 --force
       edgekv pick --vram 8G --profile my-aime
     """
-    from edgekv.eval.calibrate import calibrate, profile_dict
+    from edgekv.eval.calibrate import calibrate, measured_capacity, profile_dict
     from edgekv.eval.frontier import Accounting
     from edgekv.eval.scores import read_results
     from edgekv.report import common as rcommon
@@ -54,7 +54,10 @@ def command(
     res = read_results(results)
     cal = calibrate(res, accounting=Accounting(accounting), n_bootstrap=bootstrap, seed=seed, tolerance=tolerance)
     prof_name = name or Path(cal.dataset.split(",")[0] or "default").stem
-    data = profile_dict(cal, name=prof_name, sources=[str(Path(r).resolve()) for r in results],
+    from edgekv.store.catalog import load_all
+
+    capacity = measured_capacity(res, load_all().models)
+    data = profile_dict(cal, name=prof_name, sources=[str(Path(r).resolve()) for r in results], capacity=capacity,
                         max_spread=max_spread, min_problems=min_problems)  # fmt: skip
     path = write_profile(data, prof_name, force=force)
     for w in data["warnings"]:

@@ -62,6 +62,8 @@ def command(
         ram_bandwidth=ram_bandwidth,
     )  # fmt: skip
     ans = answer(flags, top=top)
+    for line in ans.warnings:
+        click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(json.dumps(rpick.pick_json(ans), indent=2))
         return

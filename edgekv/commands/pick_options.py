@@ -86,7 +86,8 @@ def pick_options(f: F) -> F:
         click.option("--task", type=click.Choice([t.value for t in Task]), default=Task.MATH.value, show_default=True,
                      help="Sets the weight-precision rule (rule 3)."),
         click.option("--family", default=DEFAULT_FAMILY, show_default=True,
-                     help="Catalog family: qwen3 (the family the paper measured), deepseek-r1-distill, or all."),
+                     help="Catalog family: all (every model, ranked by Qwen3-equivalent capacity), qwen3 (the "
+                          "family the paper measured), or another (edgekv catalog list shows them)."),
         click.option("--model", "model", help="Only these catalog models (comma-separated names)."),
         click.option("--quants", help="Only these weight quants (comma-separated, e.g. Q8_0,Q4_K_M)."),
         click.option("--kv", "kv", help=f"KV cache types to consider.  [default: {kv_default}]"),

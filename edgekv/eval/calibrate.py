@@ -26,6 +26,9 @@ How each constant is fitted (on the Pareto frontier of the chosen accounting, pa
 * **Memory where G > 1 starts paying** (rule 4): the least memory of a frontier point with more
   than one sample, fitted in both accountings. None on the frontier: ``at_least`` the most memory
   measured.
+* **Qwen3-equivalent sizes** (``measured_capacity``, no bootstrap): the catalog models of the sweep
+  placed on the curve of the sweep's own Qwen3 models, as ``plan.capacity`` places published scores;
+  ``pick --profile`` ranks them by these instead of the published ones.
 
 When a fit is too weak to act on (:func:`judge`), the profile records it but pick keeps the paper's
 value for that constant, and calibrate says why and about how many problems would do:
@@ -54,8 +57,11 @@ from typing import Any
 
 from edgekv.eval.frontier import Accounting, Point, PointScores, pareto, point_scores, points
 from edgekv.eval.scores import ConfigResult
+from edgekv.hub.names import model_stem, quant_of
 from edgekv.model.quant import KvType
+from edgekv.plan.capacity import REFERENCE_FAMILY, REFERENCE_MODE, Reference, Score, equivalent_params
 from edgekv.plan.plans import bits_class
+from edgekv.store.catalog import CatalogModel
 from edgekv.store.profiles import PAPER_DEFAULTS, resolve
 from edgekv.store.profiles import SCHEMA as PROFILE_SCHEMA
 
@@ -308,6 +314,63 @@ def judge_flag(f: Flag, n_problems: int, *, min_problems: int = MIN_PROBLEMS) ->
     return Verdict(not reasons, "; ".join(reasons), None if not reasons else min_problems)
 
 
+def catalog_name(model: str, models: Sequence[CatalogModel]) -> CatalogModel | None:
+    """The catalog model a result's model file is of: by its published file name, else by the file's
+    stem without its quant label (``Qwen3-8B-Q8_0.gguf`` -> Qwen3-8B), case-insensitive."""
+    base = model.rsplit("/", 1)[-1]
+    for m in models:
+        if any(e.file and e.file.rsplit("/", 1)[-1] == base for e in m.quants.values()):
+            return m
+    stem = model_stem(base, quant_of(base)).lower()
+    return next((m for m in models if m.name.lower() == stem), None)
+
+
+def measured_capacity(results: Sequence[ConfigResult], models: Sequence[CatalogModel]) -> dict[str, dict[str, Any]]:
+    """Each measured model's Qwen3-equivalent size from the sweep's own accuracies: a profile's
+    ``capacity``, which ``pick --profile`` uses in place of the published one.
+
+    ``plan.capacity``'s method on the user's numbers: a model's score is its best G = 1 accuracy (over
+    quants and KV types) at the largest budget every catalog model of the sweep was measured at, so all
+    are compared at one budget; the curve is the sweep's dense Qwen3 models at their catalog parameter
+    counts. Empty when fewer than two of them were measured or their accuracies do not rise with size;
+    models outside the catalog (no parameter count) and the curve's own models get none."""
+    pts = [p for p in points(point_scores(results)) if p.samples == 1]
+    found = {p.model: catalog_name(p.model, models) for p in pts}
+    budgets: dict[str, set[int]] = {}
+    for p in pts:
+        m = found[p.model]
+        if m is not None:
+            budgets.setdefault(m.name, set()).add(p.budget_tokens)
+    common = set.intersection(*budgets.values()) if budgets else set()
+    if not common:
+        return {}
+    budget = max(common)
+    acc: dict[str, float] = {}
+    for p in pts:
+        m = found[p.model]
+        if m is not None and p.budget_tokens == budget:
+            acc[m.name] = max(acc.get(m.name, 0.0), p.accuracy)
+    by_name = {m.name: m for m in models}
+    label = f"measured@{budget}"
+    source = "your sweep (edgekv calibrate)"
+
+    def score(name: str) -> Score:
+        return Score(label, REFERENCE_MODE, 100 * acc[name], source)
+
+    refs = [
+        Reference(n, by_name[n].n_params, (score(n),)) for n in acc
+        if by_name[n].family == REFERENCE_FAMILY and not by_name[n].spec.is_moe
+    ]  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    for n in sorted(acc):
+        if any(r.name == n for r in refs):
+            continue
+        cap = equivalent_params([score(n)], refs)
+        if cap is not None:
+            out[n] = {"n_params": cap.n_params, "note": cap.describe(), "budget_tokens": budget}
+    return out
+
+
 def _est_dict(e: Estimate, v: Verdict) -> dict[str, Any]:
     return {"value": e.value, "kind": e.kind, "low": e.low, "high": e.high, "n_defined": e.n_defined,
             "actionable": v.actionable, "reason": v.reason or None, "problems_needed": v.problems_needed}  # fmt: skip
@@ -315,7 +378,7 @@ def _est_dict(e: Estimate, v: Verdict) -> dict[str, Any]:
 
 def profile_dict(
     cal: Calibration, *, name: str, sources: Sequence[str], max_spread: float = MAX_SPREAD,
-    min_problems: int = MIN_PROBLEMS,
+    min_problems: int = MIN_PROBLEMS, capacity: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The profile JSON (``edgekv.store.profiles``): the fits, each with whether pick may act on it
     (:func:`judge`), and the Policy fields pick takes from them: a fit too weak to act on keeps the
@@ -388,4 +451,4 @@ def profile_dict(
         },
         "policy": policy,
         "warnings": warnings,
-    }  # fmt: skip
+    } | ({"capacity": capacity} if capacity else {})  # fmt: skip

@@ -158,3 +158,10 @@ def shard_names(filename: str) -> list[str]:
         return [filename]
     n = int(m["count"])
     return [f"{m['prefix']}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+
+
+def model_stem(filename: str, quant: str | None) -> str:
+    """The model a GGUF file is of: its name without folder, shard suffix, ``.gguf`` and quant label
+    (``Q4_K_M/Qwen_Qwen3-8B-Q4_K_M-00001-of-00002.gguf`` -> ``Qwen_Qwen3-8B``)."""
+    stem = SHARD_RE.sub(r"\g<prefix>", filename.rsplit("/", 1)[-1]).removesuffix(".gguf")
+    return re.sub(rf"[-_.]{re.escape(quant)}$", "", stem, flags=re.I) if quant else stem

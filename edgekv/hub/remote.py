@@ -6,7 +6,6 @@ Re-exported by ``edgekv.hub.download``.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 from edgekv.errors import GGUFError, HubError, ModelFileNotFound
 from edgekv.hub.env import API_TIMEOUT_S, hub_cache_dir, hub_errors, is_offline, resolve_endpoint
 from edgekv.hub.listing import list_gguf_files
-from edgekv.hub.names import SHARD_RE, available_quants, choose_files, group_files, normalize_quant, shard_names
+from edgekv.hub.names import available_quants, choose_files, group_files, model_stem, normalize_quant, shard_names
 from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import GGUFHeader, parse_header_growing, read_header, spec_from_header
 from edgekv.model.spec import ModelSpec
@@ -184,8 +183,7 @@ def options_from_repo(
     out = []
     for g in groups:
         spec, _ = inspect_remote(repo_id, g[0].filename, endpoint=endpoint, token=token, revision=listing.commit)
-        stem = SHARD_RE.sub(r"\g<prefix>", Path(g[0].filename).name).removesuffix(".gguf")
-        name = re.sub(rf"[-_.]{re.escape(g[0].quant)}$", "", stem, flags=re.I) if g[0].quant else stem
+        name = model_stem(g[0].filename, g[0].quant)
         out.append(
             ModelOption(
                 name=name,

@@ -4,6 +4,11 @@ Stdlib only: from a ``config.json`` dict this lists every GGUF tensor (``spec.Te
 source type, shape in ggml order) without touching weights, so ``quantrules`` can size any quant of a model that has
 not been downloaded. Defaults are derived like mlx-lm's ``BaseModelArgs`` (``models/llama.py``).
 
+phi3 (Phi-4, Phi-4-mini and their reasoning finetunes) keeps the checkpoint's fused ``attn_qkv`` and
+``ffn_up`` (gate and up stacked: 2 x n_ff rows), as ``src/models/phi3.cpp`` loads them, and LongRoPE
+checkpoints get ``rope_factors_long/short``. smollm3 is the llama block without rope_freqs; its
+no-RoPE layers (every 4th, ``n_no_rope_layer_step``) change the graph, not the tensors or the KV cache.
+
 Mixture-of-experts blocks (qwen3moe, gpt-oss) follow ``load_arch_tensors`` in llama.cpp's
 ``src/models/qwen3moe.cpp`` and ``src/models/openai-moe.cpp``: one 3-D tensor per expert matrix
 (``ffn_{gate,up,down}_exps``, ne2 = the expert count) and the router ``ffn_gate_inp`` (kept F32 by
@@ -51,6 +56,7 @@ class ArchParams:
     n_ff_exp: int = 0
     n_swa: int = 0
     mxfp4_experts: bool = False  # gpt-oss from an MXFP4 checkpoint: experts stay MXFP4
+    rope_factor_dims: int = 0  # phi3 with LongRoPE: entries of rope_factors_long/short (rope dims / 2)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ArchParams:
@@ -88,9 +94,20 @@ class ArchParams:
                 n_ff_exp=n_ff_exp,
                 n_swa=int(config["sliding_window"]) if arch == "gpt-oss" else 0,
                 mxfp4_experts=arch == "gpt-oss" and quant_method == "mxfp4",
+                rope_factor_dims=_phi3_rope_factor_dims(config, rope, n_embd, n_head) if arch == "phi3" else 0,
             )
         except KeyError as e:
             raise SpecError(f"config.json lacks {e.args[0]!r}", hint="pass a full Hugging Face config") from None
+
+
+def _phi3_rope_factor_dims(config: dict[str, Any], rope: dict[str, Any], n_embd: int, n_head: int) -> int:
+    """conversion/phi.py Phi3MiniModel.generate_extra_tensors: with ``rope_scaling.long_factor`` the
+    converter writes rope_factors_long/short of rope_dims / 2 entries each, rope_dims =
+    int(partial_rotary_factor x hidden_size) // num_attention_heads; without it, none."""
+    if not rope.get("long_factor"):
+        return 0
+    rot_pct = float(rope.get("partial_rotary_factor", config.get("partial_rotary_factor", 1.0)))
+    return (int(rot_pct * n_embd) // n_head) // 2
 
 
 def gguf_arch(config: dict[str, Any]) -> str:
@@ -124,12 +141,24 @@ def gguf_tensors(config: dict[str, Any], *, outtype: str = "F16") -> list[Tensor
     if p.llama3_rope:
         # conversion/llama.py generate_extra_tensors: one factor per rotary pair
         out.append(TensorInfo("rope_freqs.weight", "F32", (p.head_dim // 2,)))
+    if p.rope_factor_dims:  # phi3 LongRoPE (conversion/phi.py): F32, one copy for every layer
+        out.append(TensorInfo("rope_factors_long.weight", "F32", (p.rope_factor_dims,)))
+        out.append(TensorInfo("rope_factors_short.weight", "F32", (p.rope_factor_dims,)))
     return out
 
 
 def _layer(p: ArchParams, i: int, wtype: str, *, q_dim: int, kv_dim: int) -> list[TensorInfo]:
     """One block's tensors, as llama.cpp's load_arch_tensors expects them for ``p.arch``."""
     b = f"blk.{i}"
+    if p.arch == "phi3":  # models/phi3.cpp: fused q|k|v and gate|up, as the checkpoint stores them
+        return [
+            TensorInfo(f"{b}.attn_norm.weight", "F32", (p.n_embd,)),
+            TensorInfo(f"{b}.attn_qkv.weight", wtype, (p.n_embd, q_dim + 2 * kv_dim)),
+            TensorInfo(f"{b}.attn_output.weight", wtype, (q_dim, p.n_embd)),
+            TensorInfo(f"{b}.ffn_norm.weight", "F32", (p.n_embd,)),
+            TensorInfo(f"{b}.ffn_up.weight", wtype, (p.n_embd, 2 * p.n_ff)),
+            TensorInfo(f"{b}.ffn_down.weight", wtype, (p.n_ff, p.n_embd)),
+        ]
     t = [
         TensorInfo(f"{b}.attn_norm.weight", "F32", (p.n_embd,)),
         TensorInfo(f"{b}.attn_q.weight", wtype, (p.n_embd, q_dim)),

@@ -12,7 +12,7 @@ from typing import Any
 
 from edgekv.errors import SpecError
 from edgekv.model.quant import file_type_name
-from edgekv.model.spec import ModelSpec, TensorInfo, swa_layers
+from edgekv.model.spec import SWA_DISABLED, ModelSpec, TensorInfo, swa_layers
 
 LLAMA_MAX_LAYERS = 512  # llama.cpp src/llama-hparams.h
 LLAMA_MAX_EXPERTS = 1024  # llama.cpp src/llama-hparams.h
@@ -100,6 +100,8 @@ def from_gguf_fields(
         n_vocab = embd.shape[1] if embd and len(embd.shape) > 1 else 0
         n_vocab = n_vocab or (len(tokens) if isinstance(tokens, Sized) and not isinstance(tokens, str) else 0)
     n_swa = num("{arch}.attention.sliding_window", 0, lo=0, high=MAX_UINT32)
+    if arch in SWA_DISABLED:  # llama.cpp reads the key and then turns the window off (models/phi3.cpp)
+        n_swa = 0
     pattern = opt("{arch}.attention.sliding_window_pattern", None)
     if isinstance(pattern, int) and not isinstance(pattern, bool):
         _count(key("{arch}.attention.sliding_window_pattern"), pattern, lo=0, hi=LLAMA_MAX_LAYERS)

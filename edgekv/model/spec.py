@@ -139,8 +139,12 @@ def swa_layers(arch: str, n_layer: int, n_swa: int, pattern: Any) -> tuple[bool,
 HF_ARCHS: dict[str, str] = {
     "Qwen3ForCausalLM": "qwen3", "Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3",
-    "Qwen3MoeForCausalLM": "qwen3moe", "GptOssForCausalLM": "gpt-oss",
+    "Qwen3MoeForCausalLM": "qwen3moe", "GptOssForCausalLM": "gpt-oss", "Phi3ForCausalLM": "phi3",
+    "SmolLM3ForCausalLM": "smollm3",
 }  # fmt: skip
+# Architectures whose sliding window llama.cpp ignores although the GGUF names one: models/phi3.cpp
+# ("Phi SWA is currently disabled", llama.cpp PR 13676) sets n_swa = 0 and no SWA layer.
+SWA_DISABLED = frozenset({"phi3"})
 MOE_ARCHS = frozenset({"qwen3moe", "gpt-oss"})
 # The HF keys llama.cpp's converter tries, in order (conversion/base.py TextModel.set_gguf_parameters).
 _HF_N_EXPERT = ("num_local_experts", "num_experts", "n_routed_experts")
@@ -193,7 +197,7 @@ def from_hf_config(
         raise SpecError(f"config.json lacks {e.args[0]}") from None
     n_head_kv = int(config.get("num_key_value_heads") or n_head)
     head_dim = int(config.get("head_dim") or n_embd // n_head)
-    n_swa = int(config.get("sliding_window") or 0) if arch in SWA_PATTERNS else 0
+    n_swa = int(config.get("sliding_window") or 0) if arch in SWA_PATTERNS and arch not in SWA_DISABLED else 0
     return ModelSpec(
         name=name or str(config.get("_name_or_path") or archs[0]),
         arch=arch,

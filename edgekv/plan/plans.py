@@ -130,6 +130,7 @@ class ModelOption:
     dominant_type: str = ""  # the tensor type holding most weight bytes ("MXFP4" for gpt-oss), if known
     capacity_params: int = 0  # Qwen3-equivalent parameters from published scores (plan.capacity); 0 = none
     capacity_note: str = ""  # how capacity_params was read (capacity.Capacity.describe)
+    capacity_source: str = "published"  # "published" (the catalog's scores) | "profile" (the user's measurements)
 
     def capacity_ratio(self, policy: Policy) -> float:
         """Qwen3-equivalent parameters / parameters under ``policy.capacity`` ("size" or no scores: 1)."""
@@ -217,6 +218,7 @@ class PickResult:
     budget: Budget
     n_considered: int
     enumerated: tuple[Plan, ...] = ()  # every fitting plan, unranked (``pick(plans=...)`` reuses them)
+    n_models: int = 0  # models weighed: the distinct model names among the options given to pick
     speed: PickSpeed | None = None  # the plans timed on a named card (edgekv.plan.timing.timed); None without one
 
 

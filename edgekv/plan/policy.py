@@ -282,15 +282,20 @@ def pick(
     for key, p in keyed:  # one best plan per model + quant; only these are copied with their key
         if (p.option.name, p.option.quant) not in best:
             best[(p.option.name, p.option.quant)] = replace(p, regime=regime(p.option, pol), sort_key=key)
-    # options whose capacity below E1 is counted at 8 bits (said in the reasons of the plans above them)
-    capped = [p for p in best.values() if p.regime == "capacity" and sizes(p.option, pol)[1] < p.option.effective_bytes]
+    # options whose capacity below E1 is counted at 8 bits (said in the reasons of the plans above them): the
+    # precision cap of rule 3 only, not a smaller Qwen3-equivalent size (that has its own reason)
+    by_size = replace(pol, capacity="size")
+    capped = [
+        p for p in best.values() if p.regime == "capacity" and sizes(p.option, by_size)[1] < p.option.effective_bytes
+    ]
     top_plans = list(best.values())[:top] if top > 0 else list(best.values())
     top_plans = [replace(p, reasons=plan_reasons(p, pol, f16_best, capped)) for p in top_plans]
     base = uniform_4bit_baseline(plans)
     if base is not None:
         base = replace(base, regime=regime(base.option, pol), sort_key=rank_key(base, pol, q4_needed=q4_needed))
         base = replace(base, reasons=plan_reasons(base, pol, f16_best, capped))
-    return PickResult(top_plans, base, pol, budget, len(plans), enumerated)
+    n_models = len({o.name for o in options})
+    return PickResult(top_plans, base, pol, budget, len(plans), enumerated, n_models=n_models)
 
 
 def uniform_4bit_baseline(plans: Iterable[Plan]) -> Plan | None:

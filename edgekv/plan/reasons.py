@@ -2,7 +2,9 @@
 
 ``policy.pick`` attaches these to the plans it returns (``Plan.reasons``); they name the regime
 (rule 1/2), the weight precision for the task (rule 3), the length against saturation (rule 2),
-the KV compression (rule 5), the parallel samples (rule 4) and any partial offload. Pure, stdlib only.
+the KV compression (rule 5), the parallel samples (rule 4) and any partial offload; and, for a model
+counted at its Qwen3-equivalent size (``plan.capacity``), the size it ranks as and the scores it was
+read from. Pure, stdlib only.
 """
 
 from __future__ import annotations
@@ -11,8 +13,22 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from edgekv.model.spec import Task
-from edgekv.plan.plans import Plan, Policy, sizes
+from edgekv.plan.plans import ModelOption, Plan, Policy, sizes
 from edgekv.units import format_bytes
+
+
+def capacity_reason(opt: ModelOption) -> str:
+    """The cross-family line: "Phi-4-reasoning 14.7B ranks as a Qwen3-6.5B on published AIME24 75.3 -> 6.5B:
+    its E and capacity count x0.44" (``plan.capacity``; a calibrated profile's own measurement says so)."""
+    readings = opt.capacity_note.split("Qwen3-equivalent", 1)[-1].strip()
+    if readings.startswith("(") and readings.endswith(")"):
+        readings = readings[1:-1]
+    where = "your measurements" if opt.capacity_source == "profile" else "published"
+    return (
+        f"{opt.name} {opt.n_params / 1e9:.1f}B ranks as a Qwen3-{opt.capacity_params / 1e9:.1f}B on {where} "
+        f"{readings or 'scores'}: its E and capacity count x{opt.capacity_params / opt.n_params:.2f} "
+        "(--capacity size: its own size)"
+    )
 
 
 def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: Sequence[Plan]) -> tuple[str, ...]:
@@ -20,11 +36,14 @@ def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: 
     quant -> plan), to say how many tokens f16 KV would leave; ``capped``: the plans whose capacity
     below E1 counts at 8 bits, named when they rank under this one."""
     opt = plan.option
-    e = format_bytes(opt.effective_bytes)
     e1 = format_bytes(policy.e1_bytes)
     out: list[str] = []
-    e16 = sizes(opt, policy)[0]
-    raw16, raw8 = sizes(opt, replace(policy, capacity="size"))  # the precision caps alone, without capacity
+    e16, e8 = sizes(opt, policy)  # as the rule counts them: precision caps, then the Qwen3-equivalent size
+    raw16, raw8 = sizes(opt, replace(policy, capacity="size"))  # the precision caps alone (rule 3)
+    ratio = opt.capacity_ratio(policy)
+    e = format_bytes(opt.effective_bytes) + (f" (counted {format_bytes(e16)})" if ratio != 1.0 else "")
+    if ratio != 1.0:
+        out.append(capacity_reason(opt))
     if plan.regime == "capacity":
         out.append(f'effective size {e} is below E1 = {e1} ("8-bit 4B"): memory goes to model capacity first (rule 1)')
     elif e16 >= policy.e1_bytes:
@@ -54,7 +73,7 @@ def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: 
         )
     for c in capped:
         if c.option is not opt and c.sort_key < plan.sort_key and c.option.effective_bytes > opt.effective_bytes:
-            ce8 = sizes(c.option, policy)[1]
+            ce8 = sizes(c.option, replace(policy, capacity="size"))[1]
             out.append(
                 f"{c.option.name} {c.option.quant} (E {format_bytes(c.option.effective_bytes)}, {c.n_ctx_seq} tokens) "
                 f"counts as its 8-bit size {format_bytes(ce8)} below E1: "
@@ -80,8 +99,6 @@ def plan_reasons(plan: Plan, policy: Policy, best_alt: dict[str, Plan], capped: 
         out.append(
             f"{plan.parallel} parallel samples for majority voting with the memory left after saturation (rule 4)"
         )
-    if opt.capacity_params and policy.capacity == "published" and opt.capacity_params != opt.n_params:
-        out.append(f"capacity: {opt.capacity_note}: E counts as {opt.capacity_ratio(policy):.2f} of its bytes")
     if plan.n_cpu_moe:
         host = plan.footprint.host_total
         out.append(

@@ -13,7 +13,9 @@ from edgekv.model.spec import Task
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
 from edgekv.plan.plans import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR, Policy
 
-DEFAULT_FAMILY = "qwen3"  # the family the paper measured
+# pick's catalog by default: every family, ranked across families by Qwen3-equivalent capacity (plan.capacity);
+# --family qwen3 is the family the paper measured alone, as before issue 25
+DEFAULT_FAMILY = "all"
 DEFAULT_TOP = 5
 
 

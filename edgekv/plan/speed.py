@@ -288,12 +288,13 @@ class SpeedModel:
 # efficiencies on llama.cpp's own tools on an H200 (39 rows: dense Qwen3 shapes, G 1-16, depth to
 # 32k, f16/q8_0/q4_0 KV), then the weights' efficiency and the fixed cost on the published
 # consumer-card numbers (19 rows; 2024 builds, whose fixed cost per step is larger). ram_efficiency
-# is not fitted yet (no RAM-resident rows measured; bench/gpu_speed_grid.py measures them): 0.7 of
-# the RAM bandwidth, what llama.cpp's CPU mat-vec reaches on a memory-bound decode. prompt_efficiency
+# from 9 rows with Qwen3-30B-A3B's experts in RAM on the H100 machine (llama-batched-bench, 2026-12-06,
+# bench/results/gpu/batched_grid.jsonl): 0.64 of the host's measured 73 GB/s; only 3 of those 9 rows
+# are within 15% (no CPU-compute term yet: G = 4 runs faster, G = 16 slower than bytes alone say). prompt_efficiency
 # is relative to the listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
 DEFAULT_SPEED = SpeedModel(
-    weights_efficiency=1.0, fixed_step_s=0.00347, prompt_efficiency=2.08, kv_f16_efficiency=0.630,
-    kv_q8_0_efficiency=0.0597, kv_q4_0_efficiency=0.0602, ram_efficiency=0.7, compute_efficiency=0.335,
+    weights_efficiency=1.0, fixed_step_s=0.00347, prompt_efficiency=2.08, kv_f16_efficiency=0.647,
+    kv_q8_0_efficiency=0.0597, kv_q4_0_efficiency=0.0602, ram_efficiency=0.640, compute_efficiency=0.335,
 )  # fmt: skip
 
 

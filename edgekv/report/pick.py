@@ -173,6 +173,8 @@ def _pick_grid(
     else:
         card = f"{format_bytes(vram)} card" if sp is None else f"{sp.card_speed.card.name}, {gib(vram)} GiB"
     title = f"edgekv pick: {card}, task {result.policy.task.value}"
+    if result.n_models:
+        title += f", {result.n_models} model{'s' if result.n_models != 1 else ''} weighed"
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     cols: list[tuple[str, str, dict[str, Any]]] = [
         ("#", "#", {"justify": "right"}), ("model", "model", {"no_wrap": True}), ("quant", "quant", {"no_wrap": True}),

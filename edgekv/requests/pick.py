@@ -78,6 +78,7 @@ class PickAnswer:
     card: CardChoice
     profile: ProfileNote | None = None
     ram: HostRam | None = None  # the RAM the host side was checked against, and where it came from
+    warnings: tuple[str, ...] = ()  # added catalog files pick left out (one line each)
 
 
 def answer(flags: PickFlags, *, top: int) -> PickAnswer:
@@ -88,9 +89,10 @@ def answer(flags: PickFlags, *, top: int) -> PickAnswer:
 
     card = resolve_card(flags.gpu, flags.vram)
     ram = host_ram(flags.ram)  # read once: the note says the figure the plans were checked against
-    result = run_pick(flags, card, top=top, ram=ram)
+    problems: list[str] = []
+    result = run_pick(flags, card, top=top, ram=ram, problems=problems)
     if not flags.profile:
-        return PickAnswer(result, card, ram=ram)
+        return PickAnswer(result, card, ram=ram, warnings=tuple(problems))
     from edgekv.errors import NoFeasiblePlan
     from edgekv.store.profiles import applied, load_profile
 
@@ -105,7 +107,7 @@ def answer(flags: PickFlags, *, top: int) -> PickAnswer:
     n = prof.get("n_problems")
     warnings = tuple(str(w) for w in prof.get("warnings") or ())
     return PickAnswer(result, card, ProfileNote(flags.profile, rows, default, n if isinstance(n, int) else None,
-                                                warnings), ram)  # fmt: skip
+                                                warnings), ram, warnings=tuple(problems))  # fmt: skip
 
 
 def run_pick(
@@ -116,9 +118,11 @@ def run_pick(
     endpoint: str | None = None,
     profile: bool = True,
     ram: HostRam | None | str = "detect",
+    problems: list[str] | None = None,
 ) -> PickResult:
     """The request from ``flags`` (with the --profile's constants unless ``profile`` is False), its
     options, and ``edgekv.plan.pick.pick`` on them; the card's speed model for a single named card.
+    Added catalog files left out (not valid entries) add one line each to ``problems``.
 
     Raises:
         SpecError: the card's memory is not known.
@@ -160,8 +164,28 @@ def run_pick(
     if options is None:
         from edgekv.store.catalog import catalog_options, gguf_option
 
-        options = [gguf_option(gguf_path)] if gguf_path is not None else catalog_options(flags.family, models, quants)
+        if gguf_path is not None:
+            options = [gguf_option(gguf_path)]
+        else:
+            options = catalog_options(flags.family, models, quants, problems=problems)
+    if flags.profile and profile and request.capacity == "published":
+        options = measured_capacities(options, flags.profile)
     return pick(request, options, card_speed=speed)
+
+
+def measured_capacities(options: list[ModelOption], profile_name: str) -> list[ModelOption]:
+    """``options`` with the profile's measured Qwen3-equivalent sizes in place of the published ones
+    (a calibrated profile overrides the publishers' scores with the user's own measurements)."""
+    from dataclasses import replace
+
+    from edgekv.store.profiles import capacity_overrides, load_profile
+
+    over = capacity_overrides(load_profile(profile_name))
+    return [
+        replace(o, capacity_params=over[o.name][0], capacity_note=over[o.name][1], capacity_source="profile")
+        if o.name in over else o
+        for o in options
+    ]  # fmt: skip
 
 
 def pick_request(

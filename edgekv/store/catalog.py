@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -86,9 +87,13 @@ class CatalogModel:
     n_params: int = 0
     source: str = ""
     scores: tuple[Score, ...] = ()  # published reasoning scores, each with its source (plan.capacity)
+    header: dict[str, Any] = field(default_factory=dict)  # a user entry's spec, read from its GGUF headers
+    origin: str = "built-in"  # "built-in" (models/) or "user" (``edgekv catalog add``)
 
     @cached_property
     def spec(self) -> ModelSpec:
+        if self.header:
+            return _header_spec(self.header, self.name)
         return from_hf_config(self.config, name=self.name)
 
     @property
@@ -118,7 +123,7 @@ def references(models: Iterable[CatalogModel]) -> list[Reference]:
     return [Reference(m.name, m.n_params, m.scores) for m in models if m.is_reference]
 
 
-def _parse(data: dict[str, Any], source: str) -> CatalogModel:
+def _parse(data: dict[str, Any], source: str, origin: str = "built-in") -> CatalogModel:
     try:
         files: dict[str, Any] = data.get("files", {})
         repo_default = data.get("gguf_repo")
@@ -128,9 +133,10 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
             f = files.get(qname)
             file_name = f.get("file") if isinstance(f, dict) else f
             repo = f.get("repo", repo_default) if isinstance(f, dict) else (repo_default if f else None)
+            tied = data["spec"]["tied_embeddings"] if "spec" in data else data["config"].get("tie_word_embeddings")
             layout = WeightLayout(
                 int(w["input_bytes"]), tuple(int(x) for x in w["layer_bytes"]), int(w["output_bytes"]),
-                bool(data["config"].get("tie_word_embeddings", False)),
+                bool(tied),
                 tuple(int(x) for x in w.get("expert_layer_bytes", ())),
             )  # fmt: skip
             quants[q] = QuantEntry(
@@ -144,12 +150,14 @@ def _parse(data: dict[str, Any], source: str) -> CatalogModel:
             name=data["name"],
             family=data["family"],
             hf_repo=data.get("hf_repo", ""),
-            config=data["config"],
+            config=data["config"] if "spec" not in data else {},
             quants=quants,
             compute={k: int(v) for k, v in data.get("compute", {}).items()},
             n_params=int(data.get("n_params", 0)),
             source=source,
             scores=parse_scores(data.get("scores"), f"catalog file {source}"),
+            header=dict(data["spec"]) if "spec" in data else {},
+            origin=origin,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise SpecError(f"catalog file {source} is malformed: {e!r}") from None
@@ -168,6 +176,160 @@ def load_catalog(directory: str | os.PathLike[str] | None = None) -> list[Catalo
 def _read(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         return f.read()
+
+
+# --- the user's catalog: entries ``edgekv catalog add`` wrote from hub headers --------------------------
+
+USER_SCHEMA = 1
+MAX_USER_ENTRY_BYTES = 16 * 1024 * 1024  # a 300-layer model with 30 quants is ~1 MB; anything far above is not ours
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+_REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# ModelSpec fields a user entry stores (its GGUF header's; ``spec.ModelSpec`` has the meaning of each)
+_SPEC_INTS = ("n_layer", "n_embd", "n_head", "head_dim_k", "head_dim_v", "n_ff", "n_vocab", "n_ctx_train", "n_swa",
+              "n_expert", "n_expert_used", "n_ff_exp", "n_expert_shared", "n_ff_shexp")  # fmt: skip
+
+
+def user_catalog_dir() -> str:
+    """``EDGEKV_CATALOG`` if set, else ``catalog/`` in edgekv's user folder (``settings.user_dir``:
+    EDGEKV_HOME, else $XDG_CACHE_HOME/edgekv, else ~/.cache/edgekv), where the profiles also live.
+
+    Spelled with os.path, as ``settings.user_dir`` is with pathlib: pick's path stays off pathlib."""
+    env = os.environ.get("EDGEKV_CATALOG")
+    if env:
+        return env
+    home = os.environ.get("EDGEKV_HOME")
+    if not home:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        home = os.path.join(cache, "edgekv")
+    return os.path.join(home, "catalog")
+
+
+def _header_spec(data: dict[str, Any], name: str) -> ModelSpec:
+    """A ModelSpec from a user entry's ``spec`` object (validated by ``check_user_entry``)."""
+    n = {k: int(data.get(k, 0)) for k in _SPEC_INTS}
+    return ModelSpec(
+        name=name, arch=str(data["arch"]), n_layer=n["n_layer"], n_embd=n["n_embd"], n_head=n["n_head"],
+        n_head_kv=tuple(int(x) for x in data["n_head_kv"]), head_dim_k=n["head_dim_k"], head_dim_v=n["head_dim_v"],
+        n_ff=n["n_ff"], n_vocab=n["n_vocab"], n_ctx_train=n["n_ctx_train"],
+        swa_layers=tuple(bool(x) for x in data.get("swa_layers", ())), n_swa=n["n_swa"],
+        tied_embeddings=bool(data["tied_embeddings"]), n_expert=n["n_expert"], n_expert_used=n["n_expert_used"],
+        n_ff_exp=n["n_ff_exp"], n_expert_shared=n["n_expert_shared"], n_ff_shexp=n["n_ff_shexp"],
+    )  # fmt: skip
+
+
+def check_user_entry(data: Any, source: str) -> None:
+    """Refuse a user catalog entry that is not what ``edgekv catalog add`` writes (schema 1): one
+    SpecError naming the file and the first problem. Only JSON values are read; nothing is executed."""
+
+    def bad(what: str) -> SpecError:
+        return SpecError(f"user catalog file {source}: {what}", hint="remove it (edgekv catalog remove NAME) or re-add")
+
+    def whole(v: Any, lo: int = 0) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+    if not isinstance(data, dict):
+        raise bad(f"it holds a JSON {type(data).__name__}, not an object")
+    if data.get("schema") != USER_SCHEMA:
+        raise bad(f"schema is {data.get('schema')!r}, not {USER_SCHEMA}")
+    for key in ("name", "family", "gguf_repo"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise bad(f"{key!r} must be a non-empty string")
+    if not NAME_RE.fullmatch(data["name"]) or not NAME_RE.fullmatch(data["family"]):
+        raise bad(f"name {data['name']!r} or family {data['family']!r} is not a plain name (letters, digits, . _ + -)")
+    if not _REPO_RE.fullmatch(data["gguf_repo"]):
+        raise bad(f"gguf_repo {data['gguf_repo']!r} is not owner/name")
+    if "config" in data:
+        raise bad("a user entry holds its GGUF header's spec, not a config")
+    spec = data.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str) or not spec["arch"]:
+        raise bad("'spec' must be an object with the GGUF's arch")
+    for key in _SPEC_INTS:
+        if key in spec and not whole(spec[key]):
+            raise bad(f"spec.{key} must be a whole number >= 0, not {spec[key]!r}")
+    n_layer = spec.get("n_layer")
+    if not whole(n_layer, 1) or not whole(spec.get("n_embd"), 1) or not whole(spec.get("n_head"), 1):
+        raise bad("spec needs n_layer, n_embd and n_head of at least 1")
+    kv, swa = spec.get("n_head_kv"), spec.get("swa_layers", [])
+    if not isinstance(kv, list) or len(kv) != n_layer or not all(whole(x) for x in kv):
+        raise bad(f"spec.n_head_kv must list {n_layer} whole numbers (one per layer)")
+    if not isinstance(swa, list) or len(swa) not in (0, n_layer) or not all(isinstance(x, bool) for x in swa):
+        raise bad(f"spec.swa_layers must be empty or list {n_layer} true/false values")
+    if not isinstance(spec.get("tied_embeddings"), bool):
+        raise bad("spec.tied_embeddings must be true or false")
+    weights, files = data.get("weights"), data.get("files", {})
+    if not isinstance(weights, dict) or not weights:
+        raise bad("'weights' must name at least one quant")
+    if not isinstance(files, dict) or not all(isinstance(v, str) and v.endswith(".gguf") for v in files.values()):
+        raise bad("'files' must map quants to .gguf file names")
+    for qname, w in weights.items():
+        try:
+            WeightQuant.parse(qname)
+        except SpecError:
+            raise bad(f"unknown quant {qname!r} in weights") from None
+        if not isinstance(w, dict):
+            raise bad(f"weights.{qname} must be an object")
+        if not all(whole(w.get(k)) for k in ("weights_bytes", "input_bytes", "output_bytes")):
+            raise bad(f"weights.{qname} needs whole weights_bytes, input_bytes and output_bytes")
+        layers = w.get("layer_bytes")
+        if not isinstance(layers, list) or len(layers) != n_layer or not all(whole(x) for x in layers):
+            raise bad(f"weights.{qname}.layer_bytes must list {n_layer} whole numbers")
+    if not whole(data.get("n_params"), 1):
+        raise bad("'n_params' must be a whole number of at least 1")
+
+
+@dataclass(frozen=True)
+class CatalogLoad:
+    """The models pick considers (built-in, then the user's) and one line per user file left out."""
+
+    models: list[CatalogModel]
+    problems: list[str]
+
+
+def load_user_catalog(directory: str | None = None, *, taken: Iterable[str] = ()) -> CatalogLoad:
+    """The user's entries (``user_catalog_dir``); a file that is not a valid entry, or whose name is
+    ``taken`` (a built-in's, or an earlier file's), is left out with one line in ``problems``. A
+    missing folder is an empty catalog."""
+    d = directory or user_catalog_dir()
+    if not os.path.isdir(d):
+        return CatalogLoad([], [])
+    seen = {n.lower() for n in taken}
+    models: list[CatalogModel] = []
+    problems: list[str] = []
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(d, name)
+        try:
+            if not os.path.isfile(path):
+                raise SpecError(f"user catalog file {path} is not a regular file")
+            if os.path.getsize(path) > MAX_USER_ENTRY_BYTES:
+                raise SpecError(f"user catalog file {path} is over {MAX_USER_ENTRY_BYTES // (1024 * 1024)} MiB")
+            with open(path, "rb") as f:
+                raw = f.read(MAX_USER_ENTRY_BYTES + 1)
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as e:
+                raise SpecError(f"user catalog file {path} is not JSON ({type(e).__name__}: {e})") from None
+            check_user_entry(data, path)
+            if data["name"].lower() in seen:
+                taken_by = "a built-in entry or another file"
+                raise SpecError(f"user catalog file {path}: the name {data['name']!r} is taken by {taken_by}")
+            model = _parse(data, path, origin="user")
+            _ = model.spec  # the spec must build now, not while pick ranks
+        except (SpecError, OSError) as e:
+            problems.append(f"{e}; left out of the catalog" if isinstance(e, SpecError) else f"{path}: {e}")
+            continue
+        seen.add(model.name.lower())
+        models.append(model)
+    return CatalogLoad(models, problems)
+
+
+def load_all(directory: str | os.PathLike[str] | None = None, user_directory: str | None = None) -> CatalogLoad:
+    """The built-in catalog and the user's, sorted by parameter count; the user files left out."""
+    builtin = load_catalog(directory)
+    user = load_user_catalog(user_directory, taken=[m.name for m in builtin])
+    models = sorted(builtin + user.models, key=lambda m: (m.n_params, m.name))
+    return CatalogLoad(models, user.problems)
 
 
 def select(
@@ -237,17 +399,26 @@ def options_from_catalog(
 
 
 def catalog_options(
-    family: str | None = DEFAULT_FAMILY, models: Sequence[str] | None = None, quants: Sequence[str] | None = None
+    family: str | None = DEFAULT_FAMILY,
+    models: Sequence[str] | None = None,
+    quants: Sequence[str] | None = None,
+    *,
+    problems: list[str] | None = None,
 ) -> list[ModelOption]:
-    """The catalog's options for a family ("all"/None = every family) or named models."""
+    """The catalog's options for a family ("all"/None = every family) or named models: the built-in
+    entries and the user's (``edgekv catalog add``); a user file left out adds its line to ``problems``."""
     fam = None if (models or family in (None, "all")) else family
     wanted = ",".join(models) if models else None
-    catalog = load_catalog()
+    loaded = load_all()
+    if problems is not None:
+        problems.extend(loaded.problems)
+    catalog = loaded.models
     chosen = select(catalog, family=fam, model=wanted)
     if not chosen:
+        families = ", ".join(sorted({m.family for m in catalog}))
         raise SpecError(
             f"no catalog model matches family {family!r}" + (f" and models {wanted!r}" if wanted else ""),
-            hint="families: qwen3, deepseek-r1-distill, all; see models/",
+            hint=f"families: {families}, all (`edgekv catalog list` shows every model)",
         )
     options = options_from_catalog(chosen, quants=quants, refs=references(catalog))
     if not options and quants:

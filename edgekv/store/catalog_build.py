@@ -57,19 +57,27 @@ def derive(data: dict[str, Any]) -> dict[str, Any]:
     n_params = 0
     for q in catalog_quants(data):
         spec = quant_spec(config, data["name"], q)
-        layout = WeightLayout.from_spec(spec)
         n_params = spec.n_params
-        weights[q.value] = {
-            "weights_bytes": spec.weights_bytes,
-            "input_bytes": layout.input_bytes,
-            "output_bytes": layout.output_bytes,
-            "layer_bytes": list(layout.layer_bytes),
-            "tensor_type_bytes": spec.tensor_type_bytes(),
-        }
-        if spec.is_moe:
-            weights[q.value]["tensor_group_bytes"] = {g.value: n for g, n in tensor_groups(spec).items()}
-            weights[q.value]["expert_layer_bytes"] = list(expert_layer_bytes(spec))
+        weights[q.value] = weights_entry(spec)
     return {"n_params": n_params, "weights": weights}
+
+
+def weights_entry(spec: ModelSpec) -> dict[str, Any]:
+    """One quant's ``weights`` of a catalog entry from a spec with its tensors (a generated one, or a
+    published GGUF's header for ``edgekv catalog add``): effective size, the input / per-layer / output
+    split, bytes by tensor type; a mixture of experts also its tensor groups and experts per block."""
+    layout = WeightLayout.from_spec(spec)
+    out: dict[str, Any] = {
+        "weights_bytes": spec.weights_bytes,
+        "input_bytes": layout.input_bytes,
+        "output_bytes": layout.output_bytes,
+        "layer_bytes": list(layout.layer_bytes),
+        "tensor_type_bytes": spec.tensor_type_bytes(),
+    }
+    if spec.is_moe:
+        out["tensor_group_bytes"] = {g.value: n for g, n in tensor_groups(spec).items()}
+        out["expert_layer_bytes"] = list(expert_layer_bytes(spec))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,7 @@ def pick_dict(result: PickResult, *, card: Any = None) -> dict[str, Any]:
             "capacity": pol.capacity,
         },  # fmt: skip
         "considered": result.n_considered,
+        "models_weighed": result.n_models,
         "card": _card_dict(card),
         "speed": _speed_dict(result),
         "plans": [{**plan_dict(p, b), **_time_dict(t)} for p, t in zip(result.plans, times, strict=True)],

@@ -174,3 +174,17 @@ def applied(profile: Mapping[str, Any], *, accounting: str, given: set[str]) -> 
         else:
             out.append(Applied(name, default, default, "default"))
     return out
+
+
+def capacity_overrides(profile: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
+    """The profile's measured Qwen3-equivalent sizes (``eval.calibrate.measured_capacity``): model name ->
+    (parameters, how it was read). Entries that are not a positive whole number are ignored."""
+    raw = profile.get("capacity")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, tuple[int, str]] = {}
+    for name, v in raw.items():
+        n = v.get("n_params") if isinstance(v, dict) else None
+        if isinstance(name, str) and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            out[name] = (n, str(v.get("note", "")))
+    return out

@@ -31,7 +31,7 @@ def pick_json(*args: str) -> dict[str, Any]:
 
 
 def test_pick_two_cards_json() -> None:
-    d = pick_json("--vram", "12G,8G")
+    d = pick_json("--vram", "12G,8G", "--family", "qwen3")
     assert d["devices"] == [{"device": "GPU 0", "vram_bytes": 12 * GIB}, {"device": "GPU 1", "vram_bytes": 8 * GIB}]
     assert d["vram_bytes"] == 20 * GIB and d["tensor_split"] == [12.0, 8.0]
     for plan in d["plans"]:

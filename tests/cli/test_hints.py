@@ -54,9 +54,11 @@ SHOWN_FOR: dict[str, set[str]] = {
     "llama/sampling": {"eval", "sweep", "bench"},
     "llama/session": {"run", "bench"},
     "llama/quantize": {"convert"},
+    "hub/catalog_add": {"catalog"},
+    "store/user_catalog": {"catalog"},
 }
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
-COMMAND = re.compile(r"edgekv ([a-z]+)((?: [^,;:()]*)?)")
+COMMAND = re.compile(r"edgekv ([a-z]+)((?: [^,;:()`]*)?)")
 GLOBAL_FLAGS = {"--help", "--version", "--verbose", "--quiet"}
 
 
@@ -132,7 +134,8 @@ HINTS = hints()
 def options_of(verb: str) -> set[str]:
     cmd = cli.get_command(click.Context(cli), verb)
     assert cmd is not None
-    names = {o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
+    cmds = [cmd, *getattr(cmd, "commands", {}).values()]  # a group (catalog): its subcommands' options too
+    names = {o for c in cmds for p in c.params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
     return names | GLOBAL_FLAGS
 
 
@@ -164,7 +167,9 @@ def test_every_command_a_hint_shows_parses(rel: str, line: int, verb: str, rest:
     cmd = cli.get_command(click.Context(cli), verb)
     assert cmd is not None
     args = shlex.split(rest.removesuffix("."))
-    ctx = click.Context(cmd, info_name=verb, resilient_parsing=True)
+    if isinstance(cmd, click.Group) and args and args[0] in cmd.commands:  # edgekv catalog add ...
+        cmd, args = cmd.commands[args[0]], args[1:]
+    ctx = click.Context(cmd, info_name=verb, resilient_parsing=True, help_option_names=["-h", "--help"])  # as cli
     parser = cmd.make_parser(ctx)
     _opts, positional, _order = parser.parse_args(args)  # an unknown option raises NoSuchOption
     n_args = [p.nargs for p in cmd.params if isinstance(p, click.Argument)]

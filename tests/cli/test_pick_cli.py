@@ -25,9 +25,9 @@ def invoke(*args: str) -> tuple[int, str, BaseException | None]:
 
 
 def test_pick_table() -> None:
-    code, out, exc = invoke("--vram", "8G")
+    code, out, exc = invoke("--vram", "8G", "--family", "qwen3")
     assert code == 0, exc
-    assert "edgekv pick: 8.00 GiB card, task math" in out
+    assert "edgekv pick: 8.00 GiB card, task math, " in out and " models weighed" in out
     assert "Why #1 (Qwen3-4B Q8_0" in out
     assert "Uniform 4-bit (the usual default) on this card:" in out
     assert "llama-server " in out and " -fa on " in out
@@ -84,7 +84,8 @@ def test_pick_json_schema() -> None:
 
 
 def test_pick_json_paper_accounting() -> None:
-    paper = ("--accounting", "paper", "--kv", "f16", "--quants", "Q4_K_M,Q8_0,BF16")
+    paper = ("--accounting", "paper", "--kv", "f16", "--quants", "Q4_K_M,Q8_0,BF16",
+             "--family", "qwen3", "--ram", "0")  # the paper's world: Qwen3, GPU only  # fmt: skip
     code, out, exc = invoke("--vram", "2.6G", *paper, "--json")
     assert code == 0, exc
     d = json.loads(out)
@@ -204,18 +205,27 @@ def test_pick_says_how_it_differs_from_uniform_4bit() -> None:
 
     from edgekv.cli import cli
 
-    out = CliRunner().invoke(cli, ["pick", "--vram", "8G"]).output
+    out = CliRunner().invoke(cli, ["pick", "--vram", "8G", "--family", "qwen3"]).output
     flat = " ".join(out.split())
     assert "#1 trades Qwen3-8B for Qwen3-4B: Q8_0 weights instead of Q4_K_M" in flat
-    same = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "4G", "--ram", "0"]).output.split())  # GPU only
+    same = " ".join(CliRunner().invoke(cli, ["pick", "--vram", "4G", "--ram", "0", "--family", "qwen3"]).output.split())
     assert "#1 keeps the model and buys" in same
 
 
 def test_contrast_names_a_trade_only_between_models() -> None:
     """At 3.5G in the paper's accounting #1 is Qwen3-4B at Q6_K, the baseline Qwen3-4B Q4_K_M."""
-    out = " ".join(
-        CliRunner().invoke(cli, ["pick", "--vram", "3.5G", "--accounting", "paper", "--ram", "0"]).output.split()
-    )  # GPU only: with RAM, Qwen3-30B-A3B with its experts there tops this card
+    args = [
+        "pick",
+        "--vram",
+        "3.5G",
+        "--accounting",
+        "paper",
+        "--ram",
+        "0",
+        "--family",
+        "qwen3",
+    ]  # GPU only, one family
+    out = " ".join(CliRunner().invoke(cli, args).output.split())
     assert "trades Qwen3-4B for Qwen3-4B" not in out
     assert "#1 keeps Qwen3-4B with Q6_K weights instead of Q4_K_M" in out
 
@@ -229,3 +239,18 @@ def test_pick_capacity_setting() -> None:
     assert json.loads(out)["policy"]["capacity"] == "size"
     code, out, exc = invoke("--vram", "8G", "--json")
     assert code == 0 and json.loads(out)["policy"]["capacity"] == "published"
+
+
+@pytest.mark.parametrize("vram", ["8G", "16G"])
+def test_plain_pick_weighs_every_family(vram: str) -> None:
+    """Issue 25: pick's default is the whole catalog (every family), ranked by Qwen3-equivalent capacity: at
+    least 25 models weighed, and a top plan counted at its Qwen3-equivalent size says so in its reasons."""
+    code, out, exc = invoke("--vram", vram, "--json")
+    assert code == 0, exc
+    d = json.loads(out)
+    assert d["models_weighed"] >= 25
+    assert {p["model"] for p in d["plans"]} - {"Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B", "Qwen3-14B"}
+    code, out, exc = invoke("--vram", vram)
+    assert code == 0, exc
+    flat = " ".join(out.split())
+    assert "models weighed" in flat and "ranks as a Qwen3-" in flat and "on published AIME" in flat

@@ -95,3 +95,50 @@ def test_fit_e1_edge_cases() -> None:
 def test_saturation_tolerance(tmp_path: Path, tolerance: float, expected: int) -> None:
     cal = _cal(scale_rule_results(tmp_path / "r.jsonl"), tolerance=tolerance, n_bootstrap=5)
     assert cal.saturation_tokens.value == expected
+
+
+# --- the user's own Qwen3-equivalent sizes (a profile's "capacity", pick --profile) ---------------------
+
+# Qwen3-1.7B, 4B and 8B measured at 20 / 40 / 60 % (8 / 16 / 24 of 40 problems), Phi-4-reasoning at 50 %;
+# Phi-4-reasoning also at 4k (90 %), a budget the others lack, which must not count; a model outside the
+# catalog is measured too and gets no size.
+_MEASURED = {
+    ("Qwen3-1.7B", 8192): 0.20, ("Qwen3-4B", 8192): 0.40, ("Qwen3-8B", 8192): 0.60,
+    ("Phi-4-reasoning", 8192): 0.50, ("Phi-4-reasoning", 4096): 0.90, ("Not-In-Catalog", 8192): 0.55,
+}  # fmt: skip
+
+
+def _measured_sweep(path: Path) -> Path:
+    cfgs = [Cfg(m, "Q8_0" if m != "Phi-4-reasoning" else "Q4_K_M", 4.0, 144 * KIB, b, 1) for m, b in _MEASURED]
+    return write(path, cfgs, lambda c, k: _MEASURED[(c.model, c.budget)])
+
+
+def test_measured_capacity_reads_the_sweeps_own_qwen3_curve(tmp_path: Path) -> None:
+    from edgekv.eval.calibrate import measured_capacity
+    from edgekv.store.catalog import load_all
+
+    cap = measured_capacity(read_results([_measured_sweep(tmp_path / "r.jsonl")]), load_all().models)
+    assert set(cap) == {"Phi-4-reasoning"}  # the curve's own models and the unknown one get none
+    # 50 % is halfway between Qwen3-4B's 40 % and Qwen3-8B's 60 %: halfway in log(parameters), their
+    # geometric mean (4,022,468,096 and 8,190,735,360 parameters: their config.json shapes)
+    assert cap["Phi-4-reasoning"]["n_params"] == round((4_022_468_096 * 8_190_735_360) ** 0.5) == 5_739_945_267
+    assert cap["Phi-4-reasoning"]["budget_tokens"] == 8192
+
+
+def test_pick_with_a_profile_uses_the_measured_capacity(tmp_path: Path) -> None:
+    """calibrate writes the measured sizes into the profile; pick --profile ranks by them and says so."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgekv.cli import cli
+
+    path = _measured_sweep(tmp_path / "r.jsonl")
+    res = CliRunner().invoke(cli, ["calibrate", str(path), "--name", "mine", "--bootstrap", "20", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["capacity"]["Phi-4-reasoning"]["n_params"] == 5_739_945_267
+    args = ["pick", "--vram", "16G", "--model", "Phi-4-reasoning", "--top", "1"]
+    mine = " ".join(CliRunner().invoke(cli, [*args, "--profile", "mine"]).output.split())
+    assert "Phi-4-reasoning 14.7B ranks as a Qwen3-5.7B on your measurements measured@8192 50" in mine
+    published = " ".join(CliRunner().invoke(cli, args).output.split())
+    assert "ranks as a Qwen3-6.5B on published AIME24 75.3" in published  # the model card's score

@@ -46,6 +46,13 @@ TINY: dict[str, dict[str, Any]] = {
     "llama-2l": tiny_config("LlamaForCausalLM"),
     "llama-3l-tied": tiny_config("LlamaForCausalLM", num_hidden_layers=3, tie_word_embeddings=True),
     "mistral-3l": tiny_config("MistralForCausalLM", num_hidden_layers=3),
+    # phi3: fused attn_qkv (ATTENTION_QKV, counted as attn_v) and gate|up ffn_up; Phi-4-mini's LongRoPE and
+    # tying, and Phi-4's shape (untied, no rope factors); smollm3: the llama block
+    "phi3-2l-mini": tiny_config("Phi3ForCausalLM"),
+    "phi3-3l-phi4": tiny_config(
+        "Phi3ForCausalLM", num_hidden_layers=3, tie_word_embeddings=False, rope_scaling=None, partial_rotary_factor=1.0
+    ),
+    "smollm3-4l": tiny_config("SmolLM3ForCausalLM", num_hidden_layers=4, tie_word_embeddings=True),
     "llama-llama3-rope": tiny_config("LlamaForCausalLM", rope_scaling={"rope_type": "llama3", "factor": 8.0}),
     # n_gqa >= 4 branches (Q2_K/IQ3/IQ4 attn_v)
     "llama-gqa4-16l": tiny_config("LlamaForCausalLM", num_attention_heads=8, num_hidden_layers=16),

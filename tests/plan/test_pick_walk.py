@@ -7,6 +7,7 @@ library ``edgekv.plan.pick.pick``. The default run walks a coarse grid (2 GiB st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator
 
@@ -18,7 +19,7 @@ from edgekv.model.spec import ModelSpec, Task
 from edgekv.plan import preflight
 from edgekv.plan.memory import MEASURED_SLACK_BYTES, RunConfig, compute_breakdown
 from edgekv.plan.pick import pick
-from edgekv.plan.plans import ModelOption, PickResult, Plan
+from edgekv.plan.plans import ModelOption, PickResult, Plan, sizes
 from edgekv.plan.policy import rank_key
 from edgekv.plan.requests import PickRequest
 from edgekv.store import catalog
@@ -90,10 +91,40 @@ def check_floor_reached_when_possible(walk: Walk) -> None:
 
 
 def check_parallel_only_at_e1(walk: Walk) -> None:
-    """(3) Rule 4: G > 1 only at E >= E1 (every ranked plan, not only the top)."""
+    """(3) Rule 4: G > 1 only at E >= E1 (every ranked plan, not only the top), E as the rule counts it:
+    scaled to the model's Qwen3-equivalent size under the default ``capacity`` "published"."""
     for r in _results(walk):
         for p in r.plans:
-            assert p.parallel == 1 or p.option.effective_bytes >= r.policy.e1_bytes, (r.budget, p.option.name)
+            e16 = sizes(p.option, r.policy)[0]
+            assert p.parallel == 1 or e16 >= r.policy.e1_bytes, (r.budget, p.option.name)
+
+
+def _equivalent_capacity(p: Plan, r: PickResult) -> float:
+    """A plan's Qwen3-equivalent capacity as the rule compares it with capacity "published" (whatever
+    the result's own setting): its 8-bit-capped E scaled to the Qwen3-equivalent size, or for the
+    knowledge task its Qwen3-equivalent parameter count."""
+    policy = dataclasses.replace(r.policy, capacity="published")
+    if r.policy.task == Task.KNOWLEDGE:
+        return float(p.option.rule_params(policy))
+    return float(sizes(p.option, policy)[1])
+
+
+def check_no_pick_over_more_capacity_and_tokens(walk: Walk) -> None:
+    """(6) Cross-family capacity: no top plan has a feasible plan of another model beside it with more
+    Qwen3-equivalent capacity and at least as many tokens per sample, at the same KV types and samples
+    and at least the same weight precision (precision has its own rule 3: the 8-bit 8B over a 4-bit
+    14B at 12 GiB is rule 3's choice, not a capacity one)."""
+    for r in _results(walk):
+        t = r.plans[0]
+        cap_t = _equivalent_capacity(t, r)
+        for q in r.enumerated:
+            if q.option.name == t.option.name or (q.type_k, q.type_v, q.parallel) != (t.type_k, t.type_v, t.parallel):
+                continue
+            if q.option.bits_class < t.option.bits_class:
+                continue
+            assert not (_equivalent_capacity(q, r) > cap_t and q.n_ctx_seq >= t.n_ctx_seq), (
+                r.budget.vram_bytes / GIB, t.option.name, t.option.quant, q.option.name, q.option.quant,
+            )  # fmt: skip
 
 
 def _q4_needed(r: PickResult) -> bool:
@@ -172,6 +203,7 @@ CHECKS = [
     check_parallel_only_at_e1,
     check_no_rank_reversal,
     check_runs_preflight_accepts_every_plan,
+    check_no_pick_over_more_capacity_and_tokens,
 ]
 
 
@@ -226,3 +258,15 @@ def test_property_5_catches_a_buffer_counted_at_4k() -> None:
         preflight.preflight(spec, cfg.with_ctx(t * 6), have_bytes=32 * GIB, gpu=True, compute=_reserve(plan))
     assert r.plans[0].n_ctx < t * 6  # the term gives a shorter context at G = 6 ...
     check_runs_preflight_accepts_every_plan({("runtime", Task.MATH, "all"): [r]})  # ... which run accepts
+
+
+def test_property_6_fails_with_capacity_by_size() -> None:
+    """The property is the setting's: with capacity "size" (E alone) a 16 GiB card's math pick over every
+    family is DeepSeek-R1-Distill-Qwen-7B at F16 by its bytes, though its AIME'24 (55.5) reads as a
+    Qwen3-2.2B and Phi-4-mini-reasoning (no scores: its own 3.8B) at BF16 fits beside it with more."""
+    options = catalog_options("all")
+    by_size = pick(PickRequest(vram_bytes=16 * GIB, capacity="size", top=0), options)
+    with pytest.raises(AssertionError):
+        check_no_pick_over_more_capacity_and_tokens({("runtime", Task.MATH, "all"): [by_size]})
+    published = pick(PickRequest(vram_bytes=16 * GIB, top=0), options)
+    check_no_pick_over_more_capacity_and_tokens({("runtime", Task.MATH, "all"): [published]})

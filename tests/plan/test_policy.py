@@ -61,7 +61,8 @@ def top_of(result: PickResult) -> tuple[str, str]:
         ("8G", "math", "qwen3", {}, ("Qwen3-4B", "Q8_0")),
         ("8G", "code", "qwen3", {}, ("Qwen3-4B", "Q8_0")),
         # the R1 distills follow the same rule
-        ("12G", "math", "deepseek-r1-distill", {}, ("DeepSeek-R1-Distill-Qwen-7B", "Q8_0")),
+        # published AIME24 (arXiv:2501.12948 Table 5): the 14B's 69.7 reads as a Qwen3-3.5B, the 7B's 55.5 as 2.2B
+        ("12G", "math", "deepseek-r1-distill", {}, ("DeepSeek-R1-Distill-Qwen-14B", "Q5_K_M")),
     ],
 )
 def test_top_plan(vram: str, task: str, family: str, extra: dict[str, Any], expected: tuple[str, str]) -> None:
