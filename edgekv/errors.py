@@ -176,6 +176,11 @@ class UnknownCard(SpecError):
         self.ambiguous = ambiguous  # several cards (variants) rather than none
 
 
+class ProfileFileError(SpecError):
+    """A calibration profile that cannot be used: too large, not UTF-8, not JSON, another schema, or a
+    constant of the wrong type or range; names the file and the key."""
+
+
 class ResultsFileError(SpecError):
     """An eval results file or a sweep folder that cannot be read: not UTF-8, not JSON, another schema or
     format, no results at all; names the file (and line) or the folder."""

@@ -9,6 +9,7 @@ regular file is named for what it is (a folder, a FIFO) instead of "no such file
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -62,7 +63,7 @@ def disk_full(out: Path, *, need_bytes: int | None, written_bytes: int | None, c
         f"the disk filled while writing {out.name}{why}: " + "; ".join(parts),
         need_bytes=need_bytes,
         free_bytes=free,
-        hint="free some space or choose another --outdir; the partial file was removed",
+        hint="free some space or write elsewhere; the partial file was removed",
     )
 
 
@@ -131,3 +132,28 @@ def input_file(path: str, *, what: str = "model file") -> str:
     if why is not None:
         raise SpecError(f"{path} {why}", hint=f"pass the {what} itself")
     return path
+
+
+def read_json_document(path: Path, *, what: str, error: Callable[[str], Exception], max_bytes: int) -> object:
+    """The JSON value of a whole-file document (a plan, a profile, a sweep manifest, a JSON dataset),
+    checked as GGUF headers are before anything is built from it: its size (stat, before reading),
+    its encoding (the line and column of a byte that is not UTF-8), its JSON (the line and column of the
+    fault; nesting deeper than Python's recursion limit is a fault, not a crash). ``error(text)`` makes
+    the caller's error class; the text names ``path`` and what it is not."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise error(f"{path} is {size} bytes, more than the {max_bytes >> 20} MiB a {what} can be")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        byte = f"byte 0x{data[e.start]:02x} at column {col}"
+        raise error(f"{path}:{line}: not UTF-8 text ({byte}): not a {what}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}:{e.lineno}: bad JSON ({e.msg} at column {e.colno}): not a {what}") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply: not a {what}") from None

@@ -20,6 +20,8 @@ GIB = 1024**3
 TIB = 1024**4
 PIB = 1024**5
 MAX_SIZE = PIB  # more than any machine edgekv plans for: a typo, not a card
+MAX_TOKENS = 2**24  # 16M tokens: more than any model's trained context (Llama 4 Scout: 10M); a typo beyond
+MAX_DURATION = 365 * 24 * 3600.0  # a year: no answer is waited for longer
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 _SCALE = {"": 1, "K": KIB, "M": MIB, "G": GIB, "T": TIB}
@@ -79,11 +81,11 @@ _TOKENS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 
 
 def parse_tokens(text: str | int) -> int:
-    """Parse a token count such as ``4096``, ``4k`` or ``32K`` (k = 1024)."""
+    """Parse a token count such as ``4096``, ``4k`` or ``32K`` (k = 1024), at most MAX_TOKENS (16M)."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
             raise BadArgument(f"token count must not be negative, got {text}")
-        return text
+        return _tokens_bounded(text, str(text))
     m = _TOKENS_RE.match(str(text))
     if not m and _TOKENS_RE.match(str(text).strip().removeprefix("-")):
         raise BadArgument(f"token count must not be negative, got {str(text).strip()!r}", hint="e.g. 4096 or 16k")
@@ -93,7 +95,15 @@ def parse_tokens(text: str | int) -> int:
     value = float(m.group(1)) * scale
     if value != int(value):
         raise BadArgument(f"{text!r} is not a whole number of tokens")
-    return int(value)
+    return _tokens_bounded(int(value), str(text).strip())
+
+
+def _tokens_bounded(value: int, text: str) -> int:
+    if value > MAX_TOKENS:
+        raise BadArgument(
+            f"{text!r} tokens is more than 16M (16384k), longer than any model's context", hint="e.g. 4096 or 16k"
+        )
+    return value
 
 
 def parse_list(text: str) -> list[str]:
@@ -120,8 +130,10 @@ def parse_duration(text: str | float) -> float:
             pos = m.end()
         if not s:
             raise BadArgument("empty duration", hint="write it like 90s, 2m, 1m30s or 1h")
-    if seconds <= 0:
+    if not seconds > 0:
         raise BadArgument(f"a duration must be positive, got {text!r}")
+    if not seconds <= MAX_DURATION:
+        raise BadArgument(f"{text!r} is more than a year", hint="write it like 90s, 2m, 1m30s or 1h")
     return seconds
 
 

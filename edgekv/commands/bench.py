@@ -9,6 +9,7 @@ import click
 
 from edgekv.commands.pick_options import n_cpu_moe_option, ram_bandwidth_option, ram_option
 from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.bounded import bounded
 from edgekv.requests.options import LAYERS, sampler_option, threads_option
 
 
@@ -17,9 +18,9 @@ from edgekv.requests.options import LAYERS, sampler_option, threads_option
 @click.option("--kv", default="f16,q8_0,q4_0", show_default=True, help="KV types to compare; K/V for a mixed pair.")
 @click.option("--ctx", "contexts", default="4k", show_default=True, help="Contexts (comma-separated: 4k,16k).")
 @click.option("--depth", "depths", default="0", show_default=True, help="KV depths for decode (llama-bench -d): 0,8k.")
-@click.option("--n-prompt", default=512, show_default=True, type=click.IntRange(0), help="Prompt tokens timed.")
-@click.option("--n-gen", default=128, show_default=True, type=click.IntRange(0), help="Decode steps timed.")
-@click.option("--reps", default=5, show_default=True, type=click.IntRange(1), help="Repetitions (median, min, max).")
+@click.option("--n-prompt", default=512, show_default=True, type=bounded("--n-prompt"), help="Prompt tokens timed.")
+@click.option("--n-gen", default=128, show_default=True, type=bounded("--n-gen"), help="Decode steps timed.")
+@click.option("--reps", default=5, show_default=True, type=bounded("--reps"), help="Repetitions (median, min, max).")
 @click.option("--vram", metavar="SIZE[,SIZE...]", help="VRAM cap (12G,8G: one per device of a layer split); "
               "configurations over it are reported as refused.")  # fmt: skip
 @click.option("--tensor-split", "tensor_split", metavar="A,B[,...]", help="Each device's share (llama.cpp -ts).")

@@ -7,19 +7,22 @@ from pathlib import Path
 
 import click
 
+from edgekv.plan.bounds import OPTIONS
+from edgekv.requests.bounded import BoundedFloat, bounded, bounded_float
+
 
 @click.command("calibrate")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--name", help="Profile name  [default: the dataset's]")
 @click.option("--accounting", type=click.Choice(["paper", "runtime"]), default="paper", show_default=True,
               help="Frontier the fits walk: paper = weights + KV, runtime = the whole process.")  # fmt: skip
-@click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(0), help="Bootstrap draws.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
-@click.option("--tolerance", default=0.02, show_default=True, type=click.FloatRange(0, 0.5),
+@click.option("--bootstrap", default=200, show_default=True, type=bounded("--bootstrap"), help="Bootstrap draws.")
+@click.option("--seed", default=0, show_default=True, type=bounded("--seed"), help="Bootstrap seed.")
+@click.option("--tolerance", default=0.02, show_default=True, type=bounded_float("--tolerance"),
               help="Saturation: the budget within this fraction of the best accuracy.")  # fmt: skip
-@click.option("--max-spread", default=2.0, show_default=True, type=click.FloatRange(1, min_open=True),
+@click.option("--max-spread", default=2.0, show_default=True, type=BoundedFloat(OPTIONS["--max-spread"], open_lo=True),
               help="A fit whose 95% interval spans more (high/low) is not used by pick.")  # fmt: skip
-@click.option("--min-problems", default=30, show_default=True, type=click.IntRange(1),
+@click.option("--min-problems", default=30, show_default=True, type=bounded("--min-problems"),
               help="Fits on fewer problems are not used by pick.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing profile of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")

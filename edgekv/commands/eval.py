@@ -9,6 +9,7 @@ import click
 
 from edgekv.commands.options import given, verbosity
 from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.bounded import bounded, bounded_float
 from edgekv.requests.eval import DEFAULT_BUDGET, DEFAULT_NGL, DEFAULT_SAMPLES
 from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads_option
 
@@ -20,22 +21,23 @@ from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads
 @click.option("--question-field", default="question", show_default=True, help="A local file's question field.")
 @click.option("--answer-field", default="answer", show_default=True, help="A local file's reference-answer field.")
 @click.option("--id-field", help="A local file's problem-id field (default: id if rows have one, else row numbers).")
-@click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
+@click.option("--limit", type=bounded("--limit"), help="Only the first N problems.")
 @click.option("--budget", default=DEFAULT_BUDGET, show_default=True,
               help="Thinking budget T per sample (tokens: 512, 8k).")  # fmt: skip
-@click.option("--reserve", default=64, show_default=True, type=click.IntRange(1), help="Answer tokens after the cue.")
-@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=click.IntRange(1, 256),
+@click.option("--reserve", default=64, show_default=True, type=bounded("--reserve", lo=1),
+              help="Answer tokens after the cue.")  # fmt: skip
+@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=bounded("--samples"),
               help="Samples G per problem.")  # fmt: skip
 @click.option("--kv", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0).  [default: q8_0]")
 @click.option("--type-k", "type_k", metavar="TYPE", help="K cache type (overrides --kv).")
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
 @click.option("--vram", metavar="SIZE", help="Memory cap: 8G. Slots are as many as fit it.")
-@click.option("--slots", type=click.IntRange(1, 256), help="Sequences decoded together (default: as many as fit).")
+@click.option("--slots", type=bounded("--slots"), help="Sequences decoded together (default: as many as fit).")
 @sampler_option
 @click.option("--temperature", default=0.6, show_default=True, type=TEMPERATURE, help="0: greedy.")
-@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--top-p", default=0.95, show_default=True, type=bounded_float("--top-p"))
+@click.option("--top-k", default=20, show_default=True, type=bounded("--top-k"))
+@click.option("--seed", default=0, show_default=True, type=bounded("--seed"))
 @click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 @click.option("--png", type=click.Path(dir_okay=False), callback=lambda _c, _p, v: _png_name(v),
               help="Also draw the frontier into this PNG (needs matplotlib).")  # fmt: skip
 @click.option("--all", "all_points", is_flag=True, help="List every point, not only the frontier and pick's plans.")
-@click.option("--e1", help="Where to mark E1 on the plot  [default: 4.19G, the paper's]")
+@click.option("--e1", callback=lambda _c, _p, v: _size(v),
+              help="Where to mark E1 on the plot  [default: 4.19G, the paper's]")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Every point as JSON.")
-def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: str | None, as_json: bool) -> None:
+def command(results: tuple[str, ...], png: str | None, all_points: bool, e1: int | None, as_json: bool) -> None:
     """Show accuracy vs total memory of eval results: the Pareto frontier in both accountings.
 
     RESULTS are eval JSONL files or sweep folders (a sweep's manifest also marks pick's plan for each
@@ -52,10 +53,16 @@ def _png_name(value: str | None) -> str | None:
     return value
 
 
-def _plot(f: Frontier, png: str, e1: str | None) -> None:
-    from edgekv.eval.plot import plot_frontier
-    from edgekv.plan.plans import E1_BYTES
+def _size(value: str | None) -> int | None:
+    """--e1 read as the flags are (a bad size is refused even without --png)."""
     from edgekv.units import parse_size
 
-    path = plot_frontier(f, png, e1_bytes=parse_size(e1) if e1 else E1_BYTES)
+    return parse_size(value) if value is not None else None
+
+
+def _plot(f: Frontier, png: str, e1: int | None) -> None:
+    from edgekv.eval.plot import plot_frontier
+    from edgekv.plan.plans import E1_BYTES
+
+    path = plot_frontier(f, png, e1_bytes=e1 or E1_BYTES)
     click.echo(f"Frontier drawn: {path}", err=True)

@@ -8,11 +8,12 @@ import json
 import click
 
 from edgekv.commands.pick_options import SOURCE_PAIRS, pick_options
+from edgekv.requests.bounded import bounded
 
 
 @click.command("pick")
 @pick_options
-@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 100), help="How many plans to show.")
+@click.option("--top", default=5, show_default=True, type=bounded("--top"), help="How many plans to show.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(
     top: int, as_json: bool, vram: str | None, gpu: str | None, max_time: str | None, tensor_split: str | None,

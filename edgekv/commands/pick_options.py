@@ -16,6 +16,7 @@ from edgekv.model.spec import Task
 from edgekv.plan.memory import DEFAULT_MARGIN_BYTES
 from edgekv.plan.plans import E1_BYTES, E2_BYTES, MAX_PARALLEL, SATURATION_TOKENS, SIMILAR, TOKEN_FLOOR
 from edgekv.plan.requests import DEFAULT_FAMILY
+from edgekv.requests.bounded import bounded, bounded_float
 from edgekv.units import GIB, MIB
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +50,7 @@ def ram_option() -> Callable[[F], F]:
 
 def n_cpu_moe_option() -> Callable[[F], F]:
     """``--n-cpu-moe N``, shared by run and bench: llama.cpp's flag, through edgekv's own overrides."""
-    return click.option("--n-cpu-moe", "n_cpu_moe", type=click.IntRange(0), default=None, help="Keep the experts "
+    return click.option("--n-cpu-moe", "n_cpu_moe", type=bounded("--n-cpu-moe"), default=None, help="Keep the experts "
                         "of the first N blocks of a mixture-of-experts model in RAM (llama.cpp --n-cpu-moe).  "
                         "[default: the plan's, else 0]")  # fmt: skip
 
@@ -107,8 +108,8 @@ def pick_options(f: F) -> F:
         click.option("--e2", help=f"Second threshold E2 (paper: 8-bit Qwen3-8B)  [default: {_gib(E2_BYTES)}]"),
         click.option("--token-floor", help=f"Shortest useful reasoning budget.  [default: {TOKEN_FLOOR // 1024}k]"),
         click.option("--saturation", help=f"Budget where accuracy saturates.  [default: {SATURATION_TOKENS // 1024}k]"),
-        click.option("--max-parallel", type=click.IntRange(1, 64), help=f"Largest G.  [default: {MAX_PARALLEL}]"),
-        click.option("--similar", type=click.FloatRange(0, 0.5),
+        click.option("--max-parallel", type=bounded("--max-parallel"), help=f"Largest G.  [default: {MAX_PARALLEL}]"),
+        click.option("--similar", type=bounded_float("--similar"),
                      help=f"Band within which effective sizes count as similar (E1 comparison).  [default: {SIMILAR}]"),
         click.option("--cap-precision/--no-cap-precision", "cap_precision", default=True, show_default=True,
                      help="Below E1 count weights above 8 bits as their 8-bit size, F32 as 16-bit (rule 3); "

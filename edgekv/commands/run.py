@@ -11,6 +11,7 @@ import click
 
 from edgekv.commands.options import exclusive, given, verbosity
 from edgekv.commands.pick_options import gpu_option, n_cpu_moe_option, ram_option, tensor_split_option
+from edgekv.requests.bounded import bounded, bounded_float
 from edgekv.requests.options import LAYERS, TEMPERATURE, threads_option
 from edgekv.requests.run import DEFAULT_CTX, DEFAULT_NGL, DEFAULT_PARALLEL
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
 @click.option("--ctx", "ctx_text", default=DEFAULT_CTX, show_default=True, help="Total context (4096, 16k), shared "
               "by the --parallel samples as llama.cpp's -c/-np; or auto: the largest that fits.")  # fmt: skip
-@click.option("--parallel", default=DEFAULT_PARALLEL, show_default=True, type=click.IntRange(1, 256),
+@click.option("--parallel", default=DEFAULT_PARALLEL, show_default=True, type=bounded("--parallel"),
               help="Parallel samples G.")  # fmt: skip
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
               help="Layers on the GPU (-1: all).")  # fmt: skip
@@ -42,13 +43,13 @@ if TYPE_CHECKING:
               "when it is not a terminal]")  # fmt: skip
 @click.option("--chat", is_flag=True, help="Chat on stdin, one message per line.")
 @click.option("--raw", is_flag=True, help="Send --prompt as is, without the chat template.")
-@click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1),
+@click.option("--max-tokens", default=512, show_default=True, type=bounded("--max-tokens", lo=1),
               help="Tokens to generate per sample.")  # fmt: skip
 @click.option("--greedy", is_flag=True, help="Greedy decoding instead of sampling.")
 @click.option("--temperature", default=0.6, show_default=True, type=TEMPERATURE, help="Qwen3 thinking default.")
-@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--top-k", default=20, show_default=True, type=click.IntRange(0))
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--top-p", default=0.95, show_default=True, type=bounded_float("--top-p"))
+@click.option("--top-k", default=20, show_default=True, type=bounded("--top-k"))
+@click.option("--seed", default=0, show_default=True, type=bounded("--seed"))
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=None, help="Default: on (a quantized V needs it).")
 @threads_option()
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Settings from edgekv pick --json output.")

@@ -8,6 +8,7 @@ import click
 
 from edgekv.commands.options import given, verbosity
 from edgekv.commands.pick_options import gpu_option, tensor_split_option
+from edgekv.requests.bounded import bounded, bounded_float
 from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads_option
 from edgekv.requests.run import DEFAULT_NGL
 from edgekv.requests.serve import (
@@ -34,42 +35,45 @@ if TYPE_CHECKING:
 @click.option("--type-v", "type_v", metavar="TYPE", help="V cache type (overrides --kv).")
 @click.option("--ctx", "ctx_text", default="auto", show_default=True, help="Total context shared by the slots "
               "(llama-server's -c with -np): 4096, 16k, or auto: the largest that fits.")  # fmt: skip
-@click.option("--parallel", default=DEFAULT_SLOTS, show_default=True, type=click.IntRange(1, 256),
+@click.option("--parallel", default=DEFAULT_SLOTS, show_default=True, type=bounded("--parallel"),
               help="Slots: sequences decoded together (llama-server's -np); the plan's without this flag.")  # fmt: skip
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS, help="Layers on the GPU (-1: all).")
 @click.option("--margin", default="0", show_default=True, help="Memory kept free under --vram (as pick's --margin).")
 @click.option("--greedy", is_flag=True, help="Greedy decoding for every request.")
 @click.option("--temperature", default=0.6, show_default=True, type=TEMPERATURE,
               help="Default temperature (a request may set its own).")  # fmt: skip
-@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--top-k", default=20, show_default=True, type=click.IntRange(0),
+@click.option("--top-p", default=0.95, show_default=True, type=bounded_float("--top-p"))
+@click.option("--top-k", default=20, show_default=True, type=bounded("--top-k"),
               help="Default top-k; a request's own top_k may be 1..this on the host sampler.")  # fmt: skip
 @click.option("--flash-attn/--no-flash-attn", "flash_attn", default=None, help="Default: on (a quantized V needs it).")
 @threads_option()
 @sampler_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=bounded("--port"),
               help="Port (0: any free one; the address is printed).")  # fmt: skip
 @click.option("--api-key", envvar="EDGEKV_API_KEY", help="Require 'Authorization: Bearer KEY' (env EDGEKV_API_KEY).")
 @click.option("--name", help="The model's id in /v1/models and responses (default: the file's name).")
 @click.option("--max-body", default=DEFAULT_MAX_BODY, show_default=True, help="Largest request body (413 past it).")
-@click.option("--max-prompt-tokens", type=click.IntRange(1), help="Longest prompt (default: a slot's context).")
+@click.option(
+    "--max-prompt-tokens", type=bounded("--max-prompt-tokens", lo=1), help="Longest prompt (default: a slot's context)."
+)
 @click.option(
     "--max-tokens",
-    type=click.IntRange(1),
+    type=bounded("--max-tokens", lo=1),
     help="Most tokens per sample a request may ask for, and the default (default: a slot's context).",
 )
-@click.option("--max-n", type=click.IntRange(1), help="Most samples (n) per request (default: the slots).")
-@click.option("--queue", default=DEFAULT_QUEUE, show_default=True, type=click.IntRange(0),
+@click.option("--max-n", type=bounded("--max-n"), help="Most samples (n) per request (default: the slots).")
+@click.option("--queue", default=DEFAULT_QUEUE, show_default=True, type=bounded("--queue"),
               help="Requests that may wait for a slot; beyond them: 429 with Retry-After.")  # fmt: skip
 @click.option(
     "--grace",
     default=DEFAULT_GRACE_S,
     show_default=True,
-    type=click.FloatRange(0),
+    type=bounded_float("--grace"),
     help="Seconds running requests get to finish after SIGTERM; then cut (finish_reason 'shutdown').",
 )
-@click.option("--body-timeout", default=DEFAULT_BODY_TIMEOUT_S, show_default=True, type=click.FloatRange(0.1),
+@click.option("--body-timeout", default=DEFAULT_BODY_TIMEOUT_S, show_default=True,
+              type=bounded_float("--body-timeout", lo=0.1),
               help="Seconds a request body may take to arrive (408 past it).")  # fmt: skip
 @click.option("--log-text", is_flag=True, help="Log prompts and completions (with -v); off: only counts and times.")
 @click.pass_context

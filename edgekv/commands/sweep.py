@@ -8,13 +8,14 @@ import click
 
 from edgekv.commands.options import exclusive
 from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.bounded import bounded
 from edgekv.requests.options import sampler_option, threads_option
 
 
 @click.command("sweep")
 @click.option("--vram", required=True, help="Cards to sweep, comma-separated: 4G,6G,8G.")
 @click.option("--dataset", required=True, help="Problem set: aime25, aime24, math500, gsm8k, gpqa, synth or a file.")
-@click.option("--limit", type=click.IntRange(1), help="Only the first N problems.")
+@click.option("--limit", type=bounded("--limit"), help="Only the first N problems.")
 @click.option("--family", default="qwen3", show_default=True, help="Catalog family (or all).")
 @click.option("--models", help="Only these catalog models (comma-separated).")
 @click.option("--gguf", "gguf_paths", help="Local GGUF files instead of the catalog (comma-separated).")
@@ -24,8 +25,8 @@ from edgekv.requests.options import sampler_option, threads_option
 @click.option("--samples", default="1,4", show_default=True, help="Parallel samples G (majority voting).")
 @click.option("--prompt-tokens", default="1024", show_default=True, help="Room for the prompt in each context.")
 @click.option("--reserve", default="256", show_default=True, help="Room after the budget for the final answer.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
-@click.option("--slots", type=click.IntRange(1, 512), help="Sequences decoded together (default: eval's).")
+@click.option("--seed", default=0, show_default=True, type=bounded("--seed"), help="Sampling seed.")
+@click.option("--slots", type=bounded("--slots"), help="Sequences decoded together (default: eval's).")
 @sampler_option
 @threads_option("CPU threads of llama.cpp (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder  [default: ./sweep-DATASET]")
@@ -68,6 +69,7 @@ def command(
     )  # fmt: skip
     plan, out = request.plan(), request.out
     if dry_run:
+        sweep.check_resumable(plan, out)  # a folder of another sweep, or a sweep.json that is not one
         if as_json:
             click.echo(json.dumps(sweep.manifest_dict(plan, out), indent=1))
         else:

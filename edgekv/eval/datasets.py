@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from typing import Any
 from edgekv.errors import DatasetError, RuntimeUnavailable, SpecError
 from edgekv.eval.answers import CHOICE_LETTERS, Kind, parse_kind
 from edgekv.eval.synth import generate
-from edgekv.fsutil import not_a_regular_file
+from edgekv.fsutil import not_a_regular_file, read_json_document
 from edgekv.logconfig import get_logger
 
 logger = get_logger(__name__)
@@ -135,33 +136,32 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=line_no) from None
+        except RecursionError:
+            raise DatasetError("JSON nested too deeply", path=str(path), line=line_no) from None
         if not isinstance(row, dict):
             raise DatasetError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=line_no)
         yield line_no, row
 
 
+MAX_JSON_BYTES = 256 << 20  # a JSON array is read whole: past this, write one problem per line (.jsonl)
+
+
 def _read_json(path: Path) -> Iterator[tuple[int, Row]]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DatasetError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x})",
-            path=str(path),
-            line=data.count(b"\n", 0, e.start) + 1,
-            hint="save the file as UTF-8",
-        ) from None
-    if not text.lstrip().startswith("["):
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    if not head.startswith(b"["):  # JSON Lines named .json
         yield from _read_jsonl(path)
         return
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"bad JSON ({e.msg} at column {e.colno})", path=str(path), line=e.lineno) from None
+    rows = read_json_document(path, what="JSON dataset", error=_json_error, max_bytes=MAX_JSON_BYTES)
+    assert isinstance(rows, list)
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise DatasetError(f"item {i} is a {type(row).__name__}, not an object", path=str(path))
         yield i, row
+
+
+def _json_error(text: str) -> DatasetError:
+    return DatasetError(text, hint="save it as UTF-8 JSON: a list of objects, or one object per line (.jsonl)")
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, Row]]:
@@ -208,13 +208,18 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, (list, dict, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+        raise TypeError(f"is a {type(value).__name__} ({value!r:.40}), not text or a number")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
 
 
 def _has(row: Row, name: str) -> bool:
-    return row.get(name) is not None and bool(_text(row[name]))
+    try:
+        return row.get(name) is not None and bool(_text(row[name]))
+    except TypeError:
+        return True  # there, and wrong: _field names it
 
 
 def _field(row: Row, name: str, *, path: Path, line: int, flag: str | None = None) -> str:
@@ -223,7 +228,10 @@ def _field(row: Row, name: str, *, path: Path, line: int, flag: str | None = Non
         fields = ", ".join(sorted(map(str, row))) or "none"
         hint = f"name the right one with {flag}" if flag else None
         raise DatasetError(f"no field {name!r} (fields: {fields})", path=str(path), line=line, hint=hint)
-    value = _text(row[name])
+    try:
+        value = _text(row[name])
+    except TypeError as e:
+        raise DatasetError(f"field {name!r} {e}", path=str(path), line=line) from None
     if not value:
         raise DatasetError(f"field {name!r} is empty", path=str(path), line=line)
     return value
@@ -245,12 +253,13 @@ def shuffle_choices(correct: str, wrong: tuple[str, ...], *, key: str, seed: int
 
 def _problems_from_rows(
     path: Path, *, question_field: str, answer_field: str, id_field: str | None, kind: Kind, limit: int | None,
-    name: str | None = None, seed: int = 0,
+    name: str | None = None, seed: int = 0, field_flags: bool = True,
 ) -> tuple[Problem, ...]:  # fmt: skip
     """The problems of a named dataset's file (``name``) or of a local file (``name`` None: the fields
-    are the user's, named by the eval flags in errors, and a row's own ``id`` is its id)."""
+    are the user's, named by the eval flags in errors unless ``field_flags`` is False (sweep has none), and
+    a row's own ``id`` is its id)."""
     out: list[Problem] = []
-    flags: dict[str, str | None] = dict(FIELD_FLAGS) if name is None else dict.fromkeys(FIELD_FLAGS)
+    flags: dict[str, str | None] = dict(FIELD_FLAGS) if name is None and field_flags else dict.fromkeys(FIELD_FLAGS)
     first_line: dict[str, int] = {}
     for index, (line, row) in enumerate(read_rows(path), 1):
         if limit is not None and len(out) >= limit:
@@ -260,13 +269,13 @@ def _problems_from_rows(
         if id_field:
             pid = _field(row, id_field, path=path, line=line, flag=flags["id_field"])
         elif name is None and _has(row, DEFAULT_ID_FIELD):
-            pid = _text(row[DEFAULT_ID_FIELD])
+            pid = _field(row, DEFAULT_ID_FIELD, path=path, line=line)
         else:
             pid = f"{name or path.stem}-{index}"
         if pid in first_line:
             raise DatasetError(
                 f"id {pid!r} is also the id of line {first_line[pid]}", path=str(path), line=line,
-                hint="ids must be unique: name another field with --id-field" if name is None else None,
+                hint="ids must be unique" + (": name another field with --id-field" if flags["id_field"] else ""),
             )  # fmt: skip
         first_line[pid] = line
         choices: tuple[str, ...] = ()
@@ -302,12 +311,14 @@ def load_problems(
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | None = None,
     revision: str | None = None,
+    field_flags: bool = True,
 ) -> tuple[Problem, ...]:
     """Problems from ``synth``, a named hub dataset (``HUB_DATASETS``) or a local file.
 
     Field names apply to local files (hub datasets have their own; the module docstring says which id
     a problem gets); ``seed`` picks synth's problems and GPQA's option order;
-    ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download.
+    ``endpoint``/``cache_dir``/``token``/``revision`` go to the hub download; ``field_flags``: errors
+    name eval's --question-field/--answer-field/--id-field (sweep has none: False).
     """
     if limit is not None and limit < 1:
         raise SpecError(f"limit must be at least 1, got {limit}")
@@ -340,7 +351,7 @@ def load_problems(
             raise DatasetError(f"{name} {why}", hint="pass a .jsonl, .json, .csv or .parquet file")
         problems = _problems_from_rows(
             path, question_field=question_field, answer_field=answer_field, id_field=id_field,
-            kind=parse_kind(kind), limit=limit,
+            kind=parse_kind(kind), limit=limit, field_flags=field_flags,
         )  # fmt: skip
     logger.info("loaded %d problems from %s", len(problems), name)
     return problems

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,7 @@ from edgekv.errors import ResultsFileError
 from edgekv.logconfig import get_logger
 
 SCHEMA = 1
+MAX_LINE_BYTES = 64 << 20  # one problem's G samples: a few MiB at G = 256 x 16k tokens; read no more
 RESULT_TYPES = ("problem", "summary")
 # derived or local: a prediction, the context the prompts needed, where the file is on this machine
 NOT_HASHED = ("memory", "n_ctx", "model_path")
@@ -63,37 +65,82 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         ResultsFileError: a whole line that is not UTF-8 or not JSON, a problem or summary line of
             another schema, or a torn last line that no results writer began (not ``{`` and UTF-8 text).
     """
-    lines = path.read_bytes().split(b"\n")
-    if lines[-1] != b"" and not _could_be_torn(lines[-1]):
+    with path.open("rb") as f:
+        for no in itertools.count(1):
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES:
+                raise ResultsFileError(
+                    f"{path}:{no} is longer than {MAX_LINE_BYTES >> 20} MiB: not an eval results file",
+                    hint="name a results file eval or sweep wrote (JSONL)",
+                )
+            if not raw.endswith(b"\n"):  # the last line, cut short or not a results file
+                if not _could_be_torn(raw):
+                    raise ResultsFileError(
+                        f"{path}:{no} is neither an eval result line nor one cut short: not an eval results file",
+                        hint="name a results file eval or sweep wrote (JSONL)",
+                    )
+                log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(raw))
+                return
+            row = _row(path, no, raw[:-1])
+            if row is not None:
+                yield no, row
+
+
+def _row(path: Path, no: int, raw: bytes) -> dict[str, Any] | None:
+    """The JSON object of whole line ``no`` (None: blank, or JSON that is not an object)."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise ResultsFileError(
-            f"{path}:{len(lines)} is neither an eval result line nor one cut short: not an eval results file",
-            hint="pass another --out file (eval writes JSONL)",
-        )
-    if lines[-1] != b"":
-        log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(lines[-1]))
-    for no, raw in enumerate(lines[:-1], start=1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ResultsFileError(
-                f"{path}:{no} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): "
-                "not an eval results file",
-                hint="pass eval's --out JSONL files or a sweep's folder",
-            ) from None
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ResultsFileError(
-                f"{path}:{no} is not JSON ({e.msg}), and not a torn last line from a killed run",
-                hint="the file is damaged: remove that line, or use another --out file",
-            ) from e
-        if not isinstance(row, dict):
-            continue
-        if row.get("type") in RESULT_TYPES and row.get("schema") != SCHEMA:
+            f"{path}:{no} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): "
+            "not an eval results file",
+            hint="name a results file eval or sweep wrote (JSONL), or a sweep's folder",
+        ) from None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultsFileError(
+            f"{path}:{no} is not JSON ({e.msg}), and not a torn last line from a killed run",
+            hint="the file is damaged: remove that line",
+        ) from e
+    except RecursionError:
+        raise ResultsFileError(f"{path}:{no} is JSON nested too deeply: not an eval results file") from None
+    if not isinstance(row, dict):
+        return None
+    if row.get("type") in RESULT_TYPES:
+        if row.get("schema") != SCHEMA:
             raise ResultsFileError(f"{path}:{no} has results schema {row.get('schema')!r}; edgekv reads {SCHEMA}")
-        yield no, row
+        _check_result(path, no, row)
+    return row
+
+
+def _check_result(path: Path, no: int, row: dict[str, Any]) -> None:
+    """A problem or summary line has the keys every reader uses, of their types (as GGUF headers are
+    checked: the line and the key named, before anything is computed from it)."""
+
+    def bad(key: str, want: str) -> ResultsFileError:
+        value = repr(row[key])[:40] if key in row else "missing"
+        return ResultsFileError(f"{path}:{no}: {key} = {value} is not {want}: not an eval result line",
+                                hint="the file is damaged: remove that line")  # fmt: skip
+
+    if not isinstance(row.get("config_id"), str) or not row["config_id"]:
+        raise bad("config_id", "a text id")
+    if not isinstance(row.get("config"), dict):
+        raise bad("config", "an object")
+    if row["type"] != "problem":
+        return
+    if not isinstance(row.get("problem_id"), (str, int)) or isinstance(row["problem_id"], bool):
+        raise bad("problem_id", "a text id")
+    for key in ("correct", "maj_correct"):
+        value = row.get(key, [] if key == "maj_correct" else None)
+        if not isinstance(value, list) or not all(isinstance(x, bool) for x in value):
+            raise bad(key, "a list of true/false")
+    if not row["correct"]:
+        raise bad("correct", "a non-empty list of true/false")
 
 
 def _could_be_torn(raw: bytes) -> bool:

@@ -253,10 +253,12 @@ def _choose_slots(config: EvalConfig, spec: Any, n_ctx_seq: int, n_todo: int) ->
         except DoesNotFit as e:
             tried = tried or e
             if config.slots:  # asked for exactly this many
-                raise
+                break
         s = s // 2 if s > config.samples else s - 1
     assert tried is not None
-    raise tried
+    # the pre-flight's advice is run's (--ctx, --parallel); eval and sweep size the context from the budget
+    raise DoesNotFit(tried.message, need_bytes=tried.need_bytes, have_bytes=tried.have_bytes,
+                     hint="try a smaller budget, fewer --slots, --kv q4_0 or a smaller quant")  # fmt: skip
 
 
 def evaluate(

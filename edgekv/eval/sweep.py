@@ -29,13 +29,13 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from edgekv.errors import ModelFileNotFound, NoFeasiblePlan, ResultsFileError, SpecError
 from edgekv.eval.frontier import Frontier, PickMark, frontier
-from edgekv.fsutil import write_atomic
+from edgekv.fsutil import read_json_document, write_atomic
 from edgekv.llama.sampling import SamplerPlace
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import DEFAULT_KV_TYPES, KvType
@@ -246,17 +246,37 @@ def write_manifest(plan: SweepPlan, out_dir: Path) -> Path:
     return path
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists a sweep's configurations: KiB to a few MiB
+
+
 def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / MANIFEST
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ResultsFileError(f"{path} is not a sweep manifest: not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise ResultsFileError(f"{path} is not a sweep manifest: {e}") from None
-    return data if isinstance(data, dict) and data.get("type") == "sweep" else None
+    data = read_json_document(path, what="sweep manifest", error=ResultsFileError, max_bytes=MAX_MANIFEST_BYTES)
+    if not isinstance(data, dict) or data.get("type") != "sweep":
+        what = f"type {data.get('type')!r}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise ResultsFileError(f"{path} is not a sweep manifest ({what}, not an object of type 'sweep')",
+                               hint="it is not edgekv's: move it, or use another folder")  # fmt: skip
+    _check_manifest(path, data)
+    return data
+
+
+_PICK_TYPES = {f.name: (int if f.type == "int" else str) for f in fields(PickMark)}
+
+
+def _check_manifest(path: Path, data: dict[str, Any]) -> None:
+    """The keys a sweep and frontier read: settings (an object), picks (objects with PickMark's fields)."""
+    if not isinstance(data.get("settings", {}), dict):
+        raise ResultsFileError(f"{path}: settings = {data['settings']!r:.40} is not an object")
+    picks = data.get("picks", [])
+    if not isinstance(picks, list):
+        raise ResultsFileError(f"{path}: picks = {picks!r:.40} is not a list")
+    for i, m in enumerate(picks):
+        ok = isinstance(m, dict) and set(m) == set(_PICK_TYPES)
+        ok = ok and all(isinstance(m[k], t) and not isinstance(m[k], bool) for k, t in _PICK_TYPES.items())
+        if not ok:
+            raise ResultsFileError(f"{path}: picks[{i}] = {m!r:.60} is not a pick ({', '.join(_PICK_TYPES)})")
 
 
 def check_resumable(plan: SweepPlan, out_dir: Path) -> None:
@@ -375,7 +395,9 @@ class EvalBackend:
         if self.problems is None:
             from edgekv.eval.datasets import load_problems
 
-            self.problems = load_problems(self.settings.dataset, limit=self.settings.limit, seed=self.settings.seed)
+            self.problems = load_problems(
+                self.settings.dataset, limit=self.settings.limit, seed=self.settings.seed, field_flags=False
+            )
         if item.model_path is None:
             raise ModelFileNotFound(f"{item.model} {item.quant} is not on this machine", hint="pass --download")
         config = EvalConfig(

@@ -49,7 +49,8 @@ def list_gguf_files(
     """
     revision = revision or "main"
     if is_offline():
-        cached = _listing_from_cache(repo_id, revision, hub_cache_dir(cache_dir))
+        with hub_errors(repo_id, revision=revision, endpoint=endpoint):  # a repo id the hub would refuse
+            cached = _listing_from_cache(repo_id, revision, hub_cache_dir(cache_dir))
         if cached is None:
             raise HubError(
                 f"HF_HUB_OFFLINE=1 is set and the cache ({hub_cache_dir(cache_dir)}) has no GGUF of "

@@ -326,6 +326,9 @@ class Engine:
             s.pending = []
             out_row[sid] = (len(out_row), len(rows) - 1)
         st.max_live = max(st.max_live, len(out_row))
+        if len(rows) > r.n_batch:  # cues injected into many slots at once (slots x the cue's tokens: bounds)
+            rows = self._decode_ahead(rows)
+            out_row = {sid: (o, o) for sid, (o, _) in out_row.items()}
         t1 = time.perf_counter()
         r.decode_rows(rows)  # returns once the graph is queued on a GPU
         t2 = time.perf_counter()
@@ -375,6 +378,16 @@ class Engine:
             s.request.slots.discard(high)
             s.request.slots.add(free)
             self.stats.n_moves += 1
+
+    def _decode_ahead(self, rows: list[tuple[int, int, int, bool]]) -> list[tuple[int, int, int, bool]]:
+        """A step of more rows than llama.cpp's n_batch (which it aborts on: GGML_ASSERT n_tokens_all <=
+        n_batch): decode the rows without logits first, n_batch at a time, each slot's in order; return
+        the rows with logits (one per live slot, at most n_seq_max <= n_batch), sent as the step."""
+        r = self.runner
+        ahead = [row for row in rows if not row[3]]
+        for start in range(0, len(ahead), r.n_batch):
+            r.decode_rows(ahead[start : start + r.n_batch])
+        return [row for row in rows if row[3]]
 
     def _inject(self, s: _Slot, tokens: Sequence[int], on_token: TokenCallback | None) -> None:
         s.injected.append((len(s.tokens), tuple(tokens)))

@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgekv.errors import BadArgument, KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
+from edgekv.errors import KvConfigError, LlamaError, ModelFileNotFound, RuntimeUnavailable
 from edgekv.llama.log import LlamaBuffers, LlamaLog
 from edgekv.logconfig import get_logger
 from edgekv.model.quant import KvType
+from edgekv.plan import bounds
 from edgekv.plan.memory import RunConfig
 
 log = get_logger(__name__)
@@ -97,7 +98,7 @@ def resolve_flash_attn(
     if type_v.quantized and not fa:
         raise KvConfigError(
             f"a quantized V cache ({type_v.value}) needs flash attention, which --no-flash-attn turns off",
-            hint="drop --no-flash-attn, or keep V at f16 (--type-v f16)",
+            hint="drop --no-flash-attn, or keep V at f16",
         )
     info = system_info() if info is None else info
     if fa and is_cuda_build(info):
@@ -143,16 +144,13 @@ def model_params(llama_cpp: Any, cfg: RunConfig, *, dry_run: bool) -> Any:
     return mp
 
 
-MAX_THREADS = 512  # GGML_MAX_N_THREADS (ggml.h): more threads overrun llama.cpp's thread arrays and crash it
+MAX_THREADS = bounds.GGML_MAX_N_THREADS  # more threads overrun llama.cpp's thread arrays and crash it
 
 
 def check_threads(n_threads: int | None) -> None:
-    """Refuse a thread count llama.cpp cannot take (it segfaults or aborts on >512), before it is asked."""
-    if n_threads is not None and not 1 <= n_threads <= MAX_THREADS:
-        raise BadArgument(
-            f"--threads {n_threads} is outside the 1..{MAX_THREADS} threads llama.cpp accepts",
-            hint=f"this machine has {os.cpu_count() or 1} cores; leave --threads out to use them all",
-        )
+    """Refuse a thread count llama.cpp cannot take (``bounds.THREADS``), before it is asked: the last
+    guard for library callers (the flag is refused as it is read)."""
+    bounds.check_threads(n_threads, cores=os.cpu_count())
 
 
 def context_params(llama_cpp: Any, cfg: RunConfig, *, n_batch: int | None, n_threads: int | None) -> Any:

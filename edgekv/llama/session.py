@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,14 +65,34 @@ class Prepared:
 
 
 def host_memory_bytes() -> int:
-    """MemAvailable (Linux), else total RAM: the budget of a CPU run without --vram."""
+    """MemAvailable (Linux), else total RAM, and no more than this process's address-space limit
+    (``ulimit -v``, RLIMIT_AS) less what it already maps: the budget of a CPU run without --vram, so
+    a run the limit cannot hold is refused by the pre-flight rather than by a failed allocation."""
+    have = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
+                have = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    if have is None:
+        have = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        have = min(have, max(soft - _mapped_bytes(), 0))
+    return have
+
+
+def _mapped_bytes() -> int:
+    """This process's virtual size (VmSize), which RLIMIT_AS limits; 0 where /proc does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return 0
 
 
 def compute_probe(

@@ -79,7 +79,10 @@ class Vocab:
             arr[i].role, arr[i].content = role, content
         tmpl = lib.llama_model_chat_template(self._model, None)
         if not tmpl:
-            log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it as is)")
+            if not getattr(self, "_warned_no_template", False):  # once per model, not once per prompt
+                log.warning("the model file has no chat template; formatting the prompt as ChatML (--raw sends it "
+                            "as is)")  # fmt: skip
+                self._warned_no_template = True
             tmpl = b"chatml"
         for candidate in (tmpl, b"chatml"):
             size = 256 + sum(len(x) for x in keep) * 2

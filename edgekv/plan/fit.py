@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgekv.model.spec import ModelSpec
+from edgekv.plan.bounds import context_tokens
 from edgekv.plan.memory import (
     DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
@@ -34,8 +35,9 @@ DEFAULT_TRAIN_CTX = 131072  # used when a GGUF has no <arch>.context_length (lla
 
 
 def context_cap(spec: ModelSpec) -> int:
-    """The largest T per sample: the trained context, in whole 256-cell steps."""
-    per_seq = spec.n_ctx_train or DEFAULT_TRAIN_CTX
+    """The largest T per sample: the trained context (at most ``bounds.MAX_TOKENS``: a header may claim
+    2^32-1), in whole 256-cell steps."""
+    per_seq = context_tokens(spec.n_ctx_train or DEFAULT_TRAIN_CTX)
     return max(KV_PAD_CELLS, per_seq // KV_PAD_CELLS * KV_PAD_CELLS)
 
 

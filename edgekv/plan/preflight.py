@@ -121,8 +121,12 @@ def _auto_ctx(
 ) -> RunConfig:
     """The largest context that fits: searched with the buffer measured at the largest context (an
     upper bound), then again with the smaller buffer measured at the context found, keeping the
-    larger context only if its own measured buffer still fits."""
-    c_top = compute(cfg.with_ctx(max_ctx(spec, cfg))) if compute else None
+    larger context only if its own measured buffer still fits. The largest context is the trained one,
+    cut to the largest whose weights and KV alone fit: the dry run allocates host memory by n_ctx, so
+    a GGUF claiming 16M tokens is never probed at 16M under a 1 GiB cap (it took 16.8 GB and a
+    std::bad_alloc)."""
+    top = largest_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=0, margin_bytes=margin_bytes)
+    c_top = compute(cfg.with_ctx(min(max_ctx(spec, cfg), top or max_ctx(spec, cfg)))) if compute else None
     n = largest_ctx(spec, cfg, have_bytes=have_bytes, gpu=gpu, compute_bytes=c_top, margin_bytes=margin_bytes)
     if n is None:
         return cfg.with_ctx(KV_PAD_CELLS * cfg.n_seq)  # report the smallest context's shortfall

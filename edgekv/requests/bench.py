@@ -56,7 +56,7 @@ class BenchRequest:
         ram = host_ram(self.ram)  # before the file: a bad value is a usage error first
         input_file(self.model)
         vram_bytes = parse_vram(self.vram) if self.vram is not None else None
-        split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split else ()
+        split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split is not None else ()
         if split and not isinstance(vram_bytes, list):
             raise click.UsageError("--tensor-split needs a --vram per device (e.g. --vram 12G,8G --tensor-split 3,2)")
         base = RunConfig(n_ctx=4096, n_gpu_layers=self.ngl, flash_attn=self.flash_attn, tensor_split=split,
@@ -70,7 +70,9 @@ class BenchRequest:
         if not pairs:
             raise SpecError("--kv is empty", hint="e.g. --kv f16,q8_0,q4_0")
         settings = BenchSettings(n_prompt=self.n_prompt, n_gen=self.n_gen, reps=self.reps, n_threads=self.threads)
-        depths = [parse_tokens(d) for d in parse_list(self.depths)] or [0]
+        depths = [parse_tokens(d) for d in parse_list(self.depths)]
+        if not depths:
+            raise BadArgument(f"--depth {self.depths!r} names no depth", hint="e.g. --depth 0,8k")
         return BenchPlan(bench.grid(pairs, contexts, base=base), settings, depths, vram_bytes, pairs, base,
                          self._counts(), ram.ram_bytes if ram is not None else None)  # fmt: skip
 
@@ -88,6 +90,9 @@ class BenchRequest:
             ) from None
         if not counts or min(counts) < 1 or self.n_prompt < 1 or self.n_gen < 1:
             raise SpecError("--parallel needs counts >= 1 and --n-prompt, --n-gen >= 1", hint="e.g. --parallel 1,4,16")
+        from edgekv.plan.bounds import check_sequences
+
+        check_sequences("--parallel", counts)
         return counts
 
 

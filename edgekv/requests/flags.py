@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from edgekv.errors import SpecError
+from edgekv.errors import BadArgument
 from edgekv.model.quant import KvType
+from edgekv.plan.bounds import SHARE
 from edgekv.units import parse_list, parse_tokens
 
 
@@ -12,9 +13,9 @@ def parse_tensor_split(text: str) -> list[float]:
     try:
         split = [float(x) for x in parse_list(text)]
     except ValueError:
-        raise SpecError(f"--tensor-split {text!r} is not a list of numbers", hint="e.g. --tensor-split 3,2") from None
-    if not split or any(x < 0 or x != x for x in split) or sum(split) <= 0:
-        raise SpecError(f"--tensor-split {text!r}: shares must be >= 0, not all 0", hint="e.g. --tensor-split 3,2")
+        raise BadArgument(f"--tensor-split {text!r} is not a list of numbers", hint="e.g. --tensor-split 3,2") from None
+    if not split or any(not 0 <= x <= SHARE.hi for x in split) or sum(split) <= 0:  # nan fails both
+        raise BadArgument(f"--tensor-split {text!r}: shares must be 0..1e6, not all 0", hint="e.g. --tensor-split 3,2")
     return split
 
 
@@ -41,5 +42,5 @@ def parse_context(text: str | int) -> tuple[int, bool]:
         return 4096, True
     n_ctx = parse_tokens(text)
     if n_ctx < 1:
-        raise SpecError(f"--ctx {text} is not a positive token count", hint="e.g. --ctx 16k, or --ctx auto")
+        raise BadArgument(f"--ctx {text} is not a positive token count", hint="e.g. --ctx 16k, or --ctx auto")
     return n_ctx, False

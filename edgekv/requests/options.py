@@ -1,15 +1,15 @@
-"""Options several commands declare alike, and the click types that bound them while the flags are
-read: --sampler, --threads (llama.cpp's 1..512), --ngl (-1 or a count), --temperature (finite, >= 0)."""
+"""Options several commands declare alike: --sampler, --threads (llama.cpp's 1..512), --ngl (-1 or a
+count), --temperature (finite, 0..100); their types are ``edgekv.requests.bounded``'s."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
 from edgekv.llama.sampling import SamplerPlace
+from edgekv.requests.bounded import bounded, bounded_float
 
 FC = TypeVar("FC", bound=Callable[..., object])
 
@@ -26,30 +26,13 @@ sampler_option = click.option(
 )  # fmt: skip
 
 
-def _check_threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
-    from edgekv.llama.build import check_threads  # off pick's import path
-
-    check_threads(value)
-    return value
-
-
 def threads_option(help: str = "CPU threads (default: all cores).") -> Callable[[FC], FC]:
     """``--threads N``: refused (exit 2) outside llama.cpp's 1..512 while the flags are read, before
     any file is opened or converted (llama.cpp crashes past its GGML_MAX_N_THREADS)."""
-    return click.option("--threads", type=int, callback=_check_threads, help=help)
-
-
-class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange that also refuses nan and inf (nan passes any bound: every comparison is false)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+    return click.option("--threads", type=bounded("--threads"), help=help)
 
 
 # run's, eval's and bench's --ngl: -1 (every layer) or a count. llama.cpp reads any negative value as
 # every layer; edgekv names one (-1), so -5 is a typo, not a setting.
-LAYERS = click.IntRange(-1)
-TEMPERATURE = FiniteFloatRange(0)  # run's and eval's --temperature: 0 (greedy) or more, never nan or inf
+LAYERS = bounded("--ngl")
+TEMPERATURE = bounded_float("--temperature")  # run's and eval's: 0 (greedy) or more, never nan or inf

@@ -74,5 +74,5 @@ def plan_model_path(plan: PlanSettings) -> str:
     name = plan.file or plan.model_path or "the plan's model"
     raise ModelFileNotFound(
         f"{name} is not on this machine",
-        hint=f"fetch it with edgekv download {plan.repo} {plan.file}" if plan.repo else "pass MODEL.gguf",
+        hint=f"fetch it with edgekv download {plan.repo} --file {plan.file}" if plan.repo else "pass MODEL.gguf",
     )

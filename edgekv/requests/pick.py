@@ -203,7 +203,7 @@ def pick_request(
 
     assert card.vram_bytes is not None  # CardChoice.require_memory
     split = None
-    if flags.tensor_split:
+    if flags.tensor_split is not None:
         from edgekv.requests.flags import parse_tensor_split
 
         split = tuple(parse_tensor_split(flags.tensor_split))

@@ -72,7 +72,7 @@ class RunRequest:
         ram = host_ram(self.ram)  # first: a bad value is a usage error whatever else is wrong
         plan = read_plan(input_file(self.plan_path, what="plan file")) if self.plan_path is not None else None
         vram = parse_vram(self.vram) if self.vram is not None else None
-        split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split else ()
+        split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split is not None else ()
         n_ctx = None if self.ctx is None else _ctx_flag(self.ctx)
         type_k, type_v = kv_flags(self.kv, self.type_k, self.type_v)
         if type_k is not None or type_v is not None:  # a KV flag names both halves

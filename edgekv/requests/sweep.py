@@ -98,8 +98,11 @@ class SweepRequest:
 
 def _count(text: str) -> int:
     from edgekv.errors import BadArgument
+    from edgekv.plan.bounds import SEQUENCES
 
     try:
-        return int(text)
+        count = int(text)
     except ValueError:
         raise BadArgument(f"--samples: {text!r} is not a count", hint="e.g. --samples 1,4") from None
+    SEQUENCES.check("--samples", count)
+    return count

@@ -418,7 +418,7 @@ def catalog_options(
         families = ", ".join(sorted({m.family for m in catalog}))
         raise SpecError(
             f"no catalog model matches family {family!r}" + (f" and models {wanted!r}" if wanted else ""),
-            hint=f"families: {families}, all (edgekv catalog list shows every model)",
+            hint=f"families: {families}, all (`edgekv catalog list` shows every model)",
         )
     options = options_from_catalog(chosen, quants=quants, refs=references(catalog))
     if not options and quants:
@@ -426,7 +426,7 @@ def catalog_options(
         raise SpecError(
             f"--quants {','.join(quants)}: no catalog file of the chosen models has "
             + ("that quant" if len(quants) == 1 else "those quants"),
-            hint=f"the catalog has {', '.join(have)}" if have else "choose other --family/--model",
+            hint=f"the catalog has {', '.join(have)}" if have else "choose other families or models",
         )
     return options
 

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekv.errors import ModelFileNotFound, SpecError
-from edgekv.fsutil import write_atomic
+from edgekv.errors import ModelFileNotFound, ProfileFileError, SpecError
+from edgekv.fsutil import read_json_document, write_atomic
 from edgekv.plan.plans import E1_BYTES, SATURATION_TOKENS
 from edgekv.settings import user_dir
+from edgekv.units import MAX_SIZE
 
 SCHEMA = 1
+MAX_PROFILE_BYTES = 1 << 20  # a profile is a few KiB
 PAPER_DEFAULTS: dict[str, Any] = {
     "e1_bytes": E1_BYTES,
     "saturation_tokens": SATURATION_TOKENS,
@@ -75,12 +77,23 @@ def load_profile(name: str) -> dict[str, Any]:
             f"no calibration profile {name!r} ({path})",
             hint=f"profiles: {', '.join(known)}" if known else "make one with edgekv calibrate RESULTS --name NAME",
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SpecError(f"{path} is not a profile: {e}") from None
+    data = read_json_document(path, what="profile", error=ProfileFileError, max_bytes=MAX_PROFILE_BYTES)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("policy"), dict):
-        raise SpecError(f"{path} is not an edgekv profile of schema {SCHEMA}")
+        raise ProfileFileError(f"{path} is not an edgekv profile of schema {SCHEMA}")
+    policy = data["policy"]
+    checks = [(k, policy[k], PAPER_DEFAULTS[k]) for k in PAPER_DEFAULTS if k in policy]
+    by_acc = policy.get("parallel_min_bytes_by_accounting", {})
+    if not isinstance(by_acc, dict):
+        raise ProfileFileError(f"{path}: policy.parallel_min_bytes_by_accounting = {by_acc!r:.40} is not an object")
+    checks += [(f"parallel_min_bytes_by_accounting.{k}", v, 0) for k, v in by_acc.items()]
+    for key, value, default in checks:
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        else:  # a count of bytes or tokens
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE
+        if not ok:
+            want = "true or false" if isinstance(default, bool) else "a whole number >= 0"
+            raise ProfileFileError(f"{path}: policy.{key} = {value!r:.40} is not {want}")
     return data
 
 

@@ -101,14 +101,18 @@ def test_run_bad_plan_file(
 def test_run_huge_context_is_refused_before_any_dry_run(
     capsys: pytest.CaptureFixture[str], tiny: Path, no_dry_run: None
 ) -> None:
-    line = one_line(capsys, "run", tiny, "--vram", "8G", "--ctx", "99999999999999", "--prompt", "hi")
-    assert "at 99999999999999 tokens" in line and "short" in line
+    """Past 16M tokens (bounds.TOKENS) a usage error as the flag is read; within it, the memory model's."""
+    line = one_line(capsys, "run", tiny, "--vram", "8G", "--ctx", "99999999999999", "--prompt", "hi", code=2)
+    assert "'99999999999999' tokens is more than 16M" in line
+    line = one_line(capsys, "run", tiny, "--vram", "8G", "--ctx", "16384k", "--prompt", "hi")
+    assert "at 16777216 tokens" in line and "short" in line
 
 
 def test_bench_huge_context_is_refused_before_any_dry_run_and_exits_1(
     capsys: pytest.CaptureFixture[str], tiny: Path, no_dry_run: None
 ) -> None:
-    code, err = edgekv(capsys, "bench", tiny, "--ctx", "100m", "--kv", "f16", "--vram", "1G", "--json")
+    assert "'100m' tokens is more than 16M" in one_line(capsys, "bench", tiny, "--ctx", "100m", "--json", code=2)
+    code, err = edgekv(capsys, "bench", tiny, "--ctx", "16m", "--kv", "f16", "--vram", "1G", "--json")
     assert code == 1 and err.strip().splitlines()[-1].startswith("error: none of the 1 configuration(s) ran")
 
 

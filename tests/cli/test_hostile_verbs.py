@@ -46,7 +46,7 @@ def test_bench_with_nothing_to_time_is_refused(capsys: pytest.CaptureFixture[str
 def test_ngl_below_minus_one_is_a_usage_error(capsys: pytest.CaptureFixture[str], tiny: Path, verb: list[str]) -> None:
     """llama.cpp reads any negative --ngl as every layer; edgekv names -1, so -5 is refused, not run."""
     line = click_usage(capsys, *[str(tiny) if a == "TINY" else a for a in verb], "--ngl", "-5")
-    assert "--ngl" in line and "-5 is not in the range x>=-1" in line
+    assert "--ngl" in line and "-5 is not in the range -1<=x<=2147483647" in line
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
@@ -58,7 +58,7 @@ def test_temperature_must_be_a_finite_non_negative_number(
 ) -> None:
     """`--temperature nan` ran with exit 0."""
     line = click_usage(capsys, *[str(tiny) if a == "TINY" else a for a in verb], f"--temperature={value}")
-    assert "--temperature" in line and ("not a finite number" in line or "not in the range x>=0" in line)
+    assert "--temperature" in line and ("not a finite number" in line or "not in the range 0<=x<=100" in line)
 
 
 def test_pick_saturation_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,7 +131,7 @@ def test_sweep_on_a_binary_manifest_names_it(capsys: pytest.CaptureFixture[str],
     (out / "sweep.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     line = one_line(capsys, "sweep", "--vram", "8G", "--dataset", "synth", "--limit", "1", "--gguf", tiny,
                     "--budgets", "16", "--samples", "1", "--kv", "f16", "--out", out)  # fmt: skip
-    assert f"{out / 'sweep.json'} is not a sweep manifest: not UTF-8 text" in line
+    assert f"{out / 'sweep.json'}:1: not UTF-8 text (byte 0x89 at column 1): not a sweep manifest" in line
 
 
 NOT_UTF8 = {
@@ -192,7 +192,7 @@ def test_dataset_line_over_1_mib_is_refused_unread(tmp_path: Path, ext: str) -> 
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
 OTHER_OUT = {
-    "binary": (PNG, "out.png:3 is neither an eval result line nor one cut short"),
+    "binary": (PNG, "out.png:1 is not UTF-8 text (byte 0x89 at column 1): not an eval results file"),
     "binary, no newline": (PNG.replace(b"\n", b""), "out.png:1 is neither an eval result line nor one cut short"),
     "another JSONL format": (b'{"name": "a", "score": 1}\n', "out.png:1 is not an eval result line (keys: name, sc"),
     "another schema": (b'{"schema": 9, "type": "problem"}\n', "out.png:1 has results schema 9"),
@@ -254,3 +254,24 @@ def test_eval_refused_by_the_preflight_leaves_no_results_file(
     line = one_line(capsys, "eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--vram", "1M",
                     "--out", out)  # fmt: skip
     assert line.startswith("error: ") and not out.exists()
+
+
+def test_pick_gguf_and_repo_together_is_refused(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
+    """`pick --gguf X --repo Y` ranked X and ignored the repo, exit 0."""
+    line = click_usage(capsys, "pick", "--vram", "8G", "--gguf", tiny, "--repo", "a/b")
+    assert "--gguf and --repo cannot be used together" in line
+
+
+@pytest.mark.parametrize("manifest", [b"[1, 2]", b'{"type": "notes"}', b'{"type": "sweep", "picks": 7}'])
+def test_sweep_json_that_is_not_a_manifest_is_refused_and_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path, manifest: bytes
+) -> None:
+    """A sweep.json that is not edgekv's was read as "no manifest": a sweep would have overwritten it, and
+    frontier ignored it (exit 0); one with picks of the wrong type was "internal error" in frontier."""
+    out = tmp_path / "sw"
+    (out / "results").mkdir(parents=True)
+    (out / "sweep.json").write_bytes(manifest)
+    line = one_line(capsys, "sweep", "--vram", "8G", "--dataset", "synth", "--limit", "1", "--gguf", tiny,
+                    "--budgets", "16", "--samples", "1", "--kv", "f16", "--out", out)  # fmt: skip
+    assert str(out / "sweep.json") in line and "not a sweep manifest" in line or "picks = 7" in line
+    assert (out / "sweep.json").read_bytes() == manifest
