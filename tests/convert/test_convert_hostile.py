@@ -195,12 +195,18 @@ def _whole_run_s(ckpt: Path, out: Path) -> float:
 
 
 def test_kill_at_random_points_then_rerun_completes(llama_ckpt: Path, tmp_path: Path) -> None:
-    """24 kill -9s at random times over a whole conversion: every rerun completes. The times are
-    drawn over the length of a whole run measured first, so a loaded machine still kills mid-run."""
+    """kill -9s at random times over a whole conversion until 20 landed mid-run (at most 40 tries):
+    every rerun completes. The times are drawn over the length of a whole run measured first; on a
+    machine whose load changes between runs a kill may land after the end, so such tries are
+    replaced rather than counted (a fixed count failed under load: 18 of 24)."""
     rng = random.Random(11)
     whole = _whole_run_s(llama_ckpt, tmp_path / "whole")
-    states = [_kill_and_rerun(llama_ckpt, tmp_path / f"out{i}", "timed", delay_s=rng.uniform(0.02, 0.9) * whole)
-              for i in range(24)]  # fmt: skip
+    states: list[str] = []
+    for i in range(40):
+        delay = rng.uniform(0.02, 0.9) * whole
+        states.append(_kill_and_rerun(llama_ckpt, tmp_path / f"out{i}", "timed", delay_s=delay))
+        if states.count("killed") >= 20:
+            break
     assert states.count("killed") >= 20, states
 
 
