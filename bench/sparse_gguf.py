@@ -46,7 +46,7 @@ from edgekv.fsutil import atomic_output  # noqa: E402
 from edgekv.model.archs import ArchParams, gguf_tensors  # noqa: E402
 from edgekv.model.quant import WeightQuant, tensor_bytes  # noqa: E402
 from edgekv.model.quantrules import quantized_types  # noqa: E402
-from tests.ggufgen import _writer  # noqa: E402  (the header, metadata and vocab the tests' files use)
+from tests.ggufgen import write_header  # noqa: E402  (the header, metadata and vocab the tests' files use)
 
 __all__ = ["has_data", "catalog_config", "random_block_bytes", "write_sparse_model"]
 
@@ -127,23 +127,9 @@ def write_sparse_model(
     p = ArchParams.from_config(config)
     rng = np.random.default_rng(seed)
     with atomic_output(path) as tmp:
-        w, _ = _writer(tmp, config, outtype=outtype, file_type=WeightQuant.parse(quant).value)
-        data_bytes = 0
-        rel: dict[str, int] = {}  # offset of each tensor in the data region: in order, each padded
-        for t in tensors:
-            n = tensor_bytes(types[t.name], t.shape)
-            raw = gguf.GGMLQuantizationType[types[t.name]]
-            w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=raw)
-            rel[t.name] = data_bytes
-            data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        assert w.fout is not None
-        meta_bytes = w.fout[0].tell()
-        w.close()
-        data_start = gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment)
-        os.truncate(tmp, data_start + data_bytes)
+        layout = write_header(tmp, config, tensors, types, outtype=outtype, file_type=WeightQuant.parse(quant).value)
+        data_start, rel = layout.data_start, layout.offsets
+        os.truncate(tmp, data_start + layout.data_bytes)
         with open(tmp, "r+b") as f:
             for t in tensors:
                 if not has_data(t.name, moe=p.n_expert > 0):

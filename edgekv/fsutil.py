@@ -9,6 +9,7 @@ regular file is named for what it is (a folder, a FIFO) instead of "no such file
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -132,6 +133,20 @@ def input_file(path: str, *, what: str = "model file") -> str:
     if why is not None:
         raise SpecError(f"{path} {why}", hint=f"pass the {what} itself")
     return path
+
+
+def bounded_lines(path: Path, *, max_bytes: int, too_long: Callable[[int], Exception]) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes with their line ending) of each line of ``path``, read in binary so the
+    caller can name a line that is not UTF-8; a line over ``max_bytes`` is refused after reading
+    ``max_bytes + 1`` bytes of it, with ``too_long(line number)`` (the caller's error class)."""
+    with path.open("rb") as f:
+        for no in itertools.count(1):
+            raw = f.readline(max_bytes + 1)
+            if not raw:
+                return
+            if len(raw) > max_bytes:
+                raise too_long(no)
+            yield no, raw
 
 
 def read_json_document(path: Path, *, what: str, error: Callable[[str], Exception], max_bytes: int) -> object:

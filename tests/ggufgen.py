@@ -9,6 +9,8 @@ random weights for tiny configs, so llama.cpp can load and generate from the fil
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,23 +169,46 @@ def write_sparse_gguf(
             n_expert=n_expert or p.n_expert,
         )  # fmt: skip
     with atomic_output(path) as tmp:
-        w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=q.value if q is not None else None)
-        data_bytes = 0
-        for t in tensors:
-            ty = types[t.name]
-            n = tensor_bytes(ty, t.shape)
-            raw = gguf.GGMLQuantizationType[ty]
-            w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=raw)
-            data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        assert w.fout is not None
-        meta_bytes = w.fout[0].tell()
-        w.close()
+        layout = write_header(tmp, config, tensors, types, outtype=outtype, n_expert=n_expert,
+                              file_type=q.value if q is not None else None)  # fmt: skip
         if not header_only:
-            os.truncate(tmp, gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment) + data_bytes)
+            os.truncate(tmp, layout.data_start + layout.data_bytes)
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class DataLayout:
+    """Where a header written by :func:`write_header` puts the tensor data: the data region's start,
+    its length and each tensor's offset in it."""
+
+    data_start: int
+    data_bytes: int
+    offsets: dict[str, int]
+
+
+def write_header(
+    tmp: Path, config: dict[str, Any], tensors: Sequence[Any], types: Mapping[str, str], *, outtype: str,
+    n_expert: int = 0, file_type: str | None = None,
+) -> DataLayout:  # fmt: skip
+    """The metadata and tensor infos of ``tensors`` at ``types``, written by gguf-py, which lays the
+    data out in order, each tensor padded to the alignment; the data region itself is the caller's."""
+    w, _ = _writer(tmp, config, outtype=outtype, n_expert=n_expert, file_type=file_type)
+    data_bytes = 0
+    offsets: dict[str, int] = {}
+    for t in tensors:
+        ty = types[t.name]
+        n = tensor_bytes(ty, t.shape)
+        raw = gguf.GGMLQuantizationType[ty]
+        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float16), n, raw_dtype=raw)
+        offsets[t.name] = data_bytes
+        data_bytes += gguf.GGUFWriter.ggml_pad(n, w.data_alignment)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    assert w.fout is not None
+    meta_bytes = w.fout[0].tell()
+    w.close()
+    return DataLayout(gguf.GGUFWriter.ggml_pad(meta_bytes, w.data_alignment), data_bytes, offsets)
 
 
 def write_tiny_gguf(

@@ -33,7 +33,6 @@ naming the file and line, and a line over ``MAX_LINE_BYTES`` (1 MiB) is refused 
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import math
 import os
@@ -46,7 +45,7 @@ from typing import Any
 from edgekv.errors import DatasetError, RuntimeUnavailable, SpecError
 from edgekv.eval.answers import CHOICE_LETTERS, Kind, parse_kind
 from edgekv.eval.synth import generate
-from edgekv.fsutil import not_a_regular_file, read_json_document
+from edgekv.fsutil import bounded_lines, not_a_regular_file, read_json_document
 from edgekv.logconfig import get_logger
 
 logger = get_logger(__name__)
@@ -107,25 +106,23 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     Raises:
         DatasetError: a line that is not UTF-8, or longer than MAX_LINE_BYTES.
     """
-    with path.open("rb") as f:
-        for line_no in itertools.count(1):
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            if len(raw) > MAX_LINE_BYTES:
-                raise DatasetError(
-                    f"line longer than {MAX_LINE_BYTES >> 20} MiB (a problem is a few KiB)", path=str(path),
-                    line=line_no, hint="split the file into one problem per line",
-                )  # fmt: skip
-            try:
-                yield line_no, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DatasetError(
-                    f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
-                    path=str(path),
-                    line=line_no,
-                    hint="save the file as UTF-8",
-                ) from None
+
+    def too_long(line_no: int) -> DatasetError:
+        return DatasetError(
+            f"line longer than {MAX_LINE_BYTES >> 20} MiB (a problem is a few KiB)", path=str(path),
+            line=line_no, hint="split the file into one problem per line",
+        )  # fmt: skip
+
+    for line_no, raw in bounded_lines(path, max_bytes=MAX_LINE_BYTES, too_long=too_long):
+        try:
+            yield line_no, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DatasetError(
+                f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                path=str(path),
+                line=line_no,
+                hint="save the file as UTF-8",
+            ) from None
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:

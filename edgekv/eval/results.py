@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import itertools
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgekv.errors import ResultsFileError
+from edgekv.fsutil import bounded_lines
 from edgekv.logconfig import get_logger
 
 SCHEMA = 1
@@ -65,27 +65,25 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         ResultsFileError: a whole line that is not UTF-8 or not JSON, a problem or summary line of
             another schema, or a torn last line that no results writer began (not ``{`` and UTF-8 text).
     """
-    with path.open("rb") as f:
-        for no in itertools.count(1):
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            if len(raw) > MAX_LINE_BYTES:
+
+    def too_long(no: int) -> ResultsFileError:
+        return ResultsFileError(
+            f"{path}:{no} is longer than {MAX_LINE_BYTES >> 20} MiB: not an eval results file",
+            hint="name a results file eval or sweep wrote (JSONL)",
+        )
+
+    for no, raw in bounded_lines(path, max_bytes=MAX_LINE_BYTES, too_long=too_long):
+        if not raw.endswith(b"\n"):  # the last line, cut short or not a results file
+            if not _could_be_torn(raw):
                 raise ResultsFileError(
-                    f"{path}:{no} is longer than {MAX_LINE_BYTES >> 20} MiB: not an eval results file",
+                    f"{path}:{no} is neither an eval result line nor one cut short: not an eval results file",
                     hint="name a results file eval or sweep wrote (JSONL)",
                 )
-            if not raw.endswith(b"\n"):  # the last line, cut short or not a results file
-                if not _could_be_torn(raw):
-                    raise ResultsFileError(
-                        f"{path}:{no} is neither an eval result line nor one cut short: not an eval results file",
-                        hint="name a results file eval or sweep wrote (JSONL)",
-                    )
-                log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(raw))
-                return
-            row = _row(path, no, raw[:-1])
-            if row is not None:
-                yield no, row
+            log.warning("%s: ignoring a torn last line (%d bytes) from an interrupted run", path, len(raw))
+            return
+        row = _row(path, no, raw[:-1])
+        if row is not None:
+            yield no, row
 
 
 def _row(path: Path, no: int, raw: bytes) -> dict[str, Any] | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.ckptgen import write_llama_checkpoint
+from tests.fakes.hub import FakeHub, get_fake_hub
 from tests.ggufgen import tiny_config, write_tiny_gguf
 
 
@@ -18,3 +20,25 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_llama_checkpoint(tmp_path_factory.mktemp("ck") / "Llama-tiny")
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    """The local fake hub, emptied before and after the test."""
+    fake = get_fake_hub()
+    fake.reset()
+    yield fake
+    fake.reset()
+
+
+def main_ok(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[str, str]:
+    """``edgekv ARGS`` in-process: (stdout, stderr); fails on a non-zero exit or a traceback."""
+    from edgekv.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return out, err

@@ -18,6 +18,8 @@ import pytest
 from edgekv.cli import VERBS, cli
 from tests.cli.test_hostile_cli import edgekv
 from tests.ggufgen import tiny_config, write_tiny_gguf
+from tests.hostile import BASE
+from tests.hostile import NEEDS as HOSTILE_NEEDS
 
 pytest.importorskip("llama_cpp")
 
@@ -86,28 +88,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, tiny: Path, ckpt: Path) -> 
 
     base = tmp_path_factory.mktemp("bounds")
     return {"TINY": str(tiny), "CKPT": str(ckpt), "RESULTS": str(scale_rule_results(base / "r.jsonl")),
-            "OUT": str(base / "out")}  # fmt: skip
+            "@out": str(base / "out")}  # fmt: skip
 
 
-# How each verb is reached up to its flags' parsing (the option under test is added to it).
-BASE = {
-    "pick": ["pick", "--vram", "8G"],
-    "inspect": ["inspect", "TINY", "--vram", "8G"],
-    "run": ["run", "TINY", "--prompt", "hi", "--vram", "8G"],
-    "bench": ["bench", "TINY"],
-    "convert": ["convert", "CKPT", "--outdir", "OUT"],
-    "download": ["download", "--vram", "8G", "--dry-run"],
-    "eval": ["eval", "TINY", "--dataset", "synth", "--limit", "1"],
-    "sweep": ["sweep", "--vram", "8G", "--dataset", "synth", "--dry-run", "--out", "OUT"],
-    "frontier": ["frontier", "RESULTS"],
-    "calibrate": ["calibrate", "RESULTS"],
-    "serve": ["serve", "TINY", "--vram", "8G"],
-}
-# Options that only take effect with another flag: the flag they need.
-NEEDS = {("pick", "--max-time"): ["--gpu", "RTX 4060"], ("download", "--max-time"): ["--gpu", "RTX 4060"],
-         ("pick", "--tensor-split"): ["--vram", "8G,8G"], ("download", "--tensor-split"): ["--vram", "8G,8G"],
-         ("bench", "--parallel"): ["--kv", "f16"], ("pick", "--e2"): ["--e1", "1G"],
-         ("download", "--e2"): ["--e1", "1G"]}  # fmt: skip
+# How each verb is reached (the hostile suite's), and what an option needs beside it: --parallel's
+# timing runs need one KV type.
+NEEDS = {**HOSTILE_NEEDS, ("bench", "--parallel"): ["--kv", "f16"]}
 
 CASES = [(verb, max(p.opts, key=len)) for verb, cmd in commands() for p in numeric_options(cmd)]
 

@@ -9,20 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edgekv.cli import main
 from edgekv.eval.calibrate import Estimate
 from edgekv.plan.plans import E1_BYTES, SATURATION_TOKENS
+from tests.cli.conftest import main_ok
 from tests.resultgen import GIB, scale_rule_accuracy, scale_rule_configs, scale_rule_results, write
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[str, str]:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        assert e.code in (0, None), capsys.readouterr().err
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return out, err
 
 
 def test_a_three_problem_sweep_moves_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -30,7 +20,7 @@ def test_a_three_problem_sweep_moves_nothing(capsys: pytest.CaptureFixture[str],
     its top plan. Now each fit that would have moved pick is named, with the problems it would take,
     and the profile keeps the paper's constants."""
     results = write(tmp_path / "sweep" / "r.jsonl", scale_rule_configs(), scale_rule_accuracy, n=3)
-    out, err = run(capsys, "calibrate", results.parent, "--name", "three", "--json")
+    out, err = main_ok(capsys, "calibrate", results.parent, "--name", "three", "--json")
     prof = json.loads(out)
     assert prof["policy"]["e1_bytes"] == E1_BYTES and prof["policy"]["saturation_tokens"] == SATURATION_TOKENS
     assert prof["policy"]["parallel_min_bytes"] == 0
@@ -44,8 +34,8 @@ def test_a_three_problem_sweep_moves_nothing(capsys: pytest.CaptureFixture[str],
     e1 = prof["constants"]["e1_bytes"]
     assert e1["actionable"] is False and e1["problems_needed"] >= 30
 
-    plain, _ = run(capsys, "pick", "--vram", "12G")
-    with_profile, _ = run(capsys, "pick", "--vram", "12G", "--profile", "three")
+    plain, _ = main_ok(capsys, "pick", "--vram", "12G")
+    with_profile, _ = main_ok(capsys, "pick", "--vram", "12G", "--profile", "three")
     top = next(ln for ln in plain.splitlines() if ln.lstrip().startswith("1 "))
     assert top in with_profile.splitlines()  # the same #1
     assert "(the same as with the paper's defaults)" in with_profile
@@ -55,13 +45,13 @@ def test_a_three_problem_sweep_moves_nothing(capsys: pytest.CaptureFixture[str],
 
 def test_a_forty_problem_sweep_moves_pick_and_says_on_what(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     results = scale_rule_results(tmp_path / "sweep" / "r.jsonl")
-    _out, err = run(capsys, "calibrate", results.parent, "--name", "forty")
+    _out, err = main_ok(capsys, "calibrate", results.parent, "--name", "forty")
     assert "warning" not in err
-    out, _ = run(capsys, "pick", "--vram", "12G", "--profile", "forty")
+    out, _ = main_ok(capsys, "pick", "--vram", "12G", "--profile", "forty")
     assert "saturation_tokens = 8192 tokens from the profile (paper default 32768 tokens; fitted on 40 problems, " \
            "95% interval 8192 tokens .. 8192 tokens, in 200 of 200 resamples)" in out  # fmt: skip
     assert "The profile moved #1, on the evidence of 40 problems (e1_bytes, saturation_tokens" in out
-    data = json.loads(run(capsys, "pick", "--vram", "12G", "--profile", "forty", "--json")[0])["profile"]
+    data = json.loads(main_ok(capsys, "pick", "--vram", "12G", "--profile", "forty", "--json")[0])["profile"]
     assert data["moved_top_plan"] is True and data["n_problems"] == 40 and data["not_used"] == []
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,9 @@ from click.testing import CliRunner
 
 from edgekv.cli import cli
 from edgekv.errors import OutputExists, SpecError
-from tests.fakes.hub import SPLIT, TINY, FakeHub, get_fake_hub
+from tests.fakes.hub import SPLIT, TINY, FakeHub
 
 gguf: Any = pytest.importorskip("gguf")
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    fake = get_fake_hub()
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, BaseException | None]:

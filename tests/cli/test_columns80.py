@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edgekv.cli import main
+from tests.cli.conftest import main_ok
 from tests.resultgen import scale_rule_results
 
 pytest.importorskip("llama_cpp")
@@ -24,13 +24,7 @@ def _eighty(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def edgekv(capsys: pytest.CaptureFixture[str], *args: object) -> str:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        assert e.code in (0, None), capsys.readouterr().err
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return out
+    return main_ok(capsys, *args)[0]
 
 
 def within_80(out: str, *, except_words: tuple[str, ...] = ()) -> None:

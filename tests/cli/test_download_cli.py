@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,7 @@ from click.testing import CliRunner
 
 from edgekv.cli import cli, main
 from edgekv.errors import HubError, ModelFileNotFound, SpecError
-from tests.fakes.hub import GATED, SPLIT, TINY, FakeHub, get_fake_hub
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    fake = get_fake_hub()
-    fake.reset()
-    yield fake
-    fake.reset()
+from tests.fakes.hub import GATED, SPLIT, TINY, FakeHub
 
 
 def run(*args: str) -> tuple[int, str, BaseException | None]:

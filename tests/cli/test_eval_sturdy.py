@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from edgekv.cli import main
+from tests.cli.conftest import main_ok
 
 pytest.importorskip("llama_cpp")
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def eval_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[str, str]:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        assert e.code in (0, None), capsys.readouterr().err
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return out, err
 
 
 def test_data_dir_is_xdg_data_home_or_edgekv_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,27 +40,27 @@ def test_eval_without_out_keeps_results_in_the_data_folder_and_resumes(
     """eval without --out kept nothing: a killed or finished run could not be resumed or compared."""
     expected = Path(os.environ["EDGEKV_HOME"]) / "results" / "tiny-qwen3-F16--synth.jsonl"
     args = ["eval", tiny, "--dataset", "synth", "--limit", "3", "--budget", "4", "--samples", "1", "--threads", "1"]
-    out, err = eval_main(capsys, *args)
+    out, err = main_ok(capsys, *args)
     lines = err.splitlines()
     assert f"eval: results go to {expected}" in lines[:3], err
     assert lines[-1] == f"eval: results kept in {expected} (3 problems; a rerun resumes it)", err
     kinds = [json.loads(x)["type"] for x in expected.read_text().splitlines()]
     assert kinds == ["problem", "problem", "problem", "summary"]
-    out, err = eval_main(capsys, *args, "--limit", "4")  # one more problem: three come from the file
+    out, err = main_ok(capsys, *args, "--limit", "4")  # one more problem: three come from the file
     assert "3 resumed" in out
     kinds = [json.loads(x)["type"] for x in expected.read_text().splitlines()]
     assert kinds == ["problem"] * 3 + ["summary", "problem", "summary"]
 
 
 def test_eval_json_names_the_results_file(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
-    out, _err = eval_main(capsys, "eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--samples",
+    out, _err = main_ok(capsys, "eval", tiny, "--dataset", "synth", "--limit", "1", "--budget", "4", "--samples",
                           "1", "--threads", "1", "--json")  # fmt: skip
     assert json.loads(out)["out"] == str(Path(os.environ["EDGEKV_HOME"]) / "results" / "tiny-qwen3-F16--synth.jsonl")
 
 
 def test_eval_progress_off_a_terminal_is_plain_lines(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
     """Off a terminal eval printed nothing for minutes: now a line at each tenth of the problems."""
-    _out, err = eval_main(capsys, "eval", tiny, "--dataset", "synth", "--limit", "10", "--budget", "4", "--samples",
+    _out, err = main_ok(capsys, "eval", tiny, "--dataset", "synth", "--limit", "10", "--budget", "4", "--samples",
                           "1", "--threads", "1")  # fmt: skip
     progress = [ln for ln in err.splitlines() if re.match(r"eval: \d+/10 problems", ln)]
     assert [ln.split()[1] for ln in progress] == [f"{i}/10" for i in range(1, 11)], err
@@ -78,7 +68,7 @@ def test_eval_progress_off_a_terminal_is_plain_lines(capsys: pytest.CaptureFixtu
 
 
 def test_eval_quiet_prints_no_progress(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
-    _out, err = eval_main(capsys, "-q", "eval", tiny, "--dataset", "synth", "--limit", "3", "--budget", "4",
+    _out, err = main_ok(capsys, "-q", "eval", tiny, "--dataset", "synth", "--limit", "3", "--budget", "4",
                           "--samples", "1", "--threads", "1")  # fmt: skip
     assert "problems" not in err and "results" not in err
 

@@ -12,12 +12,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.hub import SPLIT, FakeHub, get_fake_hub
+from tests.fakes.hub import SPLIT, FakeHub
 
 pytest.importorskip("llama_cpp")
 
@@ -124,14 +123,6 @@ def test_ctrl_c_while_run_or_bench_works(tiny: Path, verb: list[str], where: str
     there was printed as "Exception ignored" and lost."""
     args = [str(tiny) if a == "TINY" else a for a in verb]
     assert_interrupted(interrupted(where, n, *args, "--threads", "1"))
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    fake = get_fake_hub()
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def test_ctrl_c_between_the_files_of_a_download(hub: FakeHub, tmp_path: Path) -> None:
