@@ -11,7 +11,13 @@ shape costs a few MB of disk and a second), except
   common component would otherwise favour the same experts for every token; centred, the experts G
   random tokens choose cover 1 - (1 - k/E)^G of a layer, the independence the speed model assumes
   (tests/bench/test_sparse_gguf.py);
-- the norms (``*_norm.weight``): 1.
+- the norms (``*_norm.weight``): 1;
+- MXFP4 tensors (gpt-oss's experts): every block's E8M0 scale byte is 127 (1.0; the 4-bit values stay
+  0). A hole's scale byte 0 is 2^-128, a subnormal float: x86 CPUs compute on subnormals through a
+  microcode assist, and gpt-oss with its experts in RAM ran at 4.4 tokens/s at every G on the H100
+  host (2026-12-06, a step 8x slower than its bytes), an artifact no real file has. These tensors are
+  written, not holes (gpt-oss-20b: 12 GB, ~10 s); ``mxfp4_holes=True`` (CLI ``--mxfp4-holes``) keeps
+  them holes, for a file that must stay small.
 
 llama.cpp computes on zeros at the speed of real data for the memory-bound decode (what bytes are
 read does not depend on their value), so decode timings are those of the real shape. The tensor
@@ -103,6 +109,21 @@ def random_block_bytes(qtype: str, values: np.ndarray, rng: np.random.Generator)
     return raw.tobytes()
 
 
+def _write_mxfp4_ones_scale(f: Any, n_bytes: int, chunk_blocks: int = 1 << 22) -> None:
+    """``n_bytes`` of MXFP4 blocks (17 bytes: an E8M0 scale, 16 bytes of 4-bit values) with scale byte 127
+    and zero values, written in chunks of ``chunk_blocks`` blocks."""
+    block = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.MXFP4][1]
+    if n_bytes % block:
+        raise AssertionError(f"{n_bytes} bytes is not a whole number of MXFP4 blocks")
+    one = bytes([127]) + bytes(block - 1)
+    chunk = one * chunk_blocks
+    left = n_bytes // block
+    while left:
+        k = min(left, chunk_blocks)
+        f.write(chunk if k == chunk_blocks else one * k)
+        left -= k
+
+
 def _types(config: dict[str, Any], quant: str) -> tuple[list[Any], dict[str, str], str]:
     q = WeightQuant.parse(quant)
     outtype = "BF16" if q is WeightQuant.BF16 else "F16"
@@ -113,7 +134,8 @@ def _types(config: dict[str, Any], quant: str) -> tuple[list[Any], dict[str, str
 
 
 def write_sparse_model(
-    path: str | os.PathLike[str], config: dict[str, Any], *, quant: str = "Q4_K_M", seed: int = 0
+    path: str | os.PathLike[str], config: dict[str, Any], *, quant: str = "Q4_K_M", seed: int = 0,
+    mxfp4_holes: bool = False,
 ) -> Path:
     """A GGUF of ``config``'s shapes at ``quant``: holes except the tensors of :func:`has_data`.
 
@@ -132,6 +154,10 @@ def write_sparse_model(
         os.truncate(tmp, data_start + layout.data_bytes)
         with open(tmp, "r+b") as f:
             for t in tensors:
+                if not mxfp4_holes and types[t.name] == "MXFP4" and not has_data(t.name, moe=p.n_expert > 0):
+                    f.seek(data_start + rel[t.name])
+                    _write_mxfp4_ones_scale(f, tensor_bytes("MXFP4", t.shape))
+                    continue
                 if not has_data(t.name, moe=p.n_expert > 0):
                     continue
                 ty = types[t.name]
@@ -161,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("quant", help="a llama.cpp quant name, e.g. Q4_K_M, Q8_0, MXFP4_MOE")
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mxfp4-holes", action="store_true", help="MXFP4 tensors stay holes (subnormal scales)")
     a = ap.parse_args(argv)
     t0 = time.time()
-    write_sparse_model(a.out, catalog_config(a.model), quant=a.quant, seed=a.seed)
+    write_sparse_model(a.out, catalog_config(a.model), quant=a.quant, seed=a.seed, mxfp4_holes=a.mxfp4_holes)
     print(f"wrote {a.out} ({a.out.stat().st_size / 2**30:.2f} GiB apparent) in {time.time() - t0:.1f} s")
     return 0
 

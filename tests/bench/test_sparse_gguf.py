@@ -40,6 +40,9 @@ def test_only_embeddings_routers_and_norms_hold_data(arch: str, quant: str, n_ex
             assert np.all(np.asarray(t.data) == 1.0), t.name
         elif t.name == "token_embd.weight" or t.name.endswith("ffn_gate_inp.weight"):
             assert np.count_nonzero(raw) > raw.size // 2, t.name
+        elif t.tensor_type.name == "MXFP4":  # 17-byte blocks: scale byte 127 (2^0), values 0
+            blocks = raw.reshape(-1, 17)
+            assert np.all(blocks[:, 0] == 127) and not blocks[:, 1:].any(), t.name
         else:
             assert not raw.any(), t.name  # a hole
     # the experts a token is routed to differ from token to token: the hidden state is its embedding
@@ -62,7 +65,7 @@ def test_loads_and_generates(arch: str, quant: str, n_expert: int, n_used: int, 
 
 def test_real_shape_is_sparse_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "oss.gguf"
-    assert main(["gpt-oss-20b", "MXFP4_MOE", str(out)]) == 0
+    assert main(["gpt-oss-20b", "MXFP4_MOE", str(out), "--mxfp4-holes"]) == 0
     st = out.stat()
     assert st.st_size > 11 * 2**30  # the whole shape (12.1 GB of weights)
     assert st.st_blocks * 512 < 2**30  # on disk: the header, embeddings (Q8_0, 615 MB) and routers
