@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekv.model.quant import KvType  # noqa: E402
-from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, fit  # noqa: E402
+from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, StepLoad, fit  # noqa: E402
 from edgekv.plan.timing import step_load  # noqa: E402
 from edgekv.store.cards import lookup_card  # noqa: E402
 from edgekv.store.catalog import catalog_options  # noqa: E402
@@ -110,13 +110,9 @@ def grid_rows(paths: tuple[Path, ...] = (GRID, GRID_BATCHED)) -> tuple[list[Row]
         n_cpu_moe = opt.spec.n_layer if placement == "cpu" else 0
         load = step_load(opt, n_gpu_layers=-1, type_k=kvt, type_v=kvt, n_cpu_moe=n_cpu_moe, experts_per_layer=experts)
         s = DecodeSample(
-            weights_gpu_bytes=load.weights_gpu_bytes, kv_bytes_per_token=load.kv_bytes_per_token,
-            depth_tokens=avg_depth, n_seq=g, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
-            measured_tps=tps, kv_type=kv, weights_ram_bytes=load.weights_ram_bytes,
-            experts_gpu_bytes=load.experts_gpu_bytes, experts_ram_bytes=load.experts_ram_bytes,
-            n_expert=load.n_expert, n_expert_used=load.n_expert_used, n_active_params=load.n_active_params,
-            ram_bandwidth_bytes_per_s=ram_bw, flops_per_s=HOPPER_FP32_FLOPS,
-            attn_flops_per_token=load.attn_flops_per_token,
+            load=replace(load, kv_type=kv), depth_tokens=avg_depth, n_seq=g,
+            bandwidth_bytes_per_s=card.bandwidth_bytes_per_s, measured_tps=tps, ram_bandwidth_bytes_per_s=ram_bw,
+            flops_per_s=HOPPER_FP32_FLOPS,
         )  # fmt: skip
         where = {"gpu": "experts GPU", "cpu": "experts CPU"}[placement] if opt.spec.n_expert else "dense"
         rows.append(Row(f"{shape} {quant} | {where} | {kv} | {depth} | {g}", s))
@@ -158,12 +154,10 @@ def h200_rows() -> list[Row]:
             opt, _ = options.setdefault((r["shape"], r["quant"]), _option(r["shape"], r["quant"]))
             kvt = KvType.parse(kv)
             load = step_load(opt, n_gpu_layers=-1, type_k=kvt, type_v=kvt)
-            s = DecodeSample(
-                weights_gpu_bytes=load.weights_gpu_bytes, kv_bytes_per_token=load.kv_bytes_per_token,
-                depth_tokens=depth, n_seq=g, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s, measured_tps=tps,
-                kv_type=kv, n_active_params=load.n_active_params, flops_per_s=HOPPER_FP32_FLOPS,
-                attn_flops_per_token=load.attn_flops_per_token,
-            )  # fmt: skip
+            dense = StepLoad(load.weights_gpu_bytes, load.kv_bytes_per_token, kv, n_active_params=load.n_active_params,
+                             attn_flops_per_token=load.attn_flops_per_token)  # fmt: skip
+            s = DecodeSample(dense, depth_tokens=depth, n_seq=g, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
+                             measured_tps=tps, flops_per_s=HOPPER_FP32_FLOPS)  # fmt: skip
             rows.append(Row(f"H200 {r['shape']} {r['quant']} | {where} | {kv} | {round(depth)} | {g}", s, name))
     return rows
 
@@ -180,13 +174,10 @@ def published_rows() -> list[Row]:
         for r in csv.DictReader(f):
             card = lookup_card(r["card"])
             n_gen = int(r["n_gen"])
-            s = DecodeSample(
-                weights_gpu_bytes=round(float(r["weights_gpu_gib"]) * GIB),
-                kv_bytes_per_token=int(r["kv_bytes_per_token"]),
-                depth_tokens=n_gen / 2, n_seq=1, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
-                measured_tps=float(r["tg_tps"]), kv_type="f16", n_active_params=int(r["n_params"]),
-                flops_per_s=card.fp16_flops_per_s or 0.0,
-            )  # fmt: skip
+            load = StepLoad(round(float(r["weights_gpu_gib"]) * GIB), int(r["kv_bytes_per_token"]), "f16",
+                            n_active_params=int(r["n_params"]))  # fmt: skip
+            s = DecodeSample(load, depth_tokens=n_gen / 2, n_seq=1, bandwidth_bytes_per_s=card.bandwidth_bytes_per_s,
+                             measured_tps=float(r["tg_tps"]), flops_per_s=card.fp16_flops_per_s or 0.0)  # fmt: skip
             rows.append(Row(f"{r['card']} | {r['model']} {r['weights']} | tg{n_gen}", s, r["source"]))
     return rows
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.fakes.hub import FakeHub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +28,18 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("EDGEKV_RAM", "16G")  # --ram's default: the same on every machine (tests/store/test_hostmem.py)
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    """The local fake hub (tests/fakes/hub.py), reset before and after the test: its knobs, its logs,
+    and its repos back to the populated ones (a repo a test adds does not reach the next test)."""
+    from tests.fakes.hub import get_fake_hub
+
+    fake = get_fake_hub()
+    fake.reset()
+    yield fake
+    fake.reset()
 
 
 def _cuda_available() -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.ckptgen import write_qwen3_checkpoint
-from tests.fakes.hub import FakeHub, get_fake_hub, make_gguf
+from tests.fakes.hub import FakeHub, make_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -66,10 +66,11 @@ def test_library_pick_example_agrees_with_the_readmes_pick() -> None:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, gemma_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, gemma_gguf: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The examples' folder; the fake hub (reset after the test: its repo does not reach other tests)
+    serves the download example's repo."""
     (tmp_path / "model.gguf").symlink_to(gemma_gguf)
     write_qwen3_checkpoint(tmp_path / "my-checkpoint")
-    hub: FakeHub = get_fake_hub()
     (tmp_path / "src").mkdir()
     gguf = make_gguf(tmp_path / "src" / "Qwen_Qwen3-4B-Q4_K_M.gguf", quant="Q4_K_M", seed=4)[0]
     hub.add_repo("bartowski/Qwen_Qwen3-4B-GGUF", {gguf.name: gguf.read_bytes()})

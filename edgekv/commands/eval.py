@@ -37,7 +37,9 @@ from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads
 @click.option("--temperature", default=0.6, show_default=True, type=TEMPERATURE, help="0: greedy.")
 @click.option("--top-p", default=0.95, show_default=True, type=bounded_float("--top-p"))
 @click.option("--top-k", default=20, show_default=True, type=bounded("--top-k"))
-@click.option("--seed", default=0, show_default=True, type=bounded("--seed"))
+@click.option("--seed", default=0, show_default=True, type=bounded("--seed"),
+              help="Each sample's seed is a hash of this, the problem's id and the sample's index: a problem gets "
+              "the same samples wherever it stands in the dataset.")  # fmt: skip
 @click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
@@ -59,7 +61,9 @@ def command(
 
     At the budget the end of thinking and the cue "**Final Answer**" + "\\boxed{" are injected
     and the answer decodes within --reserve tokens. Reports pass@1, maj@k and pass@k (k = 1..G)
-    with 95% intervals, tokens per sample and the fraction cut at the budget.
+    with 95% intervals, tokens per sample and the fraction cut at the budget. Samples are seeded by
+    --seed, the problem's id and the sample's index, not by the problem's position: a reordered or
+    filtered dataset samples a problem the same way (docs/eval.md).
 
     \b
     Examples:

@@ -18,6 +18,7 @@ and s1 do) until T.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -150,9 +151,20 @@ def forcing_for(vocab: Vocab, config: EvalConfig, *, thinking: bool) -> Forcing:
     )
 
 
-def sample_seed(seed: int, problem_index: int, sample: int) -> int:
-    """The sampler seed of one sample: fixed by the run seed and the problem's position, not by batching."""
-    return (seed * 1_000_003 + problem_index * 1009 + sample) & 0xFFFFFFFF
+def sample_seed(seed: int, problem_id: str, sample: int) -> int:
+    """The sampler seed of one sample: fixed by the run seed (--seed), the problem's id and the sample's
+    index, never by the problem's position or the batching, so a problem gets the same seeds in a
+    reordered or filtered dataset, under --limit, and when a rerun resumes (results resume by id).
+    Chosen over the position because ids are what results are kept by (a file without ids numbers its
+    rows: there the row is the id).
+
+    ``sha256("{seed}:{problem id}:{sample}")``'s first 8 bytes modulo 2**32 - 1: a stable hash (not
+    Python's ``hash()``, which changes with each process), 0 .. 2**32 - 2, never 0xFFFFFFFF, which
+    llama.cpp's sampler reads as "a random seed" (LLAMA_DEFAULT_SEED). The seed and the index are
+    numbers, so the text names one (seed, id, index) whatever colons the id holds.
+    """
+    digest = hashlib.sha256(f"{seed}:{problem_id}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 0xFFFFFFFF
 
 
 def config_dict(config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, memory: dict[str, int]) -> dict[str, Any]:
@@ -365,8 +377,8 @@ def _evaluate(
                         progress(_progress(records, len(problems), n_resumed, engine.stats, time.perf_counter() - t0))
 
                 requests = (
-                    Request(str(i), prompts[i], tuple(sample_seed(config.seed, i, s) for s in range(g)))
-                    for i, _ in todo
+                    Request(str(i), prompts[i], tuple(sample_seed(config.seed, p.id, s) for s in range(g)))
+                    for i, p in todo
                 )
                 stats = engine.run(requests, on_finished=finished)
                 measured = session.measure(sess)

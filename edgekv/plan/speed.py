@@ -52,9 +52,9 @@ listed FP16 rate, plus one read of the weights per ubatch of 512 tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgekv.plan.card import Card
@@ -384,35 +384,41 @@ class PickSpeed:
 
 @dataclass(frozen=True, slots=True)
 class DecodeSample:
-    """A measured decode speed and the configuration it was measured at (stored as JSONL by
-    ``edgekv.store.speeds``: fields added later have defaults, so older records still load)."""
+    """A measured decode speed and what it was measured at: the step's ``load`` (a :class:`StepLoad`, as
+    plans give the model), the depth and sequences, and the machine's rates. ``edgekv.store.speeds`` keeps
+    it as one flat JSON object (:meth:`record`, :meth:`from_record`: the step load's fields beside the
+    sample's own; fields added later have defaults, so older records still load)."""
 
-    weights_gpu_bytes: int
-    kv_bytes_per_token: int
+    load: StepLoad
     depth_tokens: float  # average depth over the timed steps
     n_seq: int
     bandwidth_bytes_per_s: float
     measured_tps: float  # aggregate tokens/s (n_seq tokens per step)
-    kv_type: str = "f16"
-    weights_ram_bytes: int = 0
-    experts_gpu_bytes: int = 0
-    experts_ram_bytes: int = 0
-    n_expert: int = 0
-    n_expert_used: int = 0
-    n_active_params: int = 0
     ram_bandwidth_bytes_per_s: float = DEFAULT_RAM_BANDWIDTH
     flops_per_s: float = 0.0  # 0: unknown
-    attn_flops_per_token: int = 0
 
     @property
     def step_s(self) -> float:
         return self.n_seq / self.measured_tps
 
-    @property
-    def load(self) -> StepLoad:
-        return StepLoad(self.weights_gpu_bytes, self.kv_bytes_per_token, self.kv_type, self.weights_ram_bytes,
-                        self.experts_gpu_bytes, self.experts_ram_bytes, self.n_expert, self.n_expert_used,
-                        self.n_active_params, self.attn_flops_per_token)  # fmt: skip
+    def record(self) -> dict[str, Any]:
+        """The flat JSON object of the store: the step load's fields, then the sample's own."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "load"}
+        return {**asdict(self.load), **own}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DecodeSample:
+        """A sample from :meth:`record`'s object (a record always names its GPU weights and KV bytes).
+
+        Raises:
+            TypeError: a field missing or unknown.
+        """
+        load_names = {f.name for f in fields(StepLoad)}
+        missing = [k for k in ("weights_gpu_bytes", "kv_bytes_per_token") if k not in record]
+        if missing:
+            raise TypeError(f"missing {', '.join(missing)}")
+        load = StepLoad(**{k: v for k, v in record.items() if k in load_names})
+        return cls(load, **{k: v for k, v in record.items() if k not in load_names})
 
     @property
     def rates(self) -> Rates:

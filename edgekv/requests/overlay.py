@@ -1,5 +1,7 @@
 """The one overlay of a verb's flags on a plan file (``--plan``, written by ``edgekv pick --json``):
-a flag beats the plan file, the plan file beats the verb's default. run and eval use it."""
+a flag beats the plan file, the plan file beats the verb's default, setting by setting: a flag overrides
+only its own field (``--type-k`` alone keeps the plan's V). run, serve (through run's request) and eval
+use it; the K/V pair that results is checked for flash attention when the run loads, as any other."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ DEFAULT_CTX = "auto"  # the largest context that fits
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     """The flags of ``edgekv run``. ``ctx``, ``parallel`` and ``ngl`` are None where not given: the
-    plan file's value then, else the default. Any KV flag sets both halves (the other f16)."""
+    plan file's value then, else the default. A KV flag sets only its own half: ``--type-k`` alone
+    keeps the plan's V (``--kv`` sets both); a half no flag and no plan names is f16."""
 
     model: str | None
     plan_path: str | None = None
@@ -74,9 +75,7 @@ class RunRequest:
         vram = parse_vram(self.vram) if self.vram is not None else None
         split = tuple(parse_tensor_split(self.tensor_split)) if self.tensor_split is not None else ()
         n_ctx = None if self.ctx is None else _ctx_flag(self.ctx)
-        type_k, type_v = kv_flags(self.kv, self.type_k, self.type_v)
-        if type_k is not None or type_v is not None:  # a KV flag names both halves
-            type_k, type_v = type_k or KvType.F16, type_v or KvType.F16
+        type_k, type_v = kv_flags(self.kv, self.type_k, self.type_v)  # each half its own flag's, else None
         flags = PlanFlags(self.model, vram, self.vram, split, type_k, type_v, n_ctx, self.parallel, self.ngl)
         s = overlay(flags, plan, per_device=True)
         vram, cap_text = s.vram_bytes, s.cap_text

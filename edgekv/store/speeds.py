@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekv.logconfig import get_logger
-from edgekv.plan.speed import DEFAULT_RAM_BANDWIDTH, DEFAULT_SPEED, CardSpeed, DecodeSample, SpeedModel, fit
+from edgekv.plan.speed import (
+    DEFAULT_RAM_BANDWIDTH,
+    DEFAULT_SPEED,
+    CardSpeed,
+    DecodeSample,
+    SpeedModel,
+    StepLoad,
+    fit,
+)
 from edgekv.settings import user_dir
 
 if TYPE_CHECKING:
@@ -55,16 +62,18 @@ def samples_from_bench(
             continue
         out.append(
             DecodeSample(
-                weights_gpu_bytes=int(r["predicted"]["weights"]),
-                kv_bytes_per_token=int(r["predicted"]["kv"]) // int(r["n_ctx"]),
+                load=StepLoad(
+                    weights_gpu_bytes=int(r["predicted"]["weights"]),
+                    kv_bytes_per_token=int(r["predicted"]["kv"]) // int(r["n_ctx"]),
+                    kv_type=str(r.get("type_k") or "f16"),
+                    attn_flops_per_token=_attn_flops(str(r.get("path") or ""), attn) if flops_per_s else 0,
+                ),
                 depth_tokens=int(r["depth"]) + int(r["n_gen"]) / 2,
                 n_seq=1,
                 bandwidth_bytes_per_s=bandwidth_bytes_per_s,
                 measured_tps=float(r["decode_tps"]["median"]),
-                kv_type=str(r.get("type_k") or "f16"),
                 ram_bandwidth_bytes_per_s=ram_bandwidth_bytes_per_s or DEFAULT_RAM_BANDWIDTH,
                 flops_per_s=flops_per_s or 0.0,
-                attn_flops_per_token=_attn_flops(str(r.get("path") or ""), attn) if flops_per_s else 0,
             )
         )
     return out
@@ -91,7 +100,7 @@ def append_samples(samples: Iterable[DecodeSample], *, path: Path | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for s in samples:
-            f.write(json.dumps(asdict(s)) + "\n")
+            f.write(json.dumps(s.record()) + "\n")
     return path
 
 
@@ -103,7 +112,10 @@ def load_samples(*, path: Path | None = None) -> list[DecodeSample]:
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         try:
-            out.append(DecodeSample(**json.loads(line)))
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise TypeError(f"a JSON {type(record).__name__}, not an object")
+            out.append(DecodeSample.from_record(record))
         except (ValueError, TypeError) as e:
             log.warning("%s:%d: skipped (%s)", path, n, e)
     return out

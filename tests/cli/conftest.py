@@ -1,14 +1,13 @@
-"""Fixtures the CLI tests share: a tiny random Qwen3 GGUF and a tiny Llama checkpoint, one per module."""
+"""Fixtures the CLI tests share: a tiny random Qwen3 GGUF and a tiny Llama checkpoint, one per module
+(the fake hub's ``hub`` fixture is tests/conftest.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.ckptgen import write_llama_checkpoint
-from tests.fakes.hub import FakeHub, get_fake_hub
 from tests.ggufgen import tiny_config, write_tiny_gguf
 
 
@@ -20,15 +19,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_llama_checkpoint(tmp_path_factory.mktemp("ck") / "Llama-tiny")
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    """The local fake hub, emptied before and after the test."""
-    fake = get_fake_hub()
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def main_ok(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[str, str]:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from huggingface_hub import constants
 
 from edgekv.cli import cli, main
 from edgekv.errors import HubError, ModelFileNotFound, SpecError
-from tests.fakes.hub import GATED, SPLIT, TINY, FakeHub
+from tests.fakes.hub import GATED, SPLIT, TINY, FakeHub, dead_endpoint
 
 
 def run(*args: str) -> tuple[int, str, BaseException | None]:
@@ -57,7 +58,10 @@ def test_dry_run_downloads_nothing(hub: FakeHub) -> None:
 
 
 def test_endpoint_from_hf_endpoint_env(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)  # read at call time, not at huggingface_hub's import
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)  # read at call time, not at huggingface_hub's import:
+    # whatever a test before this one had in HF_ENDPOINT when huggingface_hub was first imported
+    # (test_readme's examples point it at this hub) must not be what makes this pass
+    monkeypatch.setattr(constants, "ENDPOINT", dead_endpoint())
     code, out, exc = run(TINY, "--quant", "Q4_K_M", "--dry-run")
     assert code == 0, exc
 
@@ -111,9 +115,8 @@ def test_vram_downloads_the_top_plan(hub: FakeHub) -> None:
         for entry in model.quants.values():
             if entry.repo and entry.file:
                 files.setdefault(entry.repo, {})[entry.file] = b"GGUF" + entry.file.encode()
-    for repo, tree in files.items():
-        if repo not in hub.repos:
-            hub.add_repo(repo, tree)
+    for repo, tree in files.items():  # the hub fixture's reset drops them after the test
+        hub.add_repo(repo, tree)
     code, out, exc = run("--vram", "8G", "--dry-run", "--json", "--endpoint", hub.url)
     assert code == 0, exc
     data = json.loads(out)

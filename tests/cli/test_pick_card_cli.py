@@ -164,12 +164,12 @@ def test_gpu_auto_unknown_card_plans_without_speed(monkeypatch: pytest.MonkeyPat
 
 
 def test_own_bench_samples_refit_the_speed(tmp_path: Path) -> None:
-    from edgekv.plan.speed import DecodeSample
+    from edgekv.plan.speed import DecodeSample, StepLoad
     from edgekv.store.speeds import append_samples
 
     bw = 272e9  # the RTX 4060's listed bandwidth: samples are matched to the card by it
     append_samples(
-        [DecodeSample(4 * GIB, 100_000, 1000 + 500 * i, 1, bw, 30.0 - i) for i in range(4)],
+        [DecodeSample(StepLoad(4 * GIB, 100_000), 1000 + 500 * i, 1, bw, 30.0 - i) for i in range(4)],
         path=tmp_path / "home" / "speed" / "decode.jsonl",
     )
     code, out, exc = invoke("--gpu", "RTX 4060", "--json")

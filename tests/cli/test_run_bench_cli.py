@@ -146,6 +146,27 @@ def test_run_from_a_plan(tiny: Path, tmp_path: Path) -> None:
         "--plan", path, "--ctx", "512", "--kv", "f16", "--parallel", "1", "--prompt", "hi", "--max-tokens", "2"
     )
     assert d["config"]["n_ctx"] == 512 and d["config"]["type_k"] == "f16"  # flags beat the plan
+    d = run_json("--plan", path, "--type-k", "q4_0", "--ctx", "512", "--prompt", "hi", "--max-tokens", "2")
+    assert (d["config"]["type_k"], d["config"]["type_v"]) == ("q4_0", "q8_0")  # --type-k keeps the plan's V
+    assert d["config"]["parallel"] == 2  # and the rest of the plan
+
+
+def test_run_plan_quantized_v_without_flash_attention_is_one_line(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--type-k f16 on a q8_0/q8_0 plan keeps V q8_0, which --no-flash-attn cannot run: refused before loading."""
+    plan = {"plans": [{"path": str(tiny), "type_k": "q8_0", "type_v": "q8_0", "n_ctx": 512}]}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--plan", str(path), "--type-k", "f16", "--no-flash-attn", "--prompt", "hi", "--threads", "1"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err  # the CPU build's note may come first
+    assert [line for line in err.splitlines() if line.startswith("error")] == [
+        "error: a quantized V cache (q8_0) needs flash attention, which --no-flash-attn turns off. "
+        "Drop --no-flash-attn, or keep V at f16"
+    ]
+    assert err.rstrip().endswith("keep V at f16") and "Traceback" not in err
 
 
 def test_run_chat_keeps_the_conversation(tiny: Path) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from edgekv.errors import DatasetError, HubError, SpecError
 from edgekv.eval.answers import Kind
 from edgekv.eval.datasets import HUB_DATASETS, Problem, gsm8k_gold, load_problems, shuffle_choices
 from edgekv.eval.synth import generate
-from tests.fakes.hub import FakeHub, dead_endpoint, get_fake_hub
+from tests.fakes.hub import FakeHub, dead_endpoint
 
 # --- local files -----------------------------------------------------------------------------------
 
@@ -143,14 +142,6 @@ def test_synth_is_seeded_and_exact() -> None:
 
 
 # --- hub datasets ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    fake = get_fake_hub()
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def jsonl_bytes(rows: list[dict[str, object]]) -> bytes:

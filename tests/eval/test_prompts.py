@@ -81,8 +81,22 @@ def test_forcing_tokens_for_thinking_and_plain_models() -> None:
 
 
 def test_sample_seeds_are_distinct_and_stable() -> None:
-    seeds = {sample_seed(0, i, s) for i in range(50) for s in range(8)}
-    assert len(seeds) == 400 and sample_seed(3, 2, 1) == sample_seed(3, 2, 1) != sample_seed(4, 2, 1)
+    seeds = {sample_seed(0, str(i), s) for i in range(50) for s in range(8)}
+    assert len(seeds) == 400 and sample_seed(3, "2", 1) == sample_seed(3, "2", 1) != sample_seed(4, "2", 1)
+
+
+def test_sample_seeds_follow_the_problem_id_not_its_position() -> None:
+    """The seed is sha256 of "seed:id:sample", its first 8 bytes modulo 2**32 - 1; the expected values
+    come from `printf '0:q7:1' | sha256sum` and bc (fc8903e35526f1ef mod ffffffff), not from this code."""
+    assert sample_seed(0, "q7", 1) == 1370486227
+    assert sample_seed(3, "gsm8k/12", 0) == 1310285195
+    # the same ids in another order (a reordered, filtered file) get the same seeds
+    ids = ["q1", "q2", "q3", "q4"]
+    by_id = {pid: [sample_seed(0, pid, s) for s in range(4)] for pid in ids}
+    assert {pid: [sample_seed(0, pid, s) for s in range(4)] for pid in reversed(ids[1:])} == {
+        pid: by_id[pid] for pid in ids[1:]
+    }
+    assert all(0 <= x < 0xFFFFFFFF for xs in by_id.values() for x in xs)  # never llama.cpp's "random seed"
 
 
 def sample(text: str, *, cut: bool = False) -> Sample:

@@ -113,3 +113,25 @@ def test_preflight_refuses_before_loading_the_weights(gemma_gguf: Path, tmp_path
     with pytest.raises(DoesNotFit):
         evaluate(small(gemma_gguf, vram_bytes=64 << 20, slots=None), synth_problems(2), out=out)
     assert not out.exists() or out.read_text() == ""
+
+
+def test_a_problem_gets_the_same_samples_wherever_it_stands(gemma_gguf: Path, tmp_path: Path) -> None:
+    """Samples are seeded by the problem's id, not its position: q1, first of three in one file and
+    second of two in another (reordered, q2 filtered out), gets the same answers, token counts and
+    endings; so does q3. One sample at a time (slots 1): with more slots a problem's prompt decodes
+    beside the samples of the one before it, and llama.cpp's CPU kernels round a batch of several
+    tokens a little differently from one token, which can change a sampled token."""
+    rows = {f"q{i}": {"id": f"q{i}", "question": f"Name a number bigger than {i}.", "answer": str(i + 1)}
+            for i in (1, 2, 3)}  # fmt: skip
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(json.dumps(rows[k]) + "\n" for k in ("q1", "q2", "q3")))
+    second.write_text("".join(json.dumps(rows[k]) + "\n" for k in ("q3", "q1")))
+    keep = ("answers", "n_tokens", "finish", "cut")
+    with LoadedModel(gemma_gguf) as model:
+        got = {}
+        for data in (first, second):
+            config = small(gemma_gguf, dataset=str(data), samples=4, slots=1, temperature=1.0, reserve_tokens=6)
+            res = evaluate(config, load_problems(data), out=None, model=model)
+            got[data.name] = {p["problem_id"]: tuple(tuple(p[k]) for k in keep) for p in res.problems}
+    assert list(got["b.jsonl"]) == ["q3", "q1"]
+    assert got["a.jsonl"]["q1"] == got["b.jsonl"]["q1"] and got["a.jsonl"]["q3"] == got["b.jsonl"]["q3"]

@@ -12,6 +12,8 @@ huggingface_hub is pointed at it with ``endpoint=hub.url``; nothing is mocked. R
 - Dataset repos (``add_dataset``), as huggingface_hub addresses them with ``repo_type="dataset"``:
   ``HEAD|GET /datasets/{repo}/resolve/{rev}/{path}`` and ``GET /api/datasets/{repo}[/revision/{rev}]``,
   with the same headers, errors and knobs as models. Tests add the ones they need; ``reset`` drops them.
+- ``reset`` also puts the model repos back as ``get_fake_hub`` populated them: a repo a test adds (or a
+  revision it adds to TINY) is gone for the next test, so no test sees another's repos, in any order.
 
 Knobs (reset per test by the ``hub`` fixture): ``not_found`` (listed files whose resolve is 404),
 ``corrupt`` (served with flipped bytes; headers still advertise the true sha256), ``drop_after``
@@ -136,6 +138,12 @@ class Request:
     authorization: str | None
 
 
+def _copy(repo: FakeRepo) -> FakeRepo:
+    """A repo whose refs and trees can change without changing ``repo``'s (the bytes are shared)."""
+    trees = {commit: dict(tree) for commit, tree in repo.trees.items()}
+    return FakeRepo(repo.repo_id, dict(repo.refs), trees, gated=repo.gated, repo_type=repo.repo_type)
+
+
 def is_lfs(path: str, data: bytes) -> bool:
     return path.endswith(".gguf") or len(data) > 10 * 1024 * 1024
 
@@ -146,6 +154,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
         self.datasets: dict[str, FakeRepo] = {}
+        self.baseline: dict[str, FakeRepo] = {}  # the populated repos, as reset restores them
         self.lock = threading.Lock()
         self.reset()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -164,6 +173,13 @@ class FakeHub:
             self.requests: list[Request] = []
             self.bytes_sent: Counter[tuple[str, str]] = Counter()
             self.datasets.clear()  # tests add the dataset repos they need
+            self.repos.clear()  # and the model repos they need, on top of the populated ones
+            self.repos.update({k: _copy(r) for k, r in self.baseline.items()})
+
+    def keep_as_baseline(self) -> None:
+        """The repos as they are now are what ``reset`` restores (``get_fake_hub``, once populated)."""
+        with self.lock:
+            self.baseline = {k: _copy(r) for k, r in self.repos.items()}
 
     def close(self) -> None:
         self.server.shutdown()
@@ -392,6 +408,7 @@ def get_fake_hub() -> FakeHub:
             hub = FakeHub()
             with tempfile.TemporaryDirectory(prefix="edgekv-fakehub-") as tmp:
                 _populate(hub, Path(tmp))
+            hub.keep_as_baseline()
             atexit.register(hub.close)
             _HUB = hub
         return _HUB

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
@@ -21,23 +20,11 @@ from edgekv.hub import listing as hub_listing
 from edgekv.hub import names as hub_names
 from edgekv.hub import remote
 from edgekv.model.gguf_reader import read_header, read_spec, spec_from_header
-from tests.fakes.hub import GATED, SPLIT, TINY, FakeHub, dead_endpoint, get_fake_hub
+from tests.fakes.hub import GATED, SPLIT, TINY, FakeHub, dead_endpoint
 
 Q4 = "Tiny-Q4_K_M.gguf"
 Q8 = "Tiny-Q8_0.gguf"
 SHARDS = [f"Q4_K_M/Tiny-Q4_K_M-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
-
-
-@pytest.fixture(scope="session")
-def fake_hub() -> FakeHub:
-    return get_fake_hub()
-
-
-@pytest.fixture
-def hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
-    fake_hub.reset()
-    yield fake_hub
-    fake_hub.reset()
 
 
 def served(hub: FakeHub, repo: str, path: str, rev: str = "main") -> bytes:
@@ -254,6 +241,28 @@ def test_disk_full_is_checked_before_downloading(hub: FakeHub, monkeypatch: pyte
     with pytest.raises(DiskFull, match=r"Tiny-Q8_0.gguf needs 10\.41 MiB but .* has 1\.00 MiB free"):
         H.download(TINY, quant="Q8_0", endpoint=hub.url)
     assert not hub.requests_for(Q8) and not hub.requests_for(Q8, "HEAD")
+
+
+# --- the fake hub between tests ---------------------------------------------------------------
+
+
+def test_reset_puts_back_the_populated_repos(hub: FakeHub) -> None:
+    """A repo a test adds, and a revision it adds to TINY, are gone after reset (the hub fixture's), so a
+    later test sees the repos the fake hub started with whatever ran before it."""
+    main_before, files_before = hub.repos[TINY].refs["main"], set(served_tree(hub, TINY))
+    hub.add_repo("someone/Extra-GGUF", {"Extra-Q4_K_M.gguf": b"GGUF extra"})
+    hub.add_repo(TINY, {"Tiny-Q4_K_M.gguf": b"GGUF other"})
+    assert set(served_tree(hub, TINY)) == {"Tiny-Q4_K_M.gguf"}
+    hub.reset()
+    assert "someone/Extra-GGUF" not in hub.repos
+    assert hub.repos[TINY].refs["main"] == main_before and set(served_tree(hub, TINY)) == files_before
+    assert files_before == {"Tiny-Q4_K_M.gguf", "Tiny-Q8_0.gguf", "README.md", "mmproj-Tiny-F16.gguf"}
+    assert H.download(TINY, quant="Q8_0", endpoint=hub.url).path.name == "Tiny-Q8_0.gguf"
+
+
+def served_tree(hub: FakeHub, repo: str) -> dict[str, bytes]:
+    r = hub.repos[repo]
+    return r.trees[r.refs["main"]]
 
 
 # --- offline and network down -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from edgekv.plan.speed import (
     StepLoad,
     experts_read_fraction,
     fit,
+    step_terms,
 )
 from edgekv.store.speeds import append_samples, load_samples, samples_from_bench, user_speed_model
 from edgekv.units import GIB
@@ -159,9 +160,8 @@ def _synthetic(model: SpeedModel, n: int, *, noise: float = 0.0, seed: int = 0) 
         bw = rng.choice([272e9, 360e9, 504e9, 1008e9])
         kv_type = rng.choice(["f16", "q8_0", "q4_0"])
         ram = rng.choice([0, 0, rng.randint(1, 8) * GIB // 4])
-        s = DecodeSample(w, KV, d, g, bw, 1.0, kv_type=kv_type, weights_ram_bytes=ram,
-                         n_active_params=rng.randint(1, 16) * 10**9, ram_bandwidth_bytes_per_s=60e9,
-                         flops_per_s=bw * 40)  # fmt: skip
+        ld = StepLoad(w, KV, kv_type, weights_ram_bytes=ram, n_active_params=rng.randint(1, 16) * 10**9)
+        s = DecodeSample(ld, d, g, bw, 1.0, ram_bandwidth_bytes_per_s=60e9, flops_per_s=bw * 40)
         agg = s.predicted_tps(model)
         out.append(replace(s, measured_tps=agg * (1 + rng.uniform(-noise, noise))))
     return out
@@ -185,7 +185,7 @@ def test_fit_with_noise_stays_close() -> None:
 
 def test_fit_never_gives_an_efficiency_above_one() -> None:
     # measured 1.5x faster than the listed bandwidth allows: the efficiency stops at 1
-    fast = [DecodeSample(w * GIB, 0, 0, 1, BW, 1.5 * BW / (w * GIB)) for w in (2, 4, 8)]
+    fast = [DecodeSample(StepLoad(w * GIB), 0, 1, BW, 1.5 * BW / (w * GIB)) for w in (2, 4, 8)]
     got = fit(fast, base=M)
     assert got.weights_efficiency == 1.0
     got = fit(_synthetic(replace(M, kv_q4_0_efficiency=3.0), 60))  # data that would want 3x on q4_0 KV
@@ -205,7 +205,7 @@ def test_fit_never_gives_an_efficiency_above_one() -> None:
 def test_fit_keeps_constants_it_has_no_data_for() -> None:
     got = fit(_synthetic(replace(M, ram_efficiency=0.3), 40), base=M)  # synthetic rows have RAM bytes
     assert got.ram_efficiency == pytest.approx(0.3, rel=1e-4)
-    no_ram = [replace(s, weights_ram_bytes=0) for s in _synthetic(M, 20)]
+    no_ram = [replace(s, load=replace(s.load, weights_ram_bytes=0)) for s in _synthetic(M, 20)]
     assert fit(no_ram, base=replace(M, ram_efficiency=0.42)).ram_efficiency == 0.42
     only = fit(_synthetic(replace(M, kv_f16_efficiency=0.3), 40), base=M, only=("weights_efficiency",))
     assert only.kv_f16_efficiency == M.kv_f16_efficiency and only.fixed_step_s == M.fixed_step_s
@@ -220,7 +220,7 @@ def test_fit_one_sample_keeps_the_fixed_cost() -> None:
 
 def test_fit_latency_bound_card_fits_the_fixed_cost() -> None:
     # step time hardly grows with bytes (a latency-bound card): efficiency capped at 1, the fixed cost carries it
-    samples = [DecodeSample(w * GIB, 0, 0, 1, 4.8e12, tps) for w, tps in [(1, 480.0), (2, 485.0), (3, 490.0)]]
+    samples = [DecodeSample(StepLoad(w * GIB), 0, 1, 4.8e12, tps) for w, tps in [(1, 480.0), (2, 485.0), (3, 490.0)]]
     got = fit(samples, base=M)
     assert got.weights_efficiency == 1.0
     assert got.fixed_step_s > 0
@@ -245,6 +245,30 @@ def test_store_round_trip_and_refit(tmp_path: Path) -> None:
     assert user_speed_model(path=path, bandwidth_bytes_per_s=123e9) is DEFAULT_SPEED  # another card's records
 
 
+def test_a_sample_holds_its_step_load_and_the_store_keeps_it_flat(tmp_path: Path) -> None:
+    """A DecodeSample is a StepLoad (what plans give the model) measured at a depth, G and rates; the store
+    writes one flat object with the keys it always had, and reads records written before."""
+    ld = StepLoad(4 * GIB, 100_000, "q8_0", experts_ram_bytes=GIB, n_expert=128, n_expert_used=8)
+    s = DecodeSample(ld, 1500.0, 4, 272e9, 30.0)
+    assert s.load is ld and s.terms == step_terms(ld, Rates(272e9), depth_tokens=1500.0, n_seq=4)
+    path = tmp_path / "decode.jsonl"
+    append_samples([s], path=path)
+    assert json.loads(path.read_text()) == {
+        "weights_gpu_bytes": 4 * GIB, "kv_bytes_per_token": 100_000, "kv_type": "q8_0", "weights_ram_bytes": 0,
+        "experts_gpu_bytes": 0, "experts_ram_bytes": GIB, "n_expert": 128, "n_expert_used": 8,
+        "n_active_params": 0, "attn_flops_per_token": 0, "depth_tokens": 1500.0, "n_seq": 4,
+        "bandwidth_bytes_per_s": 272e9, "measured_tps": 30.0, "ram_bandwidth_bytes_per_s": 76.8e9, "flops_per_s": 0.0,
+    }  # fmt: skip
+    assert load_samples(path=path) == [s]
+    # a record from before RAM, experts and FLOPs were kept; a list; one without KV bytes; an unknown key
+    older = {"weights_gpu_bytes": 2 * GIB, "kv_bytes_per_token": 50_000, "depth_tokens": 100.0, "n_seq": 1,
+             "bandwidth_bytes_per_s": 360e9, "measured_tps": 40.0}  # fmt: skip
+    no_kv = {k: v for k, v in older.items() if k != "kv_bytes_per_token"}
+    lines = [json.dumps(older), "[1, 2]", json.dumps(no_kv), json.dumps({**older, "colour": "red"})]
+    path.write_text("\n".join(lines) + "\n")
+    assert load_samples(path=path) == [DecodeSample(StepLoad(2 * GIB, 50_000), 100.0, 1, 360e9, 40.0)]
+
+
 def test_store_defaults_to_the_user_dir() -> None:
     p = append_samples(_synthetic(M, 1))
     assert p.name == "decode.jsonl" and p.parent.name == "speed"
@@ -257,10 +281,10 @@ def test_samples_from_bench_records() -> None:
     samples = samples_from_bench(records, bandwidth_bytes_per_s=4.89e12)
     assert len(samples) == sum(r["status"] == "ok" for r in records)
     s = samples[0]
-    assert s.weights_gpu_bytes == records[0]["predicted"]["weights"]
+    assert s.load.weights_gpu_bytes == records[0]["predicted"]["weights"]
     assert s.depth_tokens == records[0]["n_gen"] / 2
-    assert s.kv_bytes_per_token * records[0]["n_ctx"] == records[0]["predicted"]["kv"]
-    assert s.kv_type == records[0]["type_k"]  # its attention efficiency
+    assert s.load.kv_bytes_per_token * records[0]["n_ctx"] == records[0]["predicted"]["kv"]
+    assert s.load.kv_type == records[0]["type_k"]  # its attention efficiency
     assert s.ram_bandwidth_bytes_per_s == 76.8e9  # none given: the default
     given = samples_from_bench(records, bandwidth_bytes_per_s=4.89e12, ram_bandwidth_bytes_per_s=50e9)
     assert given[0].ram_bandwidth_bytes_per_s == 50e9
@@ -315,8 +339,9 @@ def test_bench_samples_carry_attention_flops_when_the_card_rate_is_known(tmp_pat
     line = Path(__file__).resolve().parents[2] / "bench" / "results" / "gpu_grid.jsonl"
     rec = {**json.loads(line.read_text().splitlines()[0]), "path": str(gguf_path), "type_k": "q8_0"}
     s = samples_from_bench([rec], bandwidth_bytes_per_s=360e9, flops_per_s=12.7e12)[0]
-    assert s.attn_flops_per_token == 2 * (2 * 4 * (64 + 64))  # 2 layers x 2 x n_head x (head_dim_k + head_dim_v)
+    assert s.load.attn_flops_per_token == 2 * (2 * 4 * (64 + 64))  # 2 layers x 2 x n_head x (head_dim_k + head_dim_v)
     assert s.flops_per_s == 12.7e12
     gone = {**rec, "path": str(tmp_path / "moved.gguf")}
-    assert samples_from_bench([gone], bandwidth_bytes_per_s=360e9, flops_per_s=12.7e12)[0].attn_flops_per_token == 0
-    assert samples_from_bench([rec], bandwidth_bytes_per_s=360e9)[0].attn_flops_per_token == 0  # no rate: bytes
+    moved = samples_from_bench([gone], bandwidth_bytes_per_s=360e9, flops_per_s=12.7e12)[0]
+    assert moved.load.attn_flops_per_token == 0
+    assert samples_from_bench([rec], bandwidth_bytes_per_s=360e9)[0].load.attn_flops_per_token == 0  # no rate: bytes

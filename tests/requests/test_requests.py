@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 import pytest
 
+from edgekv.errors import KvConfigError
+from edgekv.llama.build import resolve_flash_attn
 from edgekv.model.quant import KvType
 from edgekv.model.spec import Task
 from edgekv.plan.plans import E1_BYTES, SATURATION_TOKENS
@@ -22,6 +24,7 @@ from edgekv.requests.eval import EvalRequest
 from edgekv.requests.overlay import PlanFlags, overlay
 from edgekv.requests.pick import PickFlags, pick_request
 from edgekv.requests.run import RunRequest
+from edgekv.requests.serve import ServeRequest
 from edgekv.store.planfile import read_plan
 from edgekv.units import GIB
 
@@ -74,10 +77,42 @@ def test_run_a_flag_beats_the_plan_and_the_plan_beats_the_default(folder: Path) 
     assert (plain.config.n_seq, plain.config.n_gpu_layers, plain.config.type_k) == (1, -1, KvType.F16)
 
 
-def test_run_any_kv_flag_names_both_halves(folder: Path) -> None:
-    """run: --type-k alone sets V to f16, not the plan's V (eval keeps the plan's: the next test)."""
-    s = RunRequest(model=None, plan_path="plan.json", type_k="q8_0", prompt="hi").resolve(stdin=io.StringIO())
-    assert (s.config.type_k, s.config.type_v) == (KvType.Q8_0, KvType.F16)
+def test_run_a_kv_flag_overrides_only_its_own_half(folder: Path) -> None:
+    """run: --type-k alone keeps the plan's V (q8_0), --type-v alone the plan's K (q4_0); --kv sets both."""
+    k = RunRequest(model=None, plan_path="plan.json", type_k="q8_0", prompt="hi").resolve(stdin=io.StringIO())
+    assert (k.config.type_k, k.config.type_v) == (KvType.Q8_0, KvType.Q8_0)
+    v = RunRequest(model=None, plan_path="plan.json", type_v="f16", prompt="hi").resolve(stdin=io.StringIO())
+    assert (v.config.type_k, v.config.type_v) == (KvType.Q4_0, KvType.F16)
+    both = RunRequest(model=None, plan_path="plan.json", kv="f16", prompt="hi").resolve(stdin=io.StringIO())
+    assert (both.config.type_k, both.config.type_v) == (KvType.F16, KvType.F16)
+    plain = RunRequest(model="model.gguf", type_k="q4_0", prompt="hi").resolve(stdin=io.StringIO())
+    assert (plain.config.type_k, plain.config.type_v) == (KvType.Q4_0, KvType.F16)  # no plan: the other half f16
+
+
+def test_serve_a_kv_flag_overrides_only_its_own_half(folder: Path) -> None:
+    """serve reads the plan as run does: --type-k alone keeps the plan's V."""
+    run = RunRequest(model=None, plan_path="plan.json", type_k="f16", needs_prompt=False)
+    s = ServeRequest(run=run).resolve().run
+    assert (s.config.type_k, s.config.type_v) == (KvType.F16, KvType.Q8_0)
+    assert (s.config.n_ctx, s.config.n_seq) == (6144, 3)  # the rest still the plan's
+
+
+def test_a_pair_the_overlay_makes_unsupported_is_refused(folder: Path) -> None:
+    """--type-k q8_0 on the q4_0/q8_0 plan keeps V q8_0: fine on its own (q8_0/q8_0 has a CUDA kernel),
+    but --type-k f16 makes f16/q8_0, which a default CUDA build has no kernel for, and with
+    --no-flash-attn the plan's quantized V is refused: each one line naming the pair."""
+    cuda = "CUDA : ARCHS = 900 | USE_GRAPHS = 1 | PEER_MAX_BATCH_SIZE = 128 | "  # no FA_QUANTS: the default pairs
+    ok = RunRequest(model=None, plan_path="plan.json", type_k="q8_0", prompt="hi").resolve(stdin=io.StringIO())
+    assert resolve_flash_attn(ok.config.type_k, ok.config.type_v, None, info=cuda) is True
+    mixed = RunRequest(model=None, plan_path="plan.json", type_k="f16", prompt="hi").resolve(stdin=io.StringIO())
+    with pytest.raises(KvConfigError) as e:
+        resolve_flash_attn(mixed.config.type_k, mixed.config.type_v, None, info=cuda)
+    assert "no flash-attention kernel for K f16 with V q8_0" in str(e.value) and "\n" not in str(e.value)
+    no_fa = RunRequest(model=None, plan_path="plan.json", type_k="f16", flash_attn=False, prompt="hi")
+    cfg = no_fa.resolve(stdin=io.StringIO()).config
+    with pytest.raises(KvConfigError) as e:
+        resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn, info="CPU : SSE3 = 1 | ")
+    assert e.value.message == "a quantized V cache (q8_0) needs flash attention, which --no-flash-attn turns off"
 
 
 def test_eval_each_kv_half_no_flag_names_is_the_plans(folder: Path) -> None:
