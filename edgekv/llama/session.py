@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import resource
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,10 +27,12 @@ from edgekv.llama.records import Measured
 from edgekv.llama.sampling import Sampling
 from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
+from edgekv.model.markers import DEFAULT_MARKERS, ThinkMarkers
 from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
 from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.memory import Footprint, RunConfig
+from edgekv.store.catalog import resolve_markers
 from edgekv.units import format_bytes
 
 log = get_logger(__name__)
@@ -400,9 +401,11 @@ def run_prompt(
         return RunOutput([gen], measure(session), measure_devices(session), loaded)
 
 
-def strip_thinking(text: str) -> str:
-    """Qwen3's templates drop the reasoning of earlier turns from the history."""
-    return re.sub(r"<think>.*?</think>\s*", "", text, flags=re.DOTALL).strip()
+def strip_thinking(text: str, markers: ThinkMarkers = DEFAULT_MARKERS) -> str:
+    """An earlier turn as the history keeps it: what follows its last close marker (Qwen3's and EXAONE
+    Deep's templates drop the reasoning; a prefilled open marker is not in the text, so cut there)."""
+    _, sep, tail = text.rpartition(markers.close)
+    return (tail if sep else text).strip()
 
 
 def run_chat(
@@ -425,6 +428,7 @@ def run_chat(
         loaded = LoadedContext.of(runner)
         if on_open is not None:
             on_open(loaded)
+        markers = resolve_markers(None, prepared.path.name, prepared.spec, runner.chat_template())
         for line in lines:
             if not line.strip():
                 continue
@@ -433,6 +437,6 @@ def run_chat(
             gen = generate(runner, tokens, max_tokens, sampling=sampling, on_token=on_token)
             if on_turn_end is not None:
                 on_turn_end(gen)
-            messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
+            messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text, markers)})
             gens.append(gen)
         return RunOutput(gens, measure(session), measure_devices(session), loaded)

@@ -140,3 +140,13 @@ def _tiny_qwen3() -> dict[str, object]:
     from tests.ggufgen import tiny_config
 
     return tiny_config("Qwen3ForCausalLM")
+
+
+def test_run_chat_keeps_what_follows_the_close_marker_in_the_history() -> None:
+    """``edgekv run --chat``'s history: an EXAONE Deep turn (its prompt opened <thought>) keeps its answer."""
+    pytest.importorskip("llama_cpp")
+    from edgekv.llama.session import strip_thinking
+
+    assert strip_thinking("2 + 2 = 4.\n</thought>\n\nIt is 4.", EXAONE) == "It is 4."
+    assert strip_thinking("<think>\nhm\n</think>\n\nIt is 4.") == "It is 4."
+    assert strip_thinking("still thinking, cut at the budget", EXAONE) == "still thinking, cut at the budget"
