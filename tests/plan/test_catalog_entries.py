@@ -187,6 +187,8 @@ def test_new_arch_gguf_reads_as_gguf_py_reads_it(arch: str, tmp_path: Path) -> N
     if arch == "ExaoneForCausalLM":  # the llama block (separate q/k/v), llama3 RoPE factors: head_dim 64 / 2
         assert spec.n_layer == 4 and {"blk.3.attn_q.weight", "blk.0.ffn_gate.weight", "output.weight"} <= set(theirs)
         assert theirs["rope_freqs.weight"] == ("F32", 32 * 4)
+        known = {gguf.TENSOR_NAMES[t] for t in gguf.MODEL_TENSORS[gguf.MODEL_ARCH.EXAONE]}  # gguf-py's exaone list
+        assert {re.sub(r"^blk\.\d+\.", "blk.{bid}.", n).removesuffix(".weight") for n in theirs} <= known
     if arch == "Phi3ForCausalLM":  # fused q|k|v: 256 + 2 x 2 x 64 rows; gate|up: 2 x 768
         assert theirs["blk.0.attn_qkv.weight"][1] == theirs["blk.0.ffn_down.weight"][1] * (512 * 256) // (768 * 256)
         assert "rope_factors_long.weight" in theirs and "blk.0.attn_q.weight" not in theirs
