@@ -32,6 +32,7 @@ from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
 from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.memory import Footprint, RunConfig
+from edgekv.plan.plans import kv_types_load
 from edgekv.store.catalog import resolve_markers
 from edgekv.units import format_bytes
 
@@ -154,6 +155,7 @@ def prepare(
     lbuild.resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
     p = Path(path)
     spec = spec or read_spec(p)
+    check_kv_blocks(spec, cfg)
     if vram_bytes is not None and not isinstance(vram_bytes, int):
         caps = tuple(vram_bytes)
         if len(caps) > 1:
@@ -170,6 +172,26 @@ def prepare(
         margin_bytes=margin_bytes, cap_text=cap_text, ram_bytes=ram_bytes,
     )  # fmt: skip
     return Prepared(p, spec, check, vram_bytes)
+
+
+def check_kv_blocks(spec: ModelSpec, cfg: RunConfig) -> None:
+    """Refuse, before loading, the cache types llama.cpp's context creation refuses: a quantized K (V)
+    type whose block does not divide the K (V) head size (``plans.kv_types_load``: EXAONE Deep 2.4B's
+    80-wide heads take no q8_0 or q4_0).
+
+    Raises:
+        KvConfigError: the message names the type, its block and the head size.
+    """
+    if kv_types_load(spec, cfg.type_k, cfg.type_v):
+        return
+    bad = [(half, t, dim) for half, t, dim in (("K", cfg.type_k, spec.head_dim_k), ("V", cfg.type_v, spec.head_dim_v))
+           if dim % t.ggml.block_size]  # fmt: skip
+    half, t, dim = bad[0]
+    raise KvConfigError(
+        f"a {t.value} {half} cache stores blocks of {t.ggml.block_size} values, which do not divide this model's "
+        f"{dim}-wide heads: llama.cpp refuses it",
+        hint="use --kv f16 (or bf16, f32)",
+    )
 
 
 def prepare_split(

@@ -259,3 +259,16 @@ def test_exaone_2_4b_kv_cache_stays_unquantized(catalog: dict[str, CatalogModel]
             llama_cpp.llama_model_free(model)
     assert made == {f16: True, q8: False}
     assert "does not divide n_embd_head_k=80" in "".join(log)
+    # and edgekv says so before loading (run, eval, serve and bench share session.prepare)
+    from edgekv.errors import KvConfigError
+    from edgekv.llama import session
+
+    with pytest.raises(KvConfigError) as e:
+        session.prepare(path, RunConfig(n_ctx=64, type_k=q8, type_v=q8, flash_attn=True), vram_bytes=None, probe=False)
+    assert e.value.message == (
+        "a q8_0 K cache stores blocks of 32 values, which do not divide this model's 80-wide heads: "
+        "llama.cpp refuses it"
+    )
+    assert (
+        session.prepare(path, RunConfig(n_ctx=64, flash_attn=True), vram_bytes=None, probe=False).spec.head_dim_k == 80
+    )
