@@ -35,7 +35,9 @@ def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, A
     MoE architectures get experts of width 256: Qwen3MoeForCausalLM 8 experts (2 used), GptOssForCausalLM
     4 experts (2 used), sliding window 128 on even layers, attention biases and MXFP4 experts (as the
     published gpt-oss checkpoints are). Phi3ForCausalLM gets Phi-4-mini's partial rotary (0.75: 48 of
-    64 dims, 24 LongRoPE factors) and tied embeddings.
+    64 dims, 24 LongRoPE factors) and tied embeddings. ExaoneForCausalLM is written with EXAONE's own
+    keys (``num_layers``, ``layer_norm_epsilon``, ``activation_function``, as ExaoneConfig saves them), its
+    head_dim and EXAONE 3.5 / Deep's llama3 RoPE scaling (so the converter's ``rope_freqs`` is there).
     """
     config: dict[str, Any] = {
         "architectures": [arch],
@@ -64,9 +66,19 @@ def tiny_config(arch: str = "Qwen3ForCausalLM", **overrides: Any) -> dict[str, A
             partial_rotary_factor=0.75, tie_word_embeddings=True, original_max_position_embeddings=1024,
             rope_scaling={"type": "longrope", "long_factor": [1.0] * 24, "short_factor": [1.0] * 24},
         )  # fmt: skip
+    elif arch == "ExaoneForCausalLM":  # EXAONE 3.5 / Deep: head_dim given, llama3 RoPE scaling
+        config.update(
+            activation_function="silu", rope_scaling={
+                "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 1024,
+            },
+        )  # fmt: skip
     elif arch != "Qwen3ForCausalLM":
         del config["head_dim"]  # derived as hidden_size // num_attention_heads
     config.update(overrides)
+    if arch == "ExaoneForCausalLM":  # ExaoneConfig's names for the layer count and the norm epsilon
+        config["num_layers"] = config.pop("num_hidden_layers")
+        config["layer_norm_epsilon"] = config.pop("rms_norm_eps")
     return config
 
 

@@ -45,9 +45,11 @@ def test_tiny_gguf_generates_same_logits_at_every_outtype(tmp_path: Path) -> Non
         assert max(abs(a - b) for a, b in zip(runs["F32"], runs[outtype], strict=True)) < 0.02
 
 
-@pytest.mark.parametrize("arch", ["Qwen3MoeForCausalLM", "GptOssForCausalLM", "Phi3ForCausalLM", "SmolLM3ForCausalLM"])
+@pytest.mark.parametrize(
+    "arch", ["Qwen3MoeForCausalLM", "GptOssForCausalLM", "Phi3ForCausalLM", "SmolLM3ForCausalLM", "ExaoneForCausalLM"]
+)
 def test_tiny_moe_gguf_generates(arch: str, tmp_path: Path) -> None:
     """The tiny MoE files (gpt-oss with gguf-py's MXFP4 experts), phi3 (fused q|k|v and gate|up, LongRoPE
-    factors over a partial rotary) and smollm3 (no RoPE in every 4th layer) are models llama.cpp loads and
-    evaluates."""
+    factors over a partial rotary), smollm3 (no RoPE in every 4th layer) and exaone (EXAONE's config keys,
+    llama3 rope_freqs) are models llama.cpp loads and evaluates."""
     generate_logits(write_tiny_gguf(tmp_path / "m.gguf", tiny_config(arch, num_hidden_layers=4)))

@@ -42,6 +42,9 @@ from edgekv.requests.options import LAYERS, TEMPERATURE, sampler_option, threads
               "the same samples wherever it stands in the dataset.")  # fmt: skip
 @click.option("--force-length", is_flag=True, help="Replace an early end of thinking with 'Wait' (the paper's way).")
 @click.option("--thinking/--no-thinking", default=None, help="Default: detected from the vocabulary and template.")
+@click.option("--think-markers", metavar="OPEN,CLOSE",
+              help="The model's thinking markers, e.g. '[THINK],[/THINK]' (default: its catalog entry's, else a known "
+              "pair its chat template names, else <think>,</think>).")  # fmt: skip
 @click.option("--ngl", default=DEFAULT_NGL, show_default=True, type=LAYERS,
               help="Layers on the GPU (-1: all).")  # fmt: skip
 @threads_option()
@@ -55,12 +58,14 @@ def command(
     answer_field: str, id_field: str | None, limit: int | None, budget: str, reserve: int, samples: int,
     kv: str | None, type_k: str | None, type_v: str | None, vram: str | None, slots: int | None,
     sampler: SamplerPlace, temperature: float, top_p: float, top_k: int, seed: int, force_length: bool,
-    thinking: bool | None, ngl: int, threads: int | None, out: str | None, as_json: bool,
+    thinking: bool | None, think_markers: str | None, ngl: int, threads: int | None, out: str | None,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Measure a configuration's reasoning accuracy: G samples per problem under a token budget.
 
-    At the budget the end of thinking and the cue "**Final Answer**" + "\\boxed{" are injected
-    and the answer decodes within --reserve tokens. Reports pass@1, maj@k and pass@k (k = 1..G)
+    At the budget the end of thinking (the model's close marker: </think>, [/THINK], </thought>)
+    and the cue "**Final Answer**" + "\\boxed{" are injected and the answer decodes within --reserve
+    tokens; the answer is read after the close marker. Reports pass@1, maj@k and pass@k (k = 1..G)
     with 95% intervals, tokens per sample and the fraction cut at the budget. Samples are seeded by
     --seed, the problem's id and the sample's index, not by the problem's position: a reordered or
     filtered dataset samples a problem the same way (docs/eval.md).
@@ -83,6 +88,7 @@ def command(
         reserve=reserve, samples=samples if given(ctx, "samples") else None, kv=kv, type_k=type_k, type_v=type_v,
         vram=vram, slots=slots, sampler=sampler, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
         force_length=force_length, thinking=thinking, ngl=ngl if given(ctx, "ngl") else None, threads=threads,
+        think_markers=think_markers,
     )  # fmt: skip
     config = request.config()
     problems = load_problems(dataset, limit=limit, seed=seed, question_field=question_field,

@@ -7,13 +7,23 @@ run through ``edgekv.llama.batch.Engine`` under budget forcing, answers are extr
 (``metrics``). Each problem's line is appended to ``out`` as soon as its samples are done
 (``results``); a rerun with the same settings skips the problems already there.
 
-Budget forcing, the exact injected text: at the budget T a thinking model (one whose vocabulary has
-single ``<think>``/``</think>`` tokens and whose chat template uses them: Qwen3, DeepSeek-R1-Distill)
-gets :data:`THINKING_CUE` (``"\\n</think>"`` + the cue), a model that closed its thinking already or
-has none gets :data:`FINAL_ANSWER_CUE` (``"\\n\\n**Final Answer**\\n\\boxed{"``, the paper's cue), and
-the answer decodes within ``reserve_tokens`` (stopping when the box closes). With ``force_length``
-an early end of thinking (or end of generation) is replaced by :data:`WAIT` ("Wait", as the paper
-and s1 do) until T.
+Thinking markers: the model's own pair (``model.markers``): ``--think-markers`` (``think_markers``),
+else its catalog entry's (Magistral 1.1's ``[THINK]``/``[/THINK]``, EXAONE Deep's
+``<thought>``/``</thought>``), else a known pair its chat template names, else ``<think>``/``</think>``.
+A model thinks when its chat template names the markers and, unless the catalog or
+``--think-markers`` stated the pair, both are single tokens (``<think>``/``</think>`` in Qwen3 and
+DeepSeek-R1-Distill); ``--thinking`` overrides. Where the close marker is one token an early end of
+thinking is seen (``force_length``); a close marker of several tokens is injected but not watched for.
+
+Budget forcing, the exact injected text: at the budget T a thinking model gets the close marker and
+the cue (:data:`THINKING_CUE` for ``</think>``: ``"\\n</think>"`` + the cue), a model that closed its
+thinking already or has none gets :data:`FINAL_ANSWER_CUE` (``"\\n\\n**Final Answer**\\n\\boxed{"``,
+the paper's cue), and the answer decodes within ``reserve_tokens`` (stopping when the box closes).
+With ``force_length`` an early end of thinking (or end of generation) is replaced by :data:`WAIT`
+("Wait", as the paper and s1 do) until T.
+
+Answers are read after the last close marker when the text has one (what the model answered once
+it stopped thinking), else, or when nothing is found there, from the whole text (``score``).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from edgekv.llama.sampling import SamplerPlace, Sampling
 from edgekv.llama.vocab import Vocab
 from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
+from edgekv.model.markers import DEFAULT_MARKERS, ThinkMarkers, answer_part
 from edgekv.model.quant import KvType
 from edgekv.plan import preflight
 from edgekv.plan.memory import KV_PAD_CELLS, Footprint, RunConfig, pad
@@ -84,6 +95,7 @@ class EvalConfig:
     margin_bytes: int = 0
     sampler: SamplerPlace = SamplerPlace.AUTO  # where the sampler chains run
     n_cpu_moe: int = 0  # a MoE's experts of the first N blocks in RAM (the plan file's; llama.cpp --n-cpu-moe)
+    think_markers: ThinkMarkers | None = None  # None: the catalog's, the chat template's, else <think>
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +130,22 @@ class EvalResult:
 Progress = Callable[[EvalProgress], None]
 
 
-def is_thinking_model(vocab: Vocab) -> bool:
-    """``<think>`` and ``</think>`` are single tokens and the chat template uses them (Qwen3, R1-distill)."""
-    if vocab.token_id("<think>") is None or vocab.token_id(END_THINK) is None:
-        return False
+def is_thinking_model(vocab: Vocab, markers: ThinkMarkers = DEFAULT_MARKERS) -> bool:
+    """The chat template names the markers and, unless the catalog or --think-markers stated the pair,
+    both markers are single tokens (``<think>``/``</think>`` in Qwen3 and the R1 distills)."""
     template = vocab.chat_template() or ""
-    return END_THINK in template or "<think>" in template
+    if markers.open not in template and markers.close not in template:
+        return False
+    if markers.source not in ("default", "chat template"):
+        return True
+    return vocab.token_id(markers.open) is not None and vocab.token_id(markers.close) is not None
+
+
+def resolve_markers(config: EvalConfig, spec: Any, vocab: Vocab) -> ThinkMarkers:
+    """This evaluation's thinking markers (the module docstring gives the order)."""
+    from edgekv.store.catalog import resolve_markers as resolve
+
+    return resolve(config.think_markers, Path(config.model_path).name, spec, vocab.chat_template())
 
 
 def user_message(problem: Problem) -> str:
@@ -134,17 +156,24 @@ def user_message(problem: Problem) -> str:
     return f"{problem.question}\n{MATH_INSTRUCTION}"
 
 
-def forcing_for(vocab: Vocab, config: EvalConfig, *, thinking: bool) -> Forcing:
+def thinking_cue(markers: ThinkMarkers) -> str:
+    """What a thinking model gets at the budget: a new line, its close marker, the final-answer cue."""
+    return "\n" + markers.close + FINAL_ANSWER_CUE
+
+
+def forcing_for(
+    vocab: Vocab, config: EvalConfig, *, thinking: bool, markers: ThinkMarkers = DEFAULT_MARKERS
+) -> Forcing:
     """The budget-forcing tokens for this model (the module docstring gives the text)."""
 
     def ids(text: str) -> tuple[int, ...]:
         return tuple(vocab.tokenize(text, add_special=False, parse_special=True))
 
-    end = vocab.token_id(END_THINK) if thinking else None
+    end = vocab.token_id(markers.close) if thinking else None
     return Forcing(
         budget_tokens=config.budget_tokens,
         reserve_tokens=config.reserve_tokens,
-        cue_tokens=ids(THINKING_CUE if thinking else FINAL_ANSWER_CUE),
+        cue_tokens=ids(thinking_cue(markers) if thinking else FINAL_ANSWER_CUE),
         answer_cue_tokens=ids(FINAL_ANSWER_CUE),
         end_think_token=end,
         wait_tokens=ids(WAIT) if config.force_length else (),
@@ -167,8 +196,12 @@ def sample_seed(seed: int, problem_id: str, sample: int) -> int:
     return int.from_bytes(digest[:8], "big") % 0xFFFFFFFF
 
 
-def config_dict(config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, memory: dict[str, int]) -> dict[str, Any]:
-    """The schema-1 ``config`` object of the results file."""
+def config_dict(
+    config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, memory: dict[str, int],
+    markers: ThinkMarkers = DEFAULT_MARKERS,
+) -> dict[str, Any]:  # fmt: skip
+    """The schema-1 ``config`` object of the results file; ``think_markers`` only for a pair other than
+    <think> (so the configuration ids of earlier files stay what they were)."""
     return {
         "model": Path(config.model_path).name, "model_path": str(config.model_path),
         "quant": spec.file_type, "effective_bytes": spec.weights_bytes, "n_params": spec.n_params,
@@ -177,6 +210,7 @@ def config_dict(config: EvalConfig, spec: Any, *, thinking: bool, n_ctx: int, me
         "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k, "seed": config.seed,
         "force_length": config.force_length, "thinking": thinking, "dataset": config.dataset,
         "n_ctx": n_ctx, "memory": memory, **({"n_cpu_moe": config.n_cpu_moe} if config.n_cpu_moe else {}),
+        **({} if markers.is_default else {"think_markers": [markers.open, markers.close]}),
     }  # fmt: skip
 
 
@@ -211,9 +245,19 @@ def _same(a: str, b: str, *, kind: Kind) -> bool:
     return is_equivalent(a, b, kind=kind)
 
 
-def score(problem: Problem, texts: Sequence[str]) -> tuple[list[str | None], list[bool]]:
-    """Each sample's extracted answer and whether it is the reference answer."""
-    answers = [extract_answer(t, kind=problem.kind) for t in texts]
+def final_answer(text: str, kind: Kind, markers: ThinkMarkers = DEFAULT_MARKERS) -> str | None:
+    """The answer after the last close marker, if the text has one and an answer is found there; else
+    the answer in the whole text."""
+    tail = answer_part(text, markers)
+    found = extract_answer(tail, kind=kind) if tail is not None else None
+    return found if found is not None else extract_answer(text, kind=kind)
+
+
+def score(
+    problem: Problem, texts: Sequence[str], markers: ThinkMarkers = DEFAULT_MARKERS
+) -> tuple[list[str | None], list[bool]]:
+    """Each sample's extracted answer (``final_answer``) and whether it is the reference answer."""
+    answers = [final_answer(t, problem.kind, markers) for t in texts]
     correct = [a is not None and is_equivalent(a, problem.answer, kind=problem.kind) for a in answers]
     return answers, correct
 
@@ -228,11 +272,12 @@ def majority_answer(rec: ProblemRecord) -> str | None:
 
 
 def problem_row(
-    problem: Problem, finished: Finished, *, config_id: str, config: dict[str, Any]
-) -> tuple[dict[str, Any], ProblemRecord]:
+    problem: Problem, finished: Finished, *, config_id: str, config: dict[str, Any],
+    markers: ThinkMarkers = DEFAULT_MARKERS,
+) -> tuple[dict[str, Any], ProblemRecord]:  # fmt: skip
     """Score one problem's samples: its schema-1 line and its metrics record."""
     samples = finished.samples
-    answers, correct = score(problem, [s.text for s in samples])
+    answers, correct = score(problem, [s.text for s in samples], markers)
     rec = ProblemRecord.from_samples(
         problem.id, answers=answers, correct=correct, n_tokens=[s.n_sampled for s in samples],
         cut=[s.cut for s in samples], equivalent=partial(_same, kind=problem.kind),
@@ -318,8 +363,10 @@ def _evaluate(
     config: EvalConfig, problems: Sequence[Problem], spec: Any, model: Vocab, open_model: Callable[[], LoadedModel],
     *, out: Path | None, progress: Progress | None, on_start: Callable[[int, int], None] | None = None,
 ) -> EvalResult:  # fmt: skip
-    thinking = is_thinking_model(model) if config.thinking is None else config.thinking
-    forcing = forcing_for(model, config, thinking=thinking)
+    markers = resolve_markers(config, spec, model)
+    thinking = is_thinking_model(model, markers) if config.thinking is None else config.thinking
+    forcing = forcing_for(model, config, thinking=thinking, markers=markers)
+    log.info("thinking %s; markers %s", "on" if thinking else "off", markers.describe())
     prompts = [tuple(model.tokenize(model.apply_chat_template([{"role": "user", "content": user_message(p)}])))
                for p in problems]  # fmt: skip
     injections = max(len(forcing.cue_tokens), len(forcing.wait_tokens), 1)
@@ -330,7 +377,7 @@ def _evaluate(
     paper_cfg = RunConfig(n_ctx=g * n_ctx_seq, type_k=config.type_k, type_v=config.type_v, n_seq=g,
                           n_gpu_layers=config.n_gpu_layers, n_cpu_moe=config.n_cpu_moe)  # fmt: skip
     memory = memory_dict(preflight.predict(spec, paper_cfg, gpu=gpu))
-    cfg_dict = config_dict(config, spec, thinking=thinking, n_ctx=n_ctx_seq, memory=memory)
+    cfg_dict = config_dict(config, spec, thinking=thinking, n_ctx=n_ctx_seq, memory=memory, markers=markers)
     cid = config_id(cfg_dict)
     previous = read_results(out, config_id=cid, strict=True) if out is not None else None
     done_rows = dict(previous.problems) if previous else {}
@@ -369,7 +416,7 @@ def _evaluate(
                 def finished(f: Finished) -> None:
                     index = int(str(f.key))
                     p = problems[index]
-                    row, rec = problem_row(p, f, config_id=cid, config=cfg_dict)
+                    row, rec = problem_row(p, f, config_id=cid, config=cfg_dict, markers=markers)
                     rows[p.id], records[p.id] = row, rec
                     if fh is not None:
                         append_line(fh, row)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import resource
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,10 +27,13 @@ from edgekv.llama.records import Measured
 from edgekv.llama.sampling import Sampling
 from edgekv.logconfig import get_logger
 from edgekv.model.gguf_reader import read_spec
+from edgekv.model.markers import DEFAULT_MARKERS, ThinkMarkers
 from edgekv.model.spec import ModelSpec
 from edgekv.plan import preflight
 from edgekv.plan.devices import check_split, default_split, devices_from_caps
 from edgekv.plan.memory import Footprint, RunConfig
+from edgekv.plan.plans import kv_types_load
+from edgekv.store.catalog import resolve_markers
 from edgekv.units import format_bytes
 
 log = get_logger(__name__)
@@ -153,6 +155,7 @@ def prepare(
     lbuild.resolve_flash_attn(cfg.type_k, cfg.type_v, cfg.flash_attn)
     p = Path(path)
     spec = spec or read_spec(p)
+    check_kv_blocks(spec, cfg)
     if vram_bytes is not None and not isinstance(vram_bytes, int):
         caps = tuple(vram_bytes)
         if len(caps) > 1:
@@ -169,6 +172,26 @@ def prepare(
         margin_bytes=margin_bytes, cap_text=cap_text, ram_bytes=ram_bytes,
     )  # fmt: skip
     return Prepared(p, spec, check, vram_bytes)
+
+
+def check_kv_blocks(spec: ModelSpec, cfg: RunConfig) -> None:
+    """Refuse, before loading, the cache types llama.cpp's context creation refuses: a quantized K (V)
+    type whose block does not divide the K (V) head size (``plans.kv_types_load``: EXAONE Deep 2.4B's
+    80-wide heads take no q8_0 or q4_0).
+
+    Raises:
+        KvConfigError: the message names the type, its block and the head size.
+    """
+    if kv_types_load(spec, cfg.type_k, cfg.type_v):
+        return
+    bad = [(half, t, dim) for half, t, dim in (("K", cfg.type_k, spec.head_dim_k), ("V", cfg.type_v, spec.head_dim_v))
+           if dim % t.ggml.block_size]  # fmt: skip
+    half, t, dim = bad[0]
+    raise KvConfigError(
+        f"a {t.value} {half} cache stores blocks of {t.ggml.block_size} values, which do not divide this model's "
+        f"{dim}-wide heads: llama.cpp refuses it",
+        hint="use --kv f16 (or bf16, f32)",
+    )
 
 
 def prepare_split(
@@ -400,9 +423,11 @@ def run_prompt(
         return RunOutput([gen], measure(session), measure_devices(session), loaded)
 
 
-def strip_thinking(text: str) -> str:
-    """Qwen3's templates drop the reasoning of earlier turns from the history."""
-    return re.sub(r"<think>.*?</think>\s*", "", text, flags=re.DOTALL).strip()
+def strip_thinking(text: str, markers: ThinkMarkers = DEFAULT_MARKERS) -> str:
+    """An earlier turn as the history keeps it: what follows its last close marker (Qwen3's and EXAONE
+    Deep's templates drop the reasoning; a prefilled open marker is not in the text, so cut there)."""
+    _, sep, tail = text.rpartition(markers.close)
+    return (tail if sep else text).strip()
 
 
 def run_chat(
@@ -425,6 +450,7 @@ def run_chat(
         loaded = LoadedContext.of(runner)
         if on_open is not None:
             on_open(loaded)
+        markers = resolve_markers(None, prepared.path.name, prepared.spec, runner.chat_template())
         for line in lines:
             if not line.strip():
                 continue
@@ -433,6 +459,6 @@ def run_chat(
             gen = generate(runner, tokens, max_tokens, sampling=sampling, on_token=on_token)
             if on_turn_end is not None:
                 on_turn_end(gen)
-            messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text)})
+            messages.append({"role": "assistant", "content": strip_thinking(gen.sequences[0].text, markers)})
             gens.append(gen)
         return RunOutput(gens, measure(session), measure_devices(session), loaded)

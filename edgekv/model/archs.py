@@ -8,6 +8,11 @@ phi3 (Phi-4, Phi-4-mini and their reasoning finetunes) keeps the checkpoint's fu
 ``ffn_up`` (gate and up stacked: 2 x n_ff rows), as ``src/models/phi3.cpp`` loads them, and LongRoPE
 checkpoints get ``rope_factors_long/short``. smollm3 is the llama block without rope_freqs; its
 no-RoPE layers (every 4th, ``n_no_rope_layer_step``) change the graph, not the tensors or the KV cache.
+exaone (EXAONE 3.0/3.5 and EXAONE Deep, ``ExaoneForCausalLM``) is the llama block too, as
+``src/models/exaone.cpp`` loads it (separate q/k/v, gate/up/down, no biases, ``output`` optional: the
+2.4B ties it); with llama3 RoPE scaling ``conversion/exaone.py`` writes ``rope_freqs`` (head_dim / 2
+factors), as conversion/llama.py does. Its config spells the layer count ``num_layers`` and the norm
+epsilon ``layer_norm_epsilon`` (``spec.hf_n_layer`` / ``hf_norm_eps``).
 
 Mixture-of-experts blocks (qwen3moe, gpt-oss) follow ``load_arch_tensors`` in llama.cpp's
 ``src/models/qwen3moe.cpp`` and ``src/models/openai-moe.cpp``: one 3-D tensor per expert matrix
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekv.errors import SpecError, UnsupportedModel
-from edgekv.model.spec import HF_ARCHS, TensorInfo, hf_experts
+from edgekv.model.spec import HF_ARCHS, TensorInfo, hf_experts, hf_n_layer, hf_norm_eps
 
 __all__ = ["ARCHITECTURES", "ArchParams", "gguf_arch", "gguf_tensors"]
 
@@ -74,7 +79,7 @@ class ArchParams:
             quant_method = (config.get("quantization_config") or {}).get("quant_method")
             return cls(
                 arch=arch,
-                n_layer=int(config["num_hidden_layers"]),
+                n_layer=hf_n_layer(config),
                 n_embd=n_embd,
                 n_ff=int(config["intermediate_size"]),
                 n_head=n_head,
@@ -82,13 +87,13 @@ class ArchParams:
                 head_dim=int(head_dim) if head_dim is not None else n_embd // n_head,
                 n_vocab=int(config["vocab_size"]),
                 n_ctx_train=int(config.get("max_position_embeddings", 4096)),
-                rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+                rms_norm_eps=hf_norm_eps(config),
                 rope_theta=float(rope_theta),
                 tied_embeddings=bool(config.get("tie_word_embeddings", False)),
                 # Qwen2 always has q/k/v biases (and no o bias): modeling_qwen2.py
                 attention_bias=bool(config.get("attention_bias", False)),
                 mlp_bias=bool(config.get("mlp_bias", False)),
-                llama3_rope=arch == "llama" and rope_type == "llama3",
+                llama3_rope=arch in ("llama", "exaone") and rope_type == "llama3",
                 n_expert=n_expert,
                 n_expert_used=n_used,
                 n_ff_exp=n_ff_exp,

@@ -34,9 +34,9 @@ SUPPORTED_QUANTS: frozenset[WeightQuant] = frozenset(WeightQuant)
 # Arches whose llm_type (only LLM_TYPE_70B matters here) is mirrored in _is_70b.
 # qwen3moe and gpt-oss have no arch-specific branch in llama-quant.cpp: only their expert count
 # (n_expert >= 4 / == 8 rules, layers read from tensor names) and 3-D expert tensors matter. phi3 and
-# smollm3 have none either (llama-quant.cpp branches only on falcon, glm5-next and bailingmoe3); phi3's
+# smollm3 (and exaone) have none either (llama-quant.cpp branches only on falcon, glm5-next and bailingmoe3); phi3's
 # fused attn_qkv is the ATTENTION_QKV category and counts as an attn_v for use_more_bits.
-QUANT_ARCHS: frozenset[str] = frozenset({"qwen3", "qwen2", "llama", "qwen3moe", "gpt-oss", "phi3", "smollm3"})
+QUANT_ARCHS: frozenset[str] = frozenset({"qwen3", "qwen2", "llama", "qwen3moe", "gpt-oss", "phi3", "smollm3", "exaone"})
 
 _UNQUANTIZED = ("F32", "F16", "BF16")  # ggml_is_quantized() is false for these
 # Substrings that tensor_allows_quantization keeps out of quantization (GLM5_NEXT's omitted).

@@ -140,8 +140,14 @@ HF_ARCHS: dict[str, str] = {
     "Qwen3ForCausalLM": "qwen3", "Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3",
     "Qwen3MoeForCausalLM": "qwen3moe", "GptOssForCausalLM": "gpt-oss", "Phi3ForCausalLM": "phi3",
-    "SmolLM3ForCausalLM": "smollm3",
+    "SmolLM3ForCausalLM": "smollm3", "ExaoneForCausalLM": "exaone",
 }  # fmt: skip
+# The HF keys of the layer count, in the order llama.cpp's converter tries them (conversion/base.py
+# TextModel: find_hparam), and of the RMS-norm epsilon: EXAONE 3.x / Deep configs (ExaoneConfig) say
+# num_layers and layer_norm_epsilon (an RMS norm's epsilon: src/models/exaone.cpp reads it as
+# attention.layer_norm_rms_epsilon), the others num_hidden_layers and rms_norm_eps.
+_HF_N_LAYER = ("n_layers", "num_hidden_layers", "n_layer", "num_layers")
+_HF_NORM_EPS = ("rms_norm_eps", "layer_norm_epsilon")
 # Architectures whose sliding window llama.cpp ignores although the GGUF names one: models/phi3.cpp
 # ("Phi SWA is currently disabled", llama.cpp PR 13676) sets n_swa = 0 and no SWA layer.
 SWA_DISABLED = frozenset({"phi3"})
@@ -149,6 +155,19 @@ MOE_ARCHS = frozenset({"qwen3moe", "gpt-oss"})
 # The HF keys llama.cpp's converter tries, in order (conversion/base.py TextModel.set_gguf_parameters).
 _HF_N_EXPERT = ("num_local_experts", "num_experts", "n_routed_experts")
 _HF_N_EXPERT_USED = ("num_experts_per_tok", "num_experts_per_token", "top_k_experts")
+
+
+def hf_n_layer(config: Mapping[str, Any]) -> int:
+    """The number of blocks of an HF config (``num_hidden_layers``, or EXAONE's ``num_layers``)."""
+    for k in _HF_N_LAYER:
+        if config.get(k) is not None:
+            return int(config[k])
+    raise KeyError("num_hidden_layers")
+
+
+def hf_norm_eps(config: Mapping[str, Any], default: float = 1e-6) -> float:
+    """The RMS-norm epsilon of an HF config (``rms_norm_eps``, or EXAONE's ``layer_norm_epsilon``)."""
+    return next((float(config[k]) for k in _HF_NORM_EPS if config.get(k) is not None), default)
 
 
 def hf_experts(config: Mapping[str, Any], arch: str) -> tuple[int, int, int]:
@@ -187,7 +206,7 @@ def from_hf_config(
             hint=f"edgekv knows {', '.join(sorted(HF_ARCHS))}",
         )
     try:
-        n_layer = int(config["num_hidden_layers"])
+        n_layer = hf_n_layer(config)
         n_embd = int(config["hidden_size"])
         n_head = int(config["num_attention_heads"])
         n_ff = int(config["intermediate_size"])

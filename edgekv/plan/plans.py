@@ -63,12 +63,20 @@ class Policy:
     parallel_min_bytes: int = 0  # G > 1 only on cards of at least this much memory (rule 4: from E1 on)
     capacity: str = "published"  # "published": E scaled to the Qwen3-equivalent size (plan.capacity); "size": E alone
 
-    def kv_pairs(self) -> list[tuple[KvType, KvType]]:
-        """The (K, V) types considered: each of ``kv_types`` for both, and with ``mixed_kv`` every mixed pair."""
+    def kv_pairs(self, spec: ModelSpec | None = None) -> list[tuple[KvType, KvType]]:
+        """The (K, V) types considered: each of ``kv_types`` for both, and with ``mixed_kv`` every mixed pair;
+        for a ``spec``, only the pairs llama.cpp creates a context with (``kv_types_load``)."""
         pairs = [(k, k) for k in self.kv_types]
         if self.mixed_kv:
             pairs += [(k, v) for k in self.kv_types for v in self.kv_types if k != v]
-        return pairs
+        return [(k, v) for k, v in pairs if spec is None or kv_types_load(spec, k, v)]
+
+
+def kv_types_load(spec: ModelSpec, type_k: KvType, type_v: KvType) -> bool:
+    """Whether llama.cpp creates a context with these cache types: ``llama_init_from_model`` refuses a
+    quantized K (V) type whose block does not divide the K (V) head size ("K cache type q8_0 with block
+    size 32 does not divide n_embd_head_k=80": EXAONE Deep 2.4B's 80-wide heads take f16/bf16/f32 only)."""
+    return spec.head_dim_k % type_k.ggml.block_size == 0 and spec.head_dim_v % type_v.ggml.block_size == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ def enumerate_plans(
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
-        for k, v in policy.kv_pairs():
+        for k, v in policy.kv_pairs(opt.spec):
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
             big = sizes(opt, policy)[0] >= policy.e1_bytes and budget.vram_bytes >= policy.parallel_min_bytes
             max_g = policy.max_parallel if big else 1

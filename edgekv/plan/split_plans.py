@@ -33,7 +33,7 @@ def enumerate_split_plans(options: Iterable[ModelOption], budget: Budget, policy
     plans: list[Plan] = []
     for opt in options:
         cap = context_cap(opt.spec)
-        for k, v in policy.kv_pairs():
+        for k, v in policy.kv_pairs(opt.spec):
             base = RunConfig(n_ctx=KV_PAD_CELLS, type_k=k, type_v=v, n_ubatch=policy.n_ubatch, flash_attn=True)
             max_g = policy.max_parallel if opt.effective_bytes >= policy.e1_bytes else 1
             for g in range(1, max_g + 1):

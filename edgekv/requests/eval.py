@@ -44,6 +44,7 @@ class EvalRequest:
     thinking: bool | None = None
     ngl: int | None = None
     threads: int | None = None
+    think_markers: str | None = None  # "OPEN,CLOSE"; None: the catalog's, the chat template's, else <think>
 
     def config(self) -> EvalConfig:
         """The evaluation's settings: flag > plan file > default.
@@ -52,6 +53,7 @@ class EvalRequest:
             click.UsageError: neither MODEL nor --plan.
         """
         from edgekv.eval.run import EvalConfig, budget_from_plan
+        from edgekv.model.markers import parse_markers
         from edgekv.model.quant import KvType
         from edgekv.requests.flags import kv_flags
         from edgekv.requests.overlay import PlanFlags, overlay
@@ -62,6 +64,7 @@ class EvalRequest:
         vram_bytes = parse_size(self.vram) if self.vram is not None else None
         budget = parse_tokens(self.budget) if self.budget is not None else None
         type_k, type_v = kv_flags(self.kv, self.type_k, self.type_v)
+        markers = parse_markers(self.think_markers) if self.think_markers is not None else None
         flags = PlanFlags(model=self.model, vram_bytes=vram_bytes, type_k=type_k, type_v=type_v,
                           parallel=self.samples, n_gpu_layers=self.ngl)  # fmt: skip
         s = overlay(flags, plan, per_device=False)
@@ -79,6 +82,7 @@ class EvalRequest:
             thinking=self.thinking, vram_bytes=s.vram_bytes,
             n_gpu_layers=s.n_gpu_layers if s.n_gpu_layers is not None else DEFAULT_NGL, slots=self.slots,
             n_threads=self.threads, sampler=self.sampler, n_cpu_moe=plan.n_cpu_moe if plan is not None else 0,
+            think_markers=markers,
         )  # fmt: skip
 
 

@@ -217,7 +217,7 @@ class ServeApp:
         """(reasoning, answer) of a sample: split for a chat with a thinking model, else all answer."""
         if job.call.endpoint != "chat" or not self.worker.thinking:
             return None, sample.text
-        sp = ThinkSplitter(opened=job.opened_thinking)
+        sp = ThinkSplitter(opened=job.opened_thinking, markers=self.worker.markers)
         parts = [sp.feed(sample.text), sp.flush()]
         return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
 
@@ -250,7 +250,7 @@ class ServeApp:
         w, call = self.worker, job.call
         chat = call.endpoint == "chat"
         split = chat and w.thinking
-        splitters = [ThinkSplitter(opened=job.opened_thinking) for _ in range(call.n)]
+        splitters = [ThinkSplitter(opened=job.opened_thinking, markers=self.worker.markers) for _ in range(call.n)]
         sent = [""] * call.n
         created = int(time.time())
         obj = "chat.completion.chunk" if chat else "text_completion"

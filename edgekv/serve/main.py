@@ -37,6 +37,7 @@ def serve(settings: ServeSettings, *, sampler: SamplerPlace, verbose: bool, echo
     from edgekv.llama import session
     from edgekv.serve.app import bind, run_server
     from edgekv.serve.worker import Worker
+    from edgekv.store.catalog import resolve_markers
 
     s, req = settings.run, settings.request
     cfg = replace(s.config, device_sampling=sampler.on_device)
@@ -55,8 +56,9 @@ def serve(settings: ServeSettings, *, sampler: SamplerPlace, verbose: bool, echo
             body_timeout_s=req.body_timeout_s,
         )  # fmt: skip
         model_id = req.name or Path(s.model).name.removesuffix(".gguf")
+        markers = resolve_markers(None, Path(s.model).name, prepared.spec, runner.chat_template())
         worker = Worker(runner, sampling=s.sampling, sampler=sampler, model_id=model_id, limits=limits,
-                        log_text=req.log_text)  # fmt: skip
+                        log_text=req.log_text, markers=markers)  # fmt: skip
         shown = f"[{host}]" if ":" in host else host
         echo(f"edgekv serve: {model_id} on http://{shown}:{port}/v1 ({runner.n_seq_max} slots of {slot} tokens; "
              f"queue {limits.max_queue}; {'API key required' if req.api_key else 'no API key'})")  # fmt: skip

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edgekv.errors import ApiRequestError
+from edgekv.model.markers import DEFAULT_MARKERS, ThinkMarkers
 
 Endpoint = Literal["chat", "completion"]
 ROLES = ("system", "user", "assistant", "developer")
@@ -197,21 +198,20 @@ def parse_call(body: Any, endpoint: Endpoint, limits: Limits) -> ApiCall:
     )  # fmt: skip
 
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-
-
 class ThinkSplitter:
     """Splits a thinking model's text into reasoning and answer, piece by piece (``reasoning_content``
     as llama-server returns it). The same pieces give the same split whether fed at once or streamed.
 
-    The reasoning is what comes before ``</think>`` (after an opening ``<think>``, or from the start when
-    the prompt opened it, as DeepSeek-R1-Distill's template does); whitespace at the start of each part
+    The reasoning is what comes before the close marker (``markers``: the model's own, ``</think>``,
+    ``[/THINK]`` or ``</thought>``; after an opening marker, or from the start when the prompt opened
+    it, as DeepSeek-R1-Distill's and EXAONE Deep's templates do); whitespace at the start of each part
     is dropped. A text that never opens thinking is all answer.
     """
 
-    def __init__(self, *, opened: bool) -> None:
+    def __init__(self, *, opened: bool, markers: ThinkMarkers = DEFAULT_MARKERS) -> None:
         self.state = "reasoning_lead" if opened else "start"
         self._held = ""
+        self.open, self.close = markers.open, markers.close
 
     def feed(self, piece: str) -> tuple[str, str]:
         """(reasoning delta, answer delta) for the next piece of text."""
@@ -225,9 +225,9 @@ class ThinkSplitter:
                 if not stripped:
                     self._held = text
                     return "", ""
-                if stripped.startswith(THINK_OPEN):
-                    self.state, text = "reasoning_lead", stripped[len(THINK_OPEN) :]
-                elif THINK_OPEN.startswith(stripped):  # the tag may still be coming
+                if stripped.startswith(self.open):
+                    self.state, text = "reasoning_lead", stripped[len(self.open) :]
+                elif self.open.startswith(stripped):  # the tag may still be coming
                     self._held = text
                     return "", ""
                 else:
@@ -238,10 +238,10 @@ class ThinkSplitter:
                     return "".join(reasoning), "".join(answer)
                 self.state, text = self.state.removesuffix("_lead"), stripped
             elif self.state == "reasoning":
-                head, sep, tail = text.partition(THINK_CLOSE)
-                if not sep:  # hold a tail that may be the start of "</think>"
-                    keep = next((k for k in range(min(len(head), len(THINK_CLOSE) - 1), 0, -1)
-                                 if THINK_CLOSE.startswith(head[-k:])), 0)  # fmt: skip
+                head, sep, tail = text.partition(self.close)
+                if not sep:  # hold a tail that may be the start of the close marker
+                    keep = next((k for k in range(min(len(head), len(self.close) - 1), 0, -1)
+                                 if self.close.startswith(head[-k:])), 0)  # fmt: skip
                     reasoning.append(head[: len(head) - keep])
                     self._held = head[len(head) - keep :]
                     break

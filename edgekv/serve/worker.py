@@ -24,13 +24,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgekv.errors import ApiRequestError, KvConfigError
-from edgekv.eval.run import END_THINK, FINAL_ANSWER_CUE, THINKING_CUE, WAIT, is_thinking_model
+from edgekv.eval.run import FINAL_ANSWER_CUE, WAIT, is_thinking_model, thinking_cue
 from edgekv.llama.batch import Engine
 from edgekv.llama.feed import Feed
 from edgekv.llama.generation import Finished, Forcing, Request
 from edgekv.llama.runner import Runner
 from edgekv.llama.sampling import SamplerPlace, Sampling
 from edgekv.logconfig import get_logger
+from edgekv.model.markers import DEFAULT_MARKERS, ThinkMarkers
 from edgekv.serve.protocol import ApiCall, Limits
 
 log = get_logger("edgekv.serve")
@@ -52,7 +53,9 @@ class Job:
     request: Request
     prompt_tokens: int
     max_tokens: int
-    opened_thinking: bool  # the prompt ends inside <think> (R1-distill's template): the text starts as reasoning
+    opened_thinking: (
+        bool  # the prompt ends inside the open marker (R1-distill's template): the text starts as reasoning
+    )
     events: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
     submitted: float = field(default_factory=time.perf_counter)
     closed: bool = False
@@ -63,7 +66,7 @@ class Worker:
 
     def __init__(
         self, runner: Runner, *, sampling: Sampling, sampler: SamplerPlace, model_id: str, limits: Limits,
-        log_text: bool = False,
+        log_text: bool = False, markers: ThinkMarkers = DEFAULT_MARKERS,
     ) -> None:  # fmt: skip
         self.runner = runner
         self.sampling = sampling
@@ -72,11 +75,12 @@ class Worker:
         self.log_text = log_text
         self.engine = Engine(runner, sampling=sampling, forcing=Forcing(budget_tokens=1), sampler=sampler)
         self.feed = Feed()
-        self.thinking = is_thinking_model(runner)
+        self.markers = markers  # the model's thinking markers (``store.catalog.resolve_markers``)
+        self.thinking = is_thinking_model(runner, markers)
         ids = self._ids
-        self.cue = ids(THINKING_CUE if self.thinking else FINAL_ANSWER_CUE)
+        self.cue = ids(thinking_cue(markers) if self.thinking else FINAL_ANSWER_CUE)
         self.answer_cue = ids(FINAL_ANSWER_CUE)
-        self.end_think = runner.token_id(END_THINK) if self.thinking else None
+        self.end_think = runner.token_id(markers.close) if self.thinking else None
         self.wait = ids(WAIT)
         self.jobs: dict[Hashable, Job] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -178,7 +182,7 @@ class Worker:
             param = "top_k" if "top_k" in e.message else "temperature" if "greedily" in e.message else param
             code = "context_length_exceeded" if param in ("messages", "prompt") else "invalid_value"
             raise ApiRequestError(e.message, param=param, code=code) from None
-        opened = self.thinking and text.rstrip().endswith("<think>")
+        opened = self.thinking and text.rstrip().endswith(self.markers.open)
         return Job(key, call, request, n_prompt, max_tokens, opened)
 
     def _forcing(self, call: ApiCall, room: int, n_prompt: int, param: str) -> tuple[Forcing, int]:

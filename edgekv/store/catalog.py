@@ -24,6 +24,7 @@ from functools import cached_property
 from typing import Any
 
 from edgekv.errors import ModelFileNotFound, SpecError
+from edgekv.model.markers import DEFAULT_MARKERS, ThinkMarkers, markers_in_template
 from edgekv.model.quant import WeightQuant
 from edgekv.model.spec import ModelSpec, from_hf_config
 from edgekv.plan.capacity import REFERENCE_FAMILY, Capacity, Reference, Score, equivalent_params, parse_scores
@@ -89,6 +90,7 @@ class CatalogModel:
     scores: tuple[Score, ...] = ()  # published reasoning scores, each with its source (plan.capacity)
     header: dict[str, Any] = field(default_factory=dict)  # a user entry's spec, read from its GGUF headers
     origin: str = "built-in"  # "built-in" (models/) or "user" (``edgekv catalog add``)
+    thinking: tuple[str, str] | None = None  # its thinking markers (the entry's "thinking" open / close)
 
     @cached_property
     def spec(self) -> ModelSpec:
@@ -158,9 +160,20 @@ def _parse(data: dict[str, Any], source: str, origin: str = "built-in") -> Catal
             scores=parse_scores(data.get("scores"), f"catalog file {source}"),
             header=dict(data["spec"]) if "spec" in data else {},
             origin=origin,
+            thinking=_thinking(data.get("thinking"), source),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise SpecError(f"catalog file {source} is malformed: {e!r}") from None
+
+
+def _thinking(value: Any, source: str) -> tuple[str, str] | None:
+    """An entry's ``"thinking"`` markers (non-empty strings ``open`` and ``close``), or None without them."""
+    if value is None:
+        return None
+    pair = (value.get("open"), value.get("close")) if isinstance(value, dict) else (None, None)
+    if not all(isinstance(x, str) and x for x in pair):
+        raise SpecError(f"catalog file {source}: 'thinking' needs non-empty 'open' and 'close' strings")
+    return str(pair[0]), str(pair[1])
 
 
 def load_catalog(directory: str | os.PathLike[str] | None = None) -> list[CatalogModel]:
@@ -429,6 +442,46 @@ def catalog_options(
             hint=f"the catalog has {', '.join(have)}" if have else "choose other families or models",
         )
     return options
+
+
+def catalog_markers(
+    file_name: str, spec: ModelSpec, models: Iterable[CatalogModel] | None = None
+) -> ThinkMarkers | None:
+    """The thinking markers of the catalog entry a GGUF is: the entry that lists ``file_name`` (a
+    published file's name, or its first shard's), else the entries of the GGUF's shape (arch, layers,
+    width, heads, vocabulary) with a quant of its exact weight bytes, if they all name one pair (the
+    R1-Distill-Qwen-7B, OpenReasoning-Nemotron-7B and AceReason-Nemotron-7B files are byte for byte
+    alike). None when no entry matches, or the matches disagree."""
+    ms = [(m, m.thinking) for m in (models if models is not None else load_catalog()) if m.thinking]
+    for m, (opening, closing) in ms:
+        if any(e.file == file_name for e in m.quants.values()):
+            return ThinkMarkers(opening, closing, f"catalog: {m.name}")
+    shape = (spec.arch, spec.n_layer, spec.n_embd, spec.n_head, spec.n_vocab)
+    same = [
+        (m, pair) for m, pair in ms
+        if (m.spec.arch, m.spec.n_layer, m.spec.n_embd, m.spec.n_head, m.spec.n_vocab) == shape
+        and any(e.weights_bytes == spec.weights_bytes for e in m.quants.values())
+    ]  # fmt: skip
+    pairs = {pair for _, pair in same}
+    if len(pairs) != 1:
+        return None
+    opening, closing = pairs.pop()
+    return ThinkMarkers(opening, closing, "catalog: " + ", ".join(m.name for m, _ in same))
+
+
+def resolve_markers(
+    override: ThinkMarkers | None, file_name: str, spec: ModelSpec, template: str | None
+) -> ThinkMarkers:
+    """The thinking markers eval and serve use for a GGUF: ``override`` (--think-markers), else its
+    catalog entry's (``catalog_markers``; a catalog that does not load is skipped), else a known pair
+    its chat template names (``model.markers.markers_in_template``), else <think> / </think>."""
+    if override is not None:
+        return override
+    try:
+        found = catalog_markers(file_name, spec)
+    except (SpecError, OSError, ValueError):  # no models/ folder, or a broken entry: the template decides
+        found = None
+    return found or markers_in_template(template) or DEFAULT_MARKERS
 
 
 def gguf_option(path: str | os.PathLike[str]) -> ModelOption:

@@ -23,7 +23,7 @@ from edgekv.fsutil import write_atomic
 from edgekv.model.archs import gguf_arch, gguf_tensors
 from edgekv.model.quant import WeightQuant
 from edgekv.model.quantrules import quantized_types
-from edgekv.model.spec import ModelSpec, TensorInfo, from_hf_config
+from edgekv.model.spec import ModelSpec, TensorInfo, from_hf_config, hf_n_layer
 from edgekv.model.tensor_groups import expert_layer_bytes, tensor_groups
 from edgekv.plan.memory import WeightLayout
 from edgekv.store.catalog import catalog_quants, models_dir
@@ -41,7 +41,7 @@ def quant_spec(config: dict[str, Any], name: str, quant: WeightQuant) -> ModelSp
         types = {t.name: t.type for t in shapes}
     else:
         types = quantized_types(
-            shapes, quant, arch=gguf_arch(config), n_layer=int(config["num_hidden_layers"]),
+            shapes, quant, arch=gguf_arch(config), n_layer=hf_n_layer(config),
             n_head=int(config["num_attention_heads"]),
             n_head_kv=int(config.get("num_key_value_heads") or config["num_attention_heads"]),
             n_expert=from_hf_config(config).n_expert,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from edgekv.cli import cli
@@ -47,3 +48,25 @@ def test_eval_field_flags_reach_the_file_and_its_errors_name_them(tmp_path: Path
     assert "no field 'question' (fields: prompt, solution). Name the right one with --question-field" in str(
         res.exception
     )
+
+
+def test_eval_think_markers_reach_the_results_and_a_bad_pair_is_refused(
+    gemma_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--think-markers is recorded in the results' config (gemma's template names no [THINK], so it is
+    not run as a thinking model); one marker alone is a usage error naming the form to give."""
+    out = tmp_path / "r.jsonl"
+    args = ["eval", str(gemma_gguf), "--dataset", "synth", "--limit", "1", "--budget", "8", "--reserve", "4",
+            "--samples", "1", "--temperature", "0", "--threads", "1", "--slots", "1", "--out", str(out),
+            "--json"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, "--think-markers", "[THINK],[/THINK]"])
+    assert res.exit_code == 0, res.output
+    config = json.loads(res.stdout)["config"]
+    assert config["think_markers"] == ["[THINK]", "[/THINK]"] and config["thinking"] is False
+    from edgekv.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--think-markers", "[THINK]"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "--think-markers '[THINK]': give the opening and the closing marker, OPEN,CLOSE" in err

@@ -53,6 +53,9 @@ TINY: dict[str, dict[str, Any]] = {
         "Phi3ForCausalLM", num_hidden_layers=3, tie_word_embeddings=False, rope_scaling=None, partial_rotary_factor=1.0
     ),
     "smollm3-4l": tiny_config("SmolLM3ForCausalLM", num_hidden_layers=4, tie_word_embeddings=True),
+    # exaone: the llama block with EXAONE's config keys and llama3 rope_freqs; tied as EXAONE Deep 2.4B
+    "exaone-3l": tiny_config("ExaoneForCausalLM", num_hidden_layers=3),
+    "exaone-2l-tied": tiny_config("ExaoneForCausalLM", tie_word_embeddings=True),
     "llama-llama3-rope": tiny_config("LlamaForCausalLM", rope_scaling={"rope_type": "llama3", "factor": 8.0}),
     # n_gqa >= 4 branches (Q2_K/IQ3/IQ4 attn_v)
     "llama-gqa4-16l": tiny_config("LlamaForCausalLM", num_attention_heads=8, num_hidden_layers=16),

@@ -42,17 +42,26 @@ SOURCES: dict[str, tuple[Any, ...]] = {
     "AceReason-Nemotron-7B": ("qwen2", 3584, 28, 28, 4, 128, 18944, 152064, False, 131072),
     "AceReason-Nemotron-14B": ("qwen2", 5120, 48, 40, 8, 128, 13824, 152064, False, 131072),
     "Magistral-Small-2507": ("llama", 5120, 40, 32, 8, 128, 32768, 131072, False, 131072),
+    # EXAONE Deep: EXAONE 3.5's config.json copies (the 32B's Deep copy: mlx-community/EXAONE-Deep-32B-4bit);
+    # the 2.4B's head_dim 80 (not hidden / heads = 80 by chance: it is the config's head_dim) and tying
+    "EXAONE-Deep-2.4B": ("exaone", 2560, 30, 32, 8, 80, 7168, 102400, True, 32768),
+    "EXAONE-Deep-7.8B": ("exaone", 4096, 32, 32, 8, 128, 14336, 102400, False, 32768),
+    "EXAONE-Deep-32B": ("exaone", 5120, 64, 40, 8, 128, 27392, 102400, False, 32768),
+    "OpenReasoning-Nemotron-1.5B": ("qwen2", 1536, 28, 12, 2, 128, 8960, 151936, True, 32768),
 }
 # Parameter counts the model cards (or hub pages) print, in billions, to their precision.
 CARD_PARAMS = {
     "Qwen3-4B-Thinking-2507": ("4.0", 1), "Qwen3-30B-A3B-Thinking-2507": ("30.5", 1), "SmolLM3-3B": ("3.08", 2),
     "Phi-4-mini-reasoning": ("3.8", 1), "Magistral-Small-2506": ("23.6", 1), "OpenReasoning-Nemotron-32B": ("32.8", 1),
     "Phi-4-reasoning": ("14.7", 1), "DeepSeek-R1-Distill-Llama-8B": ("8.0", 1),
-    "DeepSeek-R1-Distill-Llama-70B": ("70.6", 1),
+    "DeepSeek-R1-Distill-Llama-70B": ("70.6", 1), "EXAONE-Deep-2.4B": ("2.4", 1), "EXAONE-Deep-7.8B": ("7.8", 1),
+    "EXAONE-Deep-32B": ("32", 0), "OpenReasoning-Nemotron-1.5B": ("1.54", 2),
 }  # fmt: skip
-# Each publisher's naming: {repo name without -GGUF} (bartowski: org_Model; unsloth: Model) + -QUANT.gguf,
-# the 16-bit file as bartowski (bf16 / f16 for the R1 distills) or unsloth (BF16) spell it.
-PUBLISHERS = {"bartowski": ("bf16", "f16"), "unsloth": ("BF16",)}
+# Each publisher's naming: {repo name without -GGUF} (bartowski: org_Model; unsloth, LG AI Research: Model) +
+# -QUANT.gguf, the 16-bit file as bartowski (bf16 / f16 for the R1 distills), unsloth or LG (BF16) spell it; a
+# split file by its first shard (LG's EXAONE-Deep-32B-BF16-00001-of-00002.gguf, README "Run Locally").
+PUBLISHERS = {"bartowski": ("bf16", "f16"), "unsloth": ("BF16",), "LGAI-EXAONE": ("BF16",)}
+SHARD = re.compile(r"-00001-of-\d{5}(?=\.gguf$)")
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +117,11 @@ def test_file_names_follow_the_publisher(catalog: dict[str, CatalogModel], name:
         if not e.file:
             continue
         label = q.value if q.value not in ("BF16", "F16") else None
+        file = SHARD.sub("", e.file)
         if label is None:
-            assert any(e.file == f"{stem}-{spelling}.gguf" for spelling in PUBLISHERS[publisher]), e.file
+            assert any(file == f"{stem}-{spelling}.gguf" for spelling in PUBLISHERS[publisher]), e.file
         else:
-            assert e.file == f"{stem}-{label}.gguf"
+            assert file == f"{stem}-{label}.gguf"
     if publisher == "bartowski" and "_" in stem:  # bartowski's newer repos: org_Model
         org = stem.split("_", 1)[0]
         assert entry.hf_repo.split("/")[0] == org
@@ -132,7 +142,8 @@ LOADS = [
     ("Phi-4-reasoning", "Q4_K_M"), ("Phi-4-mini-reasoning", "Q4_K_M"), ("SmolLM3-3B", "Q8_0"),
     ("Magistral-Small-2506", "Q4_K_M"), ("DeepSeek-R1-Distill-Llama-8B", "Q4_K_M"),
     ("OpenReasoning-Nemotron-7B", "Q4_K_M"), ("Qwen3-4B-Thinking-2507", "Q6_K"),
-    ("DeepSeek-R1-Distill-Llama-70B", "Q3_K_M"),
+    ("DeepSeek-R1-Distill-Llama-70B", "Q3_K_M"), ("EXAONE-Deep-2.4B", "Q4_K_M"), ("EXAONE-Deep-7.8B", "Q8_0"),
+    ("EXAONE-Deep-32B", "Q4_K_M"), ("OpenReasoning-Nemotron-1.5B", "Q4_K_M"),
 ]  # fmt: skip
 
 
@@ -159,7 +170,7 @@ def test_entry_bytes_match_llama_cpp(catalog: dict[str, CatalogModel], model: st
         llama_cpp.llama_model_free(handle)
 
 
-@pytest.mark.parametrize("arch", ["Phi3ForCausalLM", "SmolLM3ForCausalLM"])
+@pytest.mark.parametrize("arch", ["Phi3ForCausalLM", "SmolLM3ForCausalLM", "ExaoneForCausalLM"])
 def test_new_arch_gguf_reads_as_gguf_py_reads_it(arch: str, tmp_path: Path) -> None:
     """edgekv's header reader and gguf-py agree tensor by tensor on a generated GGUF of the architecture."""
     gguf: Any = pytest.importorskip("gguf")
@@ -171,7 +182,13 @@ def test_new_arch_gguf_reads_as_gguf_py_reads_it(arch: str, tmp_path: Path) -> N
     theirs = {t.name: (t.tensor_type.name, int(t.n_bytes)) for t in gguf.GGUFReader(path).tensors}
     assert {t.name: (t.type, t.n_bytes) for t in spec.tensors} == theirs
     assert spec.weights_bytes == sum(n for _, n in theirs.values())
-    assert spec.arch == {"Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3"}[arch]
+    want = {"Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3", "ExaoneForCausalLM": "exaone"}
+    assert spec.arch == want[arch]
+    if arch == "ExaoneForCausalLM":  # the llama block (separate q/k/v), llama3 RoPE factors: head_dim 64 / 2
+        assert spec.n_layer == 4 and {"blk.3.attn_q.weight", "blk.0.ffn_gate.weight", "output.weight"} <= set(theirs)
+        assert theirs["rope_freqs.weight"] == ("F32", 32 * 4)
+        known = {gguf.TENSOR_NAMES[t] for t in gguf.MODEL_TENSORS[gguf.MODEL_ARCH.EXAONE]}  # gguf-py's exaone list
+        assert {re.sub(r"^blk\.\d+\.", "blk.{bid}.", n).removesuffix(".weight") for n in theirs} <= known
     if arch == "Phi3ForCausalLM":  # fused q|k|v: 256 + 2 x 2 x 64 rows; gate|up: 2 x 768
         assert theirs["blk.0.attn_qkv.weight"][1] == theirs["blk.0.ffn_down.weight"][1] * (512 * 256) // (768 * 256)
         assert "rope_factors_long.weight" in theirs and "blk.0.attn_q.weight" not in theirs
@@ -198,3 +215,60 @@ def test_phi3_sliding_window_is_off_as_in_llama_cpp(tmp_path: Path) -> None:
     path = write_sparse_gguf(tmp_path / "phi.gguf", config)
     spec = read_spec(path)
     assert spec.swa_layers == () and spec.n_swa == 0
+
+
+def test_exaone_2_4b_kv_cache_stays_unquantized(catalog: dict[str, CatalogModel], tmp_path: Path) -> None:
+    """llama.cpp refuses a q8_0 / q4_0 K cache over 80-wide heads (llama_init_from_model: the block of 32
+    does not divide 80), so pick offers EXAONE Deep 2.4B f16 KV only, and the 7.8B (128-wide heads) all three."""
+    from edgekv.plan.plans import Budget, Policy
+    from edgekv.plan.policy import enumerate_plans
+    from edgekv.store.catalog import options_from_catalog
+
+    f16, q8, q4 = KvType.F16, KvType.Q8_0, KvType.Q4_0
+    pol = Policy(kv_types=(f16, q8, q4), mixed_kv=True)
+    budget = Budget(vram_bytes=24 * 1024**3)
+    for name, want in (
+        ("EXAONE-Deep-2.4B", {(f16, f16)}),
+        ("EXAONE-Deep-7.8B", {(k, v) for k in (f16, q8, q4) for v in (f16, q8, q4)}),
+    ):
+        opts = options_from_catalog([catalog[name]], quants=["Q8_0"])
+        assert {(p.type_k, p.type_v) for p in enumerate_plans(opts, budget, pol)} == want, name
+
+    # llama.cpp itself: a tiny EXAONE GGUF with 80-wide heads takes an f16 K cache and refuses q8_0
+    llama_cpp: Any = pytest.importorskip("llama_cpp")
+    from tests.ggufgen import tiny_config, write_tiny_gguf
+    from tests.model.test_quantrules import captured_log
+
+    path = write_tiny_gguf(tmp_path / "e.gguf", tiny_config("ExaoneForCausalLM", hidden_size=320, head_dim=80))
+    mparams = llama_cpp.llama_model_default_params()
+    with captured_log() as log:
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+        assert model, "".join(log)[-2000:]
+        try:
+            made = {}
+            for kv in (f16, q8):
+                cparams = llama_cpp.llama_context_default_params()
+                cparams.n_ctx, cparams.n_threads = 64, 1
+                cparams.type_k = cparams.type_v = kv.ggml.id
+                cparams.flash_attn_type = 1  # enabled: a quantized V cache needs flash attention
+                ctx = llama_cpp.llama_init_from_model(model, cparams)
+                made[kv] = bool(ctx)
+                if ctx:
+                    llama_cpp.llama_free(ctx)
+        finally:
+            llama_cpp.llama_model_free(model)
+    assert made == {f16: True, q8: False}
+    assert "does not divide n_embd_head_k=80" in "".join(log)
+    # and edgekv says so before loading (run, eval, serve and bench share session.prepare)
+    from edgekv.errors import KvConfigError
+    from edgekv.llama import session
+
+    with pytest.raises(KvConfigError) as e:
+        session.prepare(path, RunConfig(n_ctx=64, type_k=q8, type_v=q8, flash_attn=True), vram_bytes=None, probe=False)
+    assert e.value.message == (
+        "a q8_0 K cache stores blocks of 32 values, which do not divide this model's 80-wide heads: "
+        "llama.cpp refuses it"
+    )
+    assert (
+        session.prepare(path, RunConfig(n_ctx=64, flash_attn=True), vram_bytes=None, probe=False).spec.head_dim_k == 80
+    )
