@@ -134,7 +134,11 @@ def _types(config: dict[str, Any], quant: str) -> tuple[list[Any], dict[str, str
 
 
 def write_sparse_model(
-    path: str | os.PathLike[str], config: dict[str, Any], *, quant: str = "Q4_K_M", seed: int = 0,
+    path: str | os.PathLike[str],
+    config: dict[str, Any],
+    *,
+    quant: str = "Q4_K_M",
+    seed: int = 0,
     mxfp4_holes: bool = False,
 ) -> Path:
     """A GGUF of ``config``'s shapes at ``quant``: holes except the tensors of :func:`has_data`.

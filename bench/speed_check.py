@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekv.model.quant import KvType  # noqa: E402
-from edgekv.plan.speed import DEFAULT_SPEED, DecodeSample, SpeedModel, StepLoad, fit  # noqa: E402
+from edgekv.plan.speed import DEFAULT_SPEED, LISTED_RAM_EFFICIENCY, DecodeSample, SpeedModel, StepLoad, fit  # noqa: E402
 from edgekv.plan.timing import step_load  # noqa: E402
 from edgekv.store.cards import lookup_card  # noqa: E402
 from edgekv.store.catalog import catalog_options  # noqa: E402
@@ -95,6 +95,8 @@ def grid_rows(paths: tuple[Path, ...] = (GRID, GRID_BATCHED)) -> tuple[list[Row]
                 key = (r["shape"], r["quant"], r["placement"], r["kv"], r["depth"], r["G"])
                 last[key] = (float(r["tps"]), r["depth"] + WARMUP + r["steps"] / 2)
             elif "speed_tg" in r:  # llama-batched-bench -pps: a dummy step at pp, then tg steps
+                facts.setdefault("nproc", r.get("n_threads", "?"))
+                facts.setdefault("gpu", "NVIDIA H100 80GB HBM3")
                 key = (r["shape"], r["quant"], r["placement"], r["kv"], r["pp"], r["pl"])
                 last[key] = (float(r["speed_tg"]), r["pp"] + 1 + r["tg"] / 2)
     if not last:
@@ -209,9 +211,40 @@ def machine(facts: dict[str, Any]) -> str:
     )
 
 
+def by_placement(m: SpeedModel, rows: list[Row]) -> str:
+    """Rows within 15% per placement (dense, experts on the GPU, experts in RAM, the H200 rows)."""
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        kind = "H200" if r.label.startswith("H200") else r.label.split(" | ")[1]
+        c = counts.setdefault(kind, [0, 0])
+        c[0] += abs(ratio(m, r.sample) - 1) <= WITHIN
+        c[1] += 1
+    return ", ".join(f"{k} {a}/{n}" for k, (a, n) in counts.items())
+
+
+def repeat_spread() -> str:
+    """The same configurations measured twice (the grid's depth-128 q8_0 rows with experts in RAM and the
+    G sweep of bench/results/gpu/experts_ram_g_sweep.jsonl): the run-to-run spread no model removes."""
+    sweep_path = RESULTS / "gpu" / "experts_ram_g_sweep.jsonl"
+    if not sweep_path.is_file() or not GRID_BATCHED.is_file():
+        return "not measured"
+    sweep = {(r["shape"], r["pl"]): r["speed_tg"] for r in map(json.loads, sweep_path.read_text().splitlines())}
+    parts = []
+    for line in GRID_BATCHED.read_text().splitlines():
+        r = json.loads(line)
+        key = (r["shape"], r["pl"])
+        if r.get("placement") == "cpu" and r.get("kv") == "q8_0" and r.get("pp") == 128 and key in sweep:
+            parts.append(f"{r['shape']} G {r['pl']} {r['speed_tg']:.1f} vs {sweep[key]:.1f} t/s "
+                         f"(x{max(r['speed_tg'], sweep[key]) / min(r['speed_tg'], sweep[key]):.2f})")  # fmt: skip
+    return "; ".join(parts) or "not measured"
+
+
 def constants(m: SpeedModel) -> str:
     d = asdict(m)
-    parts = [f"{k} = {v * 1e3:.3f} ms" if k == "fixed_step_s" else f"{k} = {v:.3f}" for k, v in d.items()]
+    parts = [
+        f"{k} = {v * 1e3:.3f} ms" if k.endswith("_s") else f"{k} = {v * 1e3:.2f} ms per GB" if k.endswith("_per_gb")
+        else f"{k} = {v:.3f}" for k, v in d.items()
+    ]  # fmt: skip
     return ", ".join(parts)
 
 
@@ -222,7 +255,9 @@ def main() -> int:
     grid_fit = fit(r.sample for r in grid)
     half_fit = fit(r.sample for i, r in enumerate(grid) if i % 2 == 0)
     model = fit((r.sample for r in pub), base=grid_fit, only=("weights_efficiency", "fixed_step_s"))
-    model = replace(model, prompt_efficiency=DEFAULT_SPEED.prompt_efficiency)
+    # a user's RAM bandwidth is a listed figure (DEFAULT_RAM_BANDWIDTH, or --ram-bandwidth), the grid's a measured
+    # copy rate: DEFAULT_SPEED keeps the read efficiency of a listed figure (edgekv.plan.speed.LISTED_RAM_EFFICIENCY)
+    model = replace(model, prompt_efficiency=DEFAULT_SPEED.prompt_efficiency, ram_efficiency=LISTED_RAM_EFFICIENCY)
     g_lines, g_in = table(grid_fit, grid, "shape | placement | KV | depth | G")
     h_lines, h_in = table(
         half_fit, grid, "shape | placement | KV | depth | G", held_out={i for i in range(len(grid)) if i % 2}
@@ -232,13 +267,15 @@ def main() -> int:
     worst = max((abs(math.log(ratio(grid_fit, r.sample))), r.label) for r in grid) if grid else (0, "")
     n_grid, n_pub = len(grid), len(pub)
     md = [
-        "# Speed model v2: predicted vs measured decode tokens/s (bench/speed_check.py)",
+        "# Speed model v3: predicted vs measured decode tokens/s (bench/speed_check.py)",
         "",
-        "step_s = fixed + GPU weight bytes read / (GPU bandwidth x weights_eff) + RAM weight bytes read / (RAM",
-        "bandwidth x ram_eff) + (min(G, 8) - 1) x 2 x active params / (FP32-class rate x compute_eff) + G x depth",
-        "x [f16: KV bytes/token / (GPU bandwidth x kv_f16_eff); q8_0, q4_0: attention FLOPs/token / (rate x",
-        "kv_eff[type])]; a MoE step reads 1-(1-k/E)^G of each layer's experts (edgekv/plan/speed.py). A ratio",
-        "is predicted / measured; **miss** marks more than 15% off. Made by `PYTHONPATH=. python",
+        "step_s = fixed + dense GPU weight bytes / (GPU bandwidth x weights_eff) + G x k/E x GPU expert bytes /",
+        "(GPU bandwidth x moe_eff) + (1-(1-k/E)^G) x RAM expert bytes (+ RAM dense bytes) / (RAM bandwidth x",
+        "ram_eff) + G x k/E x RAM expert GB x cpu_pair_s_per_gb + MoE blocks x moe_layer_step_s + RAM-expert",
+        "blocks x ram_layer_step_s + (G - 1) x sample_step_s + (min(G, 8) - 1) x 2 x active params /",
+        "(FP32-class rate x compute_eff) + G x depth x [f16: KV bytes/token / (GPU bandwidth x kv_f16_eff);",
+        "q8_0, q4_0: attention FLOPs/token / (rate x kv_eff[type])] (edgekv/plan/speed.py). A ratio is",
+        "predicted / measured; **miss** marks more than 15% off. Made by `PYTHONPATH=. python",
         "bench/speed_check.py`.",
         "",
         "## Summary",
@@ -247,14 +284,16 @@ def main() -> int:
         f"**{g_in}/{n_grid} rows within 15% ({100 * g_in / max(n_grid, 1):.0f}%)** with the constants fitted on "
         f"them; fitted on the even rows only: {h_in_held}/{n_grid // 2} odd (held-out) rows within 15%. "
         f"Worst: {worst[1]} (x{math.exp(worst[0]):.2f}).",
+        f"- By placement (grid rows): {by_placement(grid_fit, grid)}.",
+        f"- Repeat spread of the experts-in-RAM rows: {repeat_spread()}.",
         f"- Published consumer-card numbers: **{p_in}/{n_pub} rows within 15% ({100 * p_in / max(n_pub, 1):.0f}%)** "
         "with DEFAULT_SPEED.",
         "",
         "## Constants",
         "",
         f"- GPU grid fit (stage 1; what `edgekv bench` refits on a machine): {constants(grid_fit)}",
-        "- DEFAULT_SPEED (stage 2: weights_efficiency and fixed cost refitted on the published rows): "
-        + constants(model),
+        "- DEFAULT_SPEED (stage 2: weights_efficiency and fixed cost refitted on the published rows; "
+        f"ram_efficiency {LISTED_RAM_EFFICIENCY} of a listed RAM bandwidth): " + constants(model),
         "",
         "## GPU grid (llama.cpp decode loop, sparse GGUFs of the real shapes), grid-fit constants",
         "",

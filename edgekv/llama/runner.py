@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edgekv.errors import KvConfigError, LlamaError
+from edgekv.errors import GGUFError, KvConfigError, LlamaError
 from edgekv.llama.build import check_cfg, check_path, check_threads, context_params, llama_lib, model_params
 from edgekv.llama.log import LlamaBuffers, LlamaLog
 from edgekv.llama.vocab import Vocab
@@ -58,6 +58,7 @@ class Runner(Vocab):
                 )
                 if not self._model:
                     raise LlamaError(f"llama.cpp cannot load {path.name}", reason=self._log.last_problem())
+                self.released_bytes = give_back_gpu_pages(llama_cpp, path, cfg.n_gpu_layers, cfg.n_cpu_moe)
             else:
                 self._model = model.handle
             cp = context_params(llama_cpp, cfg, n_batch=n_batch, n_threads=n_threads)
@@ -230,6 +231,20 @@ class Runner(Vocab):
         self._cached = list(tokens)
 
 
+def give_back_gpu_pages(llama_cpp: Any, path: Path, n_gpu_layers: int, n_cpu_moe: int) -> int:
+    """After a load: the mapped pages of the tensors now on the GPU, given back (edgekv/llama/mapping.py);
+    never fails a run (0 when anything goes wrong)."""
+    if n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload():
+        return 0
+    from edgekv.llama.mapping import release_gpu_tensors
+
+    try:
+        return release_gpu_tensors(path, n_gpu_layers=n_gpu_layers, n_cpu_moe=n_cpu_moe)
+    except (OSError, ValueError, GGUFError) as e:
+        log.debug("mapped GPU tensors of %s not given back: %s", path.name, e)
+        return 0
+
+
 class LoadedModel(Vocab):
     """A GGUF loaded once: contexts for several KV types and budgets share its weights (a sweep
     loads each file once). ``runner(cfg)`` makes a context; close the runners, then this."""
@@ -256,6 +271,7 @@ class LoadedModel(Vocab):
             self.handle: Any = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
             if not self.handle:
                 raise LlamaError(f"llama.cpp cannot load {self.path.name}", reason=cap.last_problem())
+        self.released_bytes = 0 if vocab_only else give_back_gpu_pages(llama_cpp, self.path, n_gpu_layers, n_cpu_moe)
         self.buffers = cap.buffers()
         self._log = cap
         self._model = self.handle

@@ -36,6 +36,7 @@ from edgekv.errors import SpecError
 from edgekv.model.spec import ModelSpec
 from edgekv.plan.fit import context_cap, largest_fitting_steps
 from edgekv.plan.memory import (
+    CUDA_HOST_RUNTIME_BYTES,
     DEFAULT_MARGIN_BYTES,
     KV_PAD_CELLS,
     ComputeFigures,
@@ -213,7 +214,8 @@ def combined(fps: Sequence[Footprint], *, layout: WeightLayout, kv_total: int | 
         sum(f.weights_gpu for f in fps), layout.input_bytes, kv if kv_total is None else kv_total,
         sum(f.compute for f in fps), sum(f.overhead for f in fps), sum(f.margin for f in fps),
         all(f.kv_on_gpu for f in fps), fps[0].compute_source if fps else "estimate",
-        0 if kv_total is None else kv_total - kv,
+        0 if kv_total is None else kv_total - kv, 0, 0,
+        CUDA_HOST_RUNTIME_BYTES if any(f.overhead for f in fps) else 0,
     )  # fmt: skip
 
 

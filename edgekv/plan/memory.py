@@ -40,6 +40,12 @@ CUDA_FIRST_PROMPT_F16_BYTES = 178 * MIB
 # at 8/12/16 GiB, gpt-oss-20b at 12/16 GiB), which no dry run shows (likely ggml-cuda's pool for the
 # expert matmuls' temporaries); counted at the largest seen.
 CUDA_MOE_EXTRA_BYTES = 112 * MIB
+# Host memory of a GPU run beyond its buffers, measured on the H100 (2026-12-06, moe_cap.jsonl): RSS
+# after 16 generated tokens less RSS after the dry run and less llama.cpp's host buffers and the
+# mapped tensors kept in RAM: 137-202 MB on four MoE plans (anonymous: the CUDA runtime's host copies
+# of the kernels it loads at first use, ~85 MB; file-backed: those kernels' pages of libggml-cuda,
+# 67-126 MB); counted at 200 MiB (209.7 MB) in every GPU plan's host side.
+CUDA_HOST_RUNTIME_BYTES = 200 * MIB
 DEFAULT_MARGIN_BYTES = 256 * MIB  # headroom for the desktop/driver on a real card; a setting
 
 
@@ -498,6 +504,7 @@ class Footprint:
     # experts in host memory (n_cpu_moe): an estimate, not measured yet (docs/memory.md)
     expert_copy: int = 0  # GPU: one block's host experts copied in for a prompt batch (op offload)
     host_buffers: int = 0  # host: llama.cpp's host-side buffers (host_buffer_bytes)
+    host_runtime: int = 0  # host: the CUDA runtime's own host memory (CUDA_HOST_RUNTIME_BYTES)
 
     @property
     def kv_gpu(self) -> int:
@@ -509,8 +516,9 @@ class Footprint:
 
     @property
     def host_total(self) -> int:
-        """What must fit in system RAM: host weights, host KV and the host-side buffers."""
-        return self.weights_host + (self.kv - self.kv_gpu) + self.host_buffers
+        """What must fit in system RAM: host weights, host KV, the host-side buffers and the GPU
+        runtime's host memory."""
+        return self.weights_host + (self.kv - self.kv_gpu) + self.host_buffers + self.host_runtime
 
     def as_dict(self) -> dict[str, int | str | bool]:
         return {
@@ -524,6 +532,7 @@ class Footprint:
             "margin": self.margin,
             "total": self.gpu_total,
             "host_buffers": self.host_buffers,
+            "host_runtime": self.host_runtime,
             "host_total": self.host_total,
             "compute_source": self.compute_source,
         }
@@ -635,5 +644,5 @@ def footprint(
     return Footprint(
         gpu, host, kv, compute, overhead, margin_bytes, cfg.offload_kqv, source, kv_host,
         0 if compute_bytes is not None else expert_copy_bytes(lay, cfg),  # a measured buffer holds the copies
-        host_buffer_bytes(spec, cfg),
+        host_buffer_bytes(spec, cfg), CUDA_HOST_RUNTIME_BYTES if overhead else 0,
     )  # fmt: skip

@@ -9,6 +9,8 @@ GGUF's or the catalog's tensor bytes); the rows add up to the layout's weights. 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgekv.plan.memory import gpu_layer_start
@@ -66,3 +68,40 @@ def cpu_moe_patterns(n_cpu_moe: int) -> list[str]:
     """llama.cpp's own ``--n-cpu-moe N`` patterns (common/arg.cpp ``llm_add_n_cpu_ffn_overrides``:
     ``llm_ffn_block_regex(i, LLM_FFN_EXPS_REGEX)``), one per block 0..N-1, each to the CPU."""
     return [rf"blk\.{i}\.ffn_(up|down|gate|gate_up)_(ch|)exps" for i in range(n_cpu_moe)]
+
+
+_BLOCK = re.compile(r"blk\.(\d+)\.")
+
+
+def gpu_file_spans(
+    tensors: Iterable[tuple[str, int, int]], *, n_layer: int, n_gpu_layers: int, n_cpu_moe: int
+) -> list[tuple[int, int]]:
+    """The byte ranges of a GGUF's data section that hold tensors a run places on the GPU, merged.
+
+    ``tensors``: (name, offset in the data section, bytes), every tensor of the file. On the GPU:
+    every tensor of a block from ``gpu_layer_start`` on, except the routed experts of the first
+    ``n_cpu_moe`` blocks, and the output layer (``output.weight``, ``output_norm.weight``) once any
+    layer is offloaded. Consecutive GPU tensors (in file order, with only alignment padding between
+    them) make one range; a tensor kept in host memory (token_embd, experts in RAM, a block in RAM)
+    ends it and is never inside a range.
+    """
+    if n_gpu_layers == 0:
+        return []
+    start = gpu_layer_start(n_layer, n_gpu_layers)
+    experts = [re.compile(p) for p in cpu_moe_patterns(n_cpu_moe)]
+    spans: list[tuple[int, int]] = []
+    open_span = False
+    for name, offset, n_bytes in sorted(tensors, key=lambda t: t[1]):
+        m = _BLOCK.match(name)
+        if m:
+            on_gpu = int(m.group(1)) >= start and not any(p.match(name) for p in experts)
+        else:
+            on_gpu = name in ("output.weight", "output_norm.weight")
+        if not on_gpu:
+            open_span = False
+        elif open_span:
+            spans[-1] = (spans[-1][0], offset + n_bytes)
+        else:
+            spans.append((offset, offset + n_bytes))
+            open_span = True
+    return spans

@@ -5,8 +5,10 @@ Pure arithmetic, stdlib only (it sits on ``pick``'s path): ints of bytes and tok
 Decode (speed model v2). One step of G parallel samples, each at ``depth`` cached tokens, takes
 
     step_s = fixed_step_s
-           + gpu_read_bytes(G) / (gpu_bandwidth x weights_efficiency)     weights read on the GPU
+           + weights_gpu_bytes / (gpu_bandwidth x weights_efficiency)     dense weights read on the GPU
+           + G x k/E x experts_gpu_bytes / (gpu_bandwidth x moe_efficiency)   routed experts on the GPU
            + ram_read_bytes(G) / (ram_bandwidth x ram_efficiency)         weights read from RAM by the CPU
+           + MoE blocks x moe_layer_step_s + blocks with experts in RAM x ram_layer_step_s
            + (min(G, 8) - 1) x 2 x active_params / (fp16_flops x compute_eff)   further samples' matmuls
            + G x depth x kv_bytes_per_token / (gpu_bandwidth x kv_f16_efficiency)        f16 KV, or
            + G x depth x attn_flops_per_token / (fp16_flops x kv_efficiency[kv type])    q8_0/q4_0 KV
@@ -17,12 +19,26 @@ and yields G tokens. The terms:
 - *Weights in RAM* (whole layers kept on the host, or MoE experts there: llama.cpp's
   ``--n-cpu-moe``/``-ot exps=CPU``) are multiplied by the CPU, as llama.cpp does for a batch below
   its op-offload threshold (32 tokens): the CPU reads the bytes it multiplies from RAM once per step.
-- *MoE*: a step reads only the routed experts the G tokens chose. Each token picks ``k`` =
-  n_expert_used of ``E`` = n_expert experts per layer; with choices independent between tokens
-  (what random routers give, and close to real routing over a batch of unrelated samples), the
-  expected share of a layer's experts read by G tokens is ``1 - (1 - k/E)^G``
-  (:func:`experts_read_fraction`): k/E at G = 1, growing toward all of them. Shared experts,
-  routers and attention are dense parts, read in full.
+- *MoE*: a step reads only the routed experts the G tokens chose; each token picks ``k`` =
+  n_expert_used of ``E`` = n_expert experts per layer. Shared experts, routers and attention are
+  dense parts, read in full. Where the routed experts live decides how they are read:
+
+  - *in RAM* (the CPU multiplies them) each expert is read once per step, whichever tokens chose
+    it: with choices independent between tokens (what random routers give, and close to real
+    routing over a batch of unrelated samples) the expected share read by G tokens is
+    ``1 - (1 - k/E)^G`` (:func:`experts_read_fraction`). Measured on the H100's host (16 cores,
+    bench/results/gpu/experts_ram_g_sweep.jsonl), G = 1..16: Qwen3-30B-A3B's experts at 44-53 GB/s
+    at every G under this count;
+  - *on the GPU* llama.cpp's decode kernels for ``mul_mat_id`` work per (token, expert) pair, so a
+    step reads ``G x k/E`` of the experts, the same expert again for each token that chose it, at
+    its own efficiency (``moe_efficiency``, with the routing kernels' cost): measured linear in G to
+    G = 16 on the H100, 1.08 ms per sample for Qwen3-30B-A3B and 1.03 ms for gpt-oss-20b, where the
+    union count above predicted 1.2-1.7x too fast (bench/results/speed_check.md);
+  - *per block*: routing (router matmul, top-k, softmax, gathers) adds kernels to each MoE block,
+    a cost per block and step whatever G (``moe_layer_step_s``); a block whose experts are in RAM
+    also hands its hidden states to the CPU and back, a synchronisation per block and step
+    (``ram_layer_step_s``). Seen on the H100: Qwen3-30B-A3B (48 MoE blocks) takes ~0.7 ms a step
+    longer than gpt-oss-20b (24) with fewer dense bytes and the same per-sample expert cost.
 - *Per-sample compute*: with G > 1 the quantized mat-vec kernels multiply each further sample's
   column on top of the one hidden under the weight read: measured, the step grows with G by an
   amount proportional to the parameters even at shallow depth (bench/results/speed_check.md), up to
@@ -63,6 +79,11 @@ N_UBATCH = 512  # llama.cpp's default physical batch: the prompt reads the weigh
 # System RAM bandwidth when neither measured nor given (--ram-bandwidth): dual-channel DDR5-4800,
 # 76.8 GB/s listed, about what a desktop of 2023-2025 has. A setting, said in pick's output.
 DEFAULT_RAM_BANDWIDTH = 76.8e9
+# The CPU's reads of RAM against a *listed* bandwidth (the default above, a DIMM's rating): the fit's
+# ram_efficiency (1.0) is relative to a measured copy rate (the H100 host's 73 GB/s), which a listed
+# figure overstates; dual-channel DDR5 reaches about 80% of its rating in read tests (our assumption,
+# not measured here). A measured --ram-bandwidth with edgekv bench's refit replaces both.
+LISTED_RAM_EFFICIENCY = 0.8
 KV_EFFICIENCY_TYPES = ("f16", "q8_0", "q4_0")  # the KV types with their own attention efficiency
 # llama.cpp's CUDA mat-vec kernels (mmvq/mmvf) take decode batches of up to 8 columns: the first
 # column's dot products hide under the weight read (memory-bound), each further column adds its own;
@@ -114,11 +135,24 @@ class StepLoad:
     n_expert_used: int = 0
     n_active_params: int = 0  # parameters one token multiplies (dense + its experts): 0 = no compute term
     attn_flops_per_token: int = 0  # one query's attention FLOPs per cached token (0: time quantized KV by bytes)
+    n_expert_layers: int = 0  # blocks with routed experts (MoE)
+    n_ram_expert_layers: int = 0  # of those, blocks whose experts are in RAM
 
-    def gpu_read_bytes(self, n_seq: int) -> float:
-        return self.weights_gpu_bytes + self.experts_gpu_bytes * experts_read_fraction(
-            self.n_expert_used, self.n_expert, n_seq
-        )
+    def experts_ram_pair_bytes(self, n_seq: int) -> float:
+        """The routed-expert bytes in RAM that the ``n_seq`` tokens' ``k`` experts multiply, each pair on
+        its own: the CPU's arithmetic (the read is :meth:`ram_read_bytes`)."""
+        if not self.experts_ram_bytes or self.n_expert <= 0:
+            return 0.0
+        k = min(max(self.n_expert_used, 1), self.n_expert) / self.n_expert
+        return self.experts_ram_bytes * k * max(n_seq, 1)
+
+    def experts_gpu_pair_bytes(self, n_seq: int) -> float:
+        """The GPU's routed-expert bytes a step reads: each of the ``n_seq`` tokens' ``k`` experts on
+        its own (the module docstring)."""
+        if not self.experts_gpu_bytes or self.n_expert <= 0:
+            return 0.0
+        k = min(max(self.n_expert_used, 1), self.n_expert) / self.n_expert
+        return self.experts_gpu_bytes * k * max(n_seq, 1)
 
     def ram_read_bytes(self, n_seq: int) -> float:
         return self.weights_ram_bytes + self.experts_ram_bytes * experts_read_fraction(
@@ -177,6 +211,11 @@ class StepTerms:
     """A step's seconds at efficiency 1, by term (the fit's features; :meth:`SpeedModel.step_s` weighs them)."""
 
     gpu_s: float
+    moe_gpu_s: float  # the routed experts on the GPU, read per (token, expert) pair
+    moe_layers: float  # blocks with routed experts (a count: its constant is seconds per block)
+    ram_layers: float  # blocks whose experts are in RAM (the same)
+    extra_samples: float  # G - 1 (a count: its constant is seconds per further sample)
+    ram_pair_gb: float  # GB of experts in RAM multiplied per (token, expert) pair: the CPU's arithmetic
     ram_s: float
     compute_s: float
     kv_s: float  # all samples' KV reads at this depth
@@ -191,7 +230,12 @@ def step_terms(load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int)
     if rates.flops_per_s and load.n_active_params:
         compute = (min(n_seq, COMPUTE_MAX_SAMPLES) - 1) * 2.0 * load.n_active_params / rates.flops_per_s
     return StepTerms(
-        gpu_s=load.gpu_read_bytes(n_seq) / rates.bandwidth_bytes_per_s,
+        gpu_s=load.weights_gpu_bytes / rates.bandwidth_bytes_per_s,
+        moe_gpu_s=load.experts_gpu_pair_bytes(n_seq) / rates.bandwidth_bytes_per_s,
+        moe_layers=float(load.n_expert_layers),
+        ram_layers=float(load.n_ram_expert_layers),
+        extra_samples=float(n_seq - 1),
+        ram_pair_gb=load.experts_ram_pair_bytes(n_seq) / 1e9,
         ram_s=load.ram_read_bytes(n_seq) / rates.ram_bandwidth_bytes_per_s,
         compute_s=compute,
         kv_s=n_seq * max(depth_tokens, 0.0) * _kv_seconds_per_token(load, rates),
@@ -219,6 +263,11 @@ class SpeedModel:
     kv_q4_0_efficiency: float = 0.06  # the same for q4_0 (and the other 4-5 bit types)
     ram_efficiency: float = 0.7  # the CPU's reads of RAM-resident weights over the RAM bandwidth
     compute_efficiency: float = 0.5  # per-sample matmul FLOP/s over the listed FP16 rate
+    moe_efficiency: float = 0.3  # the GPU's per-(token, expert) reads of routed experts over its bandwidth
+    moe_layer_step_s: float = 0.0  # per MoE block and step: the routing kernels
+    ram_layer_step_s: float = 0.0  # per block with experts in RAM and step: the hand-over to the CPU and back
+    sample_step_s: float = 0.0  # per further sample and step: its logits, output copy and batch bookkeeping
+    cpu_pair_s_per_gb: float = 0.0  # the CPU's multiplies of experts in RAM: seconds per GB of weights per pair
 
     @property
     def efficiency(self) -> float:
@@ -231,7 +280,10 @@ class SpeedModel:
 
     def weigh(self, t: StepTerms) -> float:
         """Seconds of a step from its ideal terms."""
-        return (self.fixed_step_s + t.gpu_s / self.weights_efficiency + t.ram_s / self.ram_efficiency
+        return (self.fixed_step_s + t.gpu_s / self.weights_efficiency + t.moe_gpu_s / self.moe_efficiency
+                + t.moe_layers * self.moe_layer_step_s + t.ram_layers * self.ram_layer_step_s
+                + t.extra_samples * self.sample_step_s + t.ram_pair_gb * self.cpu_pair_s_per_gb
+                + t.ram_s / self.ram_efficiency
                 + t.compute_s / self.compute_efficiency + t.kv_s / self.kv_efficiency(t.kv_class))  # fmt: skip
 
     def step_s(self, load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int = 1) -> float:
@@ -284,17 +336,22 @@ class SpeedModel:
         return AnswerTime(prompt, budget_tokens * step.step_s, step)
 
 
-# Fitted by bench/speed_check.py (tables in bench/results/speed_check.md): the attention and compute
-# efficiencies on llama.cpp's own tools on an H200 (39 rows: dense Qwen3 shapes, G 1-16, depth to
-# 32k, f16/q8_0/q4_0 KV), then the weights' efficiency and the fixed cost on the published
-# consumer-card numbers (19 rows; 2024 builds, whose fixed cost per step is larger). ram_efficiency
-# from 9 rows with Qwen3-30B-A3B's experts in RAM on the H100 machine (llama-batched-bench, 2026-12-06,
-# bench/results/gpu/batched_grid.jsonl): 0.64 of the host's measured 73 GB/s; only 3 of those 9 rows
-# are within 15% (no CPU-compute term yet: G = 4 runs faster, G = 16 slower than bytes alone say). prompt_efficiency
-# is relative to the listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
+# Fitted by bench/speed_check.py (tables in bench/results/speed_check.md), in two stages. Stage 1, on
+# 225 GPU rows: llama.cpp's own tools on an H200 (39 rows: dense Qwen3 shapes, G 1-16, depth to 32k,
+# f16/q8_0/q4_0 KV) and the H100 grid of 2026-12-06 (186 rows, llama-batched-bench on sparse GGUFs:
+# dense Qwen3 4B/8B/14B, Qwen3-30B-A3B and gpt-oss-20b with experts on the GPU and in RAM, G 1/4/16,
+# depth 128/8k/32k, the three KV types): every constant but the two below, 199/225 rows within 15%.
+# Stage 2: the weights' efficiency and the fixed cost on the published consumer-card numbers (19 rows,
+# 2024 builds, whose fixed cost per step is larger), 18/19 within 15%. ram_efficiency is relative to
+# the H100 host's measured copy rate (73 GB/s: the fit reaches its bound of 1), kept here at
+# LISTED_RAM_EFFICIENCY for the listed figures users have;
+# cpu_pair_s_per_gb is that host's 16 cores multiplying experts. prompt_efficiency is relative to the
+# listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
 DEFAULT_SPEED = SpeedModel(
-    weights_efficiency=1.0, fixed_step_s=0.00347, prompt_efficiency=2.08, kv_f16_efficiency=0.647,
-    kv_q8_0_efficiency=0.0597, kv_q4_0_efficiency=0.0602, ram_efficiency=0.640, compute_efficiency=0.335,
+    weights_efficiency=1.0, fixed_step_s=0.003527, prompt_efficiency=2.08, kv_f16_efficiency=0.822,
+    kv_q8_0_efficiency=0.0625, kv_q4_0_efficiency=0.0606, ram_efficiency=LISTED_RAM_EFFICIENCY,
+    compute_efficiency=0.572, moe_efficiency=0.564, moe_layer_step_s=2.51e-5, ram_layer_step_s=2.65e-5,
+    sample_step_s=1.73e-4, cpu_pair_s_per_gb=0.00668,
 )  # fmt: skip
 
 
@@ -436,13 +493,17 @@ class DecodeSample:
 PARAMS: tuple[tuple[str, bool], ...] = (
     ("weights_efficiency", True), ("ram_efficiency", True), ("compute_efficiency", True),
     ("kv_f16_efficiency", True), ("kv_q8_0_efficiency", True), ("kv_q4_0_efficiency", True),
-    ("fixed_step_s", False),
+    ("moe_efficiency", True), ("moe_layer_step_s", False), ("ram_layer_step_s", False),
+    ("sample_step_s", False), ("cpu_pair_s_per_gb", False), ("fixed_step_s", False),
 )  # fmt: skip
 
 
 def _features(t: StepTerms) -> list[float]:
     kv = {c: t.kv_s if t.kv_class == c else 0.0 for c in KV_EFFICIENCY_TYPES}
-    return [t.gpu_s, t.ram_s, t.compute_s, kv["f16"], kv["q8_0"], kv["q4_0"], 1.0]
+    return [
+        t.gpu_s, t.ram_s, t.compute_s, kv["f16"], kv["q8_0"], kv["q4_0"], t.moe_gpu_s, t.moe_layers, t.ram_layers,
+        t.extra_samples, t.ram_pair_gb, 1.0,
+    ]  # fmt: skip
 
 
 def fit(

@@ -71,7 +71,8 @@ def step_load(
         weights_gpu_bytes=max(dense_gpu, 0), kv_bytes_per_token=_kv_per_token(opt, type_k, type_v),
         kv_type=type_k.value, weights_ram_bytes=max(dense_ram, 0), experts_gpu_bytes=exp_gpu,
         experts_ram_bytes=exp_ram, n_expert=spec.n_expert, n_expert_used=spec.n_expert_used, n_active_params=active,
-        attn_flops_per_token=attn_flops_per_token(opt),
+        attn_flops_per_token=attn_flops_per_token(opt), n_expert_layers=sum(1 for b in experts if b),
+        n_ram_expert_layers=sum(1 for il, b in enumerate(experts) if b and (il < first_gpu or il < n_cpu_moe)),
     )  # fmt: skip
 
 

@@ -74,7 +74,8 @@ def test_pick_json_schema() -> None:
         assert {"weights", "kv", "compute", "overhead", "total"} <= set(mem)
         gpu_terms = mem["weights"] + mem["kv"] + mem["compute"] + mem["expert_copy"] + mem["overhead"] + mem["margin"]
         assert mem["total"] == gpu_terms
-        assert mem["host_total"] == mem["weights_host"] + mem["kv_host"] + mem["host_buffers"]
+        assert mem["host_total"] == mem["weights_host"] + mem["kv_host"] + mem["host_buffers"] + mem["host_runtime"]
+        assert mem["host_runtime"] == 200 * 1024**2  # a GPU plan: the CUDA runtime's own host memory
         assert mem["total"] <= d["vram_bytes"]
         assert p["type_k"] in ("f16", "q8_0", "q4_0") and p["regime"] in ("capacity", "generation")
         assert p["reasons"] and all(isinstance(r, str) for r in p["reasons"])

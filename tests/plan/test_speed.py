@@ -88,17 +88,36 @@ def test_quantized_kv_attention_has_its_own_efficiency() -> None:
 
 
 def test_moe_reads_only_the_chosen_experts() -> None:
-    # 1 GB dense + 16 GB experts, 8 of 128 used: a step of one token reads 1 + 16 x 8/128 = 2 GB
+    # 1 GB dense + 16 GB experts, 8 of 128 used: one token's experts are 16 x 8/128 = 1 GB
     moe = StepLoad(10**9, experts_gpu_bytes=16 * 10**9, n_expert=128, n_expert_used=8)
     dense = StepLoad(17 * 10**9)
-    assert moe.gpu_read_bytes(1) == pytest.approx(2e9)
+    assert moe.experts_gpu_pair_bytes(1) == pytest.approx(1e9)
     assert M.step_s(moe, R, depth_tokens=0) < M.step_s(dense, R, depth_tokens=0)
+    # on the GPU each (token, expert) pair is read on its own: 4 tokens read 4 GB, 32 tokens 32 GB
+    assert moe.experts_gpu_pair_bytes(4) == pytest.approx(4e9)
+    assert moe.experts_gpu_pair_bytes(32) == pytest.approx(32e9)
     # 4 tokens of 1 of 16 experts each leave an expert out with probability (15/16)^4 = 0.7724762
     assert experts_read_fraction(1, 16, 4) == pytest.approx(1 - 0.7724761962890625)
     assert experts_read_fraction(8, 128, 1) == pytest.approx(0.0625)
     assert experts_read_fraction(2, 0, 16) == 1.0  # dense
-    fr = [moe.gpu_read_bytes(g) for g in (1, 2, 4, 16, 64, 1024)]
-    assert fr == sorted(fr) and fr[-1] == pytest.approx(17e9, rel=1e-9)
+    # in RAM the CPU reads each chosen expert once per step: the union, 1 - (15/16)^G of 16 GB
+    in_ram = StepLoad(10**9, experts_ram_bytes=16 * 10**9, n_expert=128, n_expert_used=8)
+    assert in_ram.ram_read_bytes(4) == pytest.approx(16e9 * (1 - (120 / 128) ** 4))
+    fr = [in_ram.ram_read_bytes(g) for g in (1, 2, 4, 16, 64, 1024)]
+    assert fr == sorted(fr) and fr[-1] == pytest.approx(16e9, rel=1e-9)
+    # ... and multiplies every pair: 8/128 of 16 GB per token
+    assert in_ram.experts_ram_pair_bytes(16) == pytest.approx(16e9)
+    assert in_ram.experts_gpu_pair_bytes(16) == 0 and moe.experts_ram_pair_bytes(16) == 0
+
+
+def test_moe_terms_count_blocks_and_samples() -> None:
+    # the per-block, per-sample and CPU-pair constants enter as seconds times their counts
+    m = replace(M, moe_layer_step_s=1e-5, ram_layer_step_s=2e-5, sample_step_s=1e-4, cpu_pair_s_per_gb=0.005)
+    ld = StepLoad(10**9, experts_ram_bytes=16 * 10**9, n_expert=128, n_expert_used=8, n_expert_layers=48,
+                  n_ram_expert_layers=40)  # fmt: skip
+    base = M.step_s(ld, R, depth_tokens=0, n_seq=4)
+    # 48 x 10 us + 40 x 20 us + 3 x 100 us + 4 GB x 5 ms = 0.48 + 0.8 + 0.3 + 20 = 21.58 ms more
+    assert m.step_s(ld, R, depth_tokens=0, n_seq=4) - base == pytest.approx(0.02158)
 
 
 def test_ram_resident_weights_are_slower_than_on_the_gpu() -> None:
@@ -256,8 +275,9 @@ def test_a_sample_holds_its_step_load_and_the_store_keeps_it_flat(tmp_path: Path
     assert json.loads(path.read_text()) == {
         "weights_gpu_bytes": 4 * GIB, "kv_bytes_per_token": 100_000, "kv_type": "q8_0", "weights_ram_bytes": 0,
         "experts_gpu_bytes": 0, "experts_ram_bytes": GIB, "n_expert": 128, "n_expert_used": 8,
-        "n_active_params": 0, "attn_flops_per_token": 0, "depth_tokens": 1500.0, "n_seq": 4,
-        "bandwidth_bytes_per_s": 272e9, "measured_tps": 30.0, "ram_bandwidth_bytes_per_s": 76.8e9, "flops_per_s": 0.0,
+        "n_active_params": 0, "attn_flops_per_token": 0, "n_expert_layers": 0, "n_ram_expert_layers": 0,
+        "depth_tokens": 1500.0, "n_seq": 4, "bandwidth_bytes_per_s": 272e9, "measured_tps": 30.0,
+        "ram_bandwidth_bytes_per_s": 76.8e9, "flops_per_s": 0.0,
     }  # fmt: skip
     assert load_samples(path=path) == [s]
     # a record from before RAM, experts and FLOPs were kept; a list; one without KV bytes; an unknown key
@@ -329,7 +349,8 @@ def test_step_load_of_a_catalog_model() -> None:
     assert on_cpu.experts_ram_bytes == on_gpu.experts_gpu_bytes > 0 and on_cpu.experts_gpu_bytes == 0
     assert on_cpu.weights_gpu_bytes == on_gpu.weights_gpu_bytes
     # a step of one token reads the dense part and 8/128 of the experts: far less than the file
-    assert on_gpu.gpu_read_bytes(1) < 0.2 * moe.effective_bytes
+    assert on_gpu.weights_gpu_bytes + on_gpu.experts_gpu_pair_bytes(1) < 0.2 * moe.effective_bytes
+    assert on_gpu.n_expert_layers == 48 and on_gpu.n_ram_expert_layers == 0 and on_cpu.n_ram_expert_layers == 48
 
 
 def test_bench_samples_carry_attention_flops_when_the_card_rate_is_known(tmp_path: Path) -> None:
