@@ -76,6 +76,9 @@ if TYPE_CHECKING:
               type=bounded_float("--body-timeout", lo=0.1),
               help="Seconds a request body may take to arrive (408 past it).")  # fmt: skip
 @click.option("--log-text", is_flag=True, help="Log prompts and completions (with -v); off: only counts and times.")
+@click.option("--think-markers", metavar="OPEN,CLOSE",
+              help="The model's thinking markers, e.g. '[THINK],[/THINK]' (default: its catalog entry's, else a known "
+              "pair its chat template names, else <think>,</think>).")  # fmt: skip
 @click.pass_context
 def command(
     ctx: click.Context, /, model: str | None, plan_path: str | None, vram: str | None, gpu: str | None,
@@ -83,7 +86,7 @@ def command(
     ngl: int, margin: str, greedy: bool, temperature: float, top_p: float, top_k: int, flash_attn: bool | None,
     threads: int | None, sampler: SamplerPlace, host: str, port: int, api_key: str | None, name: str | None,
     max_body: str, max_prompt_tokens: int | None, max_tokens: int | None, max_n: int | None, queue: int,
-    grace: float, body_timeout: float, log_text: bool,
+    grace: float, body_timeout: float, log_text: bool, think_markers: str | None,
 ) -> None:  # fmt: skip
     """Serve a GGUF (or a pick's plan) over the OpenAI HTTP API, on edgekv's batched engine.
 
@@ -115,6 +118,6 @@ def command(
     request = ServeRequest(
         run=run, host=host, port=port, api_key=api_key, name=name, max_body=max_body,
         max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens, max_n=max_n, queue=queue, grace_s=grace,
-        body_timeout_s=body_timeout, log_text=log_text,
+        body_timeout_s=body_timeout, log_text=log_text, think_markers=think_markers,
     )  # fmt: skip
     serve(request.resolve(), sampler=sampler, verbose=verbosity(ctx) >= 2, echo=lambda line: click.echo(line, err=True))

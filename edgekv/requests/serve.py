@@ -13,6 +13,7 @@ import click
 from edgekv.requests.run import RunRequest
 
 if TYPE_CHECKING:
+    from edgekv.model.markers import ThinkMarkers
     from edgekv.requests.run import RunSettings
 
 DEFAULT_SLOTS = 4  # parallel sequences when neither --parallel nor a plan says
@@ -40,16 +41,21 @@ class ServeRequest:
     grace_s: float = DEFAULT_GRACE_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     log_text: bool = False
+    think_markers: str | None = None  # "OPEN,CLOSE"; None: the catalog's, the chat template's, else <think>
 
     def resolve(self) -> ServeSettings:
         """The run settings (as ``edgekv run`` resolves them) and the server's.
 
         Raises:
             click.UsageError: as ``RunRequest.resolve``; an empty API key.
+            BadArgument: a malformed --think-markers (a usage error, exit 2).
         """
         import io
 
+        from edgekv.model.markers import parse_markers
         from edgekv.units import parse_size
+
+        markers = parse_markers(self.think_markers) if self.think_markers is not None else None
 
         if self.api_key is not None and not self.api_key.strip():
             raise click.UsageError("--api-key is empty")
@@ -58,7 +64,8 @@ class ServeRequest:
         else:
             run = self.run.resolve(stdin=io.StringIO())  # a server has no prompt: RunRequest.prompt is ""
         max_body = parse_size(self.max_body)
-        return ServeSettings(run=run, request=self, max_body_bytes=max_body, exposed=not _loopback(self.host))
+        return ServeSettings(run=run, request=self, max_body_bytes=max_body, exposed=not _loopback(self.host),
+                             think_markers=markers)  # fmt: skip
 
     def _top_plan(self) -> RunSettings:
         """``edgekv serve --vram 8G`` alone: pick's top plan for the card (pick's defaults, as ``edgekv
@@ -105,3 +112,4 @@ class ServeSettings:
     request: ServeRequest
     max_body_bytes: int
     exposed: bool  # listening beyond the loopback interface
+    think_markers: ThinkMarkers | None = None  # --think-markers; None: resolved from the model when it loads

@@ -56,11 +56,18 @@ def serve(settings: ServeSettings, *, sampler: SamplerPlace, verbose: bool, echo
             body_timeout_s=req.body_timeout_s,
         )  # fmt: skip
         model_id = req.name or Path(s.model).name.removesuffix(".gguf")
-        markers = resolve_markers(None, Path(s.model).name, prepared.spec, runner.chat_template())
+        markers = resolve_markers(settings.think_markers, Path(s.model).name, prepared.spec, runner.chat_template())
         worker = Worker(runner, sampling=s.sampling, sampler=sampler, model_id=model_id, limits=limits,
                         log_text=req.log_text, markers=markers)  # fmt: skip
         shown = f"[{host}]" if ":" in host else host
         echo(f"edgekv serve: {model_id} on http://{shown}:{port}/v1 ({runner.n_seq_max} slots of {slot} tokens; "
              f"queue {limits.max_queue}; {'API key required' if req.api_key else 'no API key'})")  # fmt: skip
+        if worker.thinking:
+            echo(f"thinking markers: {markers.describe()}")
+        elif settings.think_markers is not None:
+            echo(
+                f"thinking markers: {markers.describe()}, but the chat template names neither: "
+                "no reasoning is split off"
+            )
         run_server(worker, sock, api_key=req.api_key, grace_s=req.grace_s)
     echo("edgekv serve: stopped")

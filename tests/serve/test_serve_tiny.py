@@ -312,3 +312,24 @@ def test_sigterm_lets_a_running_request_finish_within_the_grace(tiny: Path, tmp_
     finally:
         if s.proc.poll() is None:
             s.proc.kill()
+
+
+def test_think_markers_flag_names_the_pair_the_server_splits_on(tiny: Path, tmp_path: Path) -> None:
+    """The flag reaches the server; the tiny model's template names no marker, and the server says so."""
+    s = start(tiny, "--ctx", "1024", "--parallel", "1", "--threads", "1", "--think-markers", "[THINK],[/THINK]",
+              log=tmp_path / "serve.log")  # fmt: skip
+    try:
+        assert ("thinking markers: [THINK] ... [/THINK] (--think-markers), but the chat template names neither: "
+                "no reasoning is split off") in s.log_text()  # fmt: skip
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_malformed_think_markers_is_a_usage_error(tiny: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgekv", "serve", str(tiny), "--think-markers", "[THINK]"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --think-markers '[THINK]': give the opening")
