@@ -38,7 +38,12 @@ and yields G tokens. The terms:
     a cost per block and step whatever G (``moe_layer_step_s``); a block whose experts are in RAM
     also hands its hidden states to the CPU and back, a synchronisation per block and step
     (``ram_layer_step_s``). Seen on the H100: Qwen3-30B-A3B (48 MoE blocks) takes ~0.7 ms a step
-    longer than gpt-oss-20b (24) with fewer dense bytes and the same per-sample expert cost.
+    longer than gpt-oss-20b (24) with fewer dense bytes and the same per-sample expert cost;
+  - *the CPU's arithmetic* on experts in RAM: each (token, expert) pair is multiplied on its own,
+    G x k/E of the experts' bytes per step, at a rate per GB that depends on the quant's CPU kernel
+    (``cpu_pair_s_per_gb`` for K-quants and the legacy types, ``cpu_pair_mxfp4_s_per_gb`` for MXFP4,
+    about twice as slow on the H100's host). Without it the experts-in-RAM rows of gpt-oss at G = 16
+    came 1.3-1.6x too fast.
 - *Per-sample compute*: with G > 1 the quantized mat-vec kernels multiply each further sample's
   column on top of the one hidden under the weight read: measured, the step grows with G by an
   amount proportional to the parameters even at shallow depth (bench/results/speed_check.md), up to
@@ -137,6 +142,7 @@ class StepLoad:
     attn_flops_per_token: int = 0  # one query's attention FLOPs per cached token (0: time quantized KV by bytes)
     n_expert_layers: int = 0  # blocks with routed experts (MoE)
     n_ram_expert_layers: int = 0  # of those, blocks whose experts are in RAM
+    experts_mxfp4: bool = False  # the routed experts are MXFP4 (gpt-oss): the CPU multiplies them slower
 
     def experts_ram_pair_bytes(self, n_seq: int) -> float:
         """The routed-expert bytes in RAM that the ``n_seq`` tokens' ``k`` experts multiply, each pair on
@@ -216,6 +222,7 @@ class StepTerms:
     ram_layers: float  # blocks whose experts are in RAM (the same)
     extra_samples: float  # G - 1 (a count: its constant is seconds per further sample)
     ram_pair_gb: float  # GB of experts in RAM multiplied per (token, expert) pair: the CPU's arithmetic
+    ram_pair_mxfp4_gb: float  # the same for MXFP4 experts (their own CPU kernel)
     ram_s: float
     compute_s: float
     kv_s: float  # all samples' KV reads at this depth
@@ -235,7 +242,8 @@ def step_terms(load: StepLoad, rates: Rates, *, depth_tokens: float, n_seq: int)
         moe_layers=float(load.n_expert_layers),
         ram_layers=float(load.n_ram_expert_layers),
         extra_samples=float(n_seq - 1),
-        ram_pair_gb=load.experts_ram_pair_bytes(n_seq) / 1e9,
+        ram_pair_gb=0.0 if load.experts_mxfp4 else load.experts_ram_pair_bytes(n_seq) / 1e9,
+        ram_pair_mxfp4_gb=load.experts_ram_pair_bytes(n_seq) / 1e9 if load.experts_mxfp4 else 0.0,
         ram_s=load.ram_read_bytes(n_seq) / rates.ram_bandwidth_bytes_per_s,
         compute_s=compute,
         kv_s=n_seq * max(depth_tokens, 0.0) * _kv_seconds_per_token(load, rates),
@@ -268,6 +276,7 @@ class SpeedModel:
     ram_layer_step_s: float = 0.0  # per block with experts in RAM and step: the hand-over to the CPU and back
     sample_step_s: float = 0.0  # per further sample and step: its logits, output copy and batch bookkeeping
     cpu_pair_s_per_gb: float = 0.0  # the CPU's multiplies of experts in RAM: seconds per GB of weights per pair
+    cpu_pair_mxfp4_s_per_gb: float = 0.0  # the same for MXFP4 experts
 
     @property
     def efficiency(self) -> float:
@@ -283,6 +292,7 @@ class SpeedModel:
         return (self.fixed_step_s + t.gpu_s / self.weights_efficiency + t.moe_gpu_s / self.moe_efficiency
                 + t.moe_layers * self.moe_layer_step_s + t.ram_layers * self.ram_layer_step_s
                 + t.extra_samples * self.sample_step_s + t.ram_pair_gb * self.cpu_pair_s_per_gb
+                + t.ram_pair_mxfp4_gb * self.cpu_pair_mxfp4_s_per_gb
                 + t.ram_s / self.ram_efficiency
                 + t.compute_s / self.compute_efficiency + t.kv_s / self.kv_efficiency(t.kv_class))  # fmt: skip
 
@@ -340,18 +350,19 @@ class SpeedModel:
 # 225 GPU rows: llama.cpp's own tools on an H200 (39 rows: dense Qwen3 shapes, G 1-16, depth to 32k,
 # f16/q8_0/q4_0 KV) and the H100 grid of 2026-12-06 (186 rows, llama-batched-bench on sparse GGUFs:
 # dense Qwen3 4B/8B/14B, Qwen3-30B-A3B and gpt-oss-20b with experts on the GPU and in RAM, G 1/4/16,
-# depth 128/8k/32k, the three KV types): every constant but the two below, 199/225 rows within 15%.
+# depth 128/8k/32k, the three KV types): every constant but the two below, 207/225 rows within 15%.
 # Stage 2: the weights' efficiency and the fixed cost on the published consumer-card numbers (19 rows,
 # 2024 builds, whose fixed cost per step is larger), 18/19 within 15%. ram_efficiency is relative to
 # the H100 host's measured copy rate (73 GB/s: the fit reaches its bound of 1), kept here at
 # LISTED_RAM_EFFICIENCY for the listed figures users have;
-# cpu_pair_s_per_gb is that host's 16 cores multiplying experts. prompt_efficiency is relative to the
-# listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
+# cpu_pair_s_per_gb (K-quant experts, 4.4 ms per GB) and cpu_pair_mxfp4_s_per_gb (MXFP4, 8.1 ms: its CPU
+# kernel decodes through a lookup table) are that host's 16 cores multiplying experts. prompt_efficiency
+# is relative to the listed non-tensor FP16 rate; the prompt kernels use tensor cores, hence > 1.
 DEFAULT_SPEED = SpeedModel(
-    weights_efficiency=1.0, fixed_step_s=0.003527, prompt_efficiency=2.08, kv_f16_efficiency=0.822,
-    kv_q8_0_efficiency=0.0625, kv_q4_0_efficiency=0.0606, ram_efficiency=LISTED_RAM_EFFICIENCY,
-    compute_efficiency=0.572, moe_efficiency=0.564, moe_layer_step_s=2.51e-5, ram_layer_step_s=2.65e-5,
-    sample_step_s=1.73e-4, cpu_pair_s_per_gb=0.00668,
+    weights_efficiency=1.0, fixed_step_s=0.003526, prompt_efficiency=2.08, kv_f16_efficiency=0.817,
+    kv_q8_0_efficiency=0.0622, kv_q4_0_efficiency=0.0603, ram_efficiency=LISTED_RAM_EFFICIENCY,
+    compute_efficiency=0.582, moe_efficiency=0.566, moe_layer_step_s=2.56e-5, ram_layer_step_s=7.59e-5,
+    sample_step_s=1.77e-4, cpu_pair_s_per_gb=0.00436, cpu_pair_mxfp4_s_per_gb=0.00813,
 )  # fmt: skip
 
 
@@ -494,7 +505,8 @@ PARAMS: tuple[tuple[str, bool], ...] = (
     ("weights_efficiency", True), ("ram_efficiency", True), ("compute_efficiency", True),
     ("kv_f16_efficiency", True), ("kv_q8_0_efficiency", True), ("kv_q4_0_efficiency", True),
     ("moe_efficiency", True), ("moe_layer_step_s", False), ("ram_layer_step_s", False),
-    ("sample_step_s", False), ("cpu_pair_s_per_gb", False), ("fixed_step_s", False),
+    ("sample_step_s", False), ("cpu_pair_s_per_gb", False),
+    ("cpu_pair_mxfp4_s_per_gb", False), ("fixed_step_s", False),
 )  # fmt: skip
 
 
@@ -502,7 +514,7 @@ def _features(t: StepTerms) -> list[float]:
     kv = {c: t.kv_s if t.kv_class == c else 0.0 for c in KV_EFFICIENCY_TYPES}
     return [
         t.gpu_s, t.ram_s, t.compute_s, kv["f16"], kv["q8_0"], kv["q4_0"], t.moe_gpu_s, t.moe_layers, t.ram_layers,
-        t.extra_samples, t.ram_pair_gb, 1.0,
+        t.extra_samples, t.ram_pair_gb, t.ram_pair_mxfp4_gb, 1.0,
     ]  # fmt: skip
 
 

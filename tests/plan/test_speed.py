@@ -118,6 +118,12 @@ def test_moe_terms_count_blocks_and_samples() -> None:
     base = M.step_s(ld, R, depth_tokens=0, n_seq=4)
     # 48 x 10 us + 40 x 20 us + 3 x 100 us + 4 GB x 5 ms = 0.48 + 0.8 + 0.3 + 20 = 21.58 ms more
     assert m.step_s(ld, R, depth_tokens=0, n_seq=4) - base == pytest.approx(0.02158)
+    # MXFP4 experts take the CPU's MXFP4 constant instead: 4 GB x 9 ms = 36 ms
+    mx = replace(m, cpu_pair_mxfp4_s_per_gb=0.009)
+    oss = replace(ld, experts_mxfp4=True)
+    assert mx.step_s(oss, R, depth_tokens=0, n_seq=4) - M.step_s(oss, R, depth_tokens=0, n_seq=4) == pytest.approx(
+        0.00048 + 0.0008 + 0.0003 + 0.036
+    )
 
 
 def test_ram_resident_weights_are_slower_than_on_the_gpu() -> None:
@@ -276,6 +282,7 @@ def test_a_sample_holds_its_step_load_and_the_store_keeps_it_flat(tmp_path: Path
         "weights_gpu_bytes": 4 * GIB, "kv_bytes_per_token": 100_000, "kv_type": "q8_0", "weights_ram_bytes": 0,
         "experts_gpu_bytes": 0, "experts_ram_bytes": GIB, "n_expert": 128, "n_expert_used": 8,
         "n_active_params": 0, "attn_flops_per_token": 0, "n_expert_layers": 0, "n_ram_expert_layers": 0,
+        "experts_mxfp4": False,
         "depth_tokens": 1500.0, "n_seq": 4, "bandwidth_bytes_per_s": 272e9, "measured_tps": 30.0,
         "ram_bandwidth_bytes_per_s": 76.8e9, "flops_per_s": 0.0,
     }  # fmt: skip
