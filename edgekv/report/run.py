@@ -93,9 +93,10 @@ def no_offload_note(cfg: RunConfig, vram_bytes: int | list[int] | None) -> str |
     from edgekv.llama import build
 
     if (cfg.n_gpu_layers != 0 or vram_bytes) and not isinstance(vram_bytes, list) and not build.gpu_offload_supported():
+        cap = ", with --vram capping what llama.cpp allocates" if vram_bytes else ""
         return (
-            "note: this llama-cpp-python build has no GPU offload; running on the CPU, with --vram capping what "
-            f"llama.cpp allocates. For a GPU build:\n  {build.CUDA_REINSTALL}"
+            f"note: this llama-cpp-python build has no GPU offload; running on the CPU{cap}. For a GPU build:\n"
+            f"  {build.CUDA_REINSTALL}"
         )
     return None
 

@@ -21,6 +21,7 @@ ROOT = Path(edgekv.__file__).parent
 # module (or package) prefix, or module:function -> the verbs whose runs reach it. The longest key wins.
 SHOWN_FOR: dict[str, set[str]] = {
     "model/": set(VERBS) - {"convert"},  # the GGUF reader: every verb that reads a GGUF or plans from one
+    "model/markers": {"eval", "serve"},  # --think-markers, parsed by eval's and serve's requests only
     "requests/pick": {"pick", "download"},
     "requests/card": {"pick", "download", "run"},
     "requests/flags": {"run", "bench"},
