@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -88,19 +89,44 @@ def release_file_ranges(path: str | os.PathLike[str], ranges: list[tuple[int, in
     return released
 
 
+_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def shard_paths(path: str | os.PathLike[str]) -> list[Path]:
+    """Every shard of a split GGUF named as llama.cpp's gguf-split names them (``x-00001-of-00003.gguf``),
+    in order; a single file alone. llama.cpp maps each shard on its own."""
+    p = Path(path)
+    m = _SHARD.search(p.name)
+    if not m:
+        return [p]
+    n, stem = int(m.group(2)), p.name[: m.start()]
+    return [p.with_name(f"{stem}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
+
+
 def release_gpu_tensors(path: str | os.PathLike[str], *, n_gpu_layers: int, n_cpu_moe: int) -> int:
     """After a load with GPU layers: give back the mapped pages of the tensors on the GPU (module
-    docstring); the bytes given back."""
+    docstring), in every shard of a split GGUF; the bytes given back."""
     if n_gpu_layers == 0 or not sys.platform.startswith("linux"):
         return 0
-    header = read_header(path)
-    n_layer = max((int(t.name.split(".")[1]) + 1 for t in header.tensors if t.name.startswith("blk.")), default=0)
-    spans = gpu_file_spans(
-        ((t.name, o, t.n_bytes) for t, o in zip(header.tensors, header.tensor_offsets, strict=True)),
-        n_layer=n_layer, n_gpu_layers=n_gpu_layers, n_cpu_moe=n_cpu_moe,
-    )  # fmt: skip
-    base = header.data_offset
-    released = release_file_ranges(path, [(base + a, base + b) for a, b in spans])
+    shards = [p for p in shard_paths(path) if p.is_file()]
+    headers = [(p, read_header(p)) for p in shards]
+    if not headers:
+        return 0
+    fields = headers[0][1].fields
+    n_layer = fields.get(f"{fields.get('general.architecture')}.block_count")
+    if not isinstance(n_layer, int):
+        n_layer = max(
+            (int(t.name.split(".")[1]) + 1 for _, h in headers for t in h.tensors if t.name.startswith("blk.")),
+            default=0,
+        )
+    released = 0
+    for p, header in headers:
+        spans = gpu_file_spans(
+            ((t.name, o, t.n_bytes) for t, o in zip(header.tensors, header.tensor_offsets, strict=True)),
+            n_layer=n_layer, n_gpu_layers=n_gpu_layers, n_cpu_moe=n_cpu_moe,
+        )  # fmt: skip
+        base = header.data_offset
+        released += release_file_ranges(p, [(base + a, base + b) for a, b in spans])
     if released:
         log.debug("gave back %d mapped bytes of GPU tensors of %s", released, Path(path).name)
     return released

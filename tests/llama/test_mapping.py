@@ -73,3 +73,82 @@ def test_file_mappings_of_an_unmapped_file_is_empty(tmp_path: Path) -> None:
     path = tmp_path / "x"
     path.write_bytes(b"0" * 100)
     assert file_mappings(path) == []
+
+
+def _touch_all(mm: mmap.mmap) -> None:
+    assert sum(mm[i] for i in range(0, len(mm), mmap.PAGESIZE)) >= 0
+
+
+def _gpu_bytes_by_hand(path: Path, *, n_cpu_moe: int) -> int:
+    """The GPU tensors' bytes as gguf-py reads them: every block tensor except the experts of blocks below
+    ``n_cpu_moe``, and the output layer (all layers offloaded)."""
+    import gguf
+
+    total = 0
+    for t in gguf.GGUFReader(path).tensors:
+        if t.name.startswith("blk."):
+            block = int(t.name.split(".")[1])
+            if block < n_cpu_moe and "_exps" in t.name:
+                continue
+            total += int(t.n_bytes)
+        elif t.name in ("output.weight", "output_norm.weight"):
+            total += int(t.n_bytes)
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise on /proc/self/maps mappings: Linux")
+def test_release_gpu_tensors_of_a_moe_gguf(tmp_path: Path) -> None:
+    """A mapped MoE GGUF (4 blocks, the experts of the first 2 in RAM): the pages given back are those of
+    the GPU tensors, less at most a page at each end of each run of them."""
+    from edgekv.llama.mapping import release_gpu_tensors
+    from tests.ggufgen import tiny_config, write_sparse_gguf
+
+    config = tiny_config("Qwen3MoeForCausalLM", hidden_size=1024, moe_intermediate_size=1024, num_hidden_layers=4)
+    path = write_sparse_gguf(tmp_path / "moe.gguf", config, n_expert=8)
+    want = _gpu_bytes_by_hand(path, n_cpu_moe=2)
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        _touch_all(mm)
+        before = _rss_file()
+        released = release_gpu_tensors(path, n_gpu_layers=-1, n_cpu_moe=2)
+        # runs of GPU tensors: blk.0's and blk.1's non-expert tensors (each ended by its experts), then
+        # blk.2 .. output in one run (3 runs at most, 2 partial pages each)
+        assert want - 6 * mmap.PAGESIZE <= released <= want
+        assert before - _rss_file() >= 0.9 * released
+        assert release_gpu_tensors(path, n_gpu_layers=0, n_cpu_moe=2) == 0  # CPU only: nothing
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise on /proc/self/maps mappings: Linux")
+def test_release_gpu_tensors_walks_every_shard(tmp_path: Path) -> None:
+    """A GGUF split in two (as gguf-split names them): the GPU tensors of both shards are given back."""
+    import gguf
+    import numpy as np
+
+    from edgekv.llama.mapping import release_gpu_tensors, shard_paths
+
+    n = 256 * 1024  # f32 values: 1 MiB a tensor
+    layout = {1: ["token_embd.weight", "blk.0.attn_q.weight"], 2: ["blk.1.attn_q.weight", "output.weight"]}
+    paths = []
+    for no, names in layout.items():
+        p = tmp_path / f"m-{no:05d}-of-00002.gguf"
+        w = gguf.GGUFWriter(p, "llama")
+        w.add_uint32("llama.block_count", 2)
+        w.add_uint16("split.no", no - 1)
+        w.add_uint16("split.count", 2)
+        for name in names:
+            w.add_tensor(name, np.ones(n, dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        paths.append(p)
+    assert shard_paths(paths[0]) == paths and shard_paths(tmp_path / "x.gguf") == [tmp_path / "x.gguf"]
+    with paths[0].open("rb") as f1, paths[1].open("rb") as f2:
+        with (
+            mmap.mmap(f1.fileno(), 0, access=mmap.ACCESS_READ) as m1,
+            mmap.mmap(f2.fileno(), 0, access=mmap.ACCESS_READ) as m2,
+        ):
+            _touch_all(m1)
+            _touch_all(m2)
+            released = release_gpu_tensors(paths[0], n_gpu_layers=-1, n_cpu_moe=0)
+            # shard 1: blk.0.attn_q (1 MiB, after token_embd); shard 2: blk.1.attn_q + output (2 MiB)
+            assert 3 * 4 * n - 4 * mmap.PAGESIZE <= released <= 3 * 4 * n
