@@ -105,10 +105,10 @@ class BenchRecord:
         c, s = self.cfg, self.settings
         return {
             "model": self.model, "path": self.path, "type_k": c.type_k.value, "type_v": c.type_v.value,
-            "n_ctx": c.n_ctx, "n_seq": c.n_seq, "n_gpu_layers": c.n_gpu_layers, "flash_attn": c.flash_attn,
-            "n_ubatch": c.n_ubatch, "swa_full": c.swa_full, "depth": self.depth, "n_prompt": s.n_prompt,
-            "n_gen": s.n_gen, "reps": s.reps, "n_threads": s.n_threads or os.cpu_count(), "status": self.status,
-            "reason": self.reason,
+            "n_ctx": c.n_ctx, "n_seq": c.n_seq, "n_gpu_layers": c.n_gpu_layers, "n_cpu_moe": c.n_cpu_moe,
+            "flash_attn": c.flash_attn, "n_ubatch": c.n_ubatch, "swa_full": c.swa_full, "depth": self.depth,
+            "n_prompt": s.n_prompt, "n_gen": s.n_gen, "reps": s.reps, "n_threads": s.n_threads or os.cpu_count(),
+            "status": self.status, "reason": self.reason,
             "predicted": predicted_dict(self.predicted) if self.predicted else None,
             "measured": self.measured.as_dict() if self.measured else None,
             "prompt_tps": self.prompt_tps.as_dict() if self.prompt_tps else None,

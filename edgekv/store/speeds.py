@@ -46,7 +46,9 @@ def samples_from_bench(
     ram_bandwidth_bytes_per_s: float | None = None,
     flops_per_s: float | None = None,
 ) -> list[DecodeSample]:
-    """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth.
+    """Decode samples from ``edgekv bench --json`` records that ran ("ok") on a card of that bandwidth,
+    with every weight on the GPU (a record with experts in RAM, ``n_cpu_moe`` > 0, is left out: its step
+    is mostly the CPU's, which these samples do not describe).
 
     bench times ``n_gen`` single-token steps of one sequence after ``depth`` cached tokens, so the
     average depth is depth + n_gen/2; KV bytes per token are the predicted KV over n_ctx, of the
@@ -59,6 +61,8 @@ def samples_from_bench(
     out = []
     for r in records:
         if r.get("status") != "ok" or not r.get("decode_tps") or not r.get("predicted"):
+            continue
+        if int(r.get("n_cpu_moe") or 0) > 0:  # experts in RAM: the refit models the GPU's terms only (docs/speed.md)
             continue
         out.append(
             DecodeSample(

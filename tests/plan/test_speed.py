@@ -315,6 +315,12 @@ def test_samples_from_bench_records() -> None:
     assert s.ram_bandwidth_bytes_per_s == 76.8e9  # none given: the default
     given = samples_from_bench(records, bandwidth_bytes_per_s=4.89e12, ram_bandwidth_bytes_per_s=50e9)
     assert given[0].ram_bandwidth_bytes_per_s == 50e9
+    # a run with experts in RAM is not a sample of the GPU's terms: left out
+    in_ram = [{**r, "n_cpu_moe": 4} for r in records]
+    assert samples_from_bench(in_ram, bandwidth_bytes_per_s=4.89e12) == []
+    assert len(samples_from_bench([{**r, "n_cpu_moe": 0} for r in records], bandwidth_bytes_per_s=4.89e12)) == len(
+        samples
+    )
 
 
 def test_quantized_kv_is_timed_by_its_attention_flops() -> None:
