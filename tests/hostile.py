@@ -441,6 +441,9 @@ def arg_cases() -> list[Case]:
         ("serve", ["serve", "@none.gguf", "--vram", "8G"], 1), ("serve", ["serve", "TINY", "--vram", "8G", "--kv", "q9"], 2),
         ("serve", ["serve", "TINY", "--vram", "8G", "--ctx", "0"], 2), ("serve", ["serve", "TINY", "--vram", "8G", "--max-body", "1"], 2),
         ("calibrate", ["calibrate", "RESULTS", "--name", "../evil"], None),
+        *[(verb, [*base, "--think-markers", bad], 2)
+          for verb, base in (("eval", ["eval", "TINY", "--dataset", "synth", *FAST]), ("serve", ["serve", "TINY", "--vram", "8G"]))
+          for bad in ("[THINK]", ",", "<t>,<t>", "x" * 65 + ",y", "a,b,c")],
     ]  # fmt: skip
     extra = {"file.txt": b"hello\n", "dir/.keep": b"", "m.gguf": b"GGUF" + bytes(20)}
     return [Case(v, "args", " ".join(a[1:]) or "(nothing)", tuple(a), extra, e) for v, a, e in rows]

@@ -8,7 +8,7 @@ the N blocks' attention, norms and router: measured on the H100 (bench/results/g
 +0.91 GB of RSS over the plan's host side for Qwen3-30B-A3B with 43 blocks' experts in RAM and
 +0.40 GB for gpt-oss-20b with 14, the size of those tensors to the megabyte.
 
-Nothing reads those pages again, so after a load with GPU layers edgekv drops them from the process
+Nothing reads those pages again, so after a load with experts in RAM edgekv drops them from the process
 (``madvise(MADV_DONTNEED)`` on the page-aligned inside of each run of GPU tensors,
 :func:`edgekv.plan.placement.gpu_file_spans`). For a shared read-only file mapping that only clears
 page-table entries: the page cache keeps the data as clean, reclaimable memory, and a page touched

@@ -233,8 +233,10 @@ class Runner(Vocab):
 
 def give_back_gpu_pages(llama_cpp: Any, path: Path, n_gpu_layers: int, n_cpu_moe: int) -> int:
     """After a load: the mapped pages of the tensors now on the GPU, given back (edgekv/llama/mapping.py);
-    never fails a run (0 when anything goes wrong)."""
-    if n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload():
+    never fails a run (0 when anything goes wrong). Only with experts in RAM: otherwise the tensors llama.cpp
+    keeps in host memory (token_embd, the first blocks under -ngl) lie in one run of the file, and
+    llama.cpp unmaps the rest itself, so the header is not read again."""
+    if n_gpu_layers == 0 or n_cpu_moe == 0 or not llama_cpp.llama_supports_gpu_offload():
         return 0
     from edgekv.llama.mapping import release_gpu_tensors
 

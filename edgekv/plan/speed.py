@@ -116,8 +116,14 @@ def experts_read_fraction(n_expert_used: int, n_expert: int, n_seq: int) -> floa
     """
     if n_expert <= 0:
         return 1.0
-    k = min(max(n_expert_used, 1), n_expert) / n_expert
-    return 1.0 - (1.0 - k) ** max(n_seq, 1)
+    return 1.0 - (1.0 - expert_share(n_expert_used, n_expert)) ** max(n_seq, 1)
+
+
+def expert_share(n_expert_used: int, n_expert: int) -> float:
+    """k/E: the share of a layer's routed experts one token picks (0 for a dense model)."""
+    if n_expert <= 0:
+        return 0.0
+    return min(max(n_expert_used, 1), n_expert) / n_expert
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +153,12 @@ class StepLoad:
     def experts_ram_pair_bytes(self, n_seq: int) -> float:
         """The routed-expert bytes in RAM that the ``n_seq`` tokens' ``k`` experts multiply, each pair on
         its own: the CPU's arithmetic (the read is :meth:`ram_read_bytes`)."""
-        if not self.experts_ram_bytes or self.n_expert <= 0:
-            return 0.0
-        k = min(max(self.n_expert_used, 1), self.n_expert) / self.n_expert
-        return self.experts_ram_bytes * k * max(n_seq, 1)
+        return self.experts_ram_bytes * expert_share(self.n_expert_used, self.n_expert) * max(n_seq, 1)
 
     def experts_gpu_pair_bytes(self, n_seq: int) -> float:
         """The GPU's routed-expert bytes a step reads: each of the ``n_seq`` tokens' ``k`` experts on
         its own (the module docstring)."""
-        if not self.experts_gpu_bytes or self.n_expert <= 0:
-            return 0.0
-        k = min(max(self.n_expert_used, 1), self.n_expert) / self.n_expert
-        return self.experts_gpu_bytes * k * max(n_seq, 1)
+        return self.experts_gpu_bytes * expert_share(self.n_expert_used, self.n_expert) * max(n_seq, 1)
 
     def ram_read_bytes(self, n_seq: int) -> float:
         return self.weights_ram_bytes + self.experts_ram_bytes * experts_read_fraction(

@@ -73,7 +73,7 @@ def step_load(
         experts_ram_bytes=exp_ram, n_expert=spec.n_expert, n_expert_used=spec.n_expert_used, n_active_params=active,
         attn_flops_per_token=attn_flops_per_token(opt), n_expert_layers=sum(1 for b in experts if b),
         n_ram_expert_layers=sum(1 for il, b in enumerate(experts) if b and (il < first_gpu or il < n_cpu_moe)),
-        experts_mxfp4=bool(spec.n_expert) and "MXFP4" in str(getattr(opt, "quant", "")).upper(),
+        experts_mxfp4=bool(spec.n_expert) and "MXFP4" in opt.quant.upper(),
     )  # fmt: skip
 
 
